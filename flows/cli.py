@@ -1,0 +1,291 @@
+"""``salvage``: the single command-line entry point.
+
+Every subcommand lives in a small ``register(subparsers)`` function; this module only
+assembles them and maps errors to exit codes (2: bad usage or input, 1: failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from flows.replay import ReplayOptions, run_replay
+from flows.summary import format_summary, summarize, write_summary
+from operators.policy import PolicyError, RecoveryPolicy
+from operators.window import HOUR, WindowConfig
+
+log = logging.getLogger("salvage")
+
+Registrar = Callable[[argparse._SubParsersAction], None]
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for; exit code 2 with the message."""
+
+
+def _policy(path: str | None) -> RecoveryPolicy:
+    return RecoveryPolicy.load(path) if path else RecoveryPolicy.default()
+
+
+def add_window_args(p: argparse.ArgumentParser) -> None:
+    """Event-time options shared by replay, demo, backtest and run."""
+    g = p.add_argument_group("event time")
+    g.add_argument(
+        "--allowed-lateness-hours",
+        type=float,
+        default=6.0,
+        metavar="H",
+        help="events older than the watermark by more than this are dead-lettered "
+        "as late (default: 6)",
+    )
+    g.add_argument(
+        "--window-after-delivery-days",
+        type=float,
+        default=30.0,
+        metavar="D",
+        help="a case closes this long after delivery (default: 30)",
+    )
+    g.add_argument(
+        "--window-after-placed-days",
+        type=float,
+        default=45.0,
+        metavar="D",
+        help="...or this long after the order if never delivered (default: 45)",
+    )
+    g.add_argument(
+        "--shards",
+        type=int,
+        default=8,
+        help="clock shards (parallelism of the watermark step; default: 8)",
+    )
+
+
+def window_from_args(args: argparse.Namespace) -> WindowConfig:
+    try:
+        return WindowConfig(
+            allowed_lateness=args.allowed_lateness_hours * HOUR,
+            window_after_delivery=args.window_after_delivery_days * 24 * HOUR,
+            window_after_placed=args.window_after_placed_days * 24 * HOUR,
+            shards=args.shards,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy", metavar="FILE", help="policy file (default: the shipped one)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=1000,
+        help="input batch size, the main throughput lever (default: 1000)",
+    )
+    p.add_argument("--workers", type=int, default=1, help="Bytewax workers (default: 1)")
+    add_window_args(p)
+
+
+# --- simulate ---------------------------------------------------------------------------
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from operators.simulator import SCENARIOS, simulate
+
+    if args.scenario not in SCENARIOS:
+        raise UsageError(
+            f"unknown scenario {args.scenario!r}; choose one of {', '.join(sorted(SCENARIOS))}"
+        )
+    if args.orders < 1:
+        raise UsageError("--orders must be >= 1")
+    stats = simulate(args.scenario, args.orders, args.seed, Path(args.out), compress=args.gzip)
+    print(f"simulated {args.scenario}: {stats.orders:,} orders into {args.out}")
+    for stream, n in stats.events.items():
+        print(f"  {stream:<10}{n:>12,} events")
+    print(f"  ground truth: {Path(args.out) / 'ground_truth.jsonl'}  ({stats.seconds:.1f} s)")
+    return 0
+
+
+def register_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="write realistic post-purchase streams and their ground truth",
+        description="Simulate a scenario: writes orders, delivery, support and refunds "
+        "JSONL plus ground_truth.jsonl (outcome of every order under every action).",
+    )
+    p.add_argument("scenario", help="launch-week-backlog or steady-state")
+    p.add_argument("--orders", type=int, default=10_000, help="number of orders (default 10000)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--gzip", action="store_true", help="write .jsonl.gz files")
+    p.set_defaults(func=_cmd_simulate)
+
+
+# --- replay -----------------------------------------------------------------------------
+
+
+def replay_and_summarize(
+    input_dir: Path, out_dir: Path, args: argparse.Namespace, policy: RecoveryPolicy
+) -> dict:
+    opts = ReplayOptions(window_from_args(args), args.batch_size, args.workers)
+    run = run_replay(input_dir, out_dir, policy, opts)
+    truth = input_dir / "ground_truth.jsonl"
+    summary = summarize(
+        out_dir,
+        policy,
+        truth if truth.exists() else None,
+        extra={
+            "input_records": run.input_records,
+            "seconds": round(run.seconds, 3),
+            "events_per_second": round(run.events_per_second, 1),
+        },
+    )
+    write_summary(out_dir, summary)
+    return summary
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    input_dir, out_dir = Path(args.input_dir), Path(args.out)
+    policy = _policy(args.policy)
+    summary = replay_and_summarize(input_dir, out_dir, args, policy)
+    print(format_summary(summary))
+    print(
+        f"\nreplayed {summary['input_records']:,} records in {summary['seconds']:.1f} s "
+        f"({summary['events_per_second']:,.0f} events/s); outputs and summary.json in {out_dir}"
+    )
+    return 0
+
+
+def register_replay(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="run the dataflow over historical stream files",
+        description="Replay orders/delivery/support/refunds JSONL (.jsonl or .jsonl.gz) "
+        "through the same dataflow as live mode, merged by occurred_at. Writes "
+        "interventions, decisions, outcomes and dead_letter JSONL and summary.json.",
+    )
+    p.add_argument("input_dir", help="directory with the stream files")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    add_run_args(p)
+    p.set_defaults(func=_cmd_replay)
+
+
+# --- demo -------------------------------------------------------------------------------
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from operators.simulator import simulate
+
+    base = Path(args.dir)
+    data, out = base / "input", base / "output"
+    started = time.perf_counter()
+    print(f"simulating launch-week-backlog: {args.orders:,} orders (seed {args.seed})...")
+    simulate("launch-week-backlog", args.orders, args.seed, data)
+    print("replaying with in-memory state and the default policy...\n")
+    summary = replay_and_summarize(data, out, args, _policy(args.policy))
+    print(format_summary(summary))
+    print(
+        f"\ninput:   {data}\noutputs: {out}  (summary.json, interventions.jsonl, decisions.jsonl,"
+        f" outcomes.jsonl, dead_letter.jsonl)\n"
+        f"done in {time.perf_counter() - started:.1f} s "
+        f"({summary['events_per_second']:,.0f} events/s in the dataflow)"
+    )
+    return 0
+
+
+def register_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="simulate a launch-week backlog and replay it (no Kafka, no Redis, no network)",
+        description="Simulate launch-week-backlog, replay it with in-memory state and the "
+        "default policy, and print what Salvage would have done and saved.",
+    )
+    p.add_argument("--orders", type=int, default=20_000, help="orders to simulate (default 20000)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument(
+        "--dir",
+        default="salvage-demo",
+        metavar="DIR",
+        help="where to write input and outputs (default ./salvage-demo)",
+    )
+    add_run_args(p)
+    p.set_defaults(func=_cmd_demo)
+
+
+# --- policy -----------------------------------------------------------------------------
+
+
+def _cmd_policy_check(args: argparse.Namespace) -> int:
+    policy = _policy(args.file)
+    print(f"{policy.source}: policy {policy.version} is valid")
+    for name, spec in policy.actions.items():
+        clauses = ", ".join(c.name for c in spec.eligible) or "(automation boundary only)"
+        print(f"  {name:<32} cost {spec.cost:>6.2f}  eligible when: {clauses}")
+    return 0
+
+
+def register_policy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("policy", help="inspect and validate policy files")
+    psub = p.add_subparsers(dest="policy_command", required=True, metavar="COMMAND")
+    c = psub.add_parser(
+        "check",
+        help="validate a policy file and list its actions",
+        description="Load and validate a policy file; errors name the line.",
+    )
+    c.add_argument("file", nargs="?", help="policy file (default: the shipped one)")
+    c.set_defaults(func=_cmd_policy_check)
+
+
+REGISTRARS: list[Registrar] = [register_demo, register_simulate, register_replay, register_policy]
+
+
+def _optional_registrars() -> list[Registrar]:
+    """Subcommands defined in other modules of the package."""
+    found: list[Registrar] = []
+    for module in ("flows.cli_decisions", "flows.cli_live", "flows.cli_observability"):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        found.append(mod.register)
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="salvage",
+        description="Salvage: real-time return recovery for ecommerce. Joins delivery, "
+        "support and refund streams per order, scores each case and emits interventions.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in REGISTRARS + _optional_registrars():
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, PolicyError) as exc:
+        print(f"salvage: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"salvage: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""The Salvage dataflow: decode, clock, join per order, decide, emit.
+
+::
+
+    input (stream, payload, received_at)
+      └─ decode ──────────────── dead letters (invalid) ───────────────┐
+           └─ key by shard ─ clock (watermark, lateness, expiry) ─ dead letters (late, after close)
+                └─ key by order_id ─ case (join, dedup, decide, close)  │
+                     ├─ interventions                                  │
+                     ├─ decisions                                      │
+                     ├─ outcomes                                       │
+                     └─────────────────────────────────────────────── dead_letter
+
+Replay and live mode build this same flow; only the source and the sinks differ.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
+from bytewax.operators import StatefulBatchLogic, StatefulLogic
+from bytewax.outputs import Sink
+
+from operators.case import OrderCase
+from operators.contract import DeadLetter, Event, decode
+from operators.window import CaseWindow, Decider, Expire, ExpiryClock, WindowConfig, shard_of
+
+OUTPUT_NAMES = ("interventions", "decisions", "outcomes", "dead_letter")
+_TAG_OF_OUTPUT = {
+    "interventions": "intervention",
+    "decisions": "decision",
+    "outcomes": "outcome",
+    "dead_letter": "dead_letter",
+}
+
+
+@dataclass
+class FlowObserver:
+    """Hooks the flow calls as items pass; metrics plug in here. Unset hooks cost nothing.
+
+    - ``on_input(stream, payload)``: every raw input record, before decoding.
+    - ``on_event(event)``: every valid decoded event.
+    - ``on_dead_letter(dead_letter)``: every dead letter (invalid, late, after close).
+    - ``on_output(name, record)``: every output record, by output name.
+    - ``on_clock(shard, watermark, max_event_at, tracked)``: after each clock batch;
+      ``tracked`` is the number of open orders plus tombstones held by the shard.
+    - ``on_latency(seconds)``: wall time from decoding an event to its decision.
+    """
+
+    on_input: Callable[[str, Any], None] | None = None
+    on_event: Callable[[Event], None] | None = None
+    on_dead_letter: Callable[[DeadLetter], None] | None = None
+    on_output: Callable[[str, dict[str, Any]], None] | None = None
+    on_clock: Callable[[str, float | None, float | None, int], None] | None = None
+    on_latency: Callable[[float], None] | None = None
+
+
+@dataclass
+class FlowParts:
+    """What a flow is built from: where events come from, where records go, how to decide."""
+
+    source: Source
+    sinks: dict[str, Sink]
+    decider_factory: Callable[[], Decider]
+    window: WindowConfig = field(default_factory=WindowConfig)
+    close_open_cases_at_eof: bool = True
+    observer: FlowObserver = field(default_factory=FlowObserver)
+
+
+class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
+    """Bytewax wrapper of :class:`~operators.window.ExpiryClock` (one per shard)."""
+
+    def __init__(
+        self,
+        config: WindowConfig,
+        snap: dict[str, Any] | None,
+        observer: FlowObserver,
+    ) -> None:
+        self.clock = ExpiryClock.restore(config, snap)
+        self.observer = observer
+
+    def on_batch(self, values: list[Event]) -> tuple[list[Any], bool]:
+        out: list[Any] = []
+        clock = self.clock
+        on_event = clock.on_event
+        for event in values:
+            out.extend(on_event(event, clock.max_event_at or event.occurred_at))
+        on_clock = self.observer.on_clock
+        if on_clock is not None and values:
+            shard = shard_of(values[0].order_id, clock.config.shards)
+            on_clock(shard, clock.watermark, clock.max_event_at, clock.state_size())
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[Any], bool]:
+        return list(self.clock.on_eof()), StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.clock.snapshot()
+
+
+class CaseLogic(StatefulLogic[Event | Expire, tuple[str, dict[str, Any]], OrderCase]):
+    """Bytewax wrapper of :class:`~operators.window.CaseWindow` (one per order)."""
+
+    __slots__ = ("close_at_eof", "on_latency", "window")
+
+    def __init__(
+        self,
+        window: CaseWindow,
+        close_at_eof: bool,
+        on_latency: Callable[[float], None] | None = None,
+    ) -> None:
+        self.window = window
+        self.close_at_eof = close_at_eof
+        self.on_latency = on_latency
+
+    def on_item(self, value: Event | Expire) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
+        case = self.window.case
+        if not case.order_id:
+            case.order_id = value.order_id
+        if isinstance(value, Expire):
+            if case.last_event_at == 0.0:
+                return [], StatefulLogic.DISCARD  # nothing was ever seen for this key
+            return self.window.on_expire(value)
+        out = self.window.on_event(value)
+        if self.on_latency is not None and out[0] and value.ingested_at:
+            self.on_latency(time.monotonic() - value.ingested_at)
+        return out
+
+    def on_eof(self) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
+        if self.close_at_eof:
+            return self.window.on_eof()
+        return [], StatefulLogic.RETAIN
+
+    def snapshot(self) -> OrderCase:
+        return copy.deepcopy(self.window.case)
+
+
+def _decode_item(item: tuple[str, Any, float]) -> Event | DeadLetter:
+    stream, payload, received_at = item
+    return decode(stream, payload, received_at)
+
+
+def build_flow(parts: FlowParts, flow_id: str = "salvage") -> Dataflow:
+    """Build the dataflow from its parts."""
+    flow = Dataflow(flow_id)
+    cfg = parts.window
+    observer = parts.observer
+    decider_holder: list[Decider] = []
+
+    def decider() -> Decider:
+        # One decider per process, built lazily on the worker (not at import time).
+        if not decider_holder:
+            decider_holder.append(parts.decider_factory())
+        return decider_holder[0]
+
+    raw = op.input("input", flow, parts.source)
+    if observer.on_input is not None:
+        on_input = observer.on_input
+        raw = op.inspect("observe_input", raw, lambda _s, item: on_input(item[0], item[1]))
+    decoded = op.map("decode", raw, _decode_item)
+    if observer.on_event is not None:
+        on_event = observer.on_event
+        decoded = op.inspect(
+            "observe_event", decoded, lambda _s, x: on_event(x) if isinstance(x, Event) else None
+        )
+    valid = op.branch("valid", decoded, lambda x: isinstance(x, Event))
+
+    shards = cfg.shards
+    by_shard = op.key_on("key_shard", valid.trues, lambda e: shard_of(e.order_id, shards))
+    clocked = op.stateful_batch("clock", by_shard, lambda snap: ClockLogic(cfg, snap, observer))
+    admitted = op.map("unkey_clock", clocked, lambda kv: kv[1])
+    admitted_ok = op.branch("admitted", admitted, lambda x: not isinstance(x, DeadLetter))
+    by_order = op.key_on("key_order", admitted_ok.trues, lambda x: x.order_id)
+
+    close_at_eof = parts.close_open_cases_at_eof
+
+    # ``op.stateful`` gives the builder only the resume state; a fresh case learns its
+    # order id from its first item (see CaseLogic.on_item).
+    def case_builder(snap: OrderCase | None) -> CaseLogic:
+        case = snap if snap is not None else OrderCase("")
+        window = CaseWindow(case.order_id, decider(), cfg, case)
+        return CaseLogic(window, close_at_eof, observer.on_latency)
+
+    cases = op.stateful("case", by_order, case_builder)
+    tagged = op.map("unkey_case", cases, lambda kv: kv[1])
+
+    dead: Stream[DeadLetter] = op.merge("dead_letters", valid.falses, admitted_ok.falses)
+    if observer.on_dead_letter is not None:
+        on_dead = observer.on_dead_letter
+        dead = op.inspect("observe_dead", dead, lambda _s, d: on_dead(d))
+    dead_records = op.map("dead_letter_record", dead, DeadLetter.to_record)
+
+    for name in OUTPUT_NAMES:
+        sink = parts.sinks.get(name)
+        if sink is None:
+            continue
+        if name == "dead_letter":
+            records = dead_records
+        else:
+            tag = _TAG_OF_OUTPUT[name]
+            records = op.filter_map(
+                f"select_{name}", tagged, lambda t, tag=tag: t[1] if t[0] == tag else None
+            )
+        if observer.on_output is not None:
+            records = op.inspect(
+                f"observe_{name}",
+                records,
+                lambda _s, r, n=name, hook=observer.on_output: hook(n, r),
+            )
+        op.output(f"out_{name}", records, sink)
+    return flow

@@ -1,0 +1,391 @@
+"""OrderCase: the per-order join of the four streams, with derived signals and a stage.
+
+An ``OrderCase`` is what the dataflow keeps per ``order_id``. It folds events in (in any
+order within the allowed lateness), keeps a compact timeline, and derives the signals the
+policy and the models read: delivery slip against the promise, exceptions, support
+contacts with the latest intent and sentiment, refund urgency and exchange preference.
+
+Signals may arrive before ``order_placed`` (topics lag differently). The case is then
+*pending*: signals are folded in as usual, but no decision is made until the order itself
+arrives, because value, margin and the customer are unknown. Its recovery window is
+counted from the first signal until ``order_placed`` shows up.
+
+>>> from operators.contract import decode
+>>> case = OrderCase("o1")
+>>> _ = case.apply(decode("orders", {"event_id": "e1", "type": "order_placed",
+...     "order_id": "o1", "occurred_at": "2026-06-01T10:00:00Z", "customer_id": "c1",
+...     "currency": "EUR", "total": 80, "promised_delivery_at": "2026-06-03T10:00:00Z",
+...     "items": [{"sku": "s1", "sku_family": "skincare", "quantity": 1,
+...                "unit_price": 80, "unit_cost": 30}]}))
+>>> case.apply(decode("delivery", {"event_id": "e2", "type": "delayed", "order_id": "o1",
+...     "occurred_at": "2026-06-03T09:00:00Z", "estimated_delivery_at": "2026-06-06T10:00:00Z"}))
+True
+>>> case.stage, case.slip_hours(case.last_event_at)
+('at_risk', 72.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from operators.contract import RESOLVING_TYPES, Event, format_ts, parse_ts
+
+HOUR = 3600.0
+DAY = 86400.0
+
+STAGE_OPEN = "open"
+STAGE_AT_RISK = "at_risk"
+STAGE_RESOLVED = "resolved"
+
+#: Outcome of a case, by the event that resolved it.
+OUTCOME_BY_TYPE = {
+    "refund_issued": "refunded",
+    "exchange_completed": "exchanged",
+    "order_cancelled": "cancelled",
+    "chargeback_opened": "chargeback",
+}
+
+#: Event types that can change a decision; routine tracking scans do not.
+DECISION_TYPES = frozenset(
+    {
+        "order_placed",
+        "delayed",
+        "exception",
+        "failed_attempt",
+        "returned_to_sender",
+        "lost",
+        "ticket_opened",
+        "customer_message",
+        "return_requested",
+        "refund_requested",
+        "exchange_requested",
+    }
+)
+DELIVERY_PROBLEMS = frozenset({"exception", "failed_attempt", "returned_to_sender", "lost"})
+REQUEST_TYPES = frozenset({"return_requested", "refund_requested", "exchange_requested"})
+NEGATIVE_SENTIMENT = -0.3
+
+#: Timeline entries kept per case; older ones are dropped (the counters keep the totals).
+TIMELINE_LIMIT = 48
+
+
+@dataclass(slots=True)
+class OrderCase:
+    """The joined, windowed state of one order. Plain data: picklable for snapshots."""
+
+    order_id: str
+    placed: bool = False
+    customer_id: str | None = None
+    currency: str | None = None
+    order_value: float = 0.0
+    order_cost: float | None = None
+    sku_family: str | None = None
+    courier: str | None = None
+    lane: str | None = None
+    campaign: str | None = None
+    customer_orders: int | None = None
+    customer_returns: int | None = None
+    customer_ltv: float | None = None
+    placed_at: float | None = None
+    first_event_at: float | None = None
+    last_event_at: float = 0.0
+    promised_at: float | None = None
+    estimate_at: float | None = None
+    shipped_at: float | None = None
+    delivered_at: float | None = None
+    delays: int = 0
+    exceptions: int = 0
+    failed_attempts: int = 0
+    lost: bool = False
+    returned_to_sender: bool = False
+    contacts: int = 0
+    first_contact_at: float | None = None
+    last_intent: str | None = None
+    last_sentiment: float | None = None
+    min_sentiment: float | None = None
+    request_type: str | None = None
+    request_reason: str | None = None
+    request_at: float | None = None
+    request_withdrawn: bool = False
+    exchange_preferred: bool = False
+    stage: str = STAGE_OPEN
+    outcome: str | None = None
+    resolved_at: float | None = None
+    refund_value: float = 0.0
+    timeline: list[tuple[float, str]] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    # Decision bookkeeping (written by the decide step, kept for cooldowns and outcomes).
+    arm: str | None = None
+    actions: list[tuple[float, str]] = field(default_factory=list)
+    first_propensity: float | None = None
+    features: dict[str, float] | None = None
+
+    # --- folding events in -------------------------------------------------------------
+
+    def is_duplicate(self, event: Event) -> bool:
+        """Whether this event_id was already applied (re-delivery is a no-op)."""
+        return event.event_id in self.seen
+
+    def apply(self, event: Event) -> bool:
+        """Fold one event in. Returns whether the change matters for a decision."""
+        self.seen.add(event.event_id)
+        ts = event.occurred_at
+        if self.first_event_at is None or ts < self.first_event_at:
+            self.first_event_at = ts
+        if ts > self.last_event_at:
+            self.last_event_at = ts
+        self._record(ts, event.type)
+        handler = _HANDLERS.get(event.type)
+        if handler is not None:
+            handler(self, event)
+        if event.type in RESOLVING_TYPES:
+            self._resolve(event)
+            return False
+        self._update_stage()
+        return self.placed and event.type in DECISION_TYPES
+
+    def _record(self, ts: float, type_: str) -> None:
+        timeline = self.timeline
+        if timeline and ts < timeline[-1][0]:
+            # Out-of-order arrival: keep the timeline sorted by event time.
+            i = len(timeline)
+            while i and timeline[i - 1][0] > ts:
+                i -= 1
+            timeline.insert(i, (ts, type_))
+        else:
+            timeline.append((ts, type_))
+        if len(timeline) > TIMELINE_LIMIT:
+            del timeline[0]
+
+    def _resolve(self, event: Event) -> None:
+        if self.outcome is not None:
+            return
+        self.outcome = OUTCOME_BY_TYPE[event.type]
+        self.resolved_at = event.occurred_at
+        self.stage = STAGE_RESOLVED
+        if event.type == "refund_issued":
+            self.refund_value = float(event.get("amount") or 0.0)
+        elif event.type == "chargeback_opened":
+            self.refund_value = float(event.get("amount") or self.order_value)
+
+    def _update_stage(self) -> None:
+        if self.stage == STAGE_RESOLVED:
+            return
+        if self.is_at_risk():
+            self.stage = STAGE_AT_RISK
+
+    # --- derived signals ---------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Resolved cases are closed; expiry closes the rest (see ExpiryClock)."""
+        return self.stage == STAGE_RESOLVED
+
+    @property
+    def margin(self) -> float:
+        """Order value minus cost; without costs, a conservative 50 % of value."""
+        if self.order_cost is None:
+            return self.order_value * 0.5
+        return max(self.order_value - self.order_cost, 0.0)
+
+    def slip_hours(self, now: float) -> float:
+        """Hours the delivery is (or was, or is now expected to be) late against the
+        original promise; 0 if on time or no promise is known."""
+        if self.promised_at is None:
+            return 0.0
+        if self.delivered_at is not None:
+            late = self.delivered_at - self.promised_at
+        else:
+            late = now - self.promised_at
+            if self.estimate_at is not None:
+                late = max(late, self.estimate_at - self.promised_at)
+        return max(late, 0.0) / HOUR
+
+    def request_age_hours(self, now: float) -> float | None:
+        """Hours since the open refund/return/exchange request, or None."""
+        if self.request_at is None or self.request_withdrawn:
+            return None
+        return max(now - self.request_at, 0.0) / HOUR
+
+    def has_open_request(self) -> bool:
+        return self.request_type is not None and not self.request_withdrawn
+
+    def is_at_risk(self) -> bool:
+        """At risk: a refund path has opened (request, delivery trouble, unhappy contact)."""
+        if self.has_open_request() or self.lost or self.returned_to_sender:
+            return True
+        if self.exceptions or self.failed_attempts or self.delays:
+            return True
+        return self.min_sentiment is not None and self.min_sentiment <= NEGATIVE_SENTIMENT
+
+    def deadline(self, window_after_delivery: float, window_after_placed: float) -> float:
+        """Event time at which the recovery window expires."""
+        if self.delivered_at is not None:
+            return self.delivered_at + window_after_delivery
+        start = self.placed_at if self.placed_at is not None else self.first_event_at
+        return (start or 0.0) + window_after_placed
+
+    def support_reason(self) -> str | None:
+        """The latest reason the customer gave: a support intent or a refund reason."""
+        return self.last_intent or self.request_reason
+
+    def record_action(self, ts: float, action: str) -> None:
+        self.actions.append((ts, action))
+
+    def outcome_record(self, closed_at: float, *, open_: bool = False) -> dict[str, Any]:
+        """The ``outcomes`` output record. ``open_`` marks a case still open at end of input."""
+        outcome = "open" if open_ else (self.outcome or "kept")
+        refunded = self.refund_value if outcome in ("refunded", "chargeback") else 0.0
+        if outcome in ("kept", "exchanged"):
+            retained = self.order_value
+        elif outcome == "refunded":
+            retained = max(self.order_value - refunded, 0.0)
+        else:
+            retained = 0.0
+        return {
+            "order_id": self.order_id,
+            "customer_id": self.customer_id,
+            "outcome": outcome,
+            "resolved_at": None if open_ else format_ts(self.resolved_at or closed_at),
+            "refund_value": round(refunded, 2),
+            "retained_value": round(retained, 2),
+            "order_value": round(self.order_value, 2),
+            "currency": self.currency,
+            "arm": self.arm,
+            "actions": [a for _, a in self.actions],
+            "predicted_return_propensity": self.first_propensity,
+            "sku_family": self.sku_family,
+            "courier_lane": self.lane,
+            "campaign": self.campaign,
+            "support_reason": self.support_reason(),
+            "at_risk": self.is_at_risk(),
+        }
+
+
+# --- per-type handlers --------------------------------------------------------------------
+
+
+def _opt_ts(event: Event, key: str) -> float | None:
+    value = event.get(key)
+    return parse_ts(value, key) if value is not None else None
+
+
+def _on_order_placed(case: OrderCase, event: Event) -> None:
+    body = event.body
+    case.placed = True
+    case.placed_at = event.occurred_at
+    case.customer_id = body["customer_id"]
+    case.currency = body["currency"]
+    case.order_value = float(body["total"])
+    cost = 0.0
+    known_cost = True
+    by_family: dict[str, float] = {}
+    for item in body["items"]:
+        qty = item["quantity"]
+        by_family[item["sku_family"]] = by_family.get(item["sku_family"], 0.0) + (
+            qty * item["unit_price"]
+        )
+        unit_cost = item.get("unit_cost")
+        if unit_cost is None:
+            known_cost = False
+        else:
+            cost += qty * unit_cost
+    case.order_cost = cost if known_cost else None
+    # Main family by value; ties broken by name so the choice is deterministic.
+    case.sku_family = max(sorted(by_family), key=by_family.__getitem__)
+    case.promised_at = _opt_ts(event, "promised_delivery_at")
+    case.courier = body.get("courier") or case.courier
+    case.lane = body.get("lane") or case.lane
+    case.campaign = body.get("campaign")
+    customer = body.get("customer")
+    if isinstance(customer, dict):
+        oc, rc, ltv = (customer.get(k) for k in ("orders_count", "returns_count", "lifetime_value"))
+        case.customer_orders = int(oc) if oc is not None else None
+        case.customer_returns = int(rc) if rc is not None else None
+        case.customer_ltv = float(ltv) if ltv is not None else None
+
+
+def _on_delivery(case: OrderCase, event: Event) -> None:
+    type_ = event.type
+    estimate = _opt_ts(event, "estimated_delivery_at")
+    if estimate is not None:
+        case.estimate_at = estimate
+    lane = event.get("lane")
+    if lane and case.lane is None:
+        case.lane = lane
+    courier = event.get("courier")
+    if courier and case.courier is None:
+        case.courier = courier
+    if type_ == "shipped":
+        case.shipped_at = event.occurred_at
+    elif type_ == "delivered":
+        case.delivered_at = event.occurred_at
+    elif type_ == "delayed":
+        case.delays += 1
+    elif type_ == "exception":
+        case.exceptions += 1
+    elif type_ == "failed_attempt":
+        case.failed_attempts += 1
+    elif type_ == "lost":
+        case.lost = True
+    elif type_ == "returned_to_sender":
+        case.returned_to_sender = True
+
+
+def _on_support(case: OrderCase, event: Event) -> None:
+    if event.type == "ticket_resolved":
+        return
+    case.contacts += 1
+    if case.first_contact_at is None or event.occurred_at < case.first_contact_at:
+        case.first_contact_at = event.occurred_at
+    intent = event.get("intent")
+    if intent is not None:
+        case.last_intent = intent
+    sentiment = event.get("sentiment")
+    if sentiment is not None:
+        case.last_sentiment = float(sentiment)
+        if case.min_sentiment is None or sentiment < case.min_sentiment:
+            case.min_sentiment = float(sentiment)
+    if intent == "size_fit":
+        case.exchange_preferred = True
+
+
+def _on_request(case: OrderCase, event: Event) -> None:
+    if case.request_type is None or case.request_withdrawn:
+        case.request_type = event.type
+        case.request_at = event.occurred_at
+        case.request_withdrawn = False
+    reason = event.get("reason")
+    if reason is not None:
+        case.request_reason = reason
+    if event.type == "exchange_requested" or reason == "size_fit":
+        case.exchange_preferred = True
+
+
+def _on_withdrawn(case: OrderCase, event: Event) -> None:
+    case.request_withdrawn = True
+
+
+_HANDLERS = {
+    "order_placed": _on_order_placed,
+    "ticket_opened": _on_support,
+    "customer_message": _on_support,
+    "ticket_resolved": _on_support,
+    "return_requested": _on_request,
+    "refund_requested": _on_request,
+    "exchange_requested": _on_request,
+    "request_withdrawn": _on_withdrawn,
+}
+for _t in (
+    "shipped",
+    "in_transit",
+    "out_for_delivery",
+    "delivered",
+    "delayed",
+    "exception",
+    "failed_attempt",
+    "returned_to_sender",
+    "lost",
+):
+    _HANDLERS[_t] = _on_delivery

@@ -1,0 +1,85 @@
+"""Decisions and intervention events: the records the decide step emits.
+
+>>> arm_of("order-1", 0.0, "s"), arm_of("order-1", 1.0, "s")
+('treatment', 'control')
+>>> intervention_id("o1", "proactive_reassurance", "e9", "v1") == intervention_id(
+...     "o1", "proactive_reassurance", "e9", "v1")
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+
+ACTIONS: tuple[str, ...] = (
+    "proactive_reassurance",
+    "exchange_first_offer",
+    "product_guidance",
+    "delayed_shipment_intervention",
+    "human_review",
+)
+NO_ACTION = "none"
+TREATMENT = "treatment"
+CONTROL = "control"
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """The case classification; every score is a number in [0, 1].
+
+    - ``recoverability``: P(no refund | the best eligible action), from the models.
+    - ``customer_value``: the customer's value to the business, squashed to [0, 1].
+    - ``product_margin``: the order's margin as a share of its value.
+    - ``return_propensity``: P(the case ends in a refund | no action).
+    - ``promise_sensitivity``: how strongly the customer reacts to the delivery promise.
+    - ``abuse_risk``: how likely the case is refund abuse.
+    """
+
+    recoverability: float
+    customer_value: float
+    product_margin: float
+    return_propensity: float
+    promise_sensitivity: float
+    abuse_risk: float
+
+    def to_record(self) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one decision point for one case."""
+
+    order_id: str
+    decided_at: float
+    trigger_event_id: str
+    action: str  # one of ACTIONS or NO_ACTION
+    arm: str
+    automated: bool
+    rule: str
+    reasons: tuple[str, ...]
+    scores: Scores
+    value_at_risk: float
+    expected_saving: float
+    proposed_action: str | None = None  # what human review is asked to approve
+
+
+def _unit_hash(text: str) -> float:
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def arm_of(order_id: str, holdout_share: float, salt: str) -> str:
+    """Deterministic arm assignment from the order id: the same order is always in the
+    same arm for the same salt, on every worker and in every replay."""
+    return CONTROL if _unit_hash(f"{salt}:{order_id}") < holdout_share else TREATMENT
+
+
+def intervention_id(order_id: str, action: str, trigger_event_id: str, policy_version: str) -> str:
+    """Stable id (the downstream idempotency key): same input and policy, same id."""
+    digest = hashlib.blake2b(
+        f"{order_id}\x1f{action}\x1f{trigger_event_id}\x1f{policy_version}".encode(),
+        digest_size=16,
+    ).hexdigest()
+    return f"iv-{digest}"

@@ -1,0 +1,342 @@
+"""DecisionEngine: the ``decide`` step behind the decision seam.
+
+For a case that changed, it builds features, scores the case, finds the eligible actions
+under the policy, ranks them by expected margin saved, applies caps, cooldowns, quiet
+hours and the automation boundary, assigns the holdout arm, and returns the records:
+always a ``decision``; an ``intervention`` only for the treatment arm.
+
+Expected saving of an action ``a``::
+
+    P(refund) * P(recovered | a) * margin_at_risk
+      + customer_value_weight * customer_value * P(refund) * P(recovered | a)
+      - cost(a) - credit(a)
+
+``margin_at_risk`` is what a refund costs the business: the order's margin plus the
+credit it would not have to give, i.e. the order value less the cost of goods that come
+back. We use the order's margin (value minus cost of goods), since most refunded goods
+come back; lost parcels count the whole order value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from operators.case import DAY, HOUR, OrderCase
+from operators.contract import Event, format_ts
+from operators.decision import (
+    CONTROL,
+    NO_ACTION,
+    TREATMENT,
+    Decision,
+    Scores,
+    arm_of,
+    intervention_id,
+)
+from operators.features import build_features
+from operators.policy import ActionSpec, RecoveryPolicy
+from operators.scoring import HeuristicScorer, Scorer, abuse_risk
+from state.context import ContextStore, InMemoryContextStore
+
+Output = tuple[str, dict[str, Any]]
+
+
+@dataclass
+class CreditLedger:
+    """Store credit granted per customer, to enforce the rolling 30-day cap."""
+
+    grants: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def used(self, customer_id: str, now: float) -> float:
+        entries = self.grants.get(customer_id)
+        if not entries:
+            return 0.0
+        cutoff = now - 30 * DAY
+        live = [(t, a) for t, a in entries if t > cutoff]
+        if len(live) != len(entries):
+            self.grants[customer_id] = live
+        return sum(a for _, a in live)
+
+    def grant(self, customer_id: str, now: float, amount: float) -> None:
+        if amount > 0:
+            self.grants.setdefault(customer_id, []).append((now, amount))
+
+
+class DecisionEngine:
+    """Policy + scorer + context: implements the ``Decider`` seam of the case window."""
+
+    def __init__(
+        self,
+        policy: RecoveryPolicy,
+        scorer: Scorer | None = None,
+        context: ContextStore | None = None,
+        ledger: CreditLedger | None = None,
+    ) -> None:
+        self.policy = policy
+        self.scorer: Scorer = scorer or HeuristicScorer()
+        self.context: ContextStore = context if context is not None else InMemoryContextStore()
+        self.ledger = ledger or CreditLedger()
+
+    # --- the seam ----------------------------------------------------------------------
+
+    def decide(self, case: OrderCase, trigger: Event) -> list[Output]:
+        now = trigger.occurred_at
+        features = build_features(case, self.context, now)
+        scores, recover = self.scorer.score(features)
+        if case.arm is None:
+            case.arm = arm_of(case.order_id, self.policy.holdout_share, self.policy.holdout_salt)
+        if case.first_propensity is None:
+            case.first_propensity = round(scores.return_propensity, 4)
+        # The latest pre-outcome features are what the models learn from at close.
+        case.features = features
+        case.features["_p"] = scores.return_propensity
+        decision = self._choose(case, trigger, now, features, scores, recover)
+        out: list[Output] = [("decision", self._decision_record(decision, case))]
+        if decision.action != NO_ACTION:
+            case.record_action(now, decision.action)
+            if decision.arm == TREATMENT:
+                out.append(("intervention", self._intervention_record(decision, case, now)))
+        return out
+
+    def on_close(self, case: OrderCase, outcome: dict[str, Any]) -> None:
+        """Learn from the closed case and fold it into the context aggregates."""
+        if outcome["outcome"] == "open":
+            return
+        if case.features is not None and outcome["outcome"] != "cancelled":
+            self.scorer.learn(case.features, outcome)
+        self.context.record_outcome(
+            {
+                **outcome,
+                "delayed": case.slip_hours(case.last_event_at) > 24 or case.delays > 0,
+                "resolved_at_ts": case.resolved_at or case.last_event_at,
+            }
+        )
+
+    # --- choosing ----------------------------------------------------------------------
+
+    def _margin_at_risk(self, case: OrderCase) -> float:
+        if case.lost or case.returned_to_sender:
+            return case.order_value
+        return case.margin
+
+    def _credit(self, spec: ActionSpec, case: OrderCase, now: float) -> float:
+        if spec.credit_share <= 0 or not case.customer_id:
+            return 0.0
+        room = self.policy.max_credit_per_customer_30d - self.ledger.used(case.customer_id, now)
+        amount = min(spec.credit_share * case.order_value, self.policy.max_credit_per_order, room)
+        return round(max(amount, 0.0), 2)
+
+    def _blocked(self, spec: ActionSpec, case: OrderCase, now: float) -> str | None:
+        for ts, action in reversed(case.actions):
+            if action == spec.name and now - ts < spec.cooldown_hours * HOUR:
+                return f"{spec.name} cooldown ({spec.cooldown_hours:g}h)"
+        if spec.customer_facing:
+            contacts = sum(1 for _, a in case.actions if a != "human_review")
+            if contacts >= self.policy.max_contacts_per_order:
+                return f"contact limit ({self.policy.max_contacts_per_order} per order)"
+        return None
+
+    def _choose(
+        self,
+        case: OrderCase,
+        trigger: Event,
+        now: float,
+        features: dict[str, float],
+        scores: Scores,
+        recover: dict[str, float],
+    ) -> Decision:
+        policy = self.policy
+        arm = case.arm or TREATMENT
+        p_refund = scores.return_propensity
+        margin_at_risk = self._margin_at_risk(case)
+        value_at_risk = round(case.order_value * p_refund, 2)
+        reasons: list[str] = [f"P(refund)={p_refund:.2f}"]
+
+        def none(rule: str, *why: str) -> Decision:
+            return Decision(
+                case.order_id, now, trigger.event_id, NO_ACTION, arm, True, rule,
+                tuple(reasons + list(why)), scores, value_at_risk, 0.0,
+            )  # fmt: skip
+
+        if p_refund < policy.min_return_propensity:
+            return none("below_propensity_threshold", f"below {policy.min_return_propensity:.2f}")
+
+        best: tuple[float, ActionSpec, str, float] | None = None
+        blocked: list[str] = []
+        for spec in policy.actions.values():
+            if spec.name == "human_review":
+                continue
+            clause = next((c for c in spec.eligible if c.holds(case, now)), None)
+            if clause is None:
+                continue
+            why = self._blocked(spec, case, now)
+            if why is not None:
+                blocked.append(why)
+                continue
+            credit = self._credit(spec, case, now)
+            p_rec = recover.get(spec.name, spec.base_recovery or 0.0)
+            gain = (
+                p_refund
+                * p_rec
+                * (margin_at_risk + policy.customer_value_weight * scores.customer_value)
+            )
+            ev = gain - spec.cost - credit
+            if best is None or ev > best[0]:
+                best = (ev, spec, clause.name, credit)
+
+        abuse, abuse_reasons = abuse_risk(features)
+        review = self._review_reasons(case, value_at_risk, abuse, abuse_reasons)
+        if review and "human_review" in policy.actions:
+            spec = policy.actions["human_review"]
+            why = self._blocked(spec, case, now)
+            if why is None and case.order_value >= policy.automation.min_value_for_review:
+                proposed = best[1].name if best else None
+                saving = round(best[0], 2) if best else 0.0
+                reasons.extend(review)
+                if proposed:
+                    reasons.append(f"proposed {proposed}")
+                return Decision(
+                    case.order_id, now, trigger.event_id, "human_review", arm, False,
+                    "automation_boundary", tuple(reasons), scores, value_at_risk,
+                    saving, proposed,
+                )  # fmt: skip
+        if best is None:
+            return none("no_eligible_action", *blocked)
+        ev, spec, clause_name, credit = best
+        if ev < policy.min_expected_saving:
+            return none("below_expected_saving", f"best {spec.name} saves {ev:.2f}")
+        reasons.append(f"P(recovered|{spec.name})={recover.get(spec.name, 0.0):.2f}")
+        reasons.append(f"margin at risk {margin_at_risk:.2f}")
+        if credit:
+            reasons.append(f"credit {credit:.2f}")
+        return Decision(
+            case.order_id, now, trigger.event_id, spec.name, arm, True,
+            f"{spec.name}.{clause_name}", tuple(reasons), scores, value_at_risk,
+            round(ev, 2),
+        )  # fmt: skip
+
+    def _review_reasons(
+        self, case: OrderCase, value_at_risk: float, abuse: float, abuse_reasons: list[str]
+    ) -> list[str]:
+        """Why the case must go to a human, if it must (the automation boundary)."""
+        b = self.policy.automation
+        if not (case.has_open_request() or case.stage == "at_risk"):
+            return []
+        out: list[str] = []
+        if case.order_value * 1.0 > b.max_value_at_risk and case.has_open_request():
+            out.append(f"value at risk {case.order_value:.2f} above {b.max_value_at_risk:g}")
+        if abuse > b.max_abuse_risk and case.has_open_request():
+            out.append(f"abuse risk {abuse:.2f}: " + "; ".join(abuse_reasons))
+        if (
+            b.review_conflicting_signals
+            and case.delivered_at is not None
+            and (case.lost or case.last_intent in ("where_is_my_order", "delivery_problem"))
+            and case.has_open_request()
+        ):
+            out.append("conflicting signals: delivered, but reported not received")
+        return out
+
+    # --- records -----------------------------------------------------------------------
+
+    def _decision_record(self, d: Decision, case: OrderCase) -> dict[str, Any]:
+        return {
+            "order_id": d.order_id,
+            "decided_at": format_ts(d.decided_at),
+            "trigger_event_id": d.trigger_event_id,
+            "arm": d.arm,
+            "action": d.action,
+            "automated": d.automated,
+            "proposed_action": d.proposed_action,
+            "rule": d.rule,
+            "reasons": list(d.reasons),
+            "scores": d.scores.to_record(),
+            "value_at_risk": d.value_at_risk,
+            "expected_saving": d.expected_saving,
+            "policy_version": self.policy.version,
+            "model_version": self.scorer.version,
+            "sku_family": case.sku_family,
+            "courier_lane": case.lane,
+            "campaign": case.campaign,
+            "support_reason": case.support_reason(),
+        }
+
+    def _intervention_record(self, d: Decision, case: OrderCase, now: float) -> dict[str, Any]:
+        spec = self.policy.actions[d.action]
+        offer = None
+        proposed = self.policy.actions.get(d.proposed_action or "")
+        credit_spec = spec if spec.credit_share > 0 else proposed
+        if credit_spec is not None and credit_spec.credit_share > 0:
+            credit = self._credit(credit_spec, case, now)
+            if credit > 0:
+                offer = {"type": "store_credit", "amount": credit, "currency": case.currency}
+                if d.automated and case.customer_id:
+                    self.ledger.grant(case.customer_id, now, credit)
+        message = None
+        if spec.message_template is not None:
+            send_after = None
+            if self.policy.quiet_hours is not None and spec.customer_facing:
+                send_after = self.policy.quiet_hours.send_after(now)
+            message = {
+                "channel": spec.channel,
+                "template": d.action,
+                "text": render_message(spec.message_template, case, offer),
+                "send_after": format_ts(send_after) if send_after else None,
+            }
+        return {
+            "intervention_id": intervention_id(
+                d.order_id, d.action, d.trigger_event_id, self.policy.version
+            ),
+            "order_id": d.order_id,
+            "customer_id": case.customer_id,
+            "action": d.action,
+            "automated": d.automated,
+            "proposed_action": d.proposed_action,
+            "decided_at": format_ts(d.decided_at),
+            "trigger_event_id": d.trigger_event_id,
+            "policy_version": self.policy.version,
+            "model_version": self.scorer.version,
+            "rule": d.rule,
+            "reasons": list(d.reasons),
+            "scores": d.scores.to_record(),
+            "value_at_risk": d.value_at_risk,
+            "expected_saving": d.expected_saving,
+            "currency": case.currency,
+            "offer": offer,
+            "message": message,
+            "review_expires_at": (
+                format_ts(now + self.policy.review_expires_hours * HOUR)
+                if d.action == "human_review"
+                else None
+            ),
+            "sku_family": case.sku_family,
+            "courier_lane": case.lane,
+            "campaign": case.campaign,
+        }
+
+
+class _Fields(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def render_message(template: str, case: OrderCase, offer: dict[str, Any] | None) -> str:
+    """Render an action's message template with the case's fields.
+
+    Only non-identifying fields are offered (no name, email or address: the messaging
+    system adds those from its own customer record).
+
+    >>> render_message("Order {order_id}: {credit}", OrderCase("o-1", currency="EUR"), None)
+    'Order o-1: '
+    """
+    eta = case.estimate_at or case.promised_at
+    fields = _Fields(
+        order_id=case.order_id,
+        sku_family=case.sku_family or "",
+        estimated_delivery=format_ts(eta)[:10] if eta else "",
+        credit=f"{offer['amount']:.2f} {offer['currency']}" if offer else "",
+        currency=case.currency or "",
+    )
+    return template.format_map(fields)
+
+
+__all__ = ["CONTROL", "TREATMENT", "CreditLedger", "DecisionEngine", "render_message"]

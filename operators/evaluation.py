@@ -1,0 +1,193 @@
+"""Evaluation of a run: business totals from outputs, and counterfactuals from ground truth.
+
+Plain functions over output records (``outcomes``, ``decisions``, ``interventions``) so the
+replay summary, the backtest and the report share one set of definitions:
+
+- *refund leakage*: value refunded (refunds and chargebacks).
+- *retained revenue*: value of at-risk orders that were kept or exchanged.
+- *blanket-refund baseline*: what leaks if every refund intent is refunded at once.
+
+With a simulator ground-truth file the realized outcome of each order under the action
+the policy chose (treatment arm) comes from the ground truth; control orders and orders
+with no action take the ``none`` outcome.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+REFUNDED = frozenset({"refunded", "chargeback"})
+
+
+def load_ground_truth(path: Path) -> dict[str, dict[str, Any]]:
+    """order_id -> ground-truth row of a simulator ``ground_truth.jsonl``."""
+    truth: dict[str, dict[str, Any]] = {}
+    with open(path, "rb") as fh:
+        for line in fh:
+            if line.strip():
+                row = orjson.loads(line)
+                truth[row["order_id"]] = row
+    return truth
+
+
+@dataclass
+class Totals:
+    """Money and counts of one evaluated world (observed, policy, baseline...)."""
+
+    orders: int = 0
+    refund_leakage: float = 0.0
+    retained_revenue: float = 0.0
+    refunded_orders: int = 0
+
+    def add(self, refund: float, retained: float) -> None:
+        self.orders += 1
+        self.refund_leakage += refund
+        self.retained_revenue += retained
+        if refund > 0:
+            self.refunded_orders += 1
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "orders": self.orders,
+            "refund_leakage": round(self.refund_leakage, 2),
+            "retained_revenue": round(self.retained_revenue, 2),
+            "refunded_orders": self.refunded_orders,
+        }
+
+
+def observed_totals(outcomes: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """What the outputs say happened: leakage, retained revenue, outcomes by kind."""
+    totals = Totals()
+    by_outcome: Counter[str] = Counter()
+    by_arm: dict[str, Totals] = defaultdict(Totals)
+    for o in outcomes:
+        by_outcome[o["outcome"]] += 1
+        retained = o["retained_value"] if o.get("at_risk") else 0.0
+        totals.add(o["refund_value"], retained)
+        by_arm[o.get("arm") or "undecided"].add(o["refund_value"], retained)
+    return {
+        **totals.to_dict(),
+        "outcomes": dict(sorted(by_outcome.items())),
+        "by_arm": {k: v.to_dict() for k, v in sorted(by_arm.items())},
+    }
+
+
+def first_actions(interventions: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """order_id -> the first action emitted for it (the one ground truth is keyed on)."""
+    first: dict[str, str] = {}
+    for iv in interventions:
+        first.setdefault(iv["order_id"], iv["action"])
+    return first
+
+
+def counterfactual_totals(
+    truth: dict[str, dict[str, Any]],
+    actions: dict[str, str],
+    cost_of: dict[str, float] | None = None,
+    credits: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Leakage and retained revenue under the policy, under blanket refund and under no
+    action, all from ground truth. ``actions`` maps order_id to the action taken."""
+    policy, blanket, none = Totals(), Totals(), Totals()
+    action_cost = 0.0
+    for oid, row in truth.items():
+        outs = row["outcomes"]
+        chosen = actions.get(oid)
+        o = outs.get(chosen) if chosen else None
+        if o is None:
+            o = outs["none"]
+        policy.add(o["refund_value"], o["retained_value"])
+        b = outs["blanket_refund"]
+        blanket.add(b["refund_value"], b["retained_value"])
+        n = outs["none"]
+        none.add(n["refund_value"], n["retained_value"])
+        if chosen and cost_of:
+            action_cost += cost_of.get(chosen, 0.0)
+    credit_cost = sum((credits or {}).values())
+    base = blanket.refund_leakage
+    cut = (base - policy.refund_leakage) / base if base > 0 else 0.0
+    revenue = sum(r.get("order_value", 0.0) for r in truth.values())
+    return {
+        "policy": policy.to_dict(),
+        "blanket_refund": blanket.to_dict(),
+        "no_action": none.to_dict(),
+        "leakage_cut_vs_blanket": round(cut, 4),
+        "leakage_cut_vs_no_action": round(
+            (none.refund_leakage - policy.refund_leakage) / none.refund_leakage, 4
+        )
+        if none.refund_leakage > 0
+        else 0.0,
+        "contact_cost": round(action_cost, 2),
+        "credit_cost": round(credit_cost, 2),
+        "order_revenue": round(revenue, 2),
+        "cost_share_of_revenue": round((action_cost + credit_cost) / revenue, 5)
+        if revenue
+        else 0.0,
+    }
+
+
+def roc_auc(labels: list[int], scores: list[float]) -> float | None:
+    """ROC AUC by ranks (ties averaged); None if only one class is present.
+
+    >>> roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.75
+    """
+    n_pos = sum(labels)
+    n_neg = len(labels) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = sorted(range(len(scores)), key=scores.__getitem__)
+    ranks = [0.0] * len(scores)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        avg = (i + j) / 2.0 + 1.0
+        for k in range(i, j + 1):
+            ranks[order[k]] = avg
+        i = j + 1
+    rank_sum = sum(r for r, y in zip(ranks, labels, strict=True) if y)
+    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+def log_loss(labels: list[int], probs: list[float]) -> float | None:
+    """Mean binary log loss (probabilities clipped to [1e-6, 1 - 1e-6])."""
+    if not labels:
+        return None
+    total = 0.0
+    for y, p in zip(labels, probs, strict=True):
+        p = min(max(p, 1e-6), 1 - 1e-6)
+        total -= math.log(p) if y else math.log(1 - p)
+    return total / len(labels)
+
+
+def calibration(labels: list[int], probs: list[float], bins: int = 10) -> dict[str, Any]:
+    """Reliability table and expected calibration error (ECE) over equal-width bins."""
+    counts = [0] * bins
+    sum_p = [0.0] * bins
+    sum_y = [0] * bins
+    for y, p in zip(labels, probs, strict=True):
+        b = min(int(p * bins), bins - 1)
+        counts[b] += 1
+        sum_p[b] += p
+        sum_y[b] += y
+    n = len(labels)
+    ece = 0.0
+    table = []
+    for b in range(bins):
+        if counts[b]:
+            mean_p, rate = sum_p[b] / counts[b], sum_y[b] / counts[b]
+            ece += counts[b] / n * abs(mean_p - rate)
+            table.append(
+                {"bin": b, "count": counts[b], "mean_predicted": round(mean_p, 4),
+                 "observed_rate": round(rate, 4)}
+            )  # fmt: skip
+    return {"ece": round(ece, 4) if n else None, "bins": table}

@@ -1,0 +1,94 @@
+"""Feature builder: an ``OrderCase`` plus context aggregates, as a flat numeric dict.
+
+Every feature is computed from what is known at the decision time ``now``: the case's
+events up to now and aggregates of *other, already closed* cases. Nothing reads the
+case's own outcome. The same dict is stored with the case so that a model learns from the
+features it scored with, not from ones recomputed after the label arrived.
+
+>>> from operators.case import OrderCase
+>>> case = OrderCase("o1", placed=True, order_value=120.0, order_cost=40.0, promised_at=0.0)
+>>> f = build_features(case, None, now=36 * 3600.0)
+>>> f["slip_hours"], f["margin_share"], f["has_request"]
+(36.0, 0.6667, 0.0)
+"""
+
+from __future__ import annotations
+
+import math
+
+from operators.case import HOUR, OrderCase
+from state.context import ContextStore
+
+_INTENT_FLAGS = (
+    "where_is_my_order",
+    "delivery_problem",
+    "damaged_item",
+    "size_fit",
+    "not_as_described",
+    "product_question",
+    "refund_request",
+    "return_request",
+)
+_REASON_FLAGS = ("size_fit", "damaged", "late_delivery", "not_as_described", "changed_mind")
+_DEFAULT_REFUND_RATE = 0.08
+_DEFAULT_DELAY_RATE = 0.1
+
+
+def build_features(case: OrderCase, context: ContextStore | None, now: float) -> dict[str, float]:
+    """Numeric features of ``case`` at event time ``now`` (a new dict every call)."""
+    slip = case.slip_hours(now)
+    value = case.order_value
+    margin = case.margin
+    orders = case.customer_orders or 0
+    returns = case.customer_returns or 0
+    ltv = case.customer_ltv or 0.0
+    f: dict[str, float] = {
+        "log_order_value": round(math.log1p(value), 4),
+        "margin_share": round(margin / value, 4) if value > 0 else 0.0,
+        "slip_hours": round(slip, 2),
+        "slip_over_48h": 1.0 if slip > 48 else 0.0,
+        "delays": float(case.delays),
+        "delivery_problems": float(case.exceptions + case.failed_attempts),
+        "lost": 1.0 if case.lost or case.returned_to_sender else 0.0,
+        "delivered": 1.0 if case.delivered_at is not None else 0.0,
+        "hours_since_delivery": (
+            round(max(now - case.delivered_at, 0.0) / HOUR, 2)
+            if case.delivered_at is not None
+            else 0.0
+        ),
+        "contacts": float(case.contacts),
+        "sentiment": case.last_sentiment if case.last_sentiment is not None else 0.0,
+        "min_sentiment": case.min_sentiment if case.min_sentiment is not None else 0.0,
+        "has_request": 1.0 if case.has_open_request() else 0.0,
+        "refund_request": 1.0
+        if case.has_open_request() and case.request_type == "refund_requested"
+        else 0.0,
+        "request_age_hours": round(case.request_age_hours(now) or 0.0, 2),
+        "exchange_preferred": 1.0 if case.exchange_preferred else 0.0,
+        "customer_orders": float(orders),
+        "customer_return_rate": round((returns + 0.5) / (orders + 5.0), 4),
+        "log_customer_ltv": round(math.log1p(ltv), 4),
+        "new_customer": 1.0 if orders == 0 else 0.0,
+    }
+    for intent in _INTENT_FLAGS:
+        f[f"intent_{intent}"] = 1.0 if case.last_intent == intent else 0.0
+    for reason in _REASON_FLAGS:
+        f[f"reason_{reason}"] = 1.0 if case.request_reason == reason else 0.0
+    if context is not None:
+        f["family_refund_rate"] = round(context.family_rate(case.sku_family, now), 4)
+        f["lane_refund_rate"] = round(context.lane_refund_rate(case.lane, now), 4)
+        f["lane_delay_rate"] = round(context.lane_delay_rate(case.lane, now), 4)
+        seen = context.customer(case.customer_id) if case.customer_id else None
+        if seen is not None and seen.orders:
+            f["seen_refund_rate"] = round((seen.refunds + 0.5) / (seen.orders + 5.0), 4)
+            f["seen_chargebacks"] = float(seen.chargebacks)
+        else:
+            f["seen_refund_rate"] = round(0.5 / 5.0, 4)
+            f["seen_chargebacks"] = 0.0
+    else:
+        f["family_refund_rate"] = _DEFAULT_REFUND_RATE
+        f["lane_refund_rate"] = _DEFAULT_REFUND_RATE
+        f["lane_delay_rate"] = _DEFAULT_DELAY_RATE
+        f["seen_refund_rate"] = 0.1
+        f["seen_chargebacks"] = 0.0
+    return f

@@ -1,0 +1,461 @@
+"""RecoveryPolicy: the explicit, versioned policy file, loaded and validated in one place.
+
+A policy says which actions exist, when each is eligible, what it costs, the caps and
+cooldowns, quiet hours, the holdout share, and the automation boundary (what must go to a
+human). Errors name the file, the line and the key::
+
+    policies/x.yaml:14: actions.exchange_first_offer.cost: must be a number >= 0, got 'low'
+
+>>> policy = RecoveryPolicy.from_text('''
+... version: "t-1"
+... actions:
+...   proactive_reassurance:
+...     cost: 0.2
+...     eligible: [{name: late, min_slip_hours: 48}]
+... ''')
+>>> policy.version, policy.actions["proactive_reassurance"].eligible[0].min_slip_hours
+('t-1', 48.0)
+>>> RecoveryPolicy.from_text("version: 1\\nactions: {teleport: {cost: 1}}", "p.yaml")
+... # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+operators.policy.PolicyError: p.yaml:2: actions.teleport: unknown action; expected one of ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from operators.case import OrderCase
+from operators.contract import INTENTS, REFUND_REASONS
+
+ACTION_NAMES = (
+    "proactive_reassurance",
+    "exchange_first_offer",
+    "product_guidance",
+    "delayed_shipment_intervention",
+    "human_review",
+)
+REQUEST_TYPE_NAMES = ("return_requested", "refund_requested", "exchange_requested")
+DEFAULT_POLICY = "default.yaml"
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message says where and what."""
+
+
+# --- loading with line numbers -------------------------------------------------------------
+
+
+class _Doc:
+    """A parsed YAML document plus the line of every key path, for error messages."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.source = source
+        self.lines: dict[str, int] = {}
+        try:
+            node = yaml.compose(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f"{mark.line + 1}" if mark is not None else "?"
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise PolicyError(f"{source}:{line}: not valid YAML: {problem}") from None
+        if node is None:
+            raise PolicyError(f"{source}:1: the policy file is empty")
+        self.data = self._convert(node, "")
+
+    def _convert(self, node: yaml.Node, path: str) -> Any:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                sub = f"{path}.{key}" if path else key
+                self.lines[sub] = key_node.start_mark.line + 1
+                out[key] = self._convert(value_node, sub)
+                self.lines[sub] = key_node.start_mark.line + 1
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self._convert(v, f"{path}[{i}]") for i, v in enumerate(node.value)]
+        return yaml.safe_load(yaml.serialize(node))
+
+    def error(self, path: str, message: str) -> PolicyError:
+        line = self.lines.get(path)
+        probe = path
+        while line is None and probe:
+            probe = probe.rsplit(".", 1)[0] if "." in probe else ""
+            line = self.lines.get(probe)
+        return PolicyError(f"{self.source}:{line or 1}: {path or '(top)'}: {message}")
+
+
+class _Reader:
+    """Typed access to one mapping of the document, collecting unknown keys as errors."""
+
+    def __init__(self, doc: _Doc, path: str, value: Any) -> None:
+        if not isinstance(value, dict):
+            raise doc.error(path, f"must be a mapping, got {type(value).__name__}")
+        self.doc, self.path, self.value = doc, path, value
+        self.used: set[str] = set()
+
+    def _p(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.used.add(key)
+        return self.value.get(key, default)
+
+    def number(
+        self, key: str, default: float | None, *, lo: float = 0.0, hi: float | None = None
+    ) -> float:
+        value = self.get(key, default)
+        if value is None:
+            raise self.doc.error(self._p(key), "is required")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or value < lo
+            or (hi is not None and value > hi)
+        ):
+            bound = f">= {lo:g}" if hi is None else f"in [{lo:g}, {hi:g}]"
+            raise self.doc.error(self._p(key), f"must be a number {bound}, got {value!r}")
+        return float(value)
+
+    def opt_number(
+        self, key: str, *, lo: float = float("-inf"), hi: float | None = None
+    ) -> float | None:
+        if self.value.get(key) is None:
+            self.used.add(key)
+            return None
+        return self.number(key, None, lo=lo, hi=hi)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            raise self.doc.error(self._p(key), f"must be true or false, got {value!r}")
+        return value
+
+    def string(self, key: str, default: str | None = None) -> str:
+        value = self.get(key, default)
+        if value is None:
+            raise self.doc.error(self._p(key), "is required")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not value:
+            raise self.doc.error(self._p(key), f"must be a non-empty string, got {value!r}")
+        return value
+
+    def choices(self, key: str, allowed: frozenset[str] | tuple[str, ...]) -> frozenset[str] | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.doc.error(self._p(key), "must be a list of strings")
+        bad = [v for v in value if v not in allowed]
+        if bad:
+            raise self.doc.error(
+                self._p(key), f"unknown value(s) {bad}; expected any of {sorted(allowed)}"
+            )
+        return frozenset(value)
+
+    def sub(self, key: str) -> _Reader:
+        return _Reader(self.doc, self._p(key), self.get(key) or {})
+
+    def done(self) -> None:
+        unknown = sorted(set(self.value) - self.used)
+        if unknown:
+            raise self.doc.error(self._p(unknown[0]), "unknown key")
+
+
+# --- the policy model --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Eligibility:
+    """One clause of an action's eligibility: all conditions set must hold (AND); an
+    action is eligible if any of its clauses holds (OR)."""
+
+    name: str
+    min_slip_hours: float | None = None
+    max_slip_hours: float | None = None
+    intents: frozenset[str] | None = None
+    reasons: frozenset[str] | None = None
+    request_types: frozenset[str] | None = None
+    sku_families: frozenset[str] | None = None
+    delivered: bool | None = None
+    delivery_problem: bool | None = None
+    exchange_preferred: bool | None = None
+    has_request: bool | None = None
+    min_contacts: float | None = None
+    max_sentiment: float | None = None
+    min_order_value: float | None = None
+
+    def holds(self, case: OrderCase, now: float) -> bool:
+        slip = case.slip_hours(now)
+        checks = (
+            self.min_slip_hours is None or slip >= self.min_slip_hours,
+            self.max_slip_hours is None or slip <= self.max_slip_hours,
+            self.intents is None or case.last_intent in self.intents,
+            self.reasons is None or case.request_reason in self.reasons,
+            self.request_types is None
+            or (case.has_open_request() and case.request_type in self.request_types),
+            self.sku_families is None or case.sku_family in self.sku_families,
+            self.delivered is None or (case.delivered_at is not None) == self.delivered,
+            self.delivery_problem is None
+            or bool(case.exceptions or case.failed_attempts or case.lost) == self.delivery_problem,
+            self.exchange_preferred is None or case.exchange_preferred == self.exchange_preferred,
+            self.has_request is None or case.has_open_request() == self.has_request,
+            self.min_contacts is None or case.contacts >= self.min_contacts,
+            self.max_sentiment is None
+            or (case.min_sentiment is not None and case.min_sentiment <= self.max_sentiment),
+            self.min_order_value is None or case.order_value >= self.min_order_value,
+        )
+        return all(checks)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """One action: what it costs, how often, when it applies, what it says."""
+
+    name: str
+    cost: float
+    credit_share: float = 0.0  # store credit offered, as a share of the order value
+    cooldown_hours: float = 72.0
+    customer_facing: bool = True
+    eligible: tuple[Eligibility, ...] = ()
+    base_recovery: float | None = None
+    message_template: str | None = None
+    channel: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AutomationBoundary:
+    """What an agent may do alone; anything past it goes to human review."""
+
+    max_value_at_risk: float = 300.0
+    max_abuse_risk: float = 0.5
+    review_chargeback_risk: bool = True
+    review_conflicting_signals: bool = True
+    min_value_for_review: float = 40.0
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """Customer messages decided in quiet hours are held until ``end`` (local time)."""
+
+    start_minute: int
+    end_minute: int
+    timezone: str
+
+    def send_after(self, ts: float) -> float | None:
+        """The event time to hold a message until, or None if ``ts`` is not quiet."""
+        tz = ZoneInfo(self.timezone)
+        local = datetime.fromtimestamp(ts, UTC).astimezone(tz)
+        minute = local.hour * 60 + local.minute
+        s, e = self.start_minute, self.end_minute
+        quiet = (s <= minute < e) if s < e else (minute >= s or minute < e)
+        if not quiet:
+            return None
+        end = local.replace(hour=e // 60, minute=e % 60, second=0, microsecond=0)
+        if end <= local:
+            end += timedelta(days=1)
+        return end.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryPolicy:
+    """A validated policy. Build it with :meth:`load`, :meth:`from_text` or :meth:`default`."""
+
+    version: str
+    actions: dict[str, ActionSpec]
+    holdout_share: float = 0.10
+    holdout_salt: str = "salvage-holdout-v1"
+    min_return_propensity: float = 0.15
+    min_expected_saving: float = 0.5
+    customer_value_weight: float = 5.0
+    max_contacts_per_order: int = 2
+    max_credit_per_order: float = 20.0
+    max_credit_per_customer_30d: float = 40.0
+    cost_budget_share: float = 0.02
+    review_expires_hours: float = 48.0
+    automation: AutomationBoundary = field(default_factory=AutomationBoundary)
+    quiet_hours: QuietHours | None = None
+    source: str = "<text>"
+
+    @classmethod
+    def from_text(cls, text: str, source: str = "<text>") -> RecoveryPolicy:
+        doc = _Doc(text, source)
+        return _build(doc)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RecoveryPolicy:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise PolicyError(f"{p}: cannot read the policy file: {exc.strerror}") from None
+        return cls.from_text(text, str(p))
+
+    @classmethod
+    def default(cls) -> RecoveryPolicy:
+        """The policy that ships with Salvage (``flows/policies/default.yaml``)."""
+        ref = resources.files("flows") / "policies" / DEFAULT_POLICY
+        return cls.from_text(ref.read_text(encoding="utf-8"), f"flows/policies/{DEFAULT_POLICY}")
+
+
+def _hhmm(doc: _Doc, path: str, value: Any) -> int:
+    if not isinstance(value, str) or len(value) != 5 or value[2] != ":":
+        raise doc.error(path, f"must be a time like '21:00', got {value!r}")
+    try:
+        h, m = int(value[:2]), int(value[3:])
+    except ValueError:
+        raise doc.error(path, f"must be a time like '21:00', got {value!r}") from None
+    if not (0 <= h < 24 and 0 <= m < 60):
+        raise doc.error(path, f"must be a time like '21:00', got {value!r}")
+    return h * 60 + m
+
+
+def _eligibility(doc: _Doc, path: str, value: Any) -> Eligibility:
+    r = _Reader(doc, path, value)
+    clause = Eligibility(
+        name=r.string("name"),
+        min_slip_hours=r.opt_number("min_slip_hours", lo=0.0),
+        max_slip_hours=r.opt_number("max_slip_hours", lo=0.0),
+        intents=r.choices("intents", INTENTS),
+        reasons=r.choices("reasons", REFUND_REASONS),
+        request_types=r.choices("request_types", REQUEST_TYPE_NAMES),
+        sku_families=_families(r),
+        delivered=_opt_bool(r, "delivered"),
+        delivery_problem=_opt_bool(r, "delivery_problem"),
+        exchange_preferred=_opt_bool(r, "exchange_preferred"),
+        has_request=_opt_bool(r, "has_request"),
+        min_contacts=r.opt_number("min_contacts", lo=0.0),
+        max_sentiment=r.opt_number("max_sentiment", lo=-1.0, hi=1.0),
+        min_order_value=r.opt_number("min_order_value", lo=0.0),
+    )
+    r.done()
+    return clause
+
+
+def _families(r: _Reader) -> frozenset[str] | None:
+    value = r.get("sku_families")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise r.doc.error(r._p("sku_families"), "must be a non-empty list of strings")
+    return frozenset(value)
+
+
+def _opt_bool(r: _Reader, key: str) -> bool | None:
+    if r.value.get(key) is None:
+        r.used.add(key)
+        return None
+    return r.boolean(key, False)
+
+
+def _action(doc: _Doc, path: str, name: str, value: Any) -> ActionSpec:
+    if name not in ACTION_NAMES:
+        raise doc.error(path, f"unknown action; expected one of {', '.join(ACTION_NAMES)}")
+    r = _Reader(doc, path, value)
+    clauses = r.get("eligible", [])
+    if not isinstance(clauses, list):
+        raise doc.error(f"{path}.eligible", "must be a list of clauses")
+    message = r.get("message")
+    template = channel = None
+    if message is not None:
+        m = _Reader(doc, f"{path}.message", message)
+        template = " ".join(m.string("template").split())
+        channel = m.string("channel", "email")
+        m.done()
+    spec = ActionSpec(
+        name=name,
+        cost=r.number("cost", None),
+        credit_share=r.number("credit_share", 0.0, hi=1.0),
+        cooldown_hours=r.number("cooldown_hours", 72.0),
+        customer_facing=name != "human_review",
+        eligible=tuple(
+            _eligibility(doc, f"{path}.eligible[{i}]", c) for i, c in enumerate(clauses)
+        ),
+        base_recovery=r.opt_number("base_recovery", lo=0.0, hi=1.0),
+        message_template=template,
+        channel=channel,
+    )
+    r.done()
+    return spec
+
+
+def _build(doc: _Doc) -> RecoveryPolicy:
+    top = _Reader(doc, "", doc.data)
+    version = top.string("version")
+    top.get("description")
+    raw_actions = top.get("actions")
+    if not isinstance(raw_actions, dict) or not raw_actions:
+        raise doc.error("actions", "must be a mapping of at least one action")
+    actions = {
+        name: _action(doc, f"actions.{name}", name, spec) for name, spec in raw_actions.items()
+    }
+    holdout = top.sub("holdout")
+    share = holdout.number("share", 0.10, hi=0.9)
+    salt = holdout.string("salt", "salvage-holdout-v1")
+    holdout.done()
+    ranking = top.sub("ranking")
+    min_prop = ranking.number("min_return_propensity", 0.15, hi=1.0)
+    min_saving = ranking.number("min_expected_saving", 0.5)
+    cv_weight = ranking.number("customer_value_weight", 5.0)
+    ranking.done()
+    limits = top.sub("limits")
+    max_contacts = limits.number("max_contacts_per_order", 2)
+    if max_contacts != int(max_contacts):
+        raise doc.error("limits.max_contacts_per_order", "must be a whole number")
+    max_credit = limits.number("max_credit_per_order", 20.0)
+    max_credit_30d = limits.number("max_credit_per_customer_30d", 40.0)
+    budget = limits.number("cost_budget_share", 0.02, hi=1.0)
+    review_expires = limits.number("review_expires_hours", 48.0)
+    limits.done()
+    auto = top.sub("automation")
+    boundary = AutomationBoundary(
+        max_value_at_risk=auto.number("max_value_at_risk", 300.0),
+        max_abuse_risk=auto.number("max_abuse_risk", 0.5, hi=1.0),
+        review_chargeback_risk=auto.boolean("review_chargeback_risk", True),
+        review_conflicting_signals=auto.boolean("review_conflicting_signals", True),
+        min_value_for_review=auto.number("min_value_for_review", 40.0),
+    )
+    auto.done()
+    quiet = None
+    if top.get("quiet_hours") is not None:
+        q = top.sub("quiet_hours")
+        tz = q.string("timezone", "UTC")
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise doc.error("quiet_hours.timezone", f"unknown time zone {tz!r}") from None
+        quiet = QuietHours(
+            _hhmm(doc, "quiet_hours.start", q.get("start")),
+            _hhmm(doc, "quiet_hours.end", q.get("end")),
+            tz,
+        )
+        q.done()
+    top.done()
+    return RecoveryPolicy(
+        version=version,
+        actions=actions,
+        holdout_share=share,
+        holdout_salt=salt,
+        min_return_propensity=min_prop,
+        min_expected_saving=min_saving,
+        customer_value_weight=cv_weight,
+        max_contacts_per_order=int(max_contacts),
+        max_credit_per_order=max_credit,
+        max_credit_per_customer_30d=max_credit_30d,
+        cost_budget_share=budget,
+        review_expires_hours=review_expires,
+        automation=boundary,
+        quiet_hours=quiet,
+        source=doc.source,
+    )

@@ -1,0 +1,152 @@
+"""Case scoring: turns features into the six scores and per-action recovery chances.
+
+``Scorer`` is the seam the policy reads. ``HeuristicScorer`` is a transparent, fixed
+scorer (the cold-start prior and a baseline); ``operators.models.OnlineScorer`` learns the
+return propensity and the per-action recoverability online with River.
+
+>>> s = HeuristicScorer()
+>>> scores, recover = s.score({"slip_hours": 96.0, "intent_where_is_my_order": 1.0,
+...                            "min_sentiment": -0.6, "margin_share": 0.6})
+>>> 0.0 <= scores.return_propensity <= 1.0 and recover["proactive_reassurance"] > 0.3
+True
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+from operators.decision import ACTIONS, Scores
+
+
+def _sigmoid(x: float) -> float:
+    if x < -30:
+        return 0.0
+    if x > 30:
+        return 1.0
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def abuse_risk(f: dict[str, float]) -> tuple[float, list[str]]:
+    """A transparent abuse score in [0, 1] and the reasons that raised it.
+
+    >>> abuse_risk({"customer_return_rate": 0.8, "customer_orders": 10.0})[1]
+    ['serial returns (80% of 10 orders)']
+    """
+    score = 0.0
+    reasons: list[str] = []
+    rate = f.get("customer_return_rate", 0.0)
+    orders = f.get("customer_orders", 0.0)
+    if rate >= 0.4 and orders >= 3:
+        score += min(0.3 + (rate - 0.4), 0.6)
+        reasons.append(f"serial returns ({rate:.0%} of {orders:.0f} orders)")
+    if f.get("seen_chargebacks", 0.0) > 0:
+        score += 0.4
+        reasons.append(f"{f['seen_chargebacks']:.0f} earlier chargeback(s)")
+    if f.get("seen_refund_rate", 0.0) >= 0.5:
+        score += 0.2
+        reasons.append(f"refunded {f['seen_refund_rate']:.0%} of recent orders")
+    claim = f.get("reason_not_as_described", 0.0) or f.get("reason_damaged", 0.0)
+    if f.get("delivered", 0.0) and f.get("refund_request", 0.0) and claim and not f.get("lost"):
+        score += 0.1
+        reasons.append("refund claim after confirmed delivery")
+    return min(score, 1.0), reasons
+
+
+def customer_value(f: dict[str, float]) -> float:
+    """Lifetime value squashed to [0, 1] (about 0.5 at a lifetime value of 400)."""
+    ltv = math.expm1(f.get("log_customer_ltv", 0.0))
+    return round(1.0 - math.exp(-ltv / 577.0), 4)
+
+
+def promise_sensitivity(f: dict[str, float]) -> float:
+    """How much the customer reacts to delivery promises: where-is-my-order contacts,
+    negative sentiment while late, and the lane's delay history."""
+    x = -1.5
+    x += 1.2 * f.get("intent_where_is_my_order", 0.0) + 0.8 * f.get("intent_delivery_problem", 0.0)
+    x += 0.4 * min(f.get("contacts", 0.0), 3.0)
+    x += -1.0 * min(f.get("min_sentiment", 0.0), 0.0)
+    x += 2.0 * f.get("lane_delay_rate", 0.1)
+    return round(_sigmoid(x), 4)
+
+
+class Scorer(Protocol):
+    """Scores a case from its features; learns from outcomes if it can."""
+
+    version: str
+
+    def score(self, features: dict[str, float]) -> tuple[Scores, dict[str, float]]:
+        """The scores and, per action, P(no refund | action, context)."""
+        ...
+
+    def learn(self, features: dict[str, float], outcome: dict[str, Any]) -> None: ...
+
+
+#: Which situation each action fits: feature weights on the logit of P(recovered).
+_FIT: dict[str, dict[str, float]] = {
+    "proactive_reassurance": {
+        "slip_over_48h": 1.2,
+        "intent_where_is_my_order": 1.0,
+        "intent_delivery_problem": 0.6,
+        "delivered": -1.5,
+    },
+    "delayed_shipment_intervention": {
+        "slip_over_48h": 1.4,
+        "delivery_problems": 0.8,
+        "lost": 1.0,
+        "delivered": -2.0,
+    },
+    "exchange_first_offer": {
+        "reason_size_fit": 2.0,
+        "intent_size_fit": 1.6,
+        "exchange_preferred": 1.0,
+        "reason_damaged": 0.8,
+    },
+    "product_guidance": {
+        "reason_not_as_described": 1.4,
+        "intent_product_question": 1.6,
+        "intent_not_as_described": 1.2,
+    },
+    "human_review": {"has_request": 0.5},
+}
+
+
+class HeuristicScorer:
+    """A fixed, explainable scorer: the prior before models have learned anything."""
+
+    version = "heuristic-1"
+
+    def return_propensity(self, f: dict[str, float]) -> float:
+        x = -3.0
+        x += 2.2 * f.get("has_request", 0.0) + 0.6 * f.get("refund_request", 0.0)
+        x += 0.9 * min(f.get("slip_hours", 0.0) / 72.0, 2.0)
+        x += 0.9 * f.get("delivery_problems", 0.0) + 1.2 * f.get("lost", 0.0)
+        x += -1.2 * min(f.get("min_sentiment", 0.0), 0.0)
+        x += 0.25 * min(f.get("contacts", 0.0), 4.0)
+        x += 3.0 * (f.get("customer_return_rate", 0.1) - 0.1)
+        x += 4.0 * (f.get("family_refund_rate", 0.08) - 0.08)
+        return _sigmoid(x)
+
+    def recovery(self, f: dict[str, float]) -> dict[str, float]:
+        out = {}
+        abuse, _ = abuse_risk(f)
+        for action in ACTIONS:
+            x = -1.0 + sum(w * f.get(k, 0.0) for k, w in _FIT[action].items())
+            x -= 2.5 * abuse
+            out[action] = _sigmoid(x)
+        return out
+
+    def score(self, features: dict[str, float]) -> tuple[Scores, dict[str, float]]:
+        recover = self.recovery(features)
+        scores = Scores(
+            recoverability=max(recover.values()),
+            customer_value=customer_value(features),
+            product_margin=min(max(features.get("margin_share", 0.5), 0.0), 1.0),
+            return_propensity=self.return_propensity(features),
+            promise_sensitivity=promise_sensitivity(features),
+            abuse_risk=abuse_risk(features)[0],
+        )
+        return scores, recover
+
+    def learn(self, features: dict[str, float], outcome: dict[str, Any]) -> None:
+        """The heuristic does not learn."""

@@ -1,0 +1,320 @@
+"""Event-time windowing of order cases: the expiry clock and the per-order case window.
+
+Two pieces of plain-Python logic that the dataflow wires as two stateful steps:
+
+``ExpiryClock``
+    Keyed by a *shard* of the order id. It owns the event-time watermark (the highest
+    ``occurred_at`` seen minus the allowed lateness), rejects late events, remembers each
+    open order's recovery deadline and, when the watermark passes a deadline, emits an
+    ``Expire`` command for that order. It also keeps short-lived tombstones of closed
+    orders so that stragglers are dead-lettered rather than opening a second case.
+
+``CaseWindow``
+    Keyed by ``order_id``. It holds one :class:`~operators.case.OrderCase`, drops
+    re-delivered events, folds the rest in, asks the decider when something that matters
+    changed, and closes the case exactly once: on a resolving event, on ``Expire``, or
+    (replay only) at end of input as ``open``. A closed case returns ``discard=True`` so
+    the runtime frees its state.
+
+Both are driven only by event time, so a replay and a live run of the same events make
+the same decisions and close the same cases. Bytewax's session windows keep per-key
+state forever; this design frees it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from operators.case import DAY, HOUR, OrderCase
+from operators.contract import RESOLVING_TYPES, DeadLetter, Event, format_ts, truncate_raw
+
+
+@dataclass(frozen=True, slots=True)
+class WindowConfig:
+    """Event-time settings of the case join."""
+
+    allowed_lateness: float = 6 * HOUR
+    window_after_delivery: float = 30 * DAY
+    window_after_placed: float = 45 * DAY
+    tombstone_retention: float = 14 * DAY
+    shards: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("allowed_lateness", "window_after_delivery", "window_after_placed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.tombstone_retention < 0:
+            raise ValueError("tombstone_retention must be >= 0")
+        if not 1 <= self.shards <= 4096:
+            raise ValueError("shards must be between 1 and 4096")
+
+
+def shard_of(order_id: str, shards: int) -> str:
+    """The clock shard of an order: stable across processes and runs (no hash salt)."""
+    return str(zlib.crc32(order_id.encode()) % shards)
+
+
+@dataclass(frozen=True, slots=True)
+class Expire:
+    """Command from the clock: the order's recovery window ended at ``deadline``."""
+
+    order_id: str
+    deadline: float
+
+
+@dataclass(slots=True)
+class _Window:
+    anchor: float  # order_placed time, or the first signal's time while pending
+    placed: bool
+    delivered: float | None
+
+
+# --- the clock ----------------------------------------------------------------------------
+
+
+@dataclass
+class ExpiryClock:
+    """Watermark, lateness and deadlines for the orders of one shard.
+
+    >>> from operators.contract import decode
+    >>> clock = ExpiryClock(WindowConfig(allowed_lateness=3600, window_after_placed=7200))
+    >>> def ev(i, t, at):
+    ...     return decode("orders", {"event_id": i, "type": t, "order_id": "o" + i,
+    ...                              "occurred_at": at, "customer_id": "c", "currency": "EUR",
+    ...                              "total": 1, "items": [{"sku": "s", "sku_family": "f",
+    ...                              "quantity": 1, "unit_price": 1}]})
+    >>> [type(x).__name__ for x in clock.on_event(ev("1", "order_placed", "2026-06-01T00:00:00Z"))]
+    ['Event']
+    >>> [type(x).__name__ for x in clock.on_event(ev("2", "order_placed", "2026-06-01T04:00:00Z"))]
+    ['Event', 'Expire']
+    >>> clock.on_event(ev("3", "order_placed", "2026-06-01T01:00:00Z"))[0].reason
+    'late: occurred_at 2026-06-01T01:00:00Z is behind the watermark 2026-06-01T03:00:00Z'
+    """
+
+    config: WindowConfig = field(default_factory=WindowConfig)
+    max_event_at: float | None = None
+    windows: dict[str, _Window] = field(default_factory=dict)
+    tombstones: dict[str, float] = field(default_factory=dict)
+    _heap: list[tuple[float, str]] = field(default_factory=list)
+    _tomb_heap: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def watermark(self) -> float | None:
+        """Event time before which no more events are accepted."""
+        if self.max_event_at is None:
+            return None
+        return self.max_event_at - self.config.allowed_lateness
+
+    def deadline(self, w: _Window) -> float:
+        if w.delivered is not None:
+            return w.delivered + self.config.window_after_delivery
+        return w.anchor + self.config.window_after_placed
+
+    def on_event(self, event: Event, received_at: float = 0.0) -> list[Event | Expire | DeadLetter]:
+        """Admit one event; returns it (or a dead letter) followed by any expiries it causes."""
+        wm = self.watermark
+        ts = event.occurred_at
+        if wm is not None and ts < wm:
+            return [
+                _dead(
+                    event,
+                    f"late: occurred_at {format_ts(ts)} is behind the watermark {format_ts(wm)}",
+                    received_at,
+                )
+            ]
+        oid = event.order_id
+        if oid in self.tombstones:
+            return [_dead(event, "after_close: the order's case is already closed", received_at)]
+        out: list[Event | Expire | DeadLetter] = [event]
+        if event.type in RESOLVING_TYPES:
+            self._close(oid, ts)
+        else:
+            self._track(event)
+        if self.max_event_at is None or ts > self.max_event_at:
+            self.max_event_at = ts
+            out.extend(self._advance(self.max_event_at - self.config.allowed_lateness))
+        return out
+
+    def _track(self, event: Event) -> None:
+        oid, ts, type_ = event.order_id, event.occurred_at, event.type
+        w = self.windows.get(oid)
+        if w is None:
+            w = self.windows[oid] = _Window(ts, type_ == "order_placed", None)
+        elif type_ == "order_placed":
+            w.anchor, w.placed = ts, True
+        elif not w.placed and ts < w.anchor:
+            w.anchor = ts
+        if type_ == "delivered":
+            w.delivered = ts
+        heapq.heappush(self._heap, (self.deadline(w), oid))
+
+    def _close(self, oid: str, ts: float) -> None:
+        self.windows.pop(oid, None)
+        until = ts + self.config.tombstone_retention
+        self.tombstones[oid] = until
+        heapq.heappush(self._tomb_heap, (until, oid))
+
+    def _advance(self, watermark: float) -> list[Expire]:
+        expired: list[Expire] = []
+        heap = self._heap
+        while heap and heap[0][0] <= watermark:
+            deadline, oid = heapq.heappop(heap)
+            w = self.windows.get(oid)
+            # Stale heap entries (the deadline moved, or the case closed) are skipped.
+            if w is None or self.deadline(w) != deadline:
+                continue
+            expired.append(Expire(oid, deadline))
+            self._close(oid, deadline)
+        tomb = self._tomb_heap
+        while tomb and tomb[0][0] <= watermark:
+            until, oid = heapq.heappop(tomb)
+            if self.tombstones.get(oid) == until:
+                del self.tombstones[oid]
+        # The lazy heap can hold many stale entries; rebuild it when it gets too loose.
+        if len(heap) > 4 * len(self.windows) + 1024:
+            self._heap = [(self.deadline(w), o) for o, w in self.windows.items()]
+            heapq.heapify(self._heap)
+        return expired
+
+    def on_eof(self) -> list[Expire]:
+        """End of input: expire everything whose deadline is at or before the last event."""
+        if self.max_event_at is None:
+            return []
+        return self._advance(self.max_event_at)
+
+    def state_size(self) -> int:
+        """Orders and tombstones held (for metrics and memory tests)."""
+        return len(self.windows) + len(self.tombstones)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Picklable copy of the state (recovery)."""
+        return {
+            "max_event_at": self.max_event_at,
+            "windows": {o: (w.anchor, w.placed, w.delivered) for o, w in self.windows.items()},
+            "tombstones": dict(self.tombstones),
+        }
+
+    @classmethod
+    def restore(cls, config: WindowConfig, snap: dict[str, Any] | None) -> ExpiryClock:
+        """Rebuild a clock from :meth:`snapshot` (or a fresh one from None)."""
+        clock = cls(config)
+        if snap:
+            clock.max_event_at = snap["max_event_at"]
+            clock.windows = {o: _Window(*w) for o, w in snap["windows"].items()}
+            clock.tombstones = dict(snap["tombstones"])
+            clock._heap = [(clock.deadline(w), o) for o, w in clock.windows.items()]
+            heapq.heapify(clock._heap)
+            clock._tomb_heap = [(u, o) for o, u in clock.tombstones.items()]
+            heapq.heapify(clock._tomb_heap)
+        return clock
+
+
+def _dead(event: Event, reason: str, received_at: float) -> DeadLetter:
+    return DeadLetter(
+        event.stream, reason, truncate_raw(event.body), received_at, event.event_id, event.order_id
+    )
+
+
+# --- the case window ------------------------------------------------------------------------
+
+#: Tagged outputs of the case window: ("decision" | "intervention" | "outcome", record).
+Output = tuple[str, dict[str, Any]]
+
+
+class Decider(Protocol):
+    """The decision seam: turns a case that changed into output records.
+
+    It may write decision bookkeeping on the case (arm, actions, first propensity).
+    """
+
+    def decide(self, case: OrderCase, trigger: Event) -> list[Output]: ...
+
+    def on_close(self, case: OrderCase, outcome: dict[str, Any]) -> None: ...
+
+
+class CaseWindow:
+    """The per-order stateful logic: dedup, join, decide, close exactly once.
+
+    ``on_*`` methods return ``(outputs, discard)`` like a Bytewax ``StatefulLogic``.
+    """
+
+    __slots__ = ("case", "config", "decider")
+
+    def __init__(
+        self,
+        order_id: str,
+        decider: Decider,
+        config: WindowConfig,
+        case: OrderCase | None = None,
+    ) -> None:
+        self.case = case if case is not None else OrderCase(order_id)
+        self.decider = decider
+        self.config = config
+
+    def on_event(self, event: Event) -> tuple[list[Output], bool]:
+        case = self.case
+        if case.is_duplicate(event):
+            return [], False
+        matters = case.apply(event)
+        out: list[Output] = []
+        if case.closed:
+            out.extend(self._close(case.resolved_at or event.occurred_at))
+            return out, True
+        if matters:
+            out.extend(self.decider.decide(case, event))
+        return out, False
+
+    def on_expire(self, expire: Expire) -> tuple[list[Output], bool]:
+        return self._close(expire.deadline), True
+
+    def on_eof(self) -> tuple[list[Output], bool]:
+        """End of a replay: the case is still open at the last event time."""
+        return self._close(self.case.last_event_at, open_=True), True
+
+    def _close(self, closed_at: float, *, open_: bool = False) -> list[Output]:
+        record = self.case.outcome_record(closed_at, open_=open_)
+        self.decider.on_close(self.case, record)
+        return [("outcome", record)]
+
+
+def run_in_memory(
+    events: Iterable[Event],
+    decider: Decider,
+    config: WindowConfig | None = None,
+    on_dead: Callable[[DeadLetter], None] | None = None,
+) -> tuple[list[Output], dict[str, CaseWindow], ExpiryClock]:
+    """Drive clock and windows over events without a dataflow (one shard), for tests and
+    tools. Returns outputs, the windows left open, and the clock."""
+    cfg = config or WindowConfig()
+    clock = ExpiryClock(cfg)
+    windows: dict[str, CaseWindow] = {}
+    outputs: list[Output] = []
+
+    def route(item: Event | Expire | DeadLetter) -> None:
+        if isinstance(item, DeadLetter):
+            if on_dead is not None:
+                on_dead(item)
+            return
+        w = windows.get(item.order_id)
+        if isinstance(item, Expire):
+            if w is None:
+                return
+            out, discard = w.on_expire(item)
+        else:
+            if w is None:
+                w = windows[item.order_id] = CaseWindow(item.order_id, decider, cfg)
+            out, discard = w.on_event(item)
+        outputs.extend(out)
+        if discard:
+            del windows[item.order_id]
+
+    for event in events:
+        for item in clock.on_event(event):
+            route(item)
+    for item in clock.on_eof():
+        route(item)
+    return outputs, windows, clock
