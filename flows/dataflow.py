@@ -67,7 +67,7 @@ class FlowParts:
     """What a flow is built from: where events come from, where records go, how to decide."""
 
     source: Source
-    sinks: dict[str, Sink]
+    sinks: dict[str, Sink]  # by output name; build_streams ignores it
     decider_factory: Callable[[], Decider]
     window: WindowConfig = field(default_factory=WindowConfig)
     close_open_cases_at_eof: bool = True
@@ -147,8 +147,39 @@ def _decode_item(item: tuple[str, Any, float]) -> Event | DeadLetter:
     return decode(stream, payload, received_at)
 
 
+@dataclass
+class FlowStreams:
+    """The built flow and its output streams, for callers that add steps before the sinks
+    (live mode adds the human-review loop and the dispatcher)."""
+
+    flow: Dataflow
+    events: Stream[Event]
+    records: dict[str, Stream[dict[str, Any]]]
+
+
 def build_flow(parts: FlowParts, flow_id: str = "salvage") -> Dataflow:
-    """Build the dataflow from its parts."""
+    """Build the dataflow from its parts, with every sink in ``parts.sinks`` attached."""
+    streams = build_streams(parts, flow_id)
+    attach_outputs(streams, parts.sinks, parts.observer)
+    return streams.flow
+
+
+def attach_outputs(
+    streams: FlowStreams, sinks: dict[str, Sink], observer: FlowObserver | None = None
+) -> None:
+    """Connect output records to sinks by output name (missing names are not written)."""
+    hook = observer.on_output if observer is not None else None
+    for name, sink in sinks.items():
+        records = streams.records[name]
+        if hook is not None:
+            records = op.inspect(
+                f"observe_{name}", records, lambda _s, r, n=name, hook=hook: hook(n, r)
+            )
+        op.output(f"out_{name}", records, sink)
+
+
+def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
+    """Build the dataflow up to its output records (no sinks attached)."""
     flow = Dataflow(flow_id)
     cfg = parts.window
     observer = parts.observer
@@ -197,22 +228,10 @@ def build_flow(parts: FlowParts, flow_id: str = "salvage") -> Dataflow:
         dead = op.inspect("observe_dead", dead, lambda _s, d: on_dead(d))
     dead_records = op.map("dead_letter_record", dead, DeadLetter.to_record)
 
-    for name in OUTPUT_NAMES:
-        sink = parts.sinks.get(name)
-        if sink is None:
-            continue
-        if name == "dead_letter":
-            records = dead_records
-        else:
-            tag = _TAG_OF_OUTPUT[name]
-            records = op.filter_map(
-                f"select_{name}", tagged, lambda t, tag=tag: t[1] if t[0] == tag else None
-            )
-        if observer.on_output is not None:
-            records = op.inspect(
-                f"observe_{name}",
-                records,
-                lambda _s, r, n=name, hook=observer.on_output: hook(n, r),
-            )
-        op.output(f"out_{name}", records, sink)
-    return flow
+    records: dict[str, Stream[dict[str, Any]]] = {"dead_letter": dead_records}
+    for name in OUTPUT_NAMES[:3]:
+        tag = _TAG_OF_OUTPUT[name]
+        records[name] = op.filter_map(
+            f"select_{name}", tagged, lambda t, tag=tag: t[1] if t[0] == tag else None
+        )
+    return FlowStreams(flow, valid.trues, records)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from operators.simulation.clock import DAY, HOUR, MINUTE, TimestampFormatter
+from operators.simulation.clock import DAY, HOUR, MINUTE, TimestampFormatter, parse_timestamp
 from operators.simulation.scenarios import ScenarioParams
 from operators.simulation.world import Catalog, CustomerPool, Sku, cumulative, pick_index
 
@@ -186,7 +186,7 @@ class OrderModel:
         self.backlog_lanes = frozenset(
             i for i, lane in enumerate(params.lanes) if backlog and lane.key in backlog.lanes
         )
-        self.start = _day_start(fmt_start(params))
+        self.start = _day_start(parse_timestamp(params.start))
         self.early_signals = 0
 
     # ------------------------------------------------------------------ public
@@ -929,9 +929,3 @@ class OrderModel:
             body["occurred_at"] = fmt(ts)
             emit(stream, ts, body)
 
-
-def fmt_start(params: ScenarioParams) -> int:
-    """Scenario start as epoch seconds."""
-    from operators.simulation.clock import parse_timestamp
-
-    return parse_timestamp(params.start)
