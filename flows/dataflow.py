@@ -38,6 +38,7 @@ _TAG_OF_OUTPUT = {
     "decisions": "decision",
     "outcomes": "outcome",
     "dead_letter": "dead_letter",
+    "cases": "case",
 }
 
 
@@ -71,6 +72,7 @@ class FlowParts:
     decider_factory: Callable[[], Decider]
     window: WindowConfig = field(default_factory=WindowConfig)
     close_open_cases_at_eof: bool = True
+    emit_case_views: bool = False  # adds a "cases" record stream (live: the case store)
     observer: FlowObserver = field(default_factory=FlowObserver)
 
 
@@ -216,7 +218,7 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
     # order id from its first item (see CaseLogic.on_item).
     def case_builder(snap: OrderCase | None) -> CaseLogic:
         case = snap if snap is not None else OrderCase("")
-        window = CaseWindow(case.order_id, decider(), cfg, case)
+        window = CaseWindow(case.order_id, decider(), cfg, case, parts.emit_case_views)
         return CaseLogic(window, close_at_eof, observer.on_latency)
 
     cases = op.stateful("case", by_order, case_builder)
@@ -229,7 +231,8 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
     dead_records = op.map("dead_letter_record", dead, DeadLetter.to_record)
 
     records: dict[str, Stream[dict[str, Any]]] = {"dead_letter": dead_records}
-    for name in OUTPUT_NAMES[:3]:
+    names = [*OUTPUT_NAMES[:3], "cases"] if parts.emit_case_views else OUTPUT_NAMES[:3]
+    for name in names:
         tag = _TAG_OF_OUTPUT[name]
         records[name] = op.filter_map(
             f"select_{name}", tagged, lambda t, tag=tag: t[1] if t[0] == tag else None

@@ -230,6 +230,38 @@ class OrderCase:
         """The latest reason the customer gave: a support intent or a refund reason."""
         return self.last_intent or self.request_reason
 
+    def view(self, now: float) -> dict[str, Any]:
+        """A JSON-able view of the case for people (``salvage case``), at event time ``now``."""
+        return {
+            "order_id": self.order_id,
+            "customer_id": self.customer_id,
+            "stage": self.stage,
+            "placed": self.placed,
+            "as_of": format_ts(now),
+            "order_value": round(self.order_value, 2),
+            "currency": self.currency,
+            "sku_family": self.sku_family,
+            "courier_lane": self.lane,
+            "campaign": self.campaign,
+            "signals": {
+                "slip_hours": round(self.slip_hours(now), 1),
+                "delays": self.delays,
+                "exceptions": self.exceptions,
+                "failed_attempts": self.failed_attempts,
+                "lost": self.lost,
+                "contacts": self.contacts,
+                "last_intent": self.last_intent,
+                "last_sentiment": self.last_sentiment,
+                "request": self.request_type if self.has_open_request() else None,
+                "request_reason": self.request_reason,
+                "exchange_preferred": self.exchange_preferred,
+            },
+            "timeline": [[format_ts(ts), type_] for ts, type_ in self.timeline],
+            "arm": self.arm,
+            "actions": [[format_ts(ts), a] for ts, a in self.actions],
+            "outcome": self.outcome,
+        }
+
     def record_action(self, ts: float, action: str) -> None:
         self.actions.append((ts, action))
 

@@ -221,7 +221,7 @@ def _dead(event: Event, reason: str, received_at: float) -> DeadLetter:
 
 # --- the case window ------------------------------------------------------------------------
 
-#: Tagged outputs of the case window: ("decision" | "intervention" | "outcome", record).
+#: Tagged outputs of the case window: ("decision" | "intervention" | "outcome" | "case", record).
 Output = tuple[str, dict[str, Any]]
 
 
@@ -242,7 +242,7 @@ class CaseWindow:
     ``on_*`` methods return ``(outputs, discard)`` like a Bytewax ``StatefulLogic``.
     """
 
-    __slots__ = ("case", "config", "decider")
+    __slots__ = ("case", "config", "decider", "emit_views")
 
     def __init__(
         self,
@@ -250,10 +250,12 @@ class CaseWindow:
         decider: Decider,
         config: WindowConfig,
         case: OrderCase | None = None,
+        emit_views: bool = False,
     ) -> None:
         self.case = case if case is not None else OrderCase(order_id)
         self.decider = decider
         self.config = config
+        self.emit_views = emit_views  # live mode keeps a case view for `salvage case`
 
     def on_event(self, event: Event) -> tuple[list[Output], bool]:
         case = self.case
@@ -266,6 +268,8 @@ class CaseWindow:
             return out, True
         if matters:
             out.extend(self.decider.decide(case, event))
+            if self.emit_views:
+                out.append(("case", case.view(event.occurred_at)))
         return out, False
 
     def on_expire(self, expire: Expire) -> tuple[list[Output], bool]:
@@ -278,6 +282,8 @@ class CaseWindow:
     def _close(self, closed_at: float, *, open_: bool = False) -> list[Output]:
         record = self.case.outcome_record(closed_at, open_=open_)
         self.decider.on_close(self.case, record)
+        if self.emit_views:
+            return [("case", self.case.view(closed_at)), ("outcome", record)]
         return [("outcome", record)]
 
 

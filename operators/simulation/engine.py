@@ -63,8 +63,9 @@ class _Emitter:
         "spills",
     )
 
-    def __init__(self, spills: list[SortedSpill], params: ScenarioParams, seed: int,
-                 invalid_rate: float) -> None:
+    def __init__(
+        self, spills: list[SortedSpill], params: ScenarioParams, seed: int, invalid_rate: float
+    ) -> None:
         self.spills = spills
         # A separate generator keeps the world identical whatever the noise settings are.
         self._rng = random.Random(seed * 1_000_003 + 7)
@@ -119,8 +120,9 @@ def _bucket_seconds(params: ScenarioParams) -> int:
     return DAY * max(1, math.ceil(span_days / _MAX_BUCKETS))
 
 
-def _scenario_document(params: ScenarioParams, orders: int, seed: int, compress: bool
-                       ) -> dict[str, Any]:
+def _scenario_document(
+    params: ScenarioParams, orders: int, seed: int, compress: bool
+) -> dict[str, Any]:
     """Contents of ``scenario.json``: what was run, with which parameters, into which files."""
     return {
         "scenario": params.name,

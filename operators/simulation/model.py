@@ -345,7 +345,7 @@ class OrderModel:
         lane = self.p.lanes[o.lane]
         backlog = self.p.backlog
         intensity = self._backlog_intensity(o)
-        shipped = o.t0 + min(int(HOUR * (2.0 + rng.expovariate(1 / 14))), 3 * DAY)
+        shipped = o.t0 + min(int(HOUR * (2.0 + rng.expovariate(1 / 10))), 3 * DAY)
         o.in_transit = in_transit = shipped + int(HOUR * (2 + 8 * rnd()))
         self._delivery_event(o, shipped, "shipped")
         self._delivery_event(o, in_transit, "in_transit")
@@ -355,7 +355,7 @@ class OrderModel:
         elif rnd() < lane.delay_prob:
             slip = 0.6 + rng.expovariate(1 / lane.delay_mean_days)
         else:
-            slip = min(0.3, rng.gauss(-0.3, 0.35))
+            slip = -1.0 if rnd() < 0.15 else 0.0  # on the promised day, sometimes a day early
         extra_exc = backlog.extra_exception_rate * intensity if backlog else 0.0
         extra_lost = backlog.extra_lost_rate * intensity if backlog else 0.0
         exception = None
@@ -372,10 +372,10 @@ class OrderModel:
             slip += 1.0
         rts = failed and rnd() < 0.12
 
-        # Final scan during delivery hours on the slipped day.
-        target = o.promised + int(slip * DAY)
+        # Final scan during delivery hours (08-19h) on the slipped day.
+        target = (o.promised - 20 * HOUR if slip <= 0 else o.promised) + int(slip * DAY)
         delivered = _day_start(target) + int(HOUR * (8 + 11 * rnd()))
-        while delivered < in_transit + 10 * HOUR:
+        while delivered < in_transit + 6 * HOUR:
             delivered += DAY
         o.slip = slip = (delivered - o.promised) / DAY
         out_for_delivery = delivered - int(HOUR * (1 + 5 * rnd()))
@@ -579,7 +579,8 @@ class OrderModel:
     def _return_probability(self, o: _Order, mult: float) -> float:
         """Hazard of a product return: family rate x customer habit x campaign x basket."""
         fam = self.catalog.families[o.main_family]
-        p = fam.return_rate * mult * self.p.campaigns[o.campaign].return_multiplier
+        p = fam.return_rate * self.p.return_rate_scale * mult
+        p *= self.p.campaigns[o.campaign].return_multiplier
         p *= 1.0 + 0.12 * (len(o.items) - 1)
         if o.damaged_in_transit:
             p *= 1.8
@@ -817,7 +818,7 @@ class OrderModel:
         anger = max(0.0, -sentiment - 0.3)
         driver = case.driver
         if driver == "late_delivery":
-            r = 0.82 - 0.06 * max(0.0, o.slip - 1.5) - 0.25 * anger + 0.06 * good_history
+            r = 0.86 - 0.06 * max(0.0, o.slip - 1.5) - 0.25 * anger + 0.06 * good_history
         elif driver == "undeliverable":
             r = 0.42 + 0.08 * good_history - 0.1 * anger
         elif driver == "size_fit":
@@ -928,4 +929,3 @@ class OrderModel:
             body["event_id"] = f"{o.order_id}-{k:02d}"
             body["occurred_at"] = fmt(ts)
             emit(stream, ts, body)
-

@@ -117,6 +117,7 @@ class ScenarioParams:
     new_customer_share: float = 0.35
     abusive_share: float = 0.04
     abusive_claim_rate: float = 0.55
+    return_rate_scale: float = 1.0
     history_omit_rate: float = 0.12
     # Behaviour.
     cancel_rate: float = 0.015
@@ -389,7 +390,8 @@ def _steady_state() -> ScenarioParams:
         ),
         customer_pool_ratio=0.45,
         abusive_share=0.03,
-        abusive_claim_rate=0.45,
+        abusive_claim_rate=0.4,
+        return_rate_scale=0.75,
     )
 
 
