@@ -4,7 +4,7 @@ For an action ``a``, the treated group is the treatment-arm orders whose first a
 ``a``; the control group is the control-arm orders for which the policy chose ``a`` but
 did not emit it (control decisions are logged, never sent). Both groups were selected by
 the same rule, so their difference estimates the effect of ``a`` on the cases it is used
-on. Uplift is reported as the reduction of the refund rate (control − treated) with a
+on. Uplift is reported as the reduction of the refund rate (control - treated) with a
 Wald interval for a difference of proportions, and the refund value saved per case with a
 Welch interval.
 
