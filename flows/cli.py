@@ -244,7 +244,12 @@ REGISTRARS: list[Registrar] = [register_demo, register_simulate, register_replay
 def _optional_registrars() -> list[Registrar]:
     """Subcommands defined in other modules of the package."""
     found: list[Registrar] = []
-    for module in ("flows.cli_decisions", "flows.cli_live", "flows.cli_observability"):
+    for module in (
+        "flows.cli_decisions",
+        "flows.cli_live",
+        "flows.cli_state",
+        "flows.cli_report",
+    ):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as exc:

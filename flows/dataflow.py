@@ -53,6 +53,9 @@ class FlowObserver:
     - ``on_clock(shard, watermark, max_event_at, tracked)``: after each clock batch;
       ``tracked`` is the number of open orders plus tombstones held by the shard.
     - ``on_latency(seconds)``: wall time from decoding an event to its decision.
+    - ``on_model(stats)``: after the learner updates a model; ``stats`` has ``model``,
+      ``version``, ``examples``, ``roc_auc``, ``log_loss``, ``calibration_error`` (None
+      until known) and ``learning_lag_seconds`` (event time from decision to label).
     """
 
     on_input: Callable[[str, Any], None] | None = None
@@ -61,6 +64,7 @@ class FlowObserver:
     on_output: Callable[[str, dict[str, Any]], None] | None = None
     on_clock: Callable[[str, float | None, float | None, int], None] | None = None
     on_latency: Callable[[float], None] | None = None
+    on_model: Callable[[dict[str, Any]], None] | None = None
 
 
 @dataclass
