@@ -85,6 +85,19 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
         help="input batch size, the main throughput lever (default: 1000)",
     )
     p.add_argument("--workers", type=int, default=1, help="Bytewax workers (default: 1)")
+    p.add_argument(
+        "--no-learning",
+        action="store_true",
+        help="decide with the fixed heuristic scorer; no online models",
+    )
+    p.add_argument(
+        "--truth-labels",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="with a simulator ground_truth.jsonl in the input, let models learn "
+        "the outcome each treated order would have had under its action, as "
+        "if the policy had been live (default: auto = when the file exists)",
+    )
     add_window_args(p)
 
 
@@ -129,19 +142,28 @@ def register_simulate(sub: argparse._SubParsersAction) -> None:
 def replay_and_summarize(
     input_dir: Path, out_dir: Path, args: argparse.Namespace, policy: RecoveryPolicy
 ) -> dict:
-    opts = ReplayOptions(window_from_args(args), args.batch_size, args.workers)
-    run = run_replay(input_dir, out_dir, policy, opts)
     truth = input_dir / "ground_truth.jsonl"
-    summary = summarize(
-        out_dir,
-        policy,
-        truth if truth.exists() else None,
-        extra={
-            "input_records": run.input_records,
-            "seconds": round(run.seconds, 3),
-            "events_per_second": round(run.events_per_second, 1),
-        },
+    has_truth = truth.exists()
+    use_truth = args.truth_labels == "on" or (args.truth_labels == "auto" and has_truth)
+    if use_truth and not has_truth:
+        raise UsageError(f"--truth-labels on, but {truth} does not exist")
+    opts = ReplayOptions(
+        window_from_args(args),
+        args.batch_size,
+        args.workers,
+        learn=not args.no_learning,
+        ground_truth=truth if use_truth else None,
     )
+    run = run_replay(input_dir, out_dir, policy, opts)
+    extra: dict = {
+        "input_records": run.input_records,
+        "seconds": round(run.seconds, 3),
+        "events_per_second": round(run.events_per_second, 1),
+        "truth_labels": use_truth,
+    }
+    if run.model_stats is not None:
+        extra["models"] = {"return_propensity": run.model_stats}
+    summary = summarize(out_dir, policy, truth if has_truth else None, extra=extra)
     write_summary(out_dir, summary)
     return summary
 

@@ -16,7 +16,7 @@ Replay and live mode build this same flow; only the source and the sinks differ.
 
 from __future__ import annotations
 
-import copy
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +30,9 @@ from bytewax.outputs import Sink
 
 from operators.case import OrderCase
 from operators.contract import DeadLetter, Event, decode
+from operators.models import MODEL_SET, Example, Learner, SnapshotBoard
 from operators.window import CaseWindow, Decider, Expire, ExpiryClock, WindowConfig, shard_of
+from state.models import ModelStore
 
 OUTPUT_NAMES = ("interventions", "decisions", "outcomes", "dead_letter")
 _TAG_OF_OUTPUT = {
@@ -68,6 +70,59 @@ class FlowObserver:
 
 
 @dataclass
+class ModelRuntime:
+    """The online-learning side of a flow: one learner step (a single writer, keyed on a
+    constant) posts versioned snapshots to ``board`` for the scorers of this process and
+    checkpoints to ``store`` (warm start, and scorers in other processes)."""
+
+    board: SnapshotBoard = field(default_factory=SnapshotBoard)
+    store: ModelStore | None = None
+    publish_every: int = 200
+    last_stats: dict[str, Any] | None = None
+
+
+class LearnerLogic(StatefulLogic[dict[str, Any], dict[str, Any], bytes]):
+    """Bytewax wrapper of :class:`~operators.models.Learner`."""
+
+    def __init__(self, runtime: ModelRuntime, snap: bytes | None, observer: FlowObserver):
+        self.runtime = runtime
+        self.observer = observer
+        blob = snap
+        if blob is None and runtime.store is not None:
+            latest = runtime.store.latest(MODEL_SET)
+            blob = latest[1] if latest else None  # warm start from the last checkpoint
+        self.learner = Learner.from_bytes(blob) if blob else Learner(runtime.publish_every)
+        self.learner.publish_every = runtime.publish_every
+        if blob:
+            self._publish()
+
+    def _publish(self) -> None:
+        snapshot = self.learner.publish()
+        self.runtime.board.post(snapshot)
+        if self.runtime.store is not None:
+            self.runtime.store.save(MODEL_SET, snapshot.version, self.learner.to_bytes())
+        stats = self.learner.stats()
+        self.runtime.last_stats = stats
+        if self.observer.on_model is not None:
+            self.observer.on_model(stats)
+
+    def on_item(self, value: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+        learner = self.learner
+        learner.learn(Example.from_record(value))
+        if learner.examples % learner.publish_every == 0:
+            self._publish()
+        return [], StatefulLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[dict[str, Any]], bool]:
+        if self.learner.examples:
+            self._publish()
+        return [], StatefulLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        return self.learner.to_bytes()
+
+
+@dataclass
 class FlowParts:
     """What a flow is built from: where events come from, where records go, how to decide."""
 
@@ -77,6 +132,7 @@ class FlowParts:
     window: WindowConfig = field(default_factory=WindowConfig)
     close_open_cases_at_eof: bool = True
     emit_case_views: bool = False  # adds a "cases" record stream (live: the case store)
+    models: ModelRuntime | None = None  # online learning; None: decide with a fixed scorer
     observer: FlowObserver = field(default_factory=FlowObserver)
 
 
@@ -111,7 +167,7 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         return self.clock.snapshot()
 
 
-class CaseLogic(StatefulLogic[Event | Expire, tuple[str, dict[str, Any]], OrderCase]):
+class CaseLogic(StatefulLogic[Event | Expire, tuple[str, dict[str, Any]], bytes]):
     """Bytewax wrapper of :class:`~operators.window.CaseWindow` (one per order)."""
 
     __slots__ = ("close_at_eof", "on_latency", "window")
@@ -144,8 +200,10 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, dict[str, Any]], OrderC
             return self.window.on_eof()
         return [], StatefulLogic.RETAIN
 
-    def snapshot(self) -> OrderCase:
-        return copy.deepcopy(self.window.case)
+    def snapshot(self) -> bytes:
+        # Pickled now, so later mutation cannot leak into the snapshot; far cheaper than
+        # deepcopy, and Bytewax would pickle it anyway.
+        return pickle.dumps(self.window.case, pickle.HIGHEST_PROTOCOL)
 
 
 def _decode_item(item: tuple[str, Any, float]) -> Event | DeadLetter:
@@ -220,8 +278,8 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
 
     # ``op.stateful`` gives the builder only the resume state; a fresh case learns its
     # order id from its first item (see CaseLogic.on_item).
-    def case_builder(snap: OrderCase | None) -> CaseLogic:
-        case = snap if snap is not None else OrderCase("")
+    def case_builder(snap: bytes | None) -> CaseLogic:
+        case: OrderCase = pickle.loads(snap) if snap is not None else OrderCase("")
         window = CaseWindow(case.order_id, decider(), cfg, case, parts.emit_case_views)
         return CaseLogic(window, close_at_eof, observer.on_latency)
 
@@ -241,4 +299,11 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
         records[name] = op.filter_map(
             f"select_{name}", tagged, lambda t, tag=tag: t[1] if t[0] == tag else None
         )
+    if parts.models is not None:
+        runtime = parts.models
+        examples = op.filter_map(
+            "select_examples", tagged, lambda t: t[1] if t[0] == "example" else None
+        )
+        keyed = op.key_on("key_models", examples, lambda _r: MODEL_SET)
+        op.stateful("learn", keyed, lambda snap: LearnerLogic(runtime, snap, observer))
     return FlowStreams(flow, valid.trues, records)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from bytewax.testing import cluster_main, run_main
 
-from flows.dataflow import FlowObserver, FlowParts, build_flow
+from flows.dataflow import FlowObserver, FlowParts, ModelRuntime, build_flow
 from flows.sinks import OUTPUTS, JsonlSink
 from flows.sources import ReplaySource
 from operators.engine import DecisionEngine
+from operators.evaluation import ground_truth_labels, load_ground_truth
+from operators.models import OnlineScorer
 from operators.policy import RecoveryPolicy
 from operators.window import Decider, WindowConfig
+from state.models import ModelStore
 
 
 @dataclass
@@ -24,6 +28,10 @@ class ReplayOptions:
     window: WindowConfig = field(default_factory=WindowConfig)
     batch_size: int = 1000
     workers: int = 1
+    learn: bool = True  # online models; False decides with the fixed heuristic scorer
+    publish_every: int = 200
+    ground_truth: Path | None = None  # simulator truth: label treated cases as if live
+    model_store: ModelStore | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -40,6 +48,7 @@ class ReplayRun:
     input_records: int
     seconds: float
     engines: list[DecisionEngine]
+    model_stats: dict[str, Any] | None = None
 
     @property
     def events_per_second(self) -> float:
@@ -63,9 +72,13 @@ def run_replay(
         for old in out_dir.glob(f"{name}.w*.jsonl"):
             old.unlink()
     engines: list[DecisionEngine] = []
+    models = ModelRuntime(store=opts.model_store, publish_every=opts.publish_every)
+    truth_labels = None
+    if opts.ground_truth is not None:
+        truth_labels = ground_truth_labels(load_ground_truth(opts.ground_truth))
 
     def default_factory() -> Decider:
-        engine = DecisionEngine(pol)
+        engine = DecisionEngine(pol, scorer=OnlineScorer(models.board), truth_labels=truth_labels)
         engines.append(engine)
         return engine
 
@@ -84,7 +97,8 @@ def run_replay(
         decider_factory=decider_factory or default_factory,
         window=opts.window,
         close_open_cases_at_eof=True,
-        observer=FlowObserver(count, obs.on_dead_letter, obs.on_output),
+        observer=replace(obs, on_input=count),
+        models=models if opts.learn else None,
     )
     flow = build_flow(parts)
     started = time.perf_counter()
@@ -92,4 +106,4 @@ def run_replay(
         run_main(flow)
     else:
         cluster_main(flow, [], 0, worker_count_per_proc=opts.workers)
-    return ReplayRun(out_dir, counter[0], time.perf_counter() - started, engines)
+    return ReplayRun(out_dir, counter[0], time.perf_counter() - started, engines, models.last_stats)

@@ -145,6 +145,14 @@ def format_summary(s: dict[str, Any]) -> str:
             f"  contact + credit cost          {_money(gt['contact_cost'] + gt['credit_cost'])}"
             f" ({gt['cost_share_of_revenue']:.2%} of revenue)",
         ]
+    m = (s.get("models") or {}).get("return_propensity")
+    if m and m.get("roc_auc") is not None:
+        lines += [
+            "",
+            f"return propensity model ({m['examples']:,} examples, progressive validation): "
+            f"ROC AUC {m['roc_auc']:.3f}, log loss {m['log_loss']:.3f}, "
+            f"calibration error {m['calibration_error']:.3f}",
+        ]
     q = s["first_score_quality"]
     if q["roc_auc"] is not None:
         lines += [

@@ -68,6 +68,8 @@ NEGATIVE_SENTIMENT = -0.3
 
 #: Timeline entries kept per case; older ones are dropped (the counters keep the totals).
 TIMELINE_LIMIT = 48
+#: Decision points kept per case for learning (the latest ones).
+POINTS_LIMIT = 6
 
 
 @dataclass(slots=True)
@@ -119,7 +121,11 @@ class OrderCase:
     arm: str | None = None
     actions: list[tuple[float, str]] = field(default_factory=list)
     first_propensity: float | None = None
-    features: dict[str, float] | None = None
+    #: Decision points kept for learning: (event time, predicted P(refund), feature
+    #: vector in FEATURE_NAMES order), oldest first, at most POINTS_LIMIT.
+    points: list[tuple[float, float, tuple[float, ...]]] = field(default_factory=list)
+    #: The decision point at which the first action was chosen (learning its effect).
+    action_point: tuple[float, float, tuple[float, ...]] | None = None
 
     # --- folding events in -------------------------------------------------------------
 

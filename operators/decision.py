@@ -10,7 +10,7 @@ True
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 ACTIONS: tuple[str, ...] = (
     "proactive_reassurance",
@@ -44,7 +44,14 @@ class Scores:
     abuse_risk: float
 
     def to_record(self) -> dict[str, float]:
-        return {k: round(v, 4) for k, v in asdict(self).items()}
+        return {
+            "recoverability": round(self.recoverability, 4),
+            "customer_value": round(self.customer_value, 4),
+            "product_margin": round(self.product_margin, 4),
+            "return_propensity": round(self.return_propensity, 4),
+            "promise_sensitivity": round(self.promise_sensitivity, 4),
+            "abuse_risk": round(self.abuse_risk, 4),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +72,8 @@ class Decision:
     proposed_action: str | None = None  # what human review is asked to approve
 
 
-def _unit_hash(text: str) -> float:
+def unit_hash(text: str) -> float:
+    """A stable number in [0, 1) from ``text`` (no process salt, unlike ``hash``)."""
     digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2.0**64
 
@@ -73,7 +81,7 @@ def _unit_hash(text: str) -> float:
 def arm_of(order_id: str, holdout_share: float, salt: str) -> str:
     """Deterministic arm assignment from the order id: the same order is always in the
     same arm for the same salt, on every worker and in every replay."""
-    return CONTROL if _unit_hash(f"{salt}:{order_id}") < holdout_share else TREATMENT
+    return CONTROL if unit_hash(f"{salt}:{order_id}") < holdout_share else TREATMENT
 
 
 def intervention_id(order_id: str, action: str, trigger_event_id: str, policy_version: str) -> str:

@@ -19,10 +19,11 @@ come back; lost parcels count the whole order value.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from operators.case import DAY, HOUR, OrderCase
+from operators.case import DAY, HOUR, POINTS_LIMIT, OrderCase
 from operators.contract import Event, format_ts
 from operators.decision import (
     CONTROL,
@@ -32,8 +33,10 @@ from operators.decision import (
     Scores,
     arm_of,
     intervention_id,
+    unit_hash,
 )
-from operators.features import build_features
+from operators.features import build_features, from_vector, to_vector
+from operators.models import Example
 from operators.policy import ActionSpec, RecoveryPolicy
 from operators.scoring import HeuristicScorer, Scorer, abuse_risk
 from state.context import ContextStore, InMemoryContextStore
@@ -62,8 +65,17 @@ class CreditLedger:
             self.grants.setdefault(customer_id, []).append((now, amount))
 
 
+#: Labels from a simulator's ground truth: (order_id, first action) -> refunded?, or None.
+TruthLabels = Callable[[str, str | None], int | None]
+
+
 class DecisionEngine:
-    """Policy + scorer + context: implements the ``Decider`` seam of the case window."""
+    """Policy + scorer + context: implements the ``Decider`` seam of the case window.
+
+    ``truth_labels`` (backtests only) replaces the observed label of a treated case with
+    the outcome the ground truth gives under the action taken, so models learn as if the
+    policy had been live.
+    """
 
     def __init__(
         self,
@@ -71,11 +83,13 @@ class DecisionEngine:
         scorer: Scorer | None = None,
         context: ContextStore | None = None,
         ledger: CreditLedger | None = None,
+        truth_labels: TruthLabels | None = None,
     ) -> None:
         self.policy = policy
         self.scorer: Scorer = scorer or HeuristicScorer()
         self.context: ContextStore = context if context is not None else InMemoryContextStore()
         self.ledger = ledger or CreditLedger()
+        self.truth_labels = truth_labels
 
     # --- the seam ----------------------------------------------------------------------
 
@@ -87,10 +101,16 @@ class DecisionEngine:
             case.arm = arm_of(case.order_id, self.policy.holdout_share, self.policy.holdout_salt)
         if case.first_propensity is None:
             case.first_propensity = round(scores.return_propensity, 4)
-        # The latest pre-outcome features are what the models learn from at close.
-        case.features = features
-        case.features["_p"] = scores.return_propensity
         decision = self._choose(case, trigger, now, features, scores, recover)
+        # Keep what was known and predicted at this point; the models learn from it when
+        # the label arrives (so a delayed label never leaks into the features).
+        if case.action_point is None:
+            point = (now, scores.return_propensity, to_vector(features))
+            case.points.append(point)
+            if len(case.points) > POINTS_LIMIT:
+                del case.points[0]
+            if decision.action != NO_ACTION and decision.arm == TREATMENT:
+                case.action_point = point
         out: list[Output] = [("decision", self._decision_record(decision, case))]
         if decision.action != NO_ACTION:
             case.record_action(now, decision.action)
@@ -98,12 +118,27 @@ class DecisionEngine:
                 out.append(("intervention", self._intervention_record(decision, case, now)))
         return out
 
-    def on_close(self, case: OrderCase, outcome: dict[str, Any]) -> None:
-        """Learn from the closed case and fold it into the context aggregates."""
-        if outcome["outcome"] == "open":
-            return
-        if case.features is not None and outcome["outcome"] != "cancelled":
-            self.scorer.learn(case.features, outcome)
+    def on_close(self, case: OrderCase, outcome: dict[str, Any]) -> list[Output]:
+        """Fold the closed case into the context aggregates and emit its learning example
+        (features and prediction from its last decision, label from the outcome)."""
+        kind = outcome["outcome"]
+        if kind == "open":
+            return []
+        out: list[Output] = []
+        if case.points and kind != "cancelled":
+            first = next((a for _, a in case.actions), None) if case.arm == TREATMENT else None
+            label = 1 if kind in ("refunded", "chargeback") else 0
+            if self.truth_labels is not None and first is not None:
+                truth = self.truth_labels(case.order_id, first)
+                label = truth if truth is not None else label
+            labelled_at = case.resolved_at or case.last_event_at
+            arm = case.arm or TREATMENT
+            # Untreated cases teach the propensity model at every decision point; a treated
+            # case teaches its action's model at the point the action was chosen.
+            points = [case.action_point] if first and case.action_point else case.points
+            for t, p, vector in points:
+                example = Example(from_vector(vector), label, p, first, arm, t, labelled_at)
+                out.append(("example", example.to_record()))
         self.context.record_outcome(
             {
                 **outcome,
@@ -111,6 +146,7 @@ class DecisionEngine:
                 "resolved_at_ts": case.resolved_at or case.last_event_at,
             }
         )
+        return out
 
     # --- choosing ----------------------------------------------------------------------
 
@@ -161,7 +197,7 @@ class DecisionEngine:
         if p_refund < policy.min_return_propensity:
             return none("below_propensity_threshold", f"below {policy.min_return_propensity:.2f}")
 
-        best: tuple[float, ActionSpec, str, float] | None = None
+        candidates: list[tuple[float, ActionSpec, str, float]] = []
         blocked: list[str] = []
         for spec in policy.actions.values():
             if spec.name == "human_review":
@@ -181,8 +217,16 @@ class DecisionEngine:
                 * (margin_at_risk + policy.customer_value_weight * scores.customer_value)
             )
             ev = gain - spec.cost - credit
-            if best is None or ev > best[0]:
-                best = (ev, spec, clause.name, credit)
+            candidates.append((ev, spec, clause.name, credit))
+        best = max(candidates, key=lambda c: c[0]) if candidates else None
+        explored = False
+        if len(candidates) > 1 and policy.exploration > 0:
+            # Deterministic exploration among eligible actions, so every action keeps
+            # getting outcomes to learn from (the policy's limits still apply).
+            u = unit_hash(f"explore:{case.order_id}:{trigger.event_id}")
+            if u < policy.exploration:
+                best = candidates[int(u / policy.exploration * len(candidates))]
+                explored = True
 
         abuse, abuse_reasons = abuse_risk(features)
         review = self._review_reasons(case, value_at_risk, abuse, abuse_reasons)
@@ -203,8 +247,10 @@ class DecisionEngine:
         if best is None:
             return none("no_eligible_action", *blocked)
         ev, spec, clause_name, credit = best
-        if ev < policy.min_expected_saving:
+        if ev < policy.min_expected_saving and not explored:
             return none("below_expected_saving", f"best {spec.name} saves {ev:.2f}")
+        if explored:
+            reasons.append("exploration")
         reasons.append(f"P(recovered|{spec.name})={recover.get(spec.name, 0.0):.2f}")
         reasons.append(f"margin at risk {margin_at_risk:.2f}")
         if credit:

@@ -279,6 +279,7 @@ class RecoveryPolicy:
     min_return_propensity: float = 0.15
     min_expected_saving: float = 0.5
     customer_value_weight: float = 5.0
+    exploration: float = 0.0
     max_contacts_per_order: int = 2
     max_credit_per_order: float = 20.0
     max_credit_per_customer_30d: float = 40.0
@@ -408,6 +409,7 @@ def _build(doc: _Doc) -> RecoveryPolicy:
     min_prop = ranking.number("min_return_propensity", 0.15, hi=1.0)
     min_saving = ranking.number("min_expected_saving", 0.5)
     cv_weight = ranking.number("customer_value_weight", 5.0)
+    exploration = ranking.number("exploration", 0.0, hi=0.5)
     ranking.done()
     limits = top.sub("limits")
     max_contacts = limits.number("max_contacts_per_order", 2)
@@ -450,6 +452,7 @@ def _build(doc: _Doc) -> RecoveryPolicy:
         min_return_propensity=min_prop,
         min_expected_saving=min_saving,
         customer_value_weight=cv_weight,
+        exploration=exploration,
         max_contacts_per_order=int(max_contacts),
         max_credit_per_order=max_credit,
         max_credit_per_customer_30d=max_credit_30d,

@@ -99,6 +99,8 @@ class ExpiryClock:
     max_event_at: float | None = None
     windows: dict[str, _Window] = field(default_factory=dict)
     tombstones: dict[str, float] = field(default_factory=dict)
+    #: order_id -> event_id of the event that resolved it, while its tombstone lives.
+    closed_by: dict[str, str] = field(default_factory=dict)
     _heap: list[tuple[float, str]] = field(default_factory=list)
     _tomb_heap: list[tuple[float, str]] = field(default_factory=list)
 
@@ -115,7 +117,14 @@ class ExpiryClock:
         return w.anchor + self.config.window_after_placed
 
     def on_event(self, event: Event, received_at: float = 0.0) -> list[Event | Expire | DeadLetter]:
-        """Admit one event; returns it (or a dead letter) followed by any expiries it causes."""
+        """Admit one event; returns it (or a dead letter) followed by any expiries it causes.
+
+        A re-delivery of the event that resolved a case is dropped (dedup by event_id);
+        any other event for a closed case is dead-lettered as ``after_close``.
+        """
+        oid = event.order_id
+        if self.closed_by.get(oid) == event.event_id:
+            return []
         wm = self.watermark
         ts = event.occurred_at
         if wm is not None and ts < wm:
@@ -126,12 +135,12 @@ class ExpiryClock:
                     received_at,
                 )
             ]
-        oid = event.order_id
         if oid in self.tombstones:
             return [_dead(event, "after_close: the order's case is already closed", received_at)]
         out: list[Event | Expire | DeadLetter] = [event]
         if event.type in RESOLVING_TYPES:
             self._close(oid, ts)
+            self.closed_by[oid] = event.event_id
         else:
             self._track(event)
         if self.max_event_at is None or ts > self.max_event_at:
@@ -174,6 +183,7 @@ class ExpiryClock:
             until, oid = heapq.heappop(tomb)
             if self.tombstones.get(oid) == until:
                 del self.tombstones[oid]
+                self.closed_by.pop(oid, None)
         # The lazy heap can hold many stale entries; rebuild it when it gets too loose.
         if len(heap) > 4 * len(self.windows) + 1024:
             self._heap = [(self.deadline(w), o) for o, w in self.windows.items()]
@@ -196,6 +206,7 @@ class ExpiryClock:
             "max_event_at": self.max_event_at,
             "windows": {o: (w.anchor, w.placed, w.delivered) for o, w in self.windows.items()},
             "tombstones": dict(self.tombstones),
+            "closed_by": dict(self.closed_by),
         }
 
     @classmethod
@@ -206,6 +217,7 @@ class ExpiryClock:
             clock.max_event_at = snap["max_event_at"]
             clock.windows = {o: _Window(*w) for o, w in snap["windows"].items()}
             clock.tombstones = dict(snap["tombstones"])
+            clock.closed_by = dict(snap.get("closed_by", {}))
             clock._heap = [(clock.deadline(w), o) for o, w in clock.windows.items()]
             heapq.heapify(clock._heap)
             clock._tomb_heap = [(u, o) for o, u in clock.tombstones.items()]
@@ -233,7 +245,9 @@ class Decider(Protocol):
 
     def decide(self, case: OrderCase, trigger: Event) -> list[Output]: ...
 
-    def on_close(self, case: OrderCase, outcome: dict[str, Any]) -> None: ...
+    def on_close(self, case: OrderCase, outcome: dict[str, Any]) -> list[Output]:
+        """Called once when the case closes; may return extra outputs (learning examples)."""
+        ...
 
 
 class CaseWindow:
@@ -281,10 +295,11 @@ class CaseWindow:
 
     def _close(self, closed_at: float, *, open_: bool = False) -> list[Output]:
         record = self.case.outcome_record(closed_at, open_=open_)
-        self.decider.on_close(self.case, record)
+        out = self.decider.on_close(self.case, record)
         if self.emit_views:
-            return [("case", self.case.view(closed_at)), ("outcome", record)]
-        return [("outcome", record)]
+            out.append(("case", self.case.view(closed_at)))
+        out.append(("outcome", record))
+        return out
 
 
 def run_in_memory(
@@ -292,9 +307,14 @@ def run_in_memory(
     decider: Decider,
     config: WindowConfig | None = None,
     on_dead: Callable[[DeadLetter], None] | None = None,
+    close_at_eof: bool = True,
 ) -> tuple[list[Output], dict[str, CaseWindow], ExpiryClock]:
     """Drive clock and windows over events without a dataflow (one shard), for tests and
-    tools. Returns outputs, the windows left open, and the clock."""
+    tools. Returns outputs, the windows left open, and the clock.
+
+    Like a replay, end of input expires what the last event time allows and then, with
+    ``close_at_eof``, closes every other case as ``open``; without it those windows are
+    returned still open."""
     cfg = config or WindowConfig()
     clock = ExpiryClock(cfg)
     windows: dict[str, CaseWindow] = {}
@@ -323,4 +343,7 @@ def run_in_memory(
             route(item)
     for item in clock.on_eof():
         route(item)
+    if close_at_eof:
+        for order_id in sorted(windows):  # sorted: outputs in a stable order
+            outputs.extend(windows.pop(order_id).on_eof()[0])
     return outputs, windows, clock
