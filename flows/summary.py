@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from flows.sinks import read_jsonl
+from operators.backtest import realized_rows, uplift_block
 from operators.evaluation import (
     calibration,
     counterfactual_totals,
@@ -19,6 +20,7 @@ from operators.evaluation import (
     roc_auc,
 )
 from operators.policy import RecoveryPolicy
+from operators.uplift import rows_from_outcomes
 
 
 def summarize(
@@ -81,6 +83,12 @@ def summarize(
         }
         costs = {name: spec.cost for name, spec in policy.actions.items()}
         summary["ground_truth"] = counterfactual_totals(truth, actions, costs, credits)
+        summary["uplift"] = {
+            "source": "ground_truth",
+            **uplift_block(realized_rows(outcomes, truth)),
+        }
+    else:
+        summary["uplift"] = {"source": "observed", **uplift_block(rows_from_outcomes(outcomes))}
     if extra:
         summary.update(extra)
     return summary
@@ -161,6 +169,20 @@ def format_summary(s: dict[str, Any]) -> str:
             f"log loss {q['log_loss']:.3f}, calibration error {q['calibration_error']:.3f} "
             f"over {q['labelled_cases']:,} closed cases",
         ]
+    up = (s.get("uplift") or {}).get("by_action") or {}
+    if up:
+        lines += [
+            "",
+            f"uplift against the holdout ({s['uplift']['source']}): refund-rate cut, 95% CI",
+        ]
+        for action, u in up.items():
+            if u["refund_rate_reduction"] is None:
+                continue
+            lines.append(
+                f"  {action:<32}{u['refund_rate_reduction']:>+8.1%}  "
+                f"[{u['ci_low']:+.1%}, {u['ci_high']:+.1%}]  "
+                f"({u['treated']:,} treated, {u['control']:,} control)"
+            )
     if s["dead_letters_by_reason"]:
         lines += [
             "",
