@@ -308,17 +308,20 @@ def run_in_memory(
     config: WindowConfig | None = None,
     on_dead: Callable[[DeadLetter], None] | None = None,
     close_at_eof: bool = True,
+    on_output: Callable[[Output], None] | None = None,
 ) -> tuple[list[Output], dict[str, CaseWindow], ExpiryClock]:
     """Drive clock and windows over events without a dataflow (one shard), for tests and
     tools. Returns outputs, the windows left open, and the clock.
 
     Like a replay, end of input expires what the last event time allows and then, with
     ``close_at_eof``, closes every other case as ``open``; without it those windows are
-    returned still open."""
+    returned still open. ``on_output`` takes outputs as they come (online learning)
+    instead of collecting them."""
     cfg = config or WindowConfig()
     clock = ExpiryClock(cfg)
     windows: dict[str, CaseWindow] = {}
     outputs: list[Output] = []
+    emit = on_output if on_output is not None else outputs.append
 
     def route(item: Event | Expire | DeadLetter) -> None:
         if isinstance(item, DeadLetter):
@@ -334,7 +337,8 @@ def run_in_memory(
             if w is None:
                 w = windows[item.order_id] = CaseWindow(item.order_id, decider, cfg)
             out, discard = w.on_event(item)
-        outputs.extend(out)
+        for o in out:
+            emit(o)
         if discard:
             del windows[item.order_id]
 
@@ -345,5 +349,6 @@ def run_in_memory(
         route(item)
     if close_at_eof:
         for order_id in sorted(windows):  # sorted: outputs in a stable order
-            outputs.extend(windows.pop(order_id).on_eof()[0])
+            for o in windows.pop(order_id).on_eof()[0]:
+                emit(o)
     return outputs, windows, clock
