@@ -133,6 +133,9 @@ class FlowParts:
     close_open_cases_at_eof: bool = True
     emit_case_views: bool = False  # adds a "cases" record stream (live: the case store)
     models: ModelRuntime | None = None  # online learning; None: decide with a fixed scorer
+    #: Bytewax asks every touched key for a snapshot at each epoch even without recovery;
+    #: without a recovery store they are thrown away, so skip building them.
+    snapshots: bool = True
     observer: FlowObserver = field(default_factory=FlowObserver)
 
 
@@ -144,9 +147,11 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         config: WindowConfig,
         snap: dict[str, Any] | None,
         observer: FlowObserver,
+        snapshots: bool = True,
     ) -> None:
         self.clock = ExpiryClock.restore(config, snap)
         self.observer = observer
+        self.snapshots = snapshots
 
     def on_batch(self, values: list[Event]) -> tuple[list[Any], bool]:
         out: list[Any] = []
@@ -163,24 +168,26 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
     def on_eof(self) -> tuple[list[Any], bool]:
         return list(self.clock.on_eof()), StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> dict[str, Any]:
-        return self.clock.snapshot()
+    def snapshot(self) -> dict[str, Any] | None:
+        return self.clock.snapshot() if self.snapshots else None
 
 
 class CaseLogic(StatefulLogic[Event | Expire, tuple[str, dict[str, Any]], bytes]):
     """Bytewax wrapper of :class:`~operators.window.CaseWindow` (one per order)."""
 
-    __slots__ = ("close_at_eof", "on_latency", "window")
+    __slots__ = ("close_at_eof", "on_latency", "snapshots", "window")
 
     def __init__(
         self,
         window: CaseWindow,
         close_at_eof: bool,
         on_latency: Callable[[float], None] | None = None,
+        snapshots: bool = True,
     ) -> None:
         self.window = window
         self.close_at_eof = close_at_eof
         self.on_latency = on_latency
+        self.snapshots = snapshots
 
     def on_item(self, value: Event | Expire) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
         case = self.window.case
@@ -200,7 +207,9 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, dict[str, Any]], bytes]
             return self.window.on_eof()
         return [], StatefulLogic.RETAIN
 
-    def snapshot(self) -> bytes:
+    def snapshot(self) -> bytes | None:
+        if not self.snapshots:
+            return None
         # Pickled now, so later mutation cannot leak into the snapshot; far cheaper than
         # deepcopy, and Bytewax would pickle it anyway.
         return pickle.dumps(self.window.case, pickle.HIGHEST_PROTOCOL)
@@ -268,8 +277,11 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
     valid = op.branch("valid", decoded, lambda x: isinstance(x, Event))
 
     shards = cfg.shards
+    snapshots = parts.snapshots
     by_shard = op.key_on("key_shard", valid.trues, lambda e: shard_of(e.order_id, shards))
-    clocked = op.stateful_batch("clock", by_shard, lambda snap: ClockLogic(cfg, snap, observer))
+    clocked = op.stateful_batch(
+        "clock", by_shard, lambda snap: ClockLogic(cfg, snap, observer, snapshots)
+    )
     admitted = op.map("unkey_clock", clocked, lambda kv: kv[1])
     admitted_ok = op.branch("admitted", admitted, lambda x: not isinstance(x, DeadLetter))
     by_order = op.key_on("key_order", admitted_ok.trues, lambda x: x.order_id)
@@ -281,7 +293,7 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
     def case_builder(snap: bytes | None) -> CaseLogic:
         case: OrderCase = pickle.loads(snap) if snap is not None else OrderCase("")
         window = CaseWindow(case.order_id, decider(), cfg, case, parts.emit_case_views)
-        return CaseLogic(window, close_at_eof, observer.on_latency)
+        return CaseLogic(window, close_at_eof, observer.on_latency, snapshots)
 
     cases = op.stateful("case", by_order, case_builder)
     tagged = op.map("unkey_case", cases, lambda kv: kv[1])

@@ -99,6 +99,7 @@ def run_replay(
         close_open_cases_at_eof=True,
         observer=replace(obs, on_input=count),
         models=models if opts.learn else None,
+        snapshots=False,  # replays run without Bytewax recovery
     )
     flow = build_flow(parts)
     started = time.perf_counter()
