@@ -1,0 +1,612 @@
+"""``salvage context load`` and ``salvage case``: seed and inspect the live Redis state.
+
+``salvage context load FILE`` seeds customer stats and SKU-family / courier-lane base
+rates from a CSV or JSONL export (fields in ``docs/state.md``). Bad rows are reported by
+line number and skipped; the others are loaded.
+
+``salvage case ORDER_ID`` prints what Salvage knows about an order: the case timeline and
+signals, every decision with its scores, rule and reasons, the interventions (and whether
+they were dispatched) and the outcome. ``--json`` prints the raw records instead.
+
+The Redis URL comes from ``--redis-url``, else ``$SALVAGE_REDIS_URL``, else
+``redis://127.0.0.1:6379/0``; its password is never printed.
+
+Exit codes: 0 done, 1 failure (Redis unreachable, unknown order, rows rejected), 2 bad
+usage or an unreadable file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import io
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import redis
+
+from operators.contract import ContractError, parse_ts
+from state.context import DecayedRate
+from state.redis_conn import (
+    PREFIX_ENV,
+    RedisConfigError,
+    connect,
+    mask_url,
+    resolve_url,
+)
+from state.redis_store import (
+    DELAY,
+    REFUND,
+    RedisCaseStore,
+    RedisContextStore,
+    RedisDispatchLedger,
+)
+
+DEFAULT_RATE_WEIGHT = 50.0
+MAX_REPORTED_REJECTS = 20
+_BATCH = 1000
+
+# --- parsing the export -------------------------------------------------------------------
+
+#: Customer fields: accepted names (first found wins) -> CustomerStats field.
+CUSTOMER_FIELDS: dict[str, tuple[str, ...]] = {
+    "orders": ("orders_count", "orders"),
+    "refunds": ("refunds_count", "refunds", "returns_count"),
+    "exchanges": ("exchanges_count", "exchanges"),
+    "chargebacks": ("chargebacks", "chargebacks_count"),
+    "refund_value": ("refund_value",),
+    "spend": ("lifetime_value", "spend"),
+    "first_seen": ("first_seen",),
+}
+_INT_FIELDS = frozenset({"orders", "refunds", "exchanges", "chargebacks"})
+KNOWN_FIELDS = frozenset(
+    {"kind", "customer_id", "sku_family", "courier_lane", "refund_rate", "delay_rate"}
+    | {"weight", "as_of"}
+    | {name for names in CUSTOMER_FIELDS.values() for name in names}
+)
+KINDS = ("customer", "family", "lane")
+
+
+class RowError(ValueError):
+    """Why one row of the export cannot be loaded."""
+
+
+@dataclass
+class ParsedRow:
+    """One valid row: a customer's stats or one entity's base rates."""
+
+    kind: str
+    name: str
+    stats: dict[str, float] = field(default_factory=dict)
+    rates: dict[str, DecayedRate] = field(default_factory=dict)
+
+
+def _present(row: dict[str, Any], name: str) -> Any:
+    value = row.get(name)
+    if isinstance(value, str):
+        value = value.strip()
+        return value if value else None
+    return value
+
+
+def _number(row: dict[str, Any], name: str) -> float | None:
+    value = _present(row, name)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise RowError(f"{name} must be a number, got a boolean")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise RowError(f"{name} must be a number, got {str(value)[:20]!r}") from None
+    if not math.isfinite(x):
+        raise RowError(f"{name} must be a finite number, got {str(value)[:20]!r}")
+    return x
+
+
+def _count(row: dict[str, Any], name: str) -> int | None:
+    x = _number(row, name)
+    if x is None:
+        return None
+    if x < 0 or x != int(x):
+        raise RowError(f"{name} must be an integer >= 0, got {str(_present(row, name))[:20]!r}")
+    return int(x)
+
+
+def _timestamp(row: dict[str, Any], name: str) -> float | None:
+    value = _present(row, name)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise RowError(f"{name} must be a timestamp, got a boolean")
+    try:
+        ts = float(value)
+    except (TypeError, ValueError):
+        try:
+            return parse_ts(value, name)
+        except ContractError as exc:
+            raise RowError(f"{exc} (or epoch seconds)") from None
+    if not math.isfinite(ts):
+        raise RowError(f"{name} must be a finite number, got {str(value)[:20]!r}")
+    return ts
+
+
+def _name(row: dict[str, Any], field_name: str) -> str:
+    value = _present(row, field_name)
+    if value is None:
+        raise RowError(f"missing {field_name}")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise RowError(f"{field_name} must be a string")
+    return str(value)
+
+
+def parse_row(row: dict[str, Any], default_as_of: float) -> ParsedRow:
+    """Validate one export row (a CSV record or a JSON object); raises RowError.
+
+    >>> parse_row({"customer_id": "c1", "orders_count": "4", "returns_count": "1"}, 0.0).stats
+    {'orders': 4, 'refunds': 1}
+    >>> parse_row({"kind": "family", "sku_family": "shoes", "refund_rate": 0.2,
+    ...            "weight": 10, "as_of": 100}, 0.0).rates
+    {'refund': DecayedRate(hits=2.0, total=10.0, at=100.0)}
+    >>> parse_row({"customer_id": "c1", "orders_count": "-1"}, 0.0)
+    Traceback (most recent call last):
+    ...
+    flows.cli_state.RowError: orders_count must be an integer >= 0, got '-1'
+    """
+    if not isinstance(row, dict):
+        raise RowError("row must be a JSON object")
+    kind = str(_present(row, "kind") or "customer").lower()
+    if kind not in KINDS:
+        raise RowError(f"kind must be one of {', '.join(KINDS)}, got {kind[:20]!r}")
+    if kind == "customer":
+        name = _name(row, "customer_id")
+        stats: dict[str, float] = {}
+        for target, names in CUSTOMER_FIELDS.items():
+            for source in names:
+                if _present(row, source) is None:
+                    continue
+                if target == "first_seen":
+                    stats[target] = _timestamp(row, source)  # type: ignore[assignment]
+                elif target in _INT_FIELDS:
+                    stats[target] = _count(row, source)  # type: ignore[assignment]
+                else:
+                    x = _number(row, source)
+                    if x is not None and x < 0:
+                        raise RowError(f"{source} must be >= 0, got {x:g}")
+                    stats[target] = x  # type: ignore[assignment]
+                break
+        if not stats:
+            raise RowError("no customer stats (e.g. orders_count, returns_count, lifetime_value)")
+        orders = stats.get("orders")
+        if orders is not None:
+            for part in ("refunds", "exchanges", "chargebacks"):
+                if stats.get(part, 0) > orders:
+                    raise RowError(f"{part} ({stats[part]:g}) exceeds orders ({orders:g})")
+        return ParsedRow(kind, name, stats=stats)
+
+    name = _name(row, "sku_family" if kind == "family" else "courier_lane")
+    weight = _number(row, "weight")
+    if weight is None:
+        weight = DEFAULT_RATE_WEIGHT
+    if weight <= 0:
+        raise RowError(f"weight must be > 0, got {weight:g}")
+    as_of = _timestamp(row, "as_of")
+    at = default_as_of if as_of is None else as_of
+    groups = {REFUND: "refund_rate"}
+    if kind == "lane":
+        groups[DELAY] = "delay_rate"
+    rates: dict[str, DecayedRate] = {}
+    for group, column in groups.items():
+        rate = _number(row, column)
+        if rate is None:
+            continue
+        if not 0.0 <= rate <= 1.0:
+            raise RowError(f"{column} must be in [0, 1], got {rate:g}")
+        rates[group] = DecayedRate(rate * weight, weight, at)
+    if not rates:
+        raise RowError(f"missing {' or '.join(groups.values())}")
+    return ParsedRow(kind, name, rates=rates)
+
+
+def _open_text(path: Path) -> IO[str]:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def detect_format(path: Path) -> str:
+    """``csv`` or ``jsonl`` from the file name (``.csv``, ``.jsonl``, ``.ndjson``, + ``.gz``).
+
+    >>> detect_format(Path("customers.csv.gz")), detect_format(Path("x.ndjson"))
+    ('csv', 'jsonl')
+    """
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    last = suffixes[-1] if suffixes else ""
+    if last == ".csv":
+        return "csv"
+    if last in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    raise ValueError(f"cannot tell the format of {path.name}; pass --format csv or jsonl")
+
+
+def read_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """``(line, row, error)`` per record; ``error`` is set when the line cannot be read."""
+    with _open_text(path) as fh:
+        if fmt == "csv":
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None:
+                return
+            header = [h.strip() for h in reader.fieldnames]
+            reader.fieldnames = header
+            for row in reader:
+                if None in row:
+                    yield reader.line_num, None, "more cells than header columns"
+                    continue
+                if not any((v or "").strip() for v in row.values()):
+                    continue
+                yield reader.line_num, row, None
+        else:
+            for line_no, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    yield line_no, None, f"not valid JSON: {exc}"
+                    continue
+                if not isinstance(obj, dict):
+                    yield line_no, None, "row must be a JSON object"
+                    continue
+                yield line_no, obj, None
+
+
+@dataclass
+class LoadReport:
+    """What ``context load`` did."""
+
+    customers: int = 0
+    families: int = 0
+    lanes: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    unknown_fields: set[str] = field(default_factory=set)
+
+    @property
+    def loaded(self) -> int:
+        return self.customers + self.families + self.lanes
+
+
+def load_context(
+    path: Path, fmt: str, store: RedisContextStore, *, add: bool = False, as_of: float
+) -> LoadReport:
+    """Validate and load an export into ``store``, ``_BATCH`` rows per pipeline."""
+    report = LoadReport()
+    customers: list[tuple[str, dict[str, float]]] = []
+    rates: list[tuple[str, str, str, DecayedRate]] = []
+
+    def flush() -> None:
+        if customers:
+            store.seed_customers(customers, add=add)
+            customers.clear()
+        if rates:
+            store.seed_rates(rates)
+            rates.clear()
+
+    for line, row, error in read_rows(path, fmt):
+        if row is None:
+            report.rejected.append((line, error or "unreadable"))
+            continue
+        report.unknown_fields.update(k for k in row if k not in KNOWN_FIELDS)
+        try:
+            parsed = parse_row(row, as_of)
+        except RowError as exc:
+            report.rejected.append((line, str(exc)))
+            continue
+        if parsed.kind == "customer":
+            customers.append((parsed.name, parsed.stats))
+            report.customers += 1
+        else:
+            rates.extend((parsed.kind, parsed.name, g, r) for g, r in parsed.rates.items())
+            if parsed.kind == "family":
+                report.families += 1
+            else:
+                report.lanes += 1
+        if len(customers) + len(rates) >= _BATCH:
+            flush()
+    flush()
+    return report
+
+
+# --- showing a case -----------------------------------------------------------------------
+
+
+def _num(x: Any, digits: int = 2) -> str:
+    return f"{x:.{digits}f}" if isinstance(x, (int, float)) and not isinstance(x, bool) else "-"
+
+
+def _yes(x: Any) -> str:
+    return "yes" if x else "no"
+
+
+def format_case(
+    order_id: str, case: dict[str, Any], dispatch: dict[str, str | None] | None = None
+) -> str:
+    """A case from the case store as readable text (``salvage case``).
+
+    >>> print(format_case("o1", {"view": None, "decisions": [], "interventions": [],
+    ...     "outcome": {"outcome": "kept", "resolved_at": "2026-06-30T00:00:00Z",
+    ...                 "refund_value": 0.0, "retained_value": 80.0, "order_value": 80.0,
+    ...                 "currency": "EUR"}}))
+    order o1
+    <BLANKLINE>
+    decisions: none
+    <BLANKLINE>
+    interventions: none
+    <BLANKLINE>
+    outcome
+      kept at 2026-06-30T00:00:00Z   refund 0.00   retained 80.00 of 80.00 EUR
+    """
+    dispatch = dispatch or {}
+    view = case.get("view") or {}
+    out: list[str] = []
+    head = f"order {order_id}"
+    if view:
+        head += f"   stage {view.get('stage')}   as of {view.get('as_of')}"
+    out.append(head)
+    if view:
+        cur = view.get("currency") or ""
+        out.append(
+            f"  customer {view.get('customer_id') or '-'}   "
+            f"value {_num(view.get('order_value'))} {cur}   "
+            f"family {view.get('sku_family') or '-'}   lane {view.get('courier_lane') or '-'}   "
+            f"campaign {view.get('campaign') or '-'}   arm {view.get('arm') or '-'}"
+        )
+        s = view.get("signals") or {}
+        request = s.get("request")
+        if request and s.get("request_reason"):
+            request = f"{request} ({s['request_reason']})"
+        sentiment = s.get("last_sentiment")
+        out += [
+            "",
+            "signals",
+            f"  slip {_num(s.get('slip_hours'), 1)} h   delays {s.get('delays', 0)}   "
+            f"exceptions {s.get('exceptions', 0)}   "
+            f"failed attempts {s.get('failed_attempts', 0)}   lost {_yes(s.get('lost'))}",
+            f"  contacts {s.get('contacts', 0)}   last intent {s.get('last_intent') or '-'}   "
+            f"sentiment {_num(sentiment) if sentiment is not None else '-'}   "
+            f"request {request or '-'}   "
+            f"exchange preferred {_yes(s.get('exchange_preferred'))}",
+        ]
+        timeline = view.get("timeline") or []
+        out += ["", f"timeline ({len(timeline)} events)"]
+        out += [f"  {ts}  {type_}" for ts, type_ in timeline]
+        actions = view.get("actions") or []
+        if actions:
+            out.append("  actions: " + ", ".join(f"{a} at {ts}" for ts, a in actions))
+
+    decisions = case.get("decisions") or []
+    out.append("")
+    out.append(f"decisions ({len(decisions)})" if decisions else "decisions: none")
+    for d in decisions:
+        flags = "automated" if d.get("automated") else "needs review"
+        line = f"  {d.get('decided_at')}  {d.get('action')}  {flags}  arm {d.get('arm')}"
+        if d.get("proposed_action"):
+            line += f"  proposes {d['proposed_action']}"
+        out.append(line)
+        out.append(f"      rule     {d.get('rule')}")
+        out.append(f"      reasons  {'; '.join(d.get('reasons') or []) or '-'}")
+        scores = d.get("scores") or {}
+        if scores:
+            out.append("      scores   " + "  ".join(f"{k} {_num(v)}" for k, v in scores.items()))
+        out.append(
+            f"      value at risk {_num(d.get('value_at_risk'))}   "
+            f"expected saving {_num(d.get('expected_saving'))}   "
+            f"policy {d.get('policy_version') or '-'}   model {d.get('model_version') or '-'}   "
+            f"trigger {d.get('trigger_event_id') or '-'}"
+        )
+
+    interventions = case.get("interventions") or []
+    out.append("")
+    out.append(f"interventions ({len(interventions)})" if interventions else "interventions: none")
+    for iv in interventions:
+        iv_id = iv.get("intervention_id") or "-"
+        status = dispatch.get(iv_id) or "not dispatched"
+        out.append(f"  {iv.get('decided_at')}  {iv.get('action')}  {iv_id}  dispatch: {status}")
+        offer = iv.get("offer")
+        if offer:
+            kind = str(offer.get("type", "offer")).replace("_", " ")
+            out.append(f"      offer    {kind} {_num(offer.get('amount'))} {offer.get('currency')}")
+        message = iv.get("message")
+        if message:
+            after = f" after {message['send_after']}" if message.get("send_after") else ""
+            out.append(f"      message  {message.get('channel')}{after}: {message.get('text')!r}")
+        if iv.get("review_expires_at"):
+            out.append(f"      review expires {iv['review_expires_at']}")
+
+    outcome = case.get("outcome")
+    out.append("")
+    if outcome:
+        p = outcome.get("predicted_return_propensity")
+        line = (
+            f"  {outcome.get('outcome')} at {outcome.get('resolved_at') or '-'}   "
+            f"refund {_num(outcome.get('refund_value'))}   "
+            f"retained {_num(outcome.get('retained_value'))} of "
+            f"{_num(outcome.get('order_value'))} {outcome.get('currency') or ''}"
+        ).rstrip()
+        if p is not None:
+            line += f"   predicted P(refund) {_num(p)}"
+        out += ["outcome", line]
+    else:
+        out.append("outcome: open")
+    return "\n".join(out)
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def _err(message: str) -> None:
+    print(f"salvage: error: {message}", file=sys.stderr)
+
+
+def _cmd_context_load(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        _err(f"{path}: no such file")
+        return 2
+    try:
+        fmt = args.format or detect_format(path)
+    except ValueError as exc:
+        _err(str(exc))
+        return 2
+    as_of = time.time()
+    if args.as_of is not None:
+        try:
+            as_of = _timestamp({"as_of": args.as_of}, "as_of")  # type: ignore[assignment]
+        except RowError as exc:
+            _err(f"--as-of: {exc}")
+            return 2
+    url = resolve_url(args.redis_url)
+    try:
+        store = RedisContextStore(connect(url), args.prefix, cache_seconds=0)
+        try:
+            report = load_context(path, fmt, store, add=args.add, as_of=as_of)
+        finally:
+            store.client.close()
+    except RedisConfigError as exc:
+        _err(str(exc))
+        return 2
+    except redis.RedisError as exc:
+        _err(f"Redis at {mask_url(url)}: {type(exc).__name__}: {exc}")
+        return 1
+    except (UnicodeDecodeError, csv.Error, OSError) as exc:
+        _err(f"{path}: cannot read: {exc}")
+        return 2
+    if report.unknown_fields:
+        print(
+            "ignored unknown fields: " + ", ".join(sorted(report.unknown_fields)[:20]),
+            file=sys.stderr,
+        )
+    print(
+        f"loaded {report.customers:,} customers, {report.families:,} SKU families and "
+        f"{report.lanes:,} courier lanes from {path} into {mask_url(url)} "
+        f"(prefix {args.prefix}{', added to stored counts' if args.add else ''})"
+    )
+    if report.rejected:
+        print(f"rejected {len(report.rejected):,} rows:", file=sys.stderr)
+        for line, reason in report.rejected[:MAX_REPORTED_REJECTS]:
+            print(f"  line {line}: {reason}", file=sys.stderr)
+        if len(report.rejected) > MAX_REPORTED_REJECTS:
+            print(
+                f"  ... and {len(report.rejected) - MAX_REPORTED_REJECTS:,} more", file=sys.stderr
+            )
+        return 1
+    if report.loaded == 0:
+        _err(f"{path}: no rows to load")
+        return 2
+    return 0
+
+
+def _cmd_case(args: argparse.Namespace) -> int:
+    url = resolve_url(args.redis_url)
+    try:
+        client = connect(url)
+        try:
+            case = RedisCaseStore(client, args.prefix).get(args.order_id)
+            ids = [iv.get("intervention_id") for iv in (case or {}).get("interventions", [])]
+            ledger = RedisDispatchLedger(client, args.prefix)
+            dispatch = {iv: ledger.status(iv) for iv in ids if iv}
+        finally:
+            client.close()
+    except RedisConfigError as exc:
+        _err(str(exc))
+        return 2
+    except redis.RedisError as exc:
+        _err(f"Redis at {mask_url(url)}: {type(exc).__name__}: {exc}")
+        return 1
+    if case is None:
+        _err(
+            f"no case for order {args.order_id!r} in {mask_url(url)} (prefix {args.prefix}); "
+            "it was never seen, or it expired"
+        )
+        return 1
+    if args.json:
+        record = {"order_id": args.order_id, **case, "dispatch": dispatch}
+        sys.stdout.write(orjson.dumps(record, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(format_case(args.order_id, case, dispatch))
+    return 0
+
+
+def _add_redis_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="redis:// or rediss:// URL (default: $SALVAGE_REDIS_URL, else "
+        "redis://127.0.0.1:6379/0); the password may also come from $SALVAGE_REDIS_PASSWORD",
+    )
+    p.add_argument(
+        "--prefix",
+        default=os.environ.get(PREFIX_ENV) or "salvage",
+        help="key prefix (default: $SALVAGE_REDIS_PREFIX, else salvage)",
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``context`` and ``case`` subcommands."""
+    p = sub.add_parser("context", help="seed the live context aggregates in Redis")
+    psub = p.add_subparsers(dest="context_command", required=True, metavar="COMMAND")
+    load = psub.add_parser(
+        "load",
+        help="seed customer stats and family/lane base rates from a CSV or JSONL export",
+        description="Load customer stats (customer_id, orders_count, returns_count, "
+        "refunds_count, exchanges_count, chargebacks, refund_value, lifetime_value, "
+        "first_seen) and, with a kind column of family or lane, base rates (sku_family or "
+        "courier_lane, refund_rate, delay_rate, weight, as_of). Bad rows are reported by "
+        "line and skipped. See docs/state.md.",
+    )
+    load.add_argument("file", help="the export (.csv, .jsonl, optionally .gz)")
+    load.add_argument("--format", choices=("csv", "jsonl"), help="default: from the file name")
+    load.add_argument(
+        "--add",
+        action="store_true",
+        help="add customer counts to what is stored instead of replacing them",
+    )
+    load.add_argument(
+        "--as-of",
+        metavar="TIME",
+        help="event time of rate rows without as_of (RFC 3339 or epoch seconds; default: now)",
+    )
+    _add_redis_args(load)
+    load.set_defaults(func=_cmd_context_load)
+
+    c = sub.add_parser(
+        "case",
+        help="show why an order got (or did not get) an intervention",
+        description="Print the case timeline, signals, decisions with scores, rules and "
+        "reasons, interventions with their dispatch status, and the outcome.",
+    )
+    c.add_argument("order_id", help="the order id")
+    c.add_argument("--json", action="store_true", help="print the raw records as JSON")
+    _add_redis_args(c)
+    c.set_defaults(func=_cmd_case)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run these subcommands on their own (``python -m flows.cli_state``)."""
+    parser = argparse.ArgumentParser(prog="salvage")
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

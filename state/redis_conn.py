@@ -1,0 +1,349 @@
+"""Redis connection settings, URL masking and the key layout shared by the Redis stores.
+
+The URL comes from the command line or ``SALVAGE_REDIS_URL`` (``redis://`` or ``rediss://``
+for TLS); the password may be in the URL or, better, in ``SALVAGE_REDIS_PASSWORD``. It is
+never logged or printed: use :func:`mask_url` for anything a person sees.
+
+Every key is ``<prefix>:{<entity>:<id>}:<what>``. The braces are a Redis Cluster *hash
+tag*: all keys of one entity (one order, one customer, one model) hash to the same slot,
+so the multi-key scripts and transactions of one entity work on a cluster.
+
+>>> keys = KeyLayout("salvage")
+>>> keys.customer("c1"), keys.case("o-9")
+('salvage:{cust:c1}:stats', 'salvage:{order:o-9}:case')
+>>> key_slot(keys.case("o-9")) == key_slot(keys.decisions("o-9"))
+True
+>>> mask_url("rediss://app:s3cret@cache.internal:6380/0")
+'rediss://app:****@cache.internal:6380/0'
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.crc import key_slot as _key_slot
+from redis.exceptions import AuthenticationError
+from redis.retry import Retry
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_PREFIX = "salvage"
+DAY = 86400
+
+URL_ENV = "SALVAGE_REDIS_URL"
+PASSWORD_ENV = "SALVAGE_REDIS_PASSWORD"
+PREFIX_ENV = "SALVAGE_REDIS_PREFIX"
+CASE_TTL_ENV = "SALVAGE_CASE_TTL_DAYS"
+CACHE_TTL_ENV = "SALVAGE_CONTEXT_CACHE_SECONDS"
+
+_SCHEMES = ("redis", "rediss", "unix")
+
+
+class RedisConfigError(ValueError):
+    """A Redis URL or setting that cannot be used; the message never holds the password."""
+
+
+MASK = "****"
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password (if any) replaced by ``****``; safe to log or print.
+
+    >>> mask_url("redis://:hunter2@localhost:6379/1")
+    'redis://:****@localhost:6379/1'
+    >>> mask_url("redis://localhost:6379/0")
+    'redis://localhost:6379/0'
+    >>> mask_url("not a url with a :pass@word")
+    '<unparseable redis url>'
+    """
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError on a malformed port
+    except ValueError:
+        return "<unparseable redis url>"
+    if parts.scheme not in _SCHEMES:
+        return "<unparseable redis url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{user}:{MASK}@{host}" + (f":{parts.port}" if parts.port is not None else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def parse_url(url: str) -> dict[str, Any]:
+    """Connection keyword arguments of ``redis.Redis`` for ``url``; raises RedisConfigError.
+
+    >>> kw = parse_url("rediss://:pw@cache:6380/2")
+    >>> kw["host"], kw["port"], kw["db"], kw["ssl"], kw["password"]
+    ('cache', 6380, 2, True, 'pw')
+    >>> parse_url("unix:///run/redis.sock?db=3")
+    {'unix_socket_path': '/run/redis.sock', 'db': 3, 'username': None, 'password': None}
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise RedisConfigError(f"invalid Redis URL {mask_url(url)}") from None
+    if parts.scheme not in _SCHEMES:
+        raise RedisConfigError(
+            "Redis URL must start with redis://, rediss:// or unix:// "
+            f"(got {f'scheme {parts.scheme[:10]!r}' if parts.scheme else 'no scheme'})"
+        )
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise RedisConfigError(f"Redis unix URL has no socket path: {mask_url(url)}")
+        db = parse_qs(parts.query).get("db", ["0"])[0]
+        if not db.isdigit():
+            raise RedisConfigError(f"Redis URL database must be a number: {mask_url(url)}")
+        return {
+            "unix_socket_path": unquote(parts.path),
+            "db": int(db),
+            "username": username,
+            "password": password,
+        }
+    if not parts.hostname:
+        raise RedisConfigError(f"Redis URL has no host: {mask_url(url)}")
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise RedisConfigError(f"Redis URL database must be a number: {mask_url(url)}")
+    return {
+        "host": parts.hostname,
+        "port": port or 6379,
+        "db": int(path) if path else 0,
+        "username": username,
+        "password": password,
+        "ssl": parts.scheme == "rediss",
+    }
+
+
+class _Retry(Retry):
+    """Retries dropped connections and timeouts a few times, quickly; never a wrong or
+    missing password (redis-py counts that as a connection error and would back off for
+    a long while before saying so)."""
+
+    def call_with_retry(
+        self, do: Any, fail: Any, is_retryable: Any = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        if not _HAS_IS_RETRYABLE:  # older redis-py: cannot tell, retries everything
+            return super().call_with_retry(do, fail)
+
+        def retryable(exc: Exception) -> bool:
+            if isinstance(exc, AuthenticationError):
+                return False
+            return is_retryable is None or bool(is_retryable(exc))
+
+        return super().call_with_retry(do, fail, retryable, *args, **kwargs)
+
+
+_HAS_IS_RETRYABLE = "is_retryable" in Retry.call_with_retry.__code__.co_varnames
+
+
+def _retry(retries: int) -> Retry:
+    return _Retry(ExponentialBackoff(cap=0.5, base=0.05), retries)
+
+
+def resolve_url(url: str | None = None) -> str:
+    """``url`` if given, else ``$SALVAGE_REDIS_URL``, else the local default."""
+    return url or os.environ.get(URL_ENV) or DEFAULT_URL
+
+
+def connect(
+    url: str | None = None,
+    *,
+    password: str | None = None,
+    ca_file: str | None = None,
+    socket_timeout: float = 5.0,
+    retries: int = 3,
+    client_name: str = "salvage",
+) -> redis.Redis:
+    """A Redis client for ``url`` (see :func:`resolve_url`). Replies are raw bytes.
+
+    The password is ``password``, else the URL's, else ``$SALVAGE_REDIS_PASSWORD``.
+    ``ca_file`` verifies a ``rediss://`` server signed by a private CA. A dropped
+    connection is retried ``retries`` times within about a second; authentication errors
+    are not retried. Nothing is sent until the first command.
+    """
+    kw = parse_url(resolve_url(url))
+    if password is not None:
+        kw["password"] = password
+    elif kw["password"] is None:
+        kw["password"] = os.environ.get(PASSWORD_ENV) or None
+    if ca_file is not None:
+        if not kw.get("ssl"):
+            raise RedisConfigError("a CA file is only used with rediss:// URLs")
+        kw["ssl_ca_certs"] = ca_file
+    return redis.Redis(
+        **kw,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout,
+        health_check_interval=30,
+        retry=_retry(retries),
+        client_name=client_name,
+    )
+
+
+def key_slot(key: str) -> int:
+    """The Redis Cluster slot of ``key`` (CRC16 of its hash tag, mod 16384).
+
+    >>> key_slot("salvage:{cust:c1}:stats") == key_slot("other:{cust:c1}:x")
+    True
+    """
+    return int(_key_slot(key.encode()))
+
+
+def _check_prefix(prefix: str) -> str:
+    if not prefix or any(c in prefix for c in "{} \t\r\n"):
+        raise RedisConfigError(
+            f"Redis key prefix must be non-empty without braces or spaces, got {prefix!r}"
+        )
+    return prefix
+
+
+class KeyLayout:
+    """Every Redis key Salvage uses, under one prefix. ``docs/state.md`` lists them."""
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        self.prefix = _check_prefix(prefix)
+
+    def _key(self, entity: str, ident: str, what: str) -> str:
+        if not ident:
+            raise ValueError(f"empty {entity} id")
+        return f"{self.prefix}:{{{entity}:{ident}}}:{what}"
+
+    # context
+    def customer(self, customer_id: str) -> str:
+        """Hash of one customer's observed stats."""
+        return self._key("cust", customer_id, "stats")
+
+    def family(self, family: str) -> str:
+        """Hash of one SKU family's decayed refund rate."""
+        return self._key("fam", family, "rates")
+
+    def lane(self, lane: str) -> str:
+        """Hash of one courier lane's decayed refund and delay rates."""
+        return self._key("lane", lane, "rates")
+
+    # cases
+    def case(self, order_id: str) -> str:
+        """Hash with the latest view and the outcome of one order."""
+        return self._key("order", order_id, "case")
+
+    def decisions(self, order_id: str) -> str:
+        """List of the order's decisions (bounded)."""
+        return self._key("order", order_id, "decisions")
+
+    def interventions(self, order_id: str) -> str:
+        """List of the order's interventions (bounded)."""
+        return self._key("order", order_id, "interventions")
+
+    def case_seen(self, order_id: str) -> str:
+        """Set of decision/intervention identities already written (replay dedup)."""
+        return self._key("order", order_id, "seen")
+
+    def case_keys(self, order_id: str) -> list[str]:
+        """All keys of one order, in the order the case script takes them."""
+        return [
+            self.case(order_id),
+            self.decisions(order_id),
+            self.interventions(order_id),
+            self.case_seen(order_id),
+        ]
+
+    # dispatch
+    def dispatch(self, intervention_id: str) -> str:
+        """String holding the dispatch status of one intervention."""
+        return self._key("iv", intervention_id, "dispatch")
+
+    # models
+    def model_versions(self, name: str) -> str:
+        """Sorted set of a model's kept versions (score = version)."""
+        return self._key("model", name, "versions")
+
+    def model_blobs(self, name: str) -> str:
+        """Hash version -> checkpoint bytes."""
+        return self._key("model", name, "blobs")
+
+    def model_latest(self, name: str) -> str:
+        """String: the newest kept version."""
+        return self._key("model", name, "latest")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisStoreConfig:
+    """Where live state lives and how long it is kept. ``from_env`` reads the environment.
+
+    ``password`` overrides one in the URL; it is left out of ``repr``.
+
+    >>> RedisStoreConfig("redis://:pw@cache:6379/0", password="pw2")
+    RedisStoreConfig(url='redis://:****@cache:6379/0', prefix='salvage')
+    """
+
+    url: str = DEFAULT_URL
+    prefix: str = DEFAULT_PREFIX
+    password: str | None = None
+    ca_file: str | None = None
+    case_closed_ttl_days: float = 90.0
+    case_open_ttl_days: float = 60.0
+    customer_ttl_days: float = 730.0
+    context_cache_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        parse_url(self.url)
+        _check_prefix(self.prefix)
+        for name in ("case_closed_ttl_days", "case_open_ttl_days", "customer_ttl_days"):
+            if getattr(self, name) <= 0:
+                raise RedisConfigError(f"{name} must be > 0")
+        if self.context_cache_seconds < 0:
+            raise RedisConfigError("context_cache_seconds must be >= 0")
+
+    @classmethod
+    def from_env(
+        cls, url: str | None = None, prefix: str | None = None, **overrides: Any
+    ) -> RedisStoreConfig:
+        """Settings from arguments, then ``SALVAGE_REDIS_URL``, ``SALVAGE_REDIS_PASSWORD``,
+        ``SALVAGE_REDIS_PREFIX``, ``SALVAGE_CASE_TTL_DAYS`` and
+        ``SALVAGE_CONTEXT_CACHE_SECONDS``, then defaults. ``overrides`` (any field, e.g.
+        ``password`` or ``ca_file``) win over the environment unless None."""
+        env = os.environ
+
+        def number(name: str, default: float) -> float:
+            raw = env.get(name)
+            if not raw:
+                return default
+            try:
+                return float(raw)
+            except ValueError:
+                raise RedisConfigError(f"{name} must be a number, got {raw[:20]!r}") from None
+
+        fields: dict[str, Any] = {
+            "url": resolve_url(url),
+            "prefix": prefix or env.get(PREFIX_ENV) or DEFAULT_PREFIX,
+            "password": env.get(PASSWORD_ENV) or None,
+            "case_closed_ttl_days": number(CASE_TTL_ENV, 90.0),
+            "context_cache_seconds": number(CACHE_TTL_ENV, 5.0),
+        }
+        fields.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**fields)
+
+    @property
+    def masked_url(self) -> str:
+        """The URL without its password."""
+        return mask_url(self.url)
+
+    def __repr__(self) -> str:  # keep the password out of tracebacks and logs
+        return f"RedisStoreConfig(url={self.masked_url!r}, prefix={self.prefix!r})"
+
+    def connect(self) -> redis.Redis:
+        """A new client for these settings."""
+        return connect(self.url, password=self.password, ca_file=self.ca_file)

@@ -1,0 +1,574 @@
+"""Redis stores against a real redis-server: parity with the in-memory stores, key layout,
+TTLs, at-most-once dispatch, model retention, the case store and its Bytewax sink.
+
+URL parsing and masking are pure unit tests (no server).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Any
+
+import bytewax.operators as op
+import pytest
+import redis
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+from flows.case_sink import CaseStoreSink, attach_case_store, write_case_records
+from flows.dataflow import FlowParts, build_streams
+from operators.contract import format_ts
+from operators.engine import DecisionEngine
+from operators.policy import RecoveryPolicy
+from state.cases import InMemoryCaseStore
+from state.context import DAY, InMemoryContextStore
+from state.models import InMemoryModelStore
+from state.redis_conn import (
+    KeyLayout,
+    RedisConfigError,
+    RedisStoreConfig,
+    connect,
+    key_slot,
+    mask_url,
+    parse_url,
+)
+from state.redis_store import (
+    RedisCaseStore,
+    RedisContextStore,
+    RedisDispatchLedger,
+    RedisModelStore,
+    RedisStores,
+)
+
+T0 = 1_780_000_000.0  # 2026-05-28, epoch seconds
+FAMILIES = ["skincare", "shoes", "outerwear", None]
+LANES = ["dhl:DE-NL", "ups:FR-FR", "gls:DE-AT", None]
+OUTCOMES = ["refunded", "kept", "exchanged", "chargeback", "cancelled", "open"]
+
+
+def random_outcomes(seed: int, n: int, customers: int = 40) -> list[dict[str, Any]]:
+    """Closed-case outcomes in roughly increasing event time, with some disorder."""
+    rng = random.Random(seed)
+    t = T0
+    out = []
+    for _ in range(n):
+        t += rng.uniform(-6 * 3600, 18 * 3600)  # out-of-order resolutions happen
+        out.append(
+            {
+                "customer_id": rng.choice([f"c{rng.randrange(customers)}", None, ""]),
+                "outcome": rng.choice(OUTCOMES),
+                "refund_value": round(rng.uniform(0, 250), 2) if rng.random() < 0.5 else None,
+                "order_value": rng.uniform(5, 400),
+                "sku_family": rng.choice(FAMILIES),
+                "courier_lane": rng.choice(LANES),
+                "delayed": rng.random() < 0.3,
+                "resolved_at_ts": t,
+            }
+        )
+    return out
+
+
+def assert_same_context(
+    mem: InMemoryContextStore, red: RedisContextStore, customers: list[str], now: float
+) -> None:
+    for cid in customers:
+        assert red.customer(cid) == mem.customer(cid), cid
+    for family in [*FAMILIES, "never-seen"]:
+        assert red.family_rate(family, now) == mem.family_rate(family, now), family
+    for lane in [*LANES, "never:seen"]:
+        assert red.lane_refund_rate(lane, now) == mem.lane_refund_rate(lane, now), lane
+        assert red.lane_delay_rate(lane, now) == mem.lane_delay_rate(lane, now), lane
+
+
+@pytest.fixture
+def client(redis_url: str) -> redis.Redis:
+    c = connect(redis_url)
+    yield c
+    c.close()
+
+
+# --- URLs, masking, settings (no server) -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("redis://:s3cr3t@cache:6379/0", "redis://:****@cache:6379/0"),
+        ("rediss://app:s3cr3t@cache.internal:6380/2", "rediss://app:****@cache.internal:6380/2"),
+        ("rediss://app:p%40ss%3Aw0rd@[::1]:6380/0", "rediss://app:****@[::1]:6380/0"),
+        ("redis://cache:6379/0", "redis://cache:6379/0"),
+        ("unix://:s3cr3t@/run/redis.sock?db=1", "unix://:****@/run/redis.sock?db=1"),
+    ],
+)
+def test_mask_url_hides_only_the_password(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
+def test_rediss_url_parses_to_tls_with_decoded_password() -> None:
+    kw = parse_url("rediss://app:p%40ss%3Aw0rd@cache.internal:6380/2")
+    assert kw == {
+        "host": "cache.internal",
+        "port": 6380,
+        "db": 2,
+        "username": "app",
+        "password": "p@ss:w0rd",
+        "ssl": True,
+    }
+    client = connect("rediss://app:p%40ss%3Aw0rd@cache.internal:6380/2")
+    assert client.connection_pool.connection_class is redis.SSLConnection
+    assert client.connection_pool.connection_kwargs["password"] == "p@ss:w0rd"
+    assert connect("redis://cache/0").connection_pool.connection_class is redis.Connection
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://u:topsecret@cache:6379/0",
+        "redis://u:topsecret@cache:port/0",
+        "redis://:topsecret@/0",
+    ],
+)
+def test_bad_urls_are_rejected_without_showing_the_password(url: str) -> None:
+    with pytest.raises(RedisConfigError) as info:
+        parse_url(url)
+    assert "topsecret" not in str(info.value)
+
+
+def test_password_comes_from_the_environment_when_the_url_has_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SALVAGE_REDIS_PASSWORD", "from-env")
+    kwargs = connect("redis://cache:6379/0").connection_pool.connection_kwargs
+    assert kwargs["password"] == "from-env"
+    kwargs = connect("redis://:in-url@cache:6379/0").connection_pool.connection_kwargs
+    assert kwargs["password"] == "in-url"
+    kwargs = connect("redis://:in-url@cache/0", password="given").connection_pool.connection_kwargs
+    assert kwargs["password"] == "given"
+
+
+def test_store_config_from_env_and_its_repr_hides_the_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SALVAGE_REDIS_URL", "rediss://:hunter22@cache:6380/1")
+    monkeypatch.setenv("SALVAGE_REDIS_PREFIX", "shop7")
+    monkeypatch.setenv("SALVAGE_CASE_TTL_DAYS", "30")
+    config = RedisStoreConfig.from_env()
+    assert (config.prefix, config.case_closed_ttl_days) == ("shop7", 30.0)
+    assert "hunter22" not in repr(config) and "hunter22" not in config.masked_url
+    over = RedisStoreConfig.from_env(url="redis://cache/0", ca_file=None, case_open_ttl_days=7)
+    assert (over.url, over.case_open_ttl_days, over.case_closed_ttl_days) == (
+        "redis://cache/0",
+        7,
+        30.0,
+    )
+    monkeypatch.setenv("SALVAGE_CASE_TTL_DAYS", "ninety")
+    with pytest.raises(RedisConfigError, match="SALVAGE_CASE_TTL_DAYS"):
+        RedisStoreConfig.from_env()
+
+
+# --- key layout (no server) -------------------------------------------------------------------
+
+
+def test_keys_of_one_entity_share_a_slot_and_entities_spread() -> None:
+    keys = KeyLayout("salvage")
+    for oid in ["o-1", "o{2}", "weird}:id", "ü-3"]:
+        assert len({key_slot(k) for k in keys.case_keys(oid)}) == 1, oid
+    for name in ["return_propensity", "recover"]:
+        model = [keys.model_versions(name), keys.model_blobs(name), keys.model_latest(name)]
+        assert len({key_slot(k) for k in model}) == 1
+    slots = {key_slot(keys.customer(f"c{i}")) for i in range(200)}
+    assert len(slots) > 150  # customers spread over the cluster, not one hot slot
+    assert keys.case("o-1") == "salvage:{order:o-1}:case"
+    with pytest.raises(RedisConfigError):
+        KeyLayout("bad{prefix}")
+    with pytest.raises(ValueError, match="empty"):
+        keys.customer("")
+
+
+# --- context ----------------------------------------------------------------------------------
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_context_matches_in_memory_for_the_same_outcomes(client: redis.Redis, seed: int) -> None:
+    outcomes = random_outcomes(seed, 600)
+    mem = InMemoryContextStore()
+    red = RedisContextStore(client, flush_max_pending=10_000)
+    customers = sorted({o["customer_id"] for o in outcomes if o["customer_id"]})
+    # Interleave writes and reads as the flow does, one "batch" of 50 at a time.
+    for start in range(0, len(outcomes), 50):
+        for o in outcomes[start : start + 50]:
+            mem.record_outcome(o)
+            red.record_outcome(o)
+        red.flush()
+        now = outcomes[start]["resolved_at_ts"] + DAY
+        assert_same_context(mem, red, customers[:10], now)
+    for now in (T0, outcomes[-1]["resolved_at_ts"], outcomes[-1]["resolved_at_ts"] + 40 * DAY):
+        assert_same_context(mem, red, customers, now)
+    # A second store (another worker or a restart) reads the same numbers from Redis.
+    assert_same_context(mem, RedisContextStore(client, cache_seconds=0), customers, T0 + 9 * DAY)
+
+
+@pytest.mark.services
+def test_outcomes_wait_for_flush_then_are_visible(client: redis.Redis) -> None:
+    red = RedisContextStore(client, flush_max_pending=1000, flush_max_delay=3600)
+    o = random_outcomes(5, 1)[0] | {"customer_id": "c1", "outcome": "refunded"}
+    assert red.customer("c1") is None  # cached as unknown
+    red.record_outcome(o)
+    assert red.pending == 1
+    assert red.customer("c1") is None  # lags until the batch is flushed
+    assert red.flush() == 1
+    stats = red.customer("c1")
+    assert stats is not None and (stats.orders, stats.refunds) == (1, 1)
+
+
+@pytest.mark.services
+def test_flush_runs_by_itself_when_full_or_old(client: redis.Redis) -> None:
+    clock = [0.0]
+    red = RedisContextStore(
+        client, flush_max_pending=3, flush_max_delay=2.0, clock=lambda: clock[0]
+    )
+    base = {"outcome": "kept", "order_value": 10.0, "resolved_at_ts": T0}
+    for i in range(3):
+        red.record_outcome(base | {"customer_id": f"c{i}"})
+    assert red.pending == 0  # the third filled the buffer
+    red.record_outcome(base | {"customer_id": "late"})
+    clock[0] = 1.0
+    red.family_rate("shoes", T0)
+    assert red.pending == 1
+    clock[0] = 2.5
+    red.family_rate("shoes", T0)  # any read flushes an old buffer
+    assert red.pending == 0
+    clock[0] = 10.0
+    red.record_outcome(base | {"customer_id": "a"})
+    clock[0] = 12.5
+    red.record_outcome(base | {"customer_id": "b"})  # ...and so does a write
+    assert red.pending == 0
+    assert RedisContextStore(client).customer("late") is not None
+
+
+@pytest.mark.services
+def test_read_cache_serves_stale_rates_until_its_ttl(client: redis.Redis) -> None:
+    clock = [0.0]
+    reader = RedisContextStore(client, cache_seconds=5.0, clock=lambda: clock[0])
+    writer = RedisContextStore(client)
+    assert reader.family_rate("shoes", T0) == reader.prior_refund_rate
+    trips = reader.round_trips
+    for _ in range(10):
+        writer.record_outcome(
+            {"outcome": "refunded", "sku_family": "shoes", "resolved_at_ts": T0, "refund_value": 1}
+        )
+    writer.flush()
+    clock[0] = 4.9
+    assert reader.family_rate("shoes", T0) == reader.prior_refund_rate  # cached
+    assert reader.round_trips == trips
+    clock[0] = 5.1
+    expected = writer.family_rate("shoes", T0)
+    assert expected > reader.prior_refund_rate
+    assert reader.family_rate("shoes", T0) == expected
+    assert reader.round_trips == trips + 1
+
+
+@pytest.mark.services
+def test_prefetch_loads_a_batch_of_customers_in_one_round_trip(client: redis.Redis) -> None:
+    writer = RedisContextStore(client, flush_max_pending=10_000)
+    mem = InMemoryContextStore()
+    for o in random_outcomes(9, 400, customers=80):
+        writer.record_outcome(o)
+        mem.record_outcome(o)
+    writer.flush()
+    reader = RedisContextStore(client)
+    ids = [f"c{i}" for i in range(100)]  # 20 of them were never seen
+    fetched = reader.prefetch(ids, families=["shoes", "skincare"], lanes=["dhl:DE-NL"])
+    assert fetched == 103
+    assert reader.round_trips == 1
+    for cid in ids:
+        assert reader.customer(cid) == mem.customer(cid)
+    assert reader.family_rate("shoes", T0) == mem.family_rate("shoes", T0)
+    assert reader.lane_delay_rate("dhl:DE-NL", T0) == mem.lane_delay_rate("dhl:DE-NL", T0)
+    assert reader.round_trips == 1
+    assert reader.prefetch(ids) == 0  # all fresh in the cache
+
+
+@pytest.mark.services
+def test_context_keys_have_the_documented_ttls(client: redis.Redis) -> None:
+    red = RedisContextStore(client, customer_ttl_days=10)
+    red.record_outcome(
+        {"customer_id": "c1", "outcome": "kept", "sku_family": "shoes",
+         "courier_lane": "dhl:DE-NL", "resolved_at_ts": T0}
+    )  # fmt: skip
+    red.flush()
+    keys = red.keys
+    assert 9 * DAY < client.ttl(keys.customer("c1")) <= 10 * DAY
+    assert client.ttl(keys.family("shoes")) == -1  # few keys, kept
+    assert client.ttl(keys.lane("dhl:DE-NL")) == -1
+
+
+# --- dispatch ---------------------------------------------------------------------------------
+
+
+@pytest.mark.services
+def test_dispatch_claims_are_at_most_once_across_connections_and_restarts(
+    redis_url: str,
+) -> None:
+    ids = [f"iv-{i}" for i in range(300)]
+    wins: list[list[str]] = [[], []]
+    barrier = threading.Barrier(2)
+
+    def worker(n: int) -> None:
+        ledger = RedisDispatchLedger(connect(redis_url))  # its own connection
+        barrier.wait()
+        order = ids if n == 0 else list(reversed(ids))
+        wins[n] = [iv for iv in order if ledger.claim(iv, 3600)]
+        ledger.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(wins[0] + wins[1]) == sorted(ids)  # every id claimed exactly once
+    assert not set(wins[0]) & set(wins[1])
+
+    restarted = RedisDispatchLedger(connect(redis_url))  # a new process after a restart
+    assert restarted.claim("iv-7", 3600) is False
+    assert restarted.claim_many(["iv-1", "iv-new", "iv-new"], 3600) == [False, True, False]
+    assert restarted.status("iv-7") == "claimed"
+    assert 3500 < restarted.client.ttl(restarted.keys.dispatch("iv-7")) <= 3600
+
+
+@pytest.mark.services
+def test_dispatch_release_and_delivery_marks(client: redis.Redis) -> None:
+    ledger = RedisDispatchLedger(client)
+    assert ledger.claim("iv-a", 60)
+    ledger.release("iv-a")
+    assert ledger.status("iv-a") is None
+    assert ledger.claim("iv-a", 60)  # a later run may retry
+    ledger.mark_delivered("iv-a", "delivered", 86400)
+    ledger.release("iv-a")  # too late: it was delivered
+    assert ledger.status("iv-a") == "delivered"
+    assert not ledger.claim("iv-a", 60)
+    assert client.ttl(ledger.keys.dispatch("iv-a")) > 86000
+    with pytest.raises(ValueError, match="ttl_seconds"):
+        ledger.claim("iv-b", 0)
+
+
+# --- models -----------------------------------------------------------------------------------
+
+
+@pytest.mark.services
+def test_model_store_keeps_the_last_versions_and_a_latest_pointer(
+    client: redis.Redis, redis_url: str
+) -> None:
+    store = RedisModelStore(client, keep=3)
+    mem = InMemoryModelStore(keep=3)
+    assert store.latest("propensity") is None
+
+    def blob(version: int) -> bytes:
+        return f"state-{version}".encode() + bytes(range(256))  # binary-safe
+
+    for version in (1, 2, 5, 3, 4, 6):
+        store.save("propensity", version, blob(version))
+        mem.save("propensity", version, blob(version))
+        assert store.latest("propensity") == mem.latest("propensity")
+    assert store.versions("propensity") == [4, 5, 6]
+    assert store.load("propensity", 2) is None
+    assert store.load("propensity", 5) == blob(5)
+    assert client.get(store.keys.model_latest("propensity")) == b"6"
+    assert client.hlen(store.keys.model_blobs("propensity")) == 3
+    store.save("propensity", 2, b"too old")  # older than every kept version: dropped
+    assert store.versions("propensity") == [4, 5, 6]
+    fresh = RedisModelStore(connect(redis_url))  # a restarted process
+    assert fresh.latest("propensity") == (6, blob(6))
+    assert client.ttl(store.keys.model_blobs("propensity")) == -1
+    assert store.latest("other") is None
+
+
+# --- cases ------------------------------------------------------------------------------------
+
+
+def _case_records(order_id: str, n_decisions: int) -> list[tuple[str, dict[str, Any]]]:
+    items: list[tuple[str, dict[str, Any]]] = [
+        ("case", {"order_id": order_id, "stage": "open", "as_of": "2026-06-01T00:00:00Z"})
+    ]
+    for i in range(n_decisions):
+        items.append(
+            (
+                "decision",
+                {"order_id": order_id, "trigger_event_id": f"e{i}", "action": "none",
+                 "reasons": [f"P(refund)=0.{i}"], "scores": {"abuse_risk": 0.1}},
+            )
+        )  # fmt: skip
+    items.append(("intervention", {"order_id": order_id, "intervention_id": f"iv-{order_id}"}))
+    items.append(("case", {"order_id": order_id, "stage": "at_risk"}))
+    return items
+
+
+@pytest.mark.services
+def test_case_store_round_trip_matches_in_memory(client: redis.Redis) -> None:
+    red = RedisCaseStore(client)
+    mem = InMemoryCaseStore()
+    items = _case_records("o1", 3) + _case_records("o2", 2)
+    items.append(("outcome", {"order_id": "o1", "outcome": "kept"}))
+    assert red.write_batch(items) == len(items)
+    write_case_records(mem, items)
+    for oid in ("o1", "o2"):
+        assert red.get(oid) == mem.get(oid)
+    assert red.get("o1")["view"]["stage"] == "at_risk"  # the latest view wins
+    assert red.get("unknown") is None
+    red.put_outcome("o2", {"outcome": "refunded"})
+    assert red.get("o2")["outcome"] == {"outcome": "refunded", "order_id": "o2"}
+
+
+@pytest.mark.services
+def test_case_lists_are_bounded_and_replays_do_not_duplicate(client: redis.Redis) -> None:
+    red = RedisCaseStore(client, max_list=4)
+    items = _case_records("o1", 6)
+    red.write_batch(items)
+    red.write_batch(items)  # a replay or a resume writes the same records again
+    case = red.get("o1")
+    assert [d["trigger_event_id"] for d in case["decisions"]] == ["e2", "e3", "e4", "e5"]
+    assert len(case["interventions"]) == 1
+
+
+@pytest.mark.services
+def test_case_keys_expire_open_ttl_then_closed_ttl_after_the_outcome(client: redis.Redis) -> None:
+    red = RedisCaseStore(client, open_ttl_days=20, closed_ttl_days=90)
+    red.write_batch(_case_records("o1", 1))
+    keys = red.keys.case_keys("o1")
+    for key in keys:
+        assert 19 * DAY < client.ttl(key) <= 20 * DAY, key
+    red.put_outcome("o1", {"outcome": "kept"})
+    for key in keys:
+        assert 89 * DAY < client.ttl(key) <= 90 * DAY, key
+    assert len({key_slot(k.decode()) for k in client.keys("salvage:{order:o1}:*")}) == 1
+
+
+@pytest.mark.services
+def test_case_store_rejects_records_it_cannot_file(client: redis.Redis) -> None:
+    red = RedisCaseStore(client)
+    with pytest.raises(ValueError, match="unknown case record kind"):
+        red.write_batch([("example", {"order_id": "o1"})])
+    with pytest.raises(ValueError, match="without an order_id"):
+        red.write_batch([("decision", {"action": "none"})])
+
+
+@pytest.mark.services
+def test_case_sink_writes_each_batch_to_the_store(redis_url: str) -> None:
+    items = _case_records("o1", 2) + _case_records("o2", 1)
+    flow = Dataflow("case_sink_test")
+    stream = op.input("in", flow, TestingSource(items, batch_size=3))
+    op.output("out", stream, CaseStoreSink(lambda: RedisCaseStore(connect(redis_url))))
+    run_main(flow)
+    store = RedisCaseStore(connect(redis_url))
+    mem = InMemoryCaseStore()
+    write_case_records(mem, items)
+    assert store.get("o1") == mem.get("o1")
+    assert store.get("o2") == mem.get("o2")
+
+
+def _event(type_: str, order_id: str, hours: float, **fields: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"{order_id}:{type_}:{hours:g}",
+        "type": type_,
+        "order_id": order_id,
+        "occurred_at": format_ts(T0 + hours * 3600),
+        **fields,
+    }
+
+
+@pytest.mark.services
+def test_flow_with_case_views_fills_the_case_store(redis_url: str) -> None:
+    """The real dataflow with ``emit_case_views``: every order ends up in the store with
+    its view, decisions and outcome, exactly as the flow emitted them."""
+    promised = T0 + 48 * 3600
+
+    item = {"sku": "s1", "sku_family": "shoes", "quantity": 1, "unit_price": 120, "unit_cost": 40}
+
+    def placed(oid: str, cid: str) -> tuple[str, dict[str, Any], float]:
+        body = _event(
+            "order_placed",
+            oid,
+            0,
+            customer_id=cid,
+            currency="EUR",
+            total=120,
+            promised_delivery_at=format_ts(promised),
+            lane="dhl:DE-NL",
+            items=[item],
+        )
+        return ("orders", body, 0.0)
+
+    late = format_ts(T0 + 5 * DAY)
+    unhappy = {"ticket_id": "t1", "intent": "where_is_my_order", "sentiment": -0.6}
+    inputs = [
+        placed("o1", "c1"),
+        placed("o2", "c2"),
+        ("delivery", _event("delayed", "o1", 40, estimated_delivery_at=late), 0.0),
+        ("support", _event("ticket_opened", "o1", 60, **unhappy), 0.0),
+        ("refunds", _event("refund_requested", "o1", 70, reason="late_delivery"), 0.0),
+        ("refunds", _event("refund_issued", "o1", 90, amount=120), 0.0),
+        ("delivery", _event("delivered", "o2", 30), 0.0),
+    ]
+    parts = FlowParts(
+        source=TestingSource(inputs),
+        sinks={},
+        decider_factory=lambda: DecisionEngine(RecoveryPolicy.default()),
+        emit_case_views=True,
+    )
+    streams = build_streams(parts)
+    attach_case_store(streams, lambda: RedisCaseStore(connect(redis_url)))
+    emitted: dict[str, list[dict[str, Any]]] = {}
+    for name in ("cases", "decisions", "interventions", "outcomes"):
+        emitted[name] = []
+        op.output(f"test_{name}", streams.records[name], TestingSink(emitted[name]))
+    run_main(streams.flow)
+
+    store = RedisCaseStore(connect(redis_url))
+    for oid in ("o1", "o2"):
+        case = store.get(oid)
+        assert case is not None, oid
+        views = [v for v in emitted["cases"] if v["order_id"] == oid]
+        assert case["view"] == views[-1]
+        assert case["decisions"] == [d for d in emitted["decisions"] if d["order_id"] == oid]
+        ivs = [i for i in emitted["interventions"] if i["order_id"] == oid]
+        assert case["interventions"] == ivs
+        outcome = [o for o in emitted["outcomes"] if o["order_id"] == oid]
+        assert case["outcome"] == (outcome[-1] if outcome else None)
+    o1 = store.get("o1")
+    assert o1["outcome"]["outcome"] == "refunded"
+    assert o1["view"]["stage"] == "resolved"
+    assert len(o1["decisions"]) >= 2
+
+
+# --- all stores, auth -------------------------------------------------------------------------
+
+
+@pytest.mark.services
+def test_stores_share_one_client_and_close_flushes(redis_url: str) -> None:
+    stores = RedisStores.open(RedisStoreConfig(redis_url, prefix="t1"))
+    assert stores.context.client is stores.cases.client is stores.dispatch.client
+    stores.context.record_outcome({"customer_id": "c9", "outcome": "kept", "resolved_at_ts": T0})
+    stores.close()
+    check = RedisContextStore(connect(redis_url), "t1")
+    assert check.customer("c9") is not None
+    assert RedisContextStore(connect(redis_url)).customer("c9") is None  # other prefix
+
+
+@pytest.mark.services
+def test_password_protected_server(
+    redis_auth_server: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, password = redis_auth_server
+    monkeypatch.delenv("SALVAGE_REDIS_PASSWORD", raising=False)
+    with pytest.raises(redis.AuthenticationError) as info:
+        connect(url).ping()
+    assert password not in str(info.value)
+    with_url = url.replace("redis://", f"redis://:{password}@")
+    assert connect(with_url).ping()
+    assert password not in mask_url(with_url)
+    monkeypatch.setenv("SALVAGE_REDIS_PASSWORD", password)
+    ledger = RedisDispatchLedger(connect(url))
+    assert ledger.claim("iv-auth", 60)
+    assert not RedisDispatchLedger(RedisStoreConfig.from_env(url).connect()).claim("iv-auth", 60)
