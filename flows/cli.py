@@ -62,6 +62,14 @@ def add_window_args(p: argparse.ArgumentParser) -> None:
         default=8,
         help="clock shards (parallelism of the watermark step; default: 8)",
     )
+    g.add_argument(
+        "--max-future-skew-hours",
+        type=float,
+        default=24.0,
+        metavar="H",
+        help="events stamped more than this after they were received are dead-lettered "
+        "as future (default: 24; 0 disables)",
+    )
 
 
 def window_from_args(args: argparse.Namespace) -> WindowConfig:
@@ -71,6 +79,7 @@ def window_from_args(args: argparse.Namespace) -> WindowConfig:
             window_after_delivery=args.window_after_delivery_days * 24 * HOUR,
             window_after_placed=args.window_after_placed_days * 24 * HOUR,
             shards=args.shards,
+            max_future_skew=args.max_future_skew_hours * HOUR or None,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -147,19 +156,23 @@ def replay_and_summarize(
     use_truth = args.truth_labels == "on" or (args.truth_labels == "auto" and has_truth)
     if use_truth and not has_truth:
         raise UsageError(f"--truth-labels on, but {truth} does not exist")
-    opts = ReplayOptions(
-        window_from_args(args),
-        args.batch_size,
-        args.workers,
-        learn=not args.no_learning,
-        ground_truth=truth if use_truth else None,
-    )
+    try:
+        opts = ReplayOptions(
+            window_from_args(args),
+            args.batch_size,
+            args.workers,
+            learn=not args.no_learning,
+            ground_truth=truth if use_truth else None,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     run = run_replay(input_dir, out_dir, policy, opts)
     extra: dict = {
         "input_records": run.input_records,
         "seconds": round(run.seconds, 3),
         "events_per_second": round(run.events_per_second, 1),
         "truth_labels": use_truth,
+        "input_dir": str(input_dir),
     }
     if run.model_stats is not None:
         extra["models"] = {"return_propensity": run.model_stats}
@@ -177,6 +190,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         f"\nreplayed {summary['input_records']:,} records in {summary['seconds']:.1f} s "
         f"({summary['events_per_second']:,.0f} events/s); outputs and summary.json in {out_dir}"
     )
+    if args.report:
+        from flows.report import write_report
+
+        print(f"report: {write_report(out_dir)}")
     return 0
 
 
@@ -190,6 +207,11 @@ def register_replay(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input_dir", help="directory with the stream files")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="also write a self-contained HTML report to OUT_DIR/report.html",
+    )
     add_run_args(p)
     p.set_defaults(func=_cmd_replay)
 
@@ -200,6 +222,8 @@ def register_replay(sub: argparse._SubParsersAction) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from operators.simulator import simulate
 
+    if args.orders < 1:
+        raise UsageError("--orders must be >= 1")
     base = Path(args.dir)
     data, out = base / "input", base / "output"
     started = time.perf_counter()
@@ -208,9 +232,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print("replaying with in-memory state and the default policy...\n")
     summary = replay_and_summarize(data, out, args, _policy(args.policy))
     print(format_summary(summary))
+    from flows.report import write_report
+
+    report = write_report(out, ground_truth=data / "ground_truth.jsonl")
     print(
         f"\ninput:   {data}\noutputs: {out}  (summary.json, interventions.jsonl, decisions.jsonl,"
         f" outcomes.jsonl, dead_letter.jsonl)\n"
+        f"report:  {report}  (open it in a browser: no server, no network)\n"
         f"done in {time.perf_counter() - started:.1f} s "
         f"({summary['events_per_second']:,.0f} events/s in the dataflow)"
     )

@@ -68,6 +68,10 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     report = run_backtest(input_dir, out_dir, policies, args)
     print(format_backtest(report))
     print(f"\nbacktest report: {out_dir / 'backtest.json'}")
+    if args.report:
+        from flows.report import write_report
+
+        print(f"report: {write_report(out_dir)}")
     return 0
 
 
@@ -99,6 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input_dir", help="directory with the stream files")
     p.add_argument("--against", metavar="FILE", help="a second policy to compare with")
     p.add_argument("--out", default="backtest", metavar="DIR", help="output directory")
+    p.add_argument("--report", action="store_true", help="also write OUT/report.html")
     add_run_args(p)
     p.set_defaults(func=_cmd_backtest)
 

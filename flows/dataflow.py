@@ -158,7 +158,7 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         clock = self.clock
         on_event = clock.on_event
         for event in values:
-            out.extend(on_event(event, clock.max_event_at or event.occurred_at))
+            out.extend(on_event(event, event.received_at))
         on_clock = self.observer.on_clock
         if on_clock is not None and values:
             shard = shard_of(values[0].order_id, clock.config.shards)

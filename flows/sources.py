@@ -71,18 +71,17 @@ class MergedFiles:
         self._heap: list[tuple[float, int, int, str, Any]] = []
         self._seq = 0
         self.now = float("-inf")  # replay clock: the largest event time emitted so far
-        for i, (stream, path) in enumerate(
-            sorted(files.items(), key=lambda kv: STREAMS.index(kv[0]))
-        ):
+        # Ties in event time go by stream rank, the same for every line of a file.
+        self._rank = {s: i for i, s in enumerate(STREAMS)}
+        for stream, path in sorted(files.items(), key=lambda kv: self._rank[kv[0]]):
             fh = self._handles[stream] = _open(path)
             for _ in range((skip or {}).get(stream, 0)):
                 if not fh.readline():
                     break
                 self.consumed[stream] += 1
-            self._push(stream, i)
-        self._rank = {s: i for i, s in enumerate(STREAMS)}
+            self._push(stream)
 
-    def _push(self, stream: str, rank: int | None = None) -> None:
+    def _push(self, stream: str) -> None:
         fh = self._handles[stream]
         while True:
             line = fh.readline()
@@ -98,9 +97,8 @@ class MergedFiles:
         ts = _event_time(payload)
         # Unreadable times go out first, at the current replay time.
         key = ts if ts is not None else float("-inf")
-        r = rank if rank is not None else self._rank[stream]
         self._seq += 1
-        heapq.heappush(self._heap, (key, r, self._seq, stream, payload))
+        heapq.heappush(self._heap, (key, self._rank[stream], self._seq, stream, payload))
 
     def __iter__(self) -> Iterator[RawItem]:
         return self

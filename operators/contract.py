@@ -108,6 +108,9 @@ class Event:
     body: dict[str, Any]
     #: Wall-clock (``time.monotonic``) when decoded; for latency metrics, never written out.
     ingested_at: float = 0.0
+    #: When the record was received (epoch seconds, as given to :func:`decode`); dead
+    #: letters made later (late, after close) report it.
+    received_at: float = 0.0
 
     def get(self, key: str, default: Any = None) -> Any:
         """A field of the body, or ``default``."""
@@ -140,6 +143,9 @@ class DeadLetter:
 # --- timestamps -------------------------------------------------------------------------
 
 _TS_CACHE: dict[str, float] = {}
+#: Accepted range of timestamps (epoch seconds, exclusive): 1970-01-01 to 9998-12-31 UTC.
+MIN_TS = 0.0
+MAX_TS = 253370764800.0  # 9999-01-01T00:00:00Z
 
 
 def parse_ts(value: Any, field: str = "occurred_at") -> float:
@@ -153,7 +159,7 @@ def parse_ts(value: Any, field: str = "occurred_at") -> float:
     cached = _TS_CACHE.get(value)
     if cached is not None:
         return cached
-    if len(value) < 20 or value[10] not in "Tt ":
+    if len(value) < 19 or value[10] not in "Tt ":
         raise ContractError(f"{field} is not an RFC 3339 timestamp: {value[:40]!r}")
     try:
         dt = datetime.fromisoformat(value)
@@ -162,6 +168,10 @@ def parse_ts(value: Any, field: str = "occurred_at") -> float:
     if dt.tzinfo is None:
         raise ContractError(f"{field} has no UTC offset: {value[:40]!r}")
     ts = dt.timestamp()
+    # Outside this range the time cannot be formatted back (outputs add up to 45 days), and
+    # 0.0 is the "no event yet" value of a case: reject rather than fail later.
+    if not MIN_TS < ts < MAX_TS:
+        raise ContractError(f"{field} is out of range (1970-01-01 to 9998-12-31): {value[:40]!r}")
     if len(_TS_CACHE) > 200_000:  # feeds repeat timestamps a lot; keep the memo bounded
         _TS_CACHE.clear()
     _TS_CACHE[value] = ts
@@ -284,7 +294,8 @@ def _check_support(obj: dict[str, Any]) -> None:
     _require_str(obj, "ticket_id")
     _check_optional_str(obj, "channel")
     intent = obj.get("intent")
-    if intent is not None and intent not in INTENTS:
+    # isinstance first: a list or object here is unhashable and must not raise.
+    if intent is not None and (not isinstance(intent, str) or intent not in INTENTS):
         raise ContractError(f"intent {str(intent)[:40]!r} is not one of {sorted(INTENTS)}")
     sentiment = obj.get("sentiment")
     if sentiment is not None and (not _is_number(sentiment) or not -1.0 <= sentiment <= 1.0):
@@ -294,7 +305,7 @@ def _check_support(obj: dict[str, Any]) -> None:
 def _check_refunds(obj: dict[str, Any], type_: str) -> None:
     _check_optional_str(obj, "request_id")
     reason = obj.get("reason")
-    if reason is not None and reason not in REFUND_REASONS:
+    if reason is not None and (not isinstance(reason, str) or reason not in REFUND_REASONS):
         raise ContractError(f"reason {str(reason)[:40]!r} is not one of {sorted(REFUND_REASONS)}")
     _check_number(obj, "amount", required=type_ == "refund_issued")
     skus = obj.get("skus")
@@ -304,7 +315,7 @@ def _check_refunds(obj: dict[str, Any], type_: str) -> None:
         raise ContractError("skus must be a list of strings")
 
 
-def validate(stream: str, obj: Any, ingested_at: float = 0.0) -> Event:
+def validate(stream: str, obj: Any, ingested_at: float = 0.0, received_at: float = 0.0) -> Event:
     """Validate a parsed JSON value as an event of ``stream``; raise ContractError if not."""
     if not isinstance(obj, dict):
         raise ContractError(f"event must be a JSON object, got {_kind(obj)}")
@@ -328,7 +339,7 @@ def validate(stream: str, obj: Any, ingested_at: float = 0.0) -> Event:
         _check_support(obj)
     else:
         _check_refunds(obj, type_)
-    return Event(stream, type_, event_id, order_id, occurred_at, obj, ingested_at)
+    return Event(stream, type_, event_id, order_id, occurred_at, obj, ingested_at, received_at)
 
 
 def truncate_raw(raw: bytes | str | Any) -> str:
@@ -343,8 +354,9 @@ def truncate_raw(raw: bytes | str | Any) -> str:
         except TypeError:
             text = repr(raw)
     if len(text) > MAX_RAW_CHARS:
-        return text[:MAX_RAW_CHARS] + "…"
-    return text
+        text = text[:MAX_RAW_CHARS] + "…"
+    # Lone surrogates (possible in a str payload) cannot be written as JSON: replace them.
+    return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
 def decode(
@@ -364,7 +376,7 @@ def decode(
                 obj = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
                 raise ContractError(f"not valid JSON: {exc}") from None
-        return validate(stream, obj, time.monotonic())
+        return validate(stream, obj, time.monotonic(), received_at or 0.0)
     except ContractError as exc:
         if received_at is None:
             received_at = datetime.now(UTC).timestamp()

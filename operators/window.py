@@ -42,6 +42,10 @@ class WindowConfig:
     window_after_placed: float = 45 * DAY
     tombstone_retention: float = 14 * DAY
     shards: int = 8
+    #: Events stamped further than this ahead of when they were received are dead-lettered
+    #: as ``future``: one bad clock would otherwise move its shard's watermark ahead and
+    #: expire every open case there. None disables the check.
+    max_future_skew: float | None = 1 * DAY
 
     def __post_init__(self) -> None:
         for name in ("allowed_lateness", "window_after_delivery", "window_after_placed"):
@@ -51,6 +55,8 @@ class WindowConfig:
             raise ValueError("tombstone_retention must be >= 0")
         if not 1 <= self.shards <= 4096:
             raise ValueError("shards must be between 1 and 4096")
+        if self.max_future_skew is not None and self.max_future_skew < 0:
+            raise ValueError("max_future_skew must be >= 0")
 
 
 def shard_of(order_id: str, shards: int) -> str:
@@ -127,6 +133,16 @@ class ExpiryClock:
             return []
         wm = self.watermark
         ts = event.occurred_at
+        skew = self.config.max_future_skew
+        if skew is not None and received_at > 0 and ts > received_at + skew:
+            return [
+                _dead(
+                    event,
+                    f"future: occurred_at {format_ts(ts)} is more than {skew / HOUR:g} h "
+                    f"after it was received ({format_ts(received_at)})",
+                    received_at,
+                )
+            ]
         if wm is not None and ts < wm:
             return [
                 _dead(

@@ -144,6 +144,7 @@ class _Order:
     wismo_sentiment: float | None = None
     tickets: int = 0
     close_ts: int | None = None
+    cancelled: bool = False
 
 
 @dataclass(slots=True)
@@ -268,7 +269,11 @@ class OrderModel:
             items.append(item)
         o.total = round(total, 2)
         o.cost = round(cost, 2)
-        o.main_family = max(family_value, key=lambda f: (family_value[f], -f))
+        # Main family by value; ties go to the alphabetically first family name.
+        names = self.catalog.families
+        o.main_family = max(
+            sorted(family_value, key=lambda f: names[f].name), key=family_value.__getitem__
+        )
         o.lane = pick_index(self.lane_cum, rnd())
         o.campaign = pick_index(self.campaign_cum, rnd())
         lane = self.p.lanes[o.lane]
@@ -292,7 +297,7 @@ class OrderModel:
         if rnd() > omit * 0.5:
             body["courier"] = lane.courier
         if rnd() > omit:
-            body["lane"] = lane.lane
+            body["lane"] = lane.key
         if rnd() > self.p.history_omit_rate:
             body["customer"] = {
                 "orders_count": o.orders_count,
@@ -312,6 +317,7 @@ class OrderModel:
             self._ticket(o, opened, "cancel_request", self.rng.gauss(-0.1, 0.3), ts)
         self._add(o, ORDERS, ts, {"type": "order_cancelled", "order_id": o.order_id})
         o.close_ts = ts
+        o.cancelled = True
 
     # ------------------------------------------------------------- delivery
     def _backlog_intensity(self, o: _Order) -> float:
@@ -334,7 +340,7 @@ class OrderModel:
         if rnd() > omit * 0.5:
             body["courier"] = lane.courier
         if rnd() > omit:
-            body["lane"] = lane.lane
+            body["lane"] = lane.key
         body.update(extra)
         self._add(o, DELIVERY, ts, body)
 
@@ -378,29 +384,34 @@ class OrderModel:
         while delivered < in_transit + 6 * HOUR:
             delivered += DAY
         o.slip = slip = (delivered - o.promised) / DAY
-        out_for_delivery = delivered - int(HOUR * (1 + 5 * rnd()))
+        van = int(HOUR * (0.5 + 3.5 * rnd()))  # time on the van before the final scan
+        out_for_delivery = max(delivered - van, in_transit + 15 * MINUTE)
+        horizon = out_for_delivery
+        if lost:
+            o.undeliverable = "lost"
+            o.terminal = o.promised + int(DAY * (3 + 6 * rnd()))
+            horizon = min(horizon, o.terminal - HOUR)
 
         if slip > 0.5 or lost:
             self._delays(o, in_transit, out_for_delivery, delivered, slip, lost)
         if exception is not None:
-            ts = in_transit + int((out_for_delivery - in_transit) * (0.1 + 0.5 * rnd()))
+            ts = in_transit + int((horizon - in_transit) * (0.1 + 0.5 * rnd()))
             extra: dict[str, Any] = {"exception_code": exception}
-            if rnd() < 0.5 and slip > 0.5:
+            if rnd() < 0.5 and slip > 0.5 and not lost:
                 extra["estimated_delivery_at"] = self.fmt(_day_start(delivered) + 20 * HOUR)
             self._delivery_event(o, ts, "exception", **extra)
             o.first_delay = ts if o.first_delay is None else min(o.first_delay, ts)
 
-        if lost:
-            o.undeliverable = "lost"
-            o.terminal = o.promised + int(DAY * (3 + 6 * rnd()))
+        if o.terminal is not None:
             self._delivery_event(o, o.terminal, "lost")
             o.slip = (o.terminal - o.promised) / DAY
             return
-        if failed:
-            attempt = out_for_delivery - DAY + int(HOUR * rnd())
-            attempt = max(attempt, in_transit + 2 * HOUR)
-            self._delivery_event(o, attempt - int(HOUR * (1 + 3 * rnd())), "out_for_delivery")
+        # A failed attempt happens on the previous round, about a day before delivery.
+        attempt = max(delivered - DAY + int(HOUR * (2 * rnd() - 1)), in_transit + 4 * HOUR)
+        if failed and attempt < out_for_delivery - 2 * HOUR:
+            self._delivery_event(o, attempt - int(HOUR * (0.5 + 2.5 * rnd())), "out_for_delivery")
             self._delivery_event(o, attempt, "failed_attempt")
+            o.first_delay = attempt if o.first_delay is None else min(o.first_delay, attempt)
             if rts:
                 o.undeliverable = "returned_to_sender"
                 o.terminal = delivered + int(DAY * (2 + 3 * rnd()))
@@ -477,8 +488,9 @@ class OrderModel:
             self._add(o, SUPPORT, last, message)
         if rnd() < resolve:
             done = last + int(HOUR + rnd() * 30 * HOUR)
-            if close_by is not None and done > close_by:
-                done = close_by
+            if close_by is not None and done >= close_by:
+                # Agents wrap the ticket up just before the case-closing event.
+                done = close_by - int(MINUTE * (1 + 29 * rnd()))
             if done > last:
                 self._add(
                     o,
@@ -569,9 +581,9 @@ class OrderModel:
         angry = o.wismo_sentiment is not None and o.wismo_sentiment < -0.4
         logit = (
             self.p.late_intent_bias
-            + 0.75 * o.frustration
-            + 0.5 * math.log(mult)
-            + (0.5 if angry else 0.0)
+            + 1.0 * o.frustration
+            + 0.7 * math.log(mult)
+            + (0.9 if angry else 0.0)
             + self.rng.gauss(0.0, 0.5)
         )
         return self.rnd() < _sigmoid(logit)
@@ -818,26 +830,26 @@ class OrderModel:
         anger = max(0.0, -sentiment - 0.3)
         driver = case.driver
         if driver == "late_delivery":
-            r = 0.86 - 0.06 * max(0.0, o.slip - 1.5) - 0.25 * anger + 0.06 * good_history
+            r = 0.88 - 0.06 * max(0.0, o.slip - 1.5) - 0.25 * anger + 0.06 * good_history
         elif driver == "undeliverable":
-            r = 0.42 + 0.08 * good_history - 0.1 * anger
+            r = 0.45 + 0.08 * good_history - 0.1 * anger
         elif driver == "size_fit":
             fam_lines = sum(1 for sku, _ in o.items if sku.family == o.main_family)
-            r = 0.72 + 0.05 * good_history - 0.08 * (fam_lines > 1)
+            r = 0.76 + 0.05 * good_history - 0.08 * (fam_lines > 1)
         elif driver == "not_as_described":
             fam = self.catalog.families[o.main_family].name
-            r = 0.6 if fam in _GUIDANCE_FAMILIES else 0.38
+            r = 0.64 if fam in _GUIDANCE_FAMILIES else 0.4
         elif driver == "damaged":
-            r = 0.55 if o.damaged_in_transit else 0.48
+            r = 0.58 if o.damaged_in_transit else 0.52
         elif driver == "wrong_item":
-            r = 0.55
+            r = 0.58
         elif driver == "changed_mind":
-            r = 0.2 + 0.05 * good_history
+            r = 0.25 + 0.05 * good_history
         elif driver == "abuse":
             ratio = o.returns_count / max(o.orders_count, 1)
             r = 0.45 + 0.35 * _clip((ratio - 0.4) / 0.5, 0.0, 1.0)
         else:
-            r = 0.15
+            r = 0.18
         if self.p.campaigns[o.campaign].name == "influencer-x" and driver != "abuse":
             r -= 0.05  # impulse buyers are harder to talk round
         return _clip(r + gauss(0.0, 0.07), 0.02, 0.97)
@@ -859,7 +871,7 @@ class OrderModel:
         u = self.rnd()  # one latent draw per order keeps the actions' outcomes nested
         total = o.total
         lane = self.p.lanes[o.lane]
-        cancelled = o.close_ts is not None and o.delivered is None and o.terminal is None
+        cancelled = o.cancelled
         if case is None:
             kept = (
                 {"outcome": "cancelled", "refund_value": 0.0, "retained_value": 0.0}

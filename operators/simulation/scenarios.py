@@ -121,15 +121,15 @@ class ScenarioParams:
     history_omit_rate: float = 0.12
     # Behaviour.
     cancel_rate: float = 0.015
-    late_intent_bias: float = -2.1
-    wismo_base_rate: float = 0.015
-    noise_ticket_rate: float = 0.05
+    late_intent_bias: float = -2.5
+    wismo_base_rate: float = 0.03
+    noise_ticket_rate: float = 0.07
     chargeback_rate: float = 0.04
     # Transport noise injected into the files (the streams stay valid).
     optional_omit_rate: float = 0.06
     duplicate_rate: float = 0.007
     out_of_order_rate: float = 0.005
-    early_signal_rate: float = 0.0003
+    early_signal_rate: float = 0.0005
 
     def lane(self, key: str) -> LaneSpec:
         """Return the lane called ``courier:lane``."""
@@ -339,9 +339,9 @@ def _launch_week_backlog() -> ScenarioParams:
         families=_BEAUTY_FAMILIES,
         lanes=_EU_LANES,
         campaigns=(
-            CampaignSpec("launch-email", 0.22, 0.85),
-            CampaignSpec("influencer-x", 0.15, 1.4),
-            CampaignSpec("paid-social", 0.18, 1.15),
+            CampaignSpec("launch-email", 0.22, 0.7),
+            CampaignSpec("influencer-x", 0.15, 1.8),
+            CampaignSpec("paid-social", 0.18, 1.25),
             CampaignSpec(None, 0.45, 1.0),
         ),
         backlog=BacklogSpec(

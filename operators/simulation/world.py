@@ -11,6 +11,8 @@ import numpy as np
 from operators.simulation.clock import DAY, HOUR
 from operators.simulation.scenarios import FamilySpec, ScenarioParams
 
+_HABIT_SIGMA = 1.0
+
 
 def cumulative(weights: list[float] | tuple[float, ...]) -> list[float]:
     """Normalised cumulative weights for :func:`pick_index`."""
@@ -93,11 +95,13 @@ class CustomerPool:
         is_loyal = np.arange(size) < loyal_size
         abusive = rng.random(size) < params.abusive_share
         new = (rng.random(size) < params.new_customer_share) & ~is_loyal & ~abusive
-        prior = 1 + rng.poisson(np.where(is_loyal, 6.0, 2.5))
+        prior = 1 + rng.poisson(np.where(is_loyal, 7.0, 3.5))
         prior = np.where(new, 0, prior)
         prior = np.where(abusive, np.maximum(prior, 3), prior)
-        multiplier = np.exp(rng.normal(0.0, 0.55, size))
-        return_share = np.clip(0.09 * multiplier, 0.0, 0.8)
+        # Mean-one lognormal: a few heavy returners, many customers who almost never return.
+        sigma = _HABIT_SIGMA
+        multiplier = np.exp(rng.normal(-sigma * sigma / 2, sigma, size))
+        return_share = np.clip(0.1 * multiplier, 0.0, 0.8)
         return_share = np.where(abusive, rng.uniform(0.45, 0.85, size), return_share)
         returns = rng.binomial(prior, return_share)
         value = np.round(prior * np.exp(rng.normal(np.log(72.0), 0.35, size)), 2)

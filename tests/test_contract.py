@@ -1,0 +1,426 @@
+"""Decoding and validation of contract v1 input events (operators/contract.py)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from operators.contract import (
+    MAX_RAW_CHARS,
+    STREAM_TYPES,
+    STREAMS,
+    DeadLetter,
+    Event,
+    decode,
+    format_ts,
+    parse_ts,
+    truncate_raw,
+)
+from tests.helpers import STREAM_OF, VALIDATORS, at, body, order_placed, support
+
+
+def minimal(type_: str) -> dict[str, Any]:
+    """The smallest valid event of ``type_``."""
+    if type_ == "order_placed":
+        return order_placed("o-1", 0.0, promised_in_hours=None)
+    if STREAM_OF[type_] == "support":
+        return support(type_, "o-1", 1.0)
+    if type_ == "refund_issued":
+        return body(type_, "o-1", 1.0, amount=10.0)
+    return body(type_, "o-1", 1.0)
+
+
+ALL_TYPES = sorted(STREAM_OF)
+
+
+def dead(stream: str, raw: Any) -> DeadLetter:
+    result = decode(stream, raw, received_at=1.0)
+    assert isinstance(result, DeadLetter), f"expected a dead letter, got {result!r}"
+    return result
+
+
+# --- valid input --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("type_", ALL_TYPES)
+def test_minimal_event_of_every_type_decodes(type_: str) -> None:
+    record = minimal(type_)
+    for raw in (record, orjson.dumps(record), orjson.dumps(record).decode()):
+        ev = decode(STREAM_OF[type_], raw)
+        assert isinstance(ev, Event)
+        assert (ev.stream, ev.type, ev.order_id) == (STREAM_OF[type_], type_, "o-1")
+        assert ev.event_id == record["event_id"]
+        assert ev.occurred_at == parse_ts(record["occurred_at"])
+
+
+def test_full_order_placed_decodes_with_all_optional_fields() -> None:
+    record = order_placed(
+        "o-9",
+        2.0,
+        courier="dhl",
+        lane="DE-NL",
+        campaign=None,
+        customer={"orders_count": 3, "returns_count": 1, "lifetime_value": 250.5},
+    )
+    ev = decode("orders", orjson.dumps(record))
+    assert isinstance(ev, Event)
+    assert ev.get("lane") == "DE-NL" and ev.get("campaign") is None
+
+
+def test_unknown_fields_are_ignored_and_kept_in_the_body() -> None:
+    record = {**minimal("delivered"), "x_vendor_field": {"nested": [1, 2]}, "priority": 3}
+    ev = decode("delivery", orjson.dumps(record))
+    assert isinstance(ev, Event)
+    assert ev.get("x_vendor_field") == {"nested": [1, 2]}
+
+
+# --- required fields and types ------------------------------------------------------------
+
+#: (type, field path, reason fragment) for every required field of contract v1.
+REQUIRED = [(t, f) for t in ALL_TYPES for f in ("event_id", "type", "order_id", "occurred_at")] + [
+    ("order_placed", "customer_id"),
+    ("order_placed", "currency"),
+    ("order_placed", "total"),
+    ("order_placed", "items"),
+    ("order_placed", "items.0.sku"),
+    ("order_placed", "items.0.sku_family"),
+    ("order_placed", "items.0.quantity"),
+    ("order_placed", "items.0.unit_price"),
+    ("ticket_opened", "ticket_id"),
+    ("customer_message", "ticket_id"),
+    ("ticket_resolved", "ticket_id"),
+    ("refund_issued", "amount"),
+]
+
+
+def _edit(record: dict[str, Any], path: str, value: Any = ..., *, delete: bool = False):
+    """Copy of ``record`` with ``path`` (dotted, list indexes as numbers) changed or removed."""
+    out = copy.deepcopy(record)
+    *parents, last = path.split(".")
+    target: Any = out
+    for part in parents:
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    key: Any = int(last) if isinstance(target, list) else last
+    if delete:
+        del target[key]
+    else:
+        target[key] = value
+    return out
+
+
+def _field_name(path: str) -> str:
+    return path.rsplit(".", 1)[-1]
+
+
+@pytest.mark.parametrize(("type_", "path"), REQUIRED)
+def test_missing_required_field_is_dead_lettered_naming_the_field(type_: str, path: str) -> None:
+    record = _edit(minimal(type_), path, delete=True)
+    letter = dead(STREAM_OF[type_], orjson.dumps(record))
+    assert _field_name(path) in letter.reason
+    if "." in path:  # nested: the reason says where in the list
+        assert letter.reason.startswith("items[0].")
+
+
+#: (type, field path, a value of the wrong type or out of range).
+WRONG = [
+    *((t, "event_id", 17) for t in ("order_placed", "delivered", "ticket_opened", "refund_issued")),
+    *((t, "order_id", ["o"]) for t in ("order_cancelled", "delayed", "customer_message")),
+    ("exchange_completed", "order_id", ""),
+    ("shipped", "type", 3),
+    ("lost", "occurred_at", 1780495500),
+    ("lost", "occurred_at", "yesterday"),
+    ("order_placed", "customer_id", 42),
+    ("order_placed", "currency", "eur"),
+    ("order_placed", "currency", "EURO"),
+    ("order_placed", "currency", None),
+    ("order_placed", "total", "80"),
+    ("order_placed", "total", -1),
+    ("order_placed", "total", True),
+    ("order_placed", "items", []),
+    ("order_placed", "items", {"sku": "s"}),
+    ("order_placed", "items.0", "SKN-001"),
+    ("order_placed", "items.0.sku", 5),
+    ("order_placed", "items.0.sku_family", ""),
+    ("order_placed", "items.0.quantity", 0),
+    ("order_placed", "items.0.quantity", 1.5),
+    ("order_placed", "items.0.quantity", True),
+    ("order_placed", "items.0.unit_price", -0.01),
+    ("order_placed", "items.0.unit_cost", "cheap"),
+    ("order_placed", "promised_delivery_at", "2026-06-03"),
+    ("order_placed", "courier", 7),
+    ("order_placed", "lane", ["DE", "NL"]),
+    ("order_placed", "campaign", 1),
+    ("order_placed", "customer", "vip"),
+    ("order_placed", "customer.orders_count", "many"),
+    ("order_placed", "customer.lifetime_value", -5),
+    ("delayed", "estimated_delivery_at", "soon"),
+    ("in_transit", "shipment_id", 123),
+    ("exception", "exception_code", {"code": 1}),
+    ("ticket_opened", "ticket_id", 9),
+    ("ticket_opened", "channel", 1),
+    ("ticket_opened", "intent", "angry"),
+    ("ticket_opened", "intent", ["where_is_my_order"]),
+    ("customer_message", "sentiment", 1.5),
+    ("customer_message", "sentiment", -1.01),
+    ("customer_message", "sentiment", "bad"),
+    ("customer_message", "sentiment", True),
+    ("refund_requested", "reason", "too_expensive"),
+    ("refund_requested", "reason", {"why": "x"}),
+    ("refund_requested", "request_id", 1),
+    ("refund_requested", "amount", -3),
+    ("return_requested", "skus", "SKN-001"),
+    ("return_requested", "skus", ["SKN-001", 2]),
+    ("refund_issued", "amount", "10"),
+    ("refund_issued", "amount", None),
+]
+
+
+@pytest.mark.parametrize(("type_", "path", "value"), WRONG)
+def test_wrong_type_or_range_is_dead_lettered_naming_the_field(
+    type_: str, path: str, value: Any
+) -> None:
+    record = minimal(type_)
+    if path.startswith("customer."):
+        record["customer"] = {"orders_count": 1}
+    record = _edit(record, path, value)
+    letter = dead(STREAM_OF[type_], orjson.dumps(record))
+    name = "items[0]" if path == "items.0" else _field_name(path)
+    assert name in letter.reason, letter.reason
+    if path.startswith("customer."):
+        assert letter.reason.startswith("customer.")
+
+
+def test_valid_edge_values_are_accepted() -> None:
+    """The bounds themselves are valid: sentiment -1 and 1, zero amounts and prices."""
+    for sentiment in (-1, -1.0, 0, 1.0):
+        assert isinstance(
+            decode("support", {**minimal("ticket_opened"), "sentiment": sentiment}), Event
+        )
+    assert isinstance(decode("refunds", {**minimal("refund_issued"), "amount": 0}), Event)
+    free = order_placed("o-1", total=0.0, cost=0.0)
+    assert isinstance(decode("orders", free), Event)
+    assert isinstance(decode("orders", {**free, "campaign": None, "courier": None}), Event)
+
+
+def test_refund_issued_needs_an_amount_but_other_refund_types_do_not() -> None:
+    letter = dead("refunds", body("refund_issued", "o-1", 1.0))
+    assert letter.reason == "missing required field amount"
+    assert isinstance(decode("refunds", body("refund_requested", "o-1", 1.0)), Event)
+
+
+def test_dead_letter_keeps_event_id_and_order_id_when_readable() -> None:
+    letter = dead("refunds", body("refund_issued", "o-7", 1.0, event_id="e-7"))
+    assert (letter.event_id, letter.order_id, letter.stream) == ("e-7", "o-7", "refunds")
+    letter = dead("refunds", {"event_id": 5, "order_id": "", "type": "refund_issued"})
+    assert (letter.event_id, letter.order_id) == (None, None)
+
+
+# --- stream, JSON and shape errors --------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"", b"\xff\xfe", "{'single': 'quotes'}", b"[1,"])
+def test_non_json_is_dead_lettered(raw: bytes | str) -> None:
+    letter = dead("support", raw)
+    assert letter.reason.startswith("not valid JSON")
+    assert (letter.event_id, letter.order_id) == (None, None)
+
+
+@pytest.mark.parametrize("raw", [b"[]", b"42", b'"text"', b"null", b"true"])
+def test_json_that_is_not_an_object_is_dead_lettered(raw: bytes) -> None:
+    assert dead("orders", raw).reason.startswith("event must be a JSON object")
+
+
+@pytest.mark.parametrize(
+    ("stream", "type_"),
+    [("orders", "delivered"), ("delivery", "order_placed"), ("support", "refund_issued"),
+     ("refunds", "ticket_opened"), ("orders", "order_shipped")],
+)  # fmt: skip
+def test_type_of_another_stream_is_dead_lettered(stream: str, type_: str) -> None:
+    record = body(type_, "o-1", 1.0, ticket_id="t", amount=1.0)
+    letter = dead(stream, orjson.dumps(record))
+    assert f"is not a {stream} event type" in letter.reason
+    assert "type" in letter.reason
+
+
+def test_unknown_stream_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="unknown stream"):
+        decode("payments", b"{}")
+
+
+# --- raw payload bound --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_bytes", [True, False])
+def test_raw_payload_is_truncated_to_the_bound(as_bytes: bool) -> None:
+    text = '{"event_id": "' + "x" * (MAX_RAW_CHARS * 3) + '"'  # not valid JSON, and long
+    letter = dead("delivery", text.encode() if as_bytes else text)
+    assert len(letter.raw) == MAX_RAW_CHARS + 1
+    assert letter.raw.endswith("…")
+    assert text.startswith(letter.raw[:-1])
+
+
+def test_short_raw_payload_is_kept_whole_and_parsed_payload_is_serialised() -> None:
+    raw = b'{"type": "delivered"}'
+    assert dead("delivery", raw).raw == raw.decode()
+    letter = dead("delivery", {"type": "delivered", "b": 1})
+    assert orjson.loads(letter.raw) == {"type": "delivered", "b": 1}
+
+
+def test_truncate_raw_bounds_multibyte_and_unserialisable_payloads() -> None:
+    assert len(truncate_raw(("é" * MAX_RAW_CHARS * 2).encode())) == MAX_RAW_CHARS + 1
+    assert truncate_raw({1, 2}).startswith("{")  # not JSON-able: its repr
+    assert "\ud800" not in truncate_raw('"\ud800"')  # lone surrogates cannot be written out
+
+
+# --- timestamps ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2026-06-03T14:05:00Z", "2026-06-03T16:05:00+02:00", "2026-06-03T08:35:00-05:30",
+     "2026-06-03T14:05:00.000Z", "2026-06-03T14:05:00+00:00"],
+)  # fmt: skip
+def test_timestamps_with_offsets_are_the_same_instant(value: str) -> None:
+    assert parse_ts(value) == 1780495500.0
+    ev = decode("delivery", {**minimal("delivered"), "occurred_at": value})
+    assert isinstance(ev, Event) and ev.occurred_at == 1780495500.0
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [("2026-06-03T14:05:00", "no UTC offset"), ("2026-06-03", "not an RFC 3339"),
+     ("03/06/2026 14:05", "not an RFC 3339"), ("2026-13-03T14:05:00Z", "not an RFC 3339"),
+     (1780495500, "must be an RFC 3339 string"), (None, "must be an RFC 3339 string"),
+     ("1969-12-31T23:59:59Z", "out of range")],
+)  # fmt: skip
+def test_bad_timestamps_are_dead_lettered(value: Any, fragment: str) -> None:
+    letter = dead("delivery", {**minimal("delivered"), "occurred_at": value})
+    assert "occurred_at" in letter.reason and fragment in letter.reason
+
+
+def test_format_ts_round_trips() -> None:
+    for value in ("2026-06-03T14:05:00Z", "2026-06-03T14:05:00.250000Z"):
+        assert format_ts(parse_ts(value)) == value
+
+
+# --- the dead-letter record ---------------------------------------------------------------
+
+
+def test_dead_letter_record_has_the_contract_fields() -> None:
+    letter = dead("orders", b'{"event_id": "e1", "order_id": "o1"}')
+    record = letter.to_record()
+    assert set(record) == {"stream", "reason", "raw", "received_at", "event_id", "order_id"}
+    assert record["received_at"] == "1970-01-01T00:00:01Z"
+    assert (record["event_id"], record["order_id"]) == ("e1", "o1")
+
+
+def test_received_at_defaults_to_wall_clock() -> None:
+    before = time.time()
+    letter = decode("orders", b"nope")
+    assert isinstance(letter, DeadLetter)
+    assert before - 1 <= letter.received_at <= time.time() + 1
+
+
+# --- decode never raises ------------------------------------------------------------------
+
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20)
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _text,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_text, children, max_size=5),
+    max_leaves=12,
+)
+_streams = st.sampled_from(STREAMS)
+
+
+def _check_result(stream: str, result: Any) -> None:
+    assert isinstance(result, (Event, DeadLetter))
+    if isinstance(result, DeadLetter):
+        assert result.reason and result.stream == stream
+        assert len(result.raw) <= MAX_RAW_CHARS + 1
+        orjson.dumps(result.to_record())  # always writable to the dead-letter output
+    else:
+        assert result.type in STREAM_TYPES[stream]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_streams, st.binary(max_size=300))
+def test_decode_never_raises_on_arbitrary_bytes(stream: str, raw: bytes) -> None:
+    _check_result(stream, decode(stream, raw, received_at=0.0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_streams, _json)
+def test_decode_never_raises_on_arbitrary_json(stream: str, value: Any) -> None:
+    _check_result(stream, decode(stream, orjson.dumps(value), received_at=0.0))
+    _check_result(stream, decode(stream, value, received_at=0.0))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(ALL_TYPES), st.data())
+def test_decode_never_raises_on_valid_events_with_one_field_replaced(type_: str, data) -> None:
+    """Near-valid input is where validators break: any field, any JSON value."""
+    record = minimal(type_)
+    if type_ == "order_placed":
+        record["customer"] = {"orders_count": 1}
+        record["promised_delivery_at"] = at(48)
+    paths = [k for k in record if k not in ("items", "customer")]
+    if type_ == "order_placed":
+        paths += [f"items.0.{k}" for k in record["items"][0]] + ["customer.orders_count"]
+    path = data.draw(st.sampled_from(paths))
+    new = _edit(record, path, data.draw(_json))
+    _check_result(STREAM_OF[type_], decode(STREAM_OF[type_], orjson.dumps(new), received_at=0.0))
+
+
+# --- the examples in docs/events.md ------------------------------------------------------
+
+
+def _doc_examples() -> list[dict[str, Any]]:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "events.md").read_text()
+    decoder = json.JSONDecoder()
+    found: list[dict[str, Any]] = []
+    for block in re.findall(r"```json\n(.*?)```", text, flags=re.S):
+        pos = 0
+        while pos < len(block):
+            if block[pos].isspace():
+                pos += 1
+                continue
+            obj, pos = decoder.raw_decode(block, pos)
+            found.append(obj)
+    return found
+
+
+def test_examples_in_the_contract_document_are_valid() -> None:
+    examples = _doc_examples()
+    kinds: Counter[str] = Counter()
+    for obj in examples:
+        if "intervention_id" in obj:
+            kind = "interventions"
+        elif "outcome" in obj:
+            kind = "outcomes"
+        elif "arm" in obj:
+            kind = "decisions"
+        elif "raw" in obj:
+            kind = "dead_letter"
+        else:
+            result = decode(STREAM_OF[obj["type"]], obj)
+            assert isinstance(result, Event), (obj, getattr(result, "reason", None))
+            kinds["input"] += 1
+            continue
+        assert VALIDATORS[kind](obj) == [], (kind, obj)
+        kinds[kind] += 1
+    assert kinds["input"] >= 6
+    assert {"interventions", "decisions", "outcomes", "dead_letter"} <= set(kinds)
