@@ -1,0 +1,322 @@
+"""Live-mode subcommands: ``run``, ``config show``, ``topics create``, ``produce``,
+``review``, ``webhook verify``. Registered into ``salvage`` by :func:`register`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flows.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("salvage.live")
+
+
+def _usage(message: str) -> Exception:
+    from flows.cli import UsageError
+
+    return UsageError(message)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        settings = load_settings(getattr(args, "config", None))
+        changes: dict[str, Any] = {}
+        if getattr(args, "workers", None) is not None:
+            if args.workers < 1:
+                raise SettingsError("workers: must be >= 1")
+            changes["workers"] = args.workers
+        if getattr(args, "policy", None):
+            changes["policy"] = args.policy
+        return dataclasses.replace(settings, **changes) if changes else settings
+    except SettingsError as exc:
+        raise _usage(str(exc)) from None
+
+
+def _add_config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="settings file (.toml or .yaml); default: $SALVAGE_CONFIG. SALVAGE_* "
+        "environment variables override it",
+    )
+
+
+# --- run ----------------------------------------------------------------------------------
+
+
+def init_recovery(directory: Path, partitions: int) -> bool:
+    """Create Bytewax recovery partitions in ``directory`` unless some exist. True if made."""
+    from bytewax.recovery import init_db_dir
+
+    directory.mkdir(parents=True, exist_ok=True)
+    if any(directory.glob("part-*.sqlite3")):
+        return False
+    init_db_dir(directory, partitions)
+    return True
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from bytewax._bytewax import cli_main
+    from bytewax.recovery import RecoveryConfig
+
+    from flows.live import build_live_flow
+
+    settings = _settings(args)
+    try:
+        settings.check_secrets()
+    except SettingsError as exc:
+        raise _usage(str(exc)) from None
+    flow = build_live_flow(settings)
+    recovery = None
+    rec = settings.recovery
+    if rec.dir:
+        made = init_recovery(Path(rec.dir), rec.partitions)
+        log.info(
+            "recovery in %s (%s); snapshots every %g s",
+            rec.dir,
+            "new" if made else "resuming",
+            rec.snapshot_interval_seconds,
+        )
+        recovery = RecoveryConfig(rec.dir, timedelta(seconds=rec.backup_interval_seconds))
+    else:
+        log.warning(
+            "no recovery.dir: a restart re-reads input from kafka.starting_offset=%s",
+            settings.kafka.starting_offset,
+        )
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port)
+        log.info("metrics on :%d/metrics", settings.metrics_port)
+    addresses = args.addresses.split(";") if args.addresses else None
+    log.info(
+        "salvage run: %s, %d worker(s), brokers %s",
+        settings.source,
+        settings.workers,
+        settings.kafka.bootstrap_servers,
+    )
+    cli_main(
+        flow,
+        workers_per_process=settings.workers,
+        process_id=args.process_id,
+        addresses=addresses,
+        epoch_interval=timedelta(seconds=rec.snapshot_interval_seconds),
+        recovery_config=recovery,
+    )
+    return 0
+
+
+# --- config show ------------------------------------------------------------------------
+
+
+def _cmd_config_show(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    effective = settings.effective()
+    if args.json:
+        print(json.dumps(effective, indent=2))
+    else:
+        print(yaml.safe_dump(effective, sort_keys=False).rstrip())
+    return 0
+
+
+# --- topics create ------------------------------------------------------------------------
+
+
+def _cmd_topics_create(args: argparse.Namespace) -> int:
+    from flows.kafka import create_topics
+
+    settings = _settings(args)
+    try:
+        results = create_topics(settings.kafka, args.partitions, args.replication_factor)
+    except ValueError as exc:
+        raise _usage(str(exc)) from None
+    for r in results:
+        print(f"{r.topic:<40} {r.note}")
+    return 0
+
+
+# --- produce ------------------------------------------------------------------------------
+
+
+def _cmd_produce(args: argparse.Namespace) -> int:
+    from flows.kafka import iter_input_dir, make_producer, produce_events
+
+    settings = _settings(args)
+    if args.rate is not None and args.rate <= 0:
+        raise _usage("--rate must be > 0")
+    producer = make_producer(settings.kafka)
+    started = time.perf_counter()
+    n = produce_events(
+        producer, settings.kafka, iter_input_dir(Path(args.input_dir)), args.rate, limit=args.limit
+    )
+    seconds = time.perf_counter() - started
+    print(f"produced {n:,} events in {seconds:.1f} s ({n / max(seconds, 1e-9):,.0f} events/s)")
+    return 0
+
+
+# --- review -------------------------------------------------------------------------------
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    import orjson
+
+    from flows.kafka import make_producer
+    from operators.contract import format_ts
+
+    settings = _settings(args)
+    edits: dict[str, Any] = {}
+    if args.decision == "reject" and (args.action or args.credit is not None or args.message):
+        raise _usage("--action, --credit and --message only go with approve")
+    if args.action:
+        edits["action"] = args.action
+    if args.credit is not None:
+        edits["credit_amount"] = args.credit
+    if args.message:
+        edits["message_text"] = args.message
+    record = {
+        "review_id": args.review_id,
+        "order_id": args.order_id,
+        "decision": args.decision,
+        "reviewer_id": args.reviewer,
+        "decided_at": format_ts(round(time.time(), 3)),
+        "edits": edits or None,
+        "note": args.note,
+    }
+    producer = make_producer(settings.kafka)
+    producer.produce(
+        settings.kafka.review_decisions_topic,
+        value=orjson.dumps(record),
+        key=args.order_id.encode(),
+    )
+    if producer.flush(30.0):
+        print("salvage: error: the review decision was not acknowledged", file=sys.stderr)
+        return 1
+    print(f"{args.decision} for review {args.review_id} sent")
+    return 0
+
+
+# --- webhook verify -----------------------------------------------------------------------
+
+
+def _cmd_webhook_verify(args: argparse.Namespace) -> int:
+    from operators.webhooks import explain
+
+    secret = os.environ.get(args.secret_env)
+    if not secret:
+        raise _usage(f"environment variable {args.secret_env} is not set")
+    if args.body_file == "-":
+        body = sys.stdin.buffer.read()
+    else:
+        try:
+            body = Path(args.body_file).read_bytes()
+        except OSError as exc:
+            raise _usage(f"{args.body_file}: {exc.strerror}") from None
+    why = explain(secret, body, args.header, args.tolerance, args.now)
+    if why == "ok":
+        print("valid signature")
+        return 0
+    print(f"invalid signature: {why}")
+    return 1
+
+
+# --- registration -------------------------------------------------------------------------
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the live-mode subcommands to ``salvage``."""
+    p = sub.add_parser(
+        "run",
+        help="run the dataflow live: Kafka in, Kafka and webhooks out",
+        description="Run the live dataflow with the settings from --config/$SALVAGE_CONFIG "
+        "and SALVAGE_* variables. Same as `python -m bytewax.run flows.live:flow`.",
+    )
+    _add_config_arg(p)
+    p.add_argument("--policy", metavar="FILE", help="policy file (overrides the settings)")
+    p.add_argument("--workers", type=int, help="workers in this process (overrides settings)")
+    p.add_argument("--process-id", type=int, help="this process's index in a cluster")
+    p.add_argument(
+        "--addresses", metavar="H:P;H:P", help="host:port of every process in the cluster"
+    )
+    p.set_defaults(func=_cmd_run)
+
+    c = sub.add_parser("config", help="inspect live-mode settings")
+    csub = c.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
+    show = csub.add_parser(
+        "show",
+        help="print the effective settings (secrets masked)",
+        description="Print the settings after merging defaults, the file and SALVAGE_* "
+        "variables. Secrets are masked; webhook secrets show only whether they are set.",
+    )
+    _add_config_arg(show)
+    show.add_argument("--json", action="store_true", help="JSON instead of YAML")
+    show.set_defaults(func=_cmd_config_show)
+
+    t = sub.add_parser("topics", help="manage the Kafka topics Salvage uses")
+    tsub = t.add_subparsers(dest="topics_command", required=True, metavar="COMMAND")
+    create = tsub.add_parser(
+        "create",
+        help="create the input, review and output topics (existing ones are kept)",
+        description="Create every topic in the settings. Records are keyed by order_id, so "
+        "one order always lands on one partition.",
+    )
+    _add_config_arg(create)
+    create.add_argument("--partitions", type=int, default=3, help="partitions (default 3)")
+    create.add_argument(
+        "--replication-factor", type=int, default=1, help="replication factor (default 1)"
+    )
+    create.set_defaults(func=_cmd_topics_create)
+
+    pr = sub.add_parser(
+        "produce",
+        help="produce a replay directory's events to the input topics",
+        description="Produce orders/delivery/support/refunds JSONL from INPUT_DIR to the "
+        "input topics in event-time order, keyed by order_id.",
+    )
+    pr.add_argument("input_dir", help="directory with the stream files (e.g. from simulate)")
+    _add_config_arg(pr)
+    pr.add_argument("--rate", type=float, help="events per second (default: as fast as possible)")
+    pr.add_argument("--limit", type=int, help="stop after this many events")
+    pr.set_defaults(func=_cmd_produce)
+
+    rv = sub.add_parser(
+        "review",
+        help="send a reviewer's decision on a human-review request",
+        description="Produce an approve/reject decision to the review-decisions topic.",
+    )
+    rv.add_argument("decision", choices=["approve", "reject"])
+    rv.add_argument("order_id")
+    rv.add_argument("review_id", help="intervention_id of the human_review intervention")
+    rv.add_argument("--reviewer", required=True, help="reviewer id (not a name or email)")
+    rv.add_argument("--action", help="approve a different action than the proposed one")
+    rv.add_argument("--credit", type=float, help="store credit (within the policy cap)")
+    rv.add_argument("--message", help="replace the message text")
+    rv.add_argument("--note", help="free-text note for the audit trail")
+    _add_config_arg(rv)
+    rv.set_defaults(func=_cmd_review)
+
+    w = sub.add_parser("webhook", help="webhook tools")
+    wsub = w.add_subparsers(dest="webhook_command", required=True, metavar="COMMAND")
+    v = wsub.add_parser(
+        "verify",
+        help="check an X-Salvage-Signature header against a body",
+        description="Exit 0 if HEADER is a valid signature of the body under the secret in "
+        "$SECRET_ENV, 1 with the reason if not.",
+    )
+    v.add_argument("--secret-env", required=True, metavar="NAME", help="variable with the secret")
+    v.add_argument("--header", required=True, help="the X-Salvage-Signature value")
+    v.add_argument("--body-file", required=True, metavar="FILE", help="raw body ('-': stdin)")
+    v.add_argument(
+        "--tolerance", type=float, default=300.0, help="max age in seconds (default 300)"
+    )
+    v.add_argument("--now", type=float, help=argparse.SUPPRESS)
+    v.set_defaults(func=_cmd_webhook_verify)

@@ -1,0 +1,470 @@
+"""Dispatcher: deliver interventions to messaging systems as signed webhooks.
+
+For each intervention the dispatcher
+
+1. routes it by action to an endpoint (``webhooks.routes``; unrouted actions are skipped),
+2. claims its ``intervention_id`` in the :class:`~state.dispatch.DispatchLedger` — a
+   Bytewax resume re-emits the last epoch's interventions, and a claimed id is not sent
+   again, so a restart does not deliver twice,
+3. POSTs the JSON body with ``X-Salvage-Signature`` (see :mod:`operators.webhooks`),
+   ``Idempotency-Key: <intervention_id>``, ``X-Salvage-Event`` and
+   ``X-Salvage-Contract-Version``,
+4. retries 5xx, 408, 429, timeouts and connection errors with exponential backoff and full
+   jitter (``uniform(0, min(max, base * 2**(attempt-1)))``); other 4xx are final,
+5. after the last attempt (or a final 4xx) writes a dead-letter record and marks the id
+   ``dead_letter`` in the ledger; on success marks it ``delivered``.
+
+Deliveries run on a thread pool; each endpoint has a bound on requests in flight, and
+``submit`` blocks when an endpoint is saturated (backpressure on the dataflow). The body
+includes ``message.send_after``: quiet hours are the receiver's to honour.
+
+A process that dies mid-delivery leaves a ``claimed`` entry. The next run re-sends such an
+orphaned claim when the intervention is re-emitted (receivers deduplicate by
+``Idempotency-Key``); ids *delivered* or *dead-lettered* are never sent again.
+
+Logs carry intervention ids, actions, endpoint names and HTTP statuses: never customer ids
+or message text.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from flows.settings import EndpointSettings, WebhookSettings
+from operators.contract import CONTRACT_VERSION, format_ts, truncate_raw
+from operators.webhooks import (
+    CONTRACT_VERSION_HEADER,
+    EVENT_HEADER,
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    sign,
+)
+from state.dispatch import DispatchLedger
+
+log = logging.getLogger("salvage.dispatch")
+
+DAY = 86400
+USER_AGENT = "salvage-webhooks/1"
+RETRYABLE_4XX = frozenset({408, 425, 429})
+DISPATCH_STREAM = "dispatch"
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """One HTTP attempt: the status (None if no response) and an error description."""
+
+    status: int | None
+    error: str | None = None
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def retryable(self) -> bool:
+        if self.status is None:
+            return True  # timeout or connection error
+        return self.status >= 500 or self.status in RETRYABLE_4XX
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """How one intervention's delivery ended."""
+
+    intervention_id: str
+    endpoint: str
+    status: str  # delivered | dead_letter | skipped_duplicate | unrouted | abandoned
+    attempts: int = 0
+    http_status: int | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Full-jitter exponential backoff before retry number ``attempt`` (1-based).
+
+    >>> rng = random.Random(1)
+    >>> all(0 <= backoff_delay(a, 0.5, 4.0, rng) <= min(4.0, 0.5 * 2 ** (a - 1))
+    ...     for a in range(1, 10))
+    True
+    """
+    return rng.uniform(0.0, min(cap, base * (2 ** (attempt - 1))))
+
+
+def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> AttemptResult:
+    """One HTTP POST with the standard library; never raises for network trouble."""
+    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read(65536)
+            return AttemptResult(response.status)
+    except urllib.error.HTTPError as exc:
+        retry_after = None
+        value = exc.headers.get("Retry-After") if exc.headers else None
+        if value and value.strip().isdigit():
+            retry_after = float(value.strip())
+        exc.close()
+        return AttemptResult(exc.code, f"HTTP {exc.code}", retry_after)
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, TimeoutError):
+            return AttemptResult(None, f"timeout after {timeout:g} s")
+        return AttemptResult(None, f"connection error: {reason}")
+    except TimeoutError:
+        return AttemptResult(None, f"timeout after {timeout:g} s")
+    except (ConnectionError, http.client.HTTPException, OSError) as exc:
+        return AttemptResult(None, f"connection error: {type(exc).__name__}")
+
+
+def message_text(intervention: dict[str, Any]) -> str:
+    """A one-line text for chat-style receivers (Slack-style incoming webhooks read
+    ``text``). Customer messages use the rendered template; review requests a summary.
+
+    >>> message_text({"action": "human_review", "order_id": "o1",
+    ...               "proposed_action": "exchange_first_offer", "reasons": ["P(refund)=0.6"],
+    ...               "review_expires_at": "2026-06-03T10:00:00Z"})
+    'Review order o1: proposed exchange_first_offer (P(refund)=0.6); decide by 2026-06-03T10:00:00Z'
+    """
+    message = intervention.get("message")
+    if isinstance(message, dict) and message.get("text"):
+        return str(message["text"])
+    proposed = intervention.get("proposed_action") or "no action"
+    reasons = "; ".join(str(r) for r in intervention.get("reasons") or [])
+    text = f"Review order {intervention.get('order_id')}: proposed {proposed}"
+    if reasons:
+        text += f" ({reasons})"
+    if intervention.get("review_expires_at"):
+        text += f"; decide by {intervention['review_expires_at']}"
+    return text
+
+
+def webhook_body(intervention: dict[str, Any]) -> bytes:
+    """The JSON body POSTed for an intervention."""
+    message = intervention.get("message") or {}
+    return orjson.dumps(
+        {
+            "type": "intervention",
+            "contract_version": CONTRACT_VERSION,
+            "intervention_id": intervention["intervention_id"],
+            "order_id": intervention.get("order_id"),
+            "action": intervention.get("action"),
+            "automated": intervention.get("automated"),
+            "text": message_text(intervention),
+            "send_after": message.get("send_after") if isinstance(message, dict) else None,
+            "intervention": intervention,
+        }
+    )
+
+
+def dead_letter_record(
+    intervention: dict[str, Any], endpoint: str, reason: str, now: float
+) -> dict[str, Any]:
+    """The dead-letter record of a delivery that failed for good."""
+    return {
+        "stream": DISPATCH_STREAM,
+        "reason": f"webhook {endpoint}: {reason}",
+        "raw": truncate_raw(intervention),
+        "received_at": format_ts(now),
+        "event_id": intervention.get("intervention_id"),
+        "order_id": intervention.get("order_id"),
+    }
+
+
+@dataclass
+class _Endpoint:
+    settings: EndpointSettings
+    secret: str
+    slots: threading.BoundedSemaphore
+
+
+@dataclass
+class DispatchMetrics:
+    """Prometheus metrics of the dispatcher (labels: endpoint name and result only)."""
+
+    deliveries: Any = None
+    attempts: Any = None
+    seconds: Any = None
+    in_flight: Any = None
+
+    @classmethod
+    def create(cls) -> DispatchMetrics:
+        from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+        def get(name: str, make: Callable[[], Any]) -> Any:
+            # Re-use collectors when the flow is built twice in one process (tests).
+            existing = REGISTRY._names_to_collectors.get(name)
+            return existing if existing is not None else make()
+
+        return cls(
+            deliveries=get(
+                "salvage_webhook_deliveries_total",
+                lambda: Counter(
+                    "salvage_webhook_deliveries",
+                    "Webhook deliveries by how they ended",
+                    ["endpoint", "result"],
+                ),
+            ),
+            attempts=get(
+                "salvage_webhook_attempts_total",
+                lambda: Counter(
+                    "salvage_webhook_attempts",
+                    "Webhook HTTP attempts by outcome (2xx, 4xx, 5xx, timeout, error)",
+                    ["endpoint", "outcome"],
+                ),
+            ),
+            seconds=get(
+                "salvage_webhook_delivery_seconds",
+                lambda: Histogram(
+                    "salvage_webhook_delivery_seconds",
+                    "Time from claim to the end of a delivery, retries included",
+                    ["endpoint"],
+                    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+                ),
+            ),
+            in_flight=get(
+                "salvage_webhook_in_flight",
+                lambda: Gauge(
+                    "salvage_webhook_in_flight", "Webhook deliveries in flight", ["endpoint"]
+                ),
+            ),
+        )
+
+
+def _attempt_outcome(result: AttemptResult) -> str:
+    if result.status is None:
+        return "timeout" if result.error and result.error.startswith("timeout") else "error"
+    return f"{result.status // 100}xx"
+
+
+@dataclass
+class Dispatcher:
+    """Delivers interventions to webhook endpoints; thread-safe ``submit``.
+
+    ``secrets`` maps endpoint name -> HMAC secret (resolved from the environment by the
+    caller). ``dead_letter`` receives dead-letter records. ``rng``, ``sleep`` and ``clock``
+    are injectable for tests; ``post`` is the HTTP call.
+    """
+
+    webhooks: WebhookSettings
+    secrets: Mapping[str, str]
+    ledger: DispatchLedger
+    dead_letter: Callable[[dict[str, Any]], None]
+    rng: random.Random = field(default_factory=random.Random)
+    post: Callable[[str, bytes, Mapping[str, str], float], AttemptResult] = post_json
+    clock: Callable[[], float] = time.time
+    on_result: Callable[[DeliveryResult], None] | None = None
+    metrics: DispatchMetrics | None = None
+
+    def __post_init__(self) -> None:
+        self._endpoints: dict[str, _Endpoint] = {}
+        for name, ep in self.webhooks.endpoints.items():
+            if name not in set(self.webhooks.routes.values()):
+                continue
+            self._endpoints[name] = _Endpoint(
+                ep, self.secrets[name], threading.BoundedSemaphore(ep.max_in_flight)
+            )
+        workers = sum(e.settings.max_in_flight for e in self._endpoints.values()) or 1
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="salvage-dispatch")
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._claimed_here: set[str] = set()
+        self._futures: set[Future[DeliveryResult]] = set()
+        self._rng_lock = threading.Lock()
+        self._ttl = int(self.webhooks.ledger_ttl_days * DAY)
+
+    # --- submitting ------------------------------------------------------------------------
+
+    def route(self, intervention: dict[str, Any]) -> _Endpoint | None:
+        ep = self.webhooks.endpoint_for(str(intervention.get("action")))
+        return self._endpoints.get(ep.name) if ep is not None else None
+
+    def _claim(self, iid: str) -> bool:
+        if self.ledger.claim(iid, self._ttl):
+            with self._lock:
+                self._claimed_here.add(iid)
+            return True
+        if self.ledger.status(iid) == "claimed":
+            with self._lock:
+                mine = iid in self._claimed_here
+            if not mine:
+                # Claimed by an earlier run that stopped before the delivery ended.
+                log.warning("re-sending %s: its earlier delivery did not finish", iid)
+                with self._lock:
+                    self._claimed_here.add(iid)
+                return True
+        return False
+
+    def submit(self, intervention: dict[str, Any]) -> Future[DeliveryResult] | None:
+        """Queue one intervention for delivery. Returns None if it is not sent (unrouted,
+        or already claimed); blocks while its endpoint has ``max_in_flight`` requests."""
+        iid = intervention.get("intervention_id")
+        endpoint = self.route(intervention)
+        if endpoint is None or not isinstance(iid, str):
+            self._report(DeliveryResult(str(iid), "-", "unrouted"))
+            return None
+        if not self._claim(iid):
+            self._report(DeliveryResult(iid, endpoint.settings.name, "skipped_duplicate"))
+            return None
+        endpoint.slots.acquire()
+        if self.metrics is not None:
+            self.metrics.in_flight.labels(endpoint.settings.name).inc()
+        future = self._pool.submit(self._deliver, endpoint, intervention)
+        with self._lock:
+            self._futures.add(future)
+        future.add_done_callback(lambda f, ep=endpoint: self._done(f, ep))
+        return future
+
+    def _done(self, future: Future[DeliveryResult], endpoint: _Endpoint) -> None:
+        endpoint.slots.release()
+        if self.metrics is not None:
+            self.metrics.in_flight.labels(endpoint.settings.name).dec()
+        with self._lock:
+            self._futures.discard(future)
+        if future.exception() is not None:
+            log.error("delivery crashed: %s", type(future.exception()).__name__)
+
+    # --- delivering ------------------------------------------------------------------------
+
+    def _delay(self, attempt: int, ep: EndpointSettings, retry_after: float | None) -> float:
+        with self._rng_lock:
+            delay = backoff_delay(
+                attempt, ep.backoff_base_seconds, ep.backoff_max_seconds, self.rng
+            )
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, ep.backoff_max_seconds))
+        return delay
+
+    def deliver_now(self, intervention: dict[str, Any]) -> DeliveryResult:
+        """Deliver in the calling thread (claim included); for tools and tests."""
+        endpoint = self.route(intervention)
+        iid = str(intervention.get("intervention_id"))
+        if endpoint is None:
+            return DeliveryResult(iid, "-", "unrouted")
+        if not self._claim(iid):
+            return DeliveryResult(iid, endpoint.settings.name, "skipped_duplicate")
+        return self._deliver(endpoint, intervention)
+
+    def _deliver(self, endpoint: _Endpoint, intervention: dict[str, Any]) -> DeliveryResult:
+        ep = endpoint.settings
+        iid = intervention["intervention_id"]
+        body = webhook_body(intervention)
+        started = time.monotonic()
+        result = AttemptResult(None, "not attempted")
+        attempt = 0
+        while attempt < ep.max_attempts:
+            attempt += 1
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+                **ep.headers,
+                SIGNATURE_HEADER: sign(endpoint.secret, body, int(self.clock())),
+                IDEMPOTENCY_HEADER: iid,
+                EVENT_HEADER: "intervention",
+                CONTRACT_VERSION_HEADER: CONTRACT_VERSION,
+                "X-Salvage-Attempt": str(attempt),
+            }
+            result = self.post(ep.url, body, headers, ep.timeout_seconds)
+            if self.metrics is not None:
+                self.metrics.attempts.labels(ep.name, _attempt_outcome(result)).inc()
+            if result.ok:
+                self.ledger.mark_delivered(iid, "delivered", self._ttl)
+                return self._finish(iid, ep, "delivered", attempt, result, started)
+            if not result.retryable or attempt >= ep.max_attempts:
+                break
+            delay = self._delay(attempt, ep, result.retry_after)
+            log.info(
+                "webhook %s for %s: %s (attempt %d of %d), retrying in %.2f s",
+                ep.name, iid, result.error, attempt, ep.max_attempts, delay,
+            )  # fmt: skip
+            if self._stopping.wait(delay):
+                # Shutting down: give the claim back so the next run delivers it.
+                self.ledger.release(iid)
+                return self._finish(iid, ep, "abandoned", attempt, result, started)
+        reason = result.error or f"HTTP {result.status}"
+        if result.retryable:
+            reason += f" after {attempt} attempts"
+        else:
+            reason += " (not retried)"
+        self.dead_letter(dead_letter_record(intervention, ep.name, reason, self.clock()))
+        self.ledger.mark_delivered(iid, "dead_letter", self._ttl)
+        log.warning("webhook %s for %s dead-lettered: %s", ep.name, iid, reason)
+        return self._finish(iid, ep, "dead_letter", attempt, result, started)
+
+    def _finish(
+        self,
+        iid: str,
+        ep: EndpointSettings,
+        status: str,
+        attempts: int,
+        result: AttemptResult,
+        started: float,
+    ) -> DeliveryResult:
+        seconds = time.monotonic() - started
+        if self.metrics is not None:
+            self.metrics.seconds.labels(ep.name).observe(seconds)
+        outcome = DeliveryResult(
+            iid, ep.name, status, attempts, result.status, result.error, seconds
+        )
+        self._report(outcome)
+        return outcome
+
+    def _report(self, result: DeliveryResult) -> None:
+        if self.metrics is not None:
+            self.metrics.deliveries.labels(result.endpoint, result.status).inc()
+        if self.on_result is not None:
+            self.on_result(result)
+
+    # --- lifetime --------------------------------------------------------------------------
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._futures)
+
+    def close(self, grace_seconds: float = 10.0) -> None:
+        """Stop retrying (pending retries give their claims back), wait up to
+        ``grace_seconds`` for requests on the wire, then stop the pool."""
+        self._stopping.set()
+        deadline = time.monotonic() + grace_seconds
+        while self.in_flight() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+# --- the Bytewax sink ----------------------------------------------------------------------
+
+
+class _DispatchPartition(StatelessSinkPartition[dict[str, Any]]):
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+
+    def write_batch(self, items: list[dict[str, Any]]) -> None:
+        for intervention in items:
+            self.dispatcher.submit(intervention)
+
+    def close(self) -> None:
+        self.dispatcher.close()
+
+
+class DispatchSink(DynamicSink[dict[str, Any]]):
+    """Bytewax sink that hands each intervention to a :class:`Dispatcher` (one per worker,
+    built on the worker by ``make_dispatcher(worker_index)``)."""
+
+    def __init__(self, make_dispatcher: Callable[[int], Dispatcher]) -> None:
+        self.make_dispatcher = make_dispatcher
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _DispatchPartition:
+        return _DispatchPartition(self.make_dispatcher(worker_index))

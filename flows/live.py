@@ -1,0 +1,358 @@
+"""Live mode: the replay dataflow fed from Kafka, writing to Kafka, with the review loop and
+the webhook dispatcher.
+
+::
+
+    orders/delivery/support/refunds topics ─ build_streams (decode, clock, case, decide)
+      interventions ─┬──────────────────────────────────────────┬─ interventions topic
+                     └─ human_review requests ─┐                 └─ dispatcher (webhooks)
+      review-decisions topic ─ parse ──────────┼─ review (per order, wall-clock expiry)
+      outcomes ─────────────────── case closed ┘     ├─ approved interventions (merged above)
+                                                     └─ review records ─ decisions topic
+      decisions, outcomes, dead letters ─ their topics
+
+Run it with ``salvage run`` or ``python -m bytewax.run flows.live:flow`` (settings from
+``SALVAGE_CONFIG`` and ``SALVAGE_*`` variables; see :mod:`flows.settings`).
+
+Stores: with ``redis.url`` set, the Redis implementations (``state.redis_store``) hold the
+dispatch ledger, the context aggregates and the case views; without it, in-memory ones
+(dispatch dedup then only lasts as long as the process).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.operators import StatefulLogic
+
+from flows.dataflow import FlowObserver, FlowParts, FlowStreams, attach_outputs, build_streams
+from flows.dispatch import DeliveryResult, Dispatcher, DispatchMetrics, DispatchSink
+from flows.kafka import KafkaInputSource, KafkaRecordSink, make_producer
+from flows.settings import Settings, load_settings
+from operators.contract import DeadLetter
+from operators.engine import DecisionEngine
+from operators.policy import RecoveryPolicy
+from operators.review import (
+    REVIEW_ACTION,
+    REVIEW_STREAM,
+    ReviewBook,
+    ReviewDecision,
+    parse_decision,
+)
+from state.cases import CaseStore, InMemoryCaseStore
+from state.context import ContextStore, InMemoryContextStore
+from state.dispatch import DispatchLedger, InMemoryDispatchLedger
+
+log = logging.getLogger("salvage.live")
+
+HOUR = 3600.0
+
+
+@dataclass
+class LiveStores:
+    """Where live state goes. Factories are called on the workers, once per process."""
+
+    ledger: Callable[[], DispatchLedger]
+    context: Callable[[], ContextStore]
+    cases: Callable[[], CaseStore] | None = None
+    kind: str = "memory"
+
+
+def _once(make: Callable[[], Any]) -> Callable[[], Any]:
+    holder: list[Any] = []
+
+    def get() -> Any:
+        if not holder:
+            holder.append(make())
+        return holder[0]
+
+    return get
+
+
+def stores_from_settings(settings: Settings) -> LiveStores:
+    """Redis stores when ``redis.url`` is set, else in-memory ones (with a warning)."""
+    if settings.redis.url is None:
+        log.warning(
+            "redis.url is not set: dispatch dedup, case views and context live in memory "
+            "and are lost on restart"
+        )
+        return LiveStores(
+            ledger=_once(InMemoryDispatchLedger),
+            context=_once(InMemoryContextStore),
+            cases=_once(InMemoryCaseStore),
+        )
+    # Imported by name: the Redis stores are optional at import time of this module.
+    from state.redis_conn import RedisStoreConfig
+    from state.redis_store import RedisStores
+
+    config = RedisStoreConfig(
+        url=settings.redis.url,
+        prefix=settings.redis.prefix,
+        password=settings.redis.password,
+        ca_file=settings.redis.ca_file,
+    )
+    opened = _once(lambda: RedisStores.open(config))
+    return LiveStores(
+        ledger=lambda: opened().dispatch,
+        context=lambda: opened().context,
+        cases=lambda: opened().cases,
+        kind="redis",
+    )
+
+
+# --- the review step -----------------------------------------------------------------------
+
+
+class ReviewLogic(StatefulLogic[tuple[str, Any], tuple[str, dict[str, Any]], bytes]):
+    """Bytewax wrapper of :class:`~operators.review.ReviewBook` (one per order), woken by
+    wall-clock time for expiry."""
+
+    def __init__(
+        self,
+        book: ReviewBook,
+        policy: RecoveryPolicy,
+        clock: Callable[[], float],
+    ) -> None:
+        self.book = book
+        self.policy = policy
+        self.clock = clock
+
+    def _discard(self, now: float) -> bool:
+        return StatefulLogic.DISCARD if self.book.finished(now) else StatefulLogic.RETAIN
+
+    def on_item(self, value: tuple[str, Any]) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
+        kind, payload = value
+        now = self.clock()
+        book = self.book
+        if kind == "request":
+            return book.on_request(payload, now, self.policy), self._discard(now)
+        if kind == "decision":
+            return book.on_decision(payload, self.policy, now), self._discard(now)
+        # kind == "closed": only orders with review state need to remember it.
+        if book.empty():
+            return [], StatefulLogic.DISCARD
+        return book.on_close(payload, now), self._discard(now)
+
+    def on_notify(self) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
+        now = self.clock()
+        return self.book.on_time(now), self._discard(now)
+
+    def on_eof(self) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
+        return [], StatefulLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        at = self.book.next_wakeup()
+        return datetime.fromtimestamp(at, UTC) if at else None
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.book, pickle.HIGHEST_PROTOCOL)
+
+
+def add_review_loop(
+    streams: FlowStreams,
+    decisions: Stream[Any],
+    policy: RecoveryPolicy,
+    expires_seconds: float,
+    retention_seconds: float,
+    clock: Callable[[], float] = time.time,
+) -> Stream[dict[str, Any]]:
+    """Join review requests, reviewer decisions and case closes per order. Approved
+    interventions are merged into ``streams.records["interventions"]``; review-decision
+    dead letters into ``streams.records["dead_letter"]``. Returns the review records."""
+    records = streams.records
+    parsed = op.map("review_parse", decisions, lambda item: parse_decision(item[1], item[2]))
+    valid = op.branch("review_valid", parsed, lambda x: isinstance(x, ReviewDecision))
+    requests = op.filter_map(
+        "review_requests",
+        records["interventions"],
+        lambda iv: ("request", iv) if iv.get("action") == REVIEW_ACTION else None,
+    )
+    closes = op.map("review_closes", records["outcomes"], lambda o: ("closed", o))
+    answers = op.map("review_answers", valid.trues, lambda d: ("decision", d))
+    joined = op.merge("review_inputs", requests, answers, closes)
+
+    def order_of(item: tuple[str, Any]) -> str:
+        kind, payload = item
+        return payload.order_id if kind == "decision" else payload["order_id"]
+
+    keyed = op.key_on("review_key", joined, order_of)
+
+    def builder(snap: bytes | None) -> ReviewLogic:
+        if snap is not None:
+            return ReviewLogic(pickle.loads(snap), policy, clock)
+        book = ReviewBook(expires_seconds=expires_seconds, retention_seconds=retention_seconds)
+        return ReviewLogic(book, policy, clock)
+
+    reviewed = op.map("review_unkey", op.stateful("review", keyed, builder), lambda kv: kv[1])
+    approved = op.filter_map(
+        "review_approved", reviewed, lambda t: t[1] if t[0] == "intervention" else None
+    )
+    reviews = op.filter_map(
+        "review_records", reviewed, lambda t: t[1] if t[0] == "review" else None
+    )
+    records["interventions"] = op.merge("interventions_all", records["interventions"], approved)
+    bad = op.map("review_dead_letter", valid.falses, DeadLetter.to_record)
+    records["dead_letter"] = op.merge("dead_letter_all", records["dead_letter"], bad)
+    return reviews
+
+
+def review_case_record(review: dict[str, Any]) -> dict[str, Any]:
+    """A review record as a case-store decision entry (the audit trail of ``salvage case``)."""
+    return {
+        **review,
+        "trigger_event_id": f"{review['review_id']}:{review['recorded_at']}",
+        "action": f"review_{review['status']}",
+        "decided_at": review.get("decided_at") or review.get("recorded_at"),
+        "rule": "human_review",
+        "reasons": [r for r in (review.get("reason"),) if r],
+    }
+
+
+# --- the whole flow ---------------------------------------------------------------------------
+
+
+@dataclass
+class LiveOptions:
+    """Test and tooling hooks; production uses the defaults."""
+
+    stores: LiveStores | None = None
+    policy: RecoveryPolicy | None = None
+    #: None: the Prometheus metrics of flows.metrics on the default registry.
+    observer: FlowObserver | None = None
+    clock: Callable[[], float] = time.time
+    on_delivery: Callable[[DeliveryResult], None] | None = None
+    dispatcher_rng_seed: int | None = None
+    flow_id: str = "salvage-live"
+
+
+def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> Dataflow:
+    """The live dataflow for ``settings``. Validates secrets before building."""
+    opts = options or LiveOptions()
+    settings.check_secrets()
+    policy = opts.policy or (
+        RecoveryPolicy.load(settings.policy) if settings.policy else RecoveryPolicy.default()
+    )
+    stores = opts.stores or stores_from_settings(settings)
+    kafka = settings.kafka
+    observer = opts.observer if opts.observer is not None else _metrics_observer()
+
+    def decider() -> DecisionEngine:
+        return DecisionEngine(policy, context=stores.context())
+
+    inputs = {kafka.topic_of(s): s for s in kafka.topics}
+    parts = FlowParts(
+        source=KafkaInputSource(kafka, inputs, settings.batch_size),
+        sinks={},
+        decider_factory=decider,
+        window=settings.window,
+        close_open_cases_at_eof=False,
+        emit_case_views=stores.cases is not None,
+        observer=observer,
+    )
+    streams = build_streams(parts, opts.flow_id)
+    review_source = KafkaInputSource(
+        kafka, {kafka.review_decisions_topic: REVIEW_STREAM}, settings.batch_size
+    )
+    decisions = op.input("review_input", streams.flow, review_source)
+    expires_hours = settings.review.expires_hours
+    if expires_hours is None:
+        expires_hours = policy.review_expires_hours
+    reviews = add_review_loop(
+        streams,
+        decisions,
+        policy,
+        expires_hours * HOUR,
+        settings.review.retention_hours * HOUR,
+        opts.clock,
+    )
+
+    out = kafka.output_topics
+    types = {
+        "interventions": "intervention",
+        "decisions": "decision",
+        "outcomes": "outcome",
+        "dead_letter": "dead_letter",
+    }
+    sinks = {name: KafkaRecordSink(kafka, out[name], types[name]) for name in types}
+    attach_outputs(streams, sinks, observer)
+    op.output("out_reviews", reviews, KafkaRecordSink(kafka, out["decisions"], "review"))
+
+    if stores.cases is not None:
+        from flows.case_sink import CaseStoreSink, case_records
+
+        review_entries = op.map(
+            "case_tag_reviews", reviews, lambda r: ("decision", review_case_record(r))
+        )
+        all_records = op.merge("case_records_all", case_records(streams), review_entries)
+        op.output("out_case_store", all_records, CaseStoreSink(stores.cases))
+
+    if settings.webhooks.routes:
+        secrets = {
+            name: settings.webhooks.endpoints[name].secret()
+            for name in set(settings.webhooks.routes.values())
+        }
+
+        def make_dispatcher(worker_index: int) -> Dispatcher:
+            import random
+
+            producer = make_producer(kafka)
+            topic = out["dead_letter"]
+            headers = [("type", b"dead_letter"), ("contract_version", b"1")]
+
+            def dead_letter(record: dict[str, Any]) -> None:
+                import orjson
+
+                key = record.get("order_id")
+                producer.produce(
+                    topic,
+                    value=orjson.dumps(record),
+                    key=key.encode() if isinstance(key, str) else None,
+                    headers=headers,
+                )
+                producer.flush(10.0)
+
+            seed = opts.dispatcher_rng_seed
+            return Dispatcher(
+                settings.webhooks,
+                secrets,
+                stores.ledger(),
+                dead_letter,
+                rng=random.Random(None if seed is None else seed + worker_index),
+                on_result=opts.on_delivery,
+                metrics=DispatchMetrics.create(),
+            )
+
+        op.output("dispatch", streams.records["interventions"], DispatchSink(make_dispatcher))
+    return streams.flow
+
+
+def _metrics_observer() -> FlowObserver:
+    """The flow metrics (flows.metrics) on the default registry, if they can be set up."""
+    try:
+        from flows.metrics import SalvageMetrics
+
+        return SalvageMetrics().observer()
+    except (ImportError, ValueError) as exc:  # e.g. registered twice in one process
+        log.warning("flow metrics are off: %s", exc)
+        return FlowObserver()
+
+
+_FLOW: list[Dataflow] = []
+
+
+def __getattr__(name: str) -> Any:
+    # ``python -m bytewax.run flows.live:flow``: built on first access from the settings
+    # in the environment, not at import time.
+    if name == "flow":
+        if not _FLOW:
+            _FLOW.append(build_live_flow(load_settings()))
+        return _FLOW[0]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

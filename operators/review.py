@@ -1,0 +1,422 @@
+"""The human-review loop: review requests wait for a person's decision, per order.
+
+A case past the automation boundary gets a ``human_review`` intervention (a *review
+request*, its ``intervention_id`` is the ``review_id``). A reviewer answers on the
+``review-decisions`` topic::
+
+    {"review_id": "iv-…", "order_id": "o-1", "decision": "approve",
+     "reviewer_id": "agent-7", "decided_at": "2026-06-03T10:00:00Z",
+     "edits": {"action": "exchange_first_offer", "credit_amount": 5.0}, "note": "…"}
+
+``decision`` is ``approve`` or ``reject``; ``edits`` (approve only, all optional) may
+change the action to another customer-facing policy action, set the store credit (at most
+the policy's ``limits.max_credit_per_order``) or replace the message text. ``decided_at``
+defaults to the time the decision was read.
+
+:class:`ReviewBook` is the per-order state. An approval emits the intervention as
+``automated: false`` with the reviewer's id; every decision, expiry and close produces a
+``review`` record (the audit trail). A decision for a closed case, an expired or unknown
+request, or a request already decided is recorded and otherwise ignored. Requests expire
+by **wall-clock** time counted from when the request was seen (reviewers work in wall
+time; event time in a backlog replay can be days behind).
+
+>>> from operators.policy import RecoveryPolicy
+>>> policy = RecoveryPolicy.default()
+>>> book = ReviewBook(expires_seconds=3600)
+>>> book.on_request({"intervention_id": "iv-r1", "order_id": "o1", "action": "human_review",
+...     "proposed_action": "exchange_first_offer", "currency": "EUR", "offer": None,
+...     "policy_version": policy.version}, now=1000.0)
+[]
+>>> d = parse_decision({"review_id": "iv-r1", "order_id": "o1", "decision": "approve",
+...     "reviewer_id": "agent-7"}, received_at=1500.0)
+>>> [(tag, r["action"], r["automated"]) for tag, r in book.on_decision(d, policy, 1500.0)
+...  if tag == "intervention"]
+[('intervention', 'exchange_first_offer', False)]
+>>> book.on_decision(d, policy, 1600.0)[0][1]["status"]  # the same decision again
+'ignored'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from operators.case import OrderCase
+from operators.contract import ContractError, DeadLetter, format_ts, parse_ts, truncate_raw
+from operators.decision import intervention_id
+from operators.engine import render_message
+from operators.policy import RecoveryPolicy
+
+REVIEW_ACTION = "human_review"
+APPROVE = "approve"
+REJECT = "reject"
+MAX_MESSAGE_CHARS = 2000
+REVIEW_STREAM = "review_decisions"
+
+#: Tagged outputs: ("intervention" | "review", record).
+Output = tuple[str, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewDecision:
+    """One reviewer's answer to a review request."""
+
+    review_id: str
+    order_id: str
+    decision: str
+    reviewer_id: str
+    decided_at: float
+    action: str | None = None
+    credit_amount: float | None = None
+    message_text: str | None = None
+    note: str | None = None
+
+
+def _opt_str(obj: dict[str, Any], key: str, limit: int = 200) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ContractError(f"{key} must be a string")
+    if len(value) > limit:
+        raise ContractError(f"{key} is longer than {limit} characters")
+    return value
+
+
+def _req_str(obj: dict[str, Any], key: str) -> str:
+    value = _opt_str(obj, key)
+    if not value:
+        raise ContractError(f"missing required field {key}")
+    return value
+
+
+def parse_decision(raw: Any, received_at: float) -> ReviewDecision | DeadLetter:
+    """Parse a review decision (JSON bytes or a parsed object); a DeadLetter if invalid.
+
+    >>> parse_decision(b'{"review_id": "r", "order_id": "o", "decision": "maybe", '
+    ...                b'"reviewer_id": "a"}', 0.0).reason
+    "decision must be 'approve' or 'reject', got 'maybe'"
+    """
+    obj: Any = raw
+    try:
+        if isinstance(raw, (bytes, bytearray, memoryview, str)):
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise ContractError(f"not valid JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise ContractError("a review decision must be a JSON object")
+        review_id = _req_str(obj, "review_id")
+        order_id = _req_str(obj, "order_id")
+        decision = obj.get("decision")
+        if decision not in (APPROVE, REJECT):
+            raise ContractError(f"decision must be 'approve' or 'reject', got {decision!r}")
+        reviewer_id = _req_str(obj, "reviewer_id")
+        decided_at = received_at
+        if obj.get("decided_at") is not None:
+            decided_at = parse_ts(obj["decided_at"], "decided_at")
+        edits = obj.get("edits") or {}
+        if not isinstance(edits, dict):
+            raise ContractError("edits must be an object")
+        unknown = sorted(set(edits) - {"action", "credit_amount", "message_text"})
+        if unknown:
+            raise ContractError(f"edits.{unknown[0]} is not an editable field")
+        if edits and decision == REJECT:
+            raise ContractError("edits are only allowed with decision approve")
+        credit = edits.get("credit_amount")
+        if credit is not None and (
+            isinstance(credit, bool) or not isinstance(credit, (int, float)) or credit < 0
+        ):
+            raise ContractError(f"edits.credit_amount must be a number >= 0, got {credit!r}")
+        return ReviewDecision(
+            review_id=review_id,
+            order_id=order_id,
+            decision=decision,
+            reviewer_id=reviewer_id,
+            decided_at=decided_at,
+            action=_opt_str(edits, "action"),
+            credit_amount=float(credit) if credit is not None else None,
+            message_text=_opt_str(edits, "message_text", MAX_MESSAGE_CHARS),
+            note=_opt_str(obj, "note", MAX_MESSAGE_CHARS),
+        )
+    except ContractError as exc:
+        event_id = order_id = None
+        if isinstance(obj, dict):
+            rid, oid = obj.get("review_id"), obj.get("order_id")
+            event_id = rid if isinstance(rid, str) else None
+            order_id = oid if isinstance(oid, str) and oid else None
+        return DeadLetter(
+            REVIEW_STREAM, str(exc), truncate_raw(raw), received_at, event_id, order_id
+        )
+
+
+@dataclass(slots=True)
+class PendingReview:
+    """A review request waiting for a decision."""
+
+    request: dict[str, Any]
+    raised_at: float  # wall clock
+    expires_at: float  # wall clock
+
+
+@dataclass
+class ReviewBook:
+    """The review state of one order: open requests, settled ones, and whether it closed.
+
+    ``expires_seconds``: how long a request waits for a decision (wall clock).
+    ``retention_seconds``: how long settled requests are remembered, so a repeated or late
+    decision is recorded as such rather than as an unknown review.
+    """
+
+    expires_seconds: float = 48 * 3600.0
+    retention_seconds: float = 72 * 3600.0
+    pending: dict[str, PendingReview] = field(default_factory=dict)
+    settled: dict[str, str] = field(default_factory=dict)  # review_id -> final status
+    #: Decisions read before their request (inputs are read independently): review_id ->
+    #: (decision, wall time it was read). Applied when the request shows up.
+    early: dict[str, tuple[ReviewDecision, float]] = field(default_factory=dict)
+    closed: bool = False
+    retain_until: float = 0.0
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def on_request(
+        self, request: dict[str, Any], now: float, policy: RecoveryPolicy | None = None
+    ) -> list[Output]:
+        """A human_review intervention was emitted: wait for its decision (or apply one
+        that was read before it, which needs ``policy``)."""
+        review_id = request["intervention_id"]
+        if review_id in self.pending or review_id in self.settled:
+            return []  # re-emitted after a resume
+        if self.closed:
+            self.settled[review_id] = "closed"
+            return [record_tuple(_system_review(request, "closed", "case already closed", now))]
+        self.pending[review_id] = PendingReview(request, now, now + self.expires_seconds)
+        parked = self.early.pop(review_id, None)
+        if parked is not None:
+            return self.on_decision(parked[0], policy, now) if policy is not None else []
+        return []
+
+    def on_decision(
+        self, decision: ReviewDecision, policy: RecoveryPolicy, now: float
+    ) -> list[Output]:
+        """Apply a reviewer's decision; ignored (but recorded) when it cannot apply."""
+        rid = decision.review_id
+        if rid in self.settled:
+            status = self.settled[rid]
+            why = (
+                "the case closed before the decision"
+                if status == "closed"
+                else (f"review already {status}")
+            )
+            return [_review(decision, "ignored", why, now)]
+        pending = self.pending.get(rid)
+        if pending is None:
+            if self.closed:
+                return [_review(decision, "ignored", "the case closed before the decision", now)]
+            # Perhaps read before its request: wait for it, up to the retention time.
+            self.early[rid] = (decision, now)
+            self.retain_until = max(self.retain_until, now + self.retention_seconds)
+            return []
+        if now >= pending.expires_at:
+            out = self._settle(rid, pending, "expired", self._expiry_reason(pending), now)
+            return [*out, _review(decision, "ignored", "review expired", now, pending.request)]
+        if decision.decision == REJECT:
+            self._forget(rid, "rejected", now)
+            return [_review(decision, "rejected", decision.note or "", now, pending.request)]
+        try:
+            intervention = approved_intervention(pending.request, decision, policy, now)
+        except ValueError as exc:
+            # The request stays open: the reviewer can send a corrected decision.
+            return [_review(decision, "invalid", str(exc), now, pending.request)]
+        self._forget(rid, "approved", now)
+        tag, record = _review(decision, "approved", decision.note or "", now, pending.request)
+        record["intervention_id"] = intervention["intervention_id"]
+        record["action"] = intervention["action"]
+        return [("intervention", intervention), (tag, record)]
+
+    def on_close(self, outcome: dict[str, Any], now: float) -> list[Output]:
+        """The case closed: open requests are closed without a decision."""
+        self.closed = True
+        out: list[Output] = []
+        reason = f"case closed: {outcome.get('outcome')}"
+        for rid, pending in sorted(self.pending.items()):
+            out.extend(self._settle(rid, pending, "closed", reason, now))
+        for rid, (parked, _) in sorted(self.early.items()):
+            del self.early[rid]
+            out.append(_review(parked, "ignored", "the case closed before the decision", now))
+        self.retain_until = max(self.retain_until, now + self.retention_seconds)
+        return out
+
+    def on_time(self, now: float) -> list[Output]:
+        """Expire requests whose time is up, and decisions whose request never came."""
+        out: list[Output] = []
+        for rid, (parked, read_at) in sorted(self.early.items()):
+            if now >= read_at + self.retention_seconds:
+                del self.early[rid]
+                out.append(_review(parked, "ignored", "unknown review", now))
+        for rid, pending in sorted(self.pending.items()):
+            if now >= pending.expires_at:
+                out.extend(self._settle(rid, pending, "expired", self._expiry_reason(pending), now))
+        return out
+
+    def _expiry_reason(self, pending: PendingReview) -> str:
+        return f"no decision within {(pending.expires_at - pending.raised_at) / 3600:g} h"
+
+    def _forget(self, rid: str, status: str, now: float) -> None:
+        del self.pending[rid]
+        self.settled[rid] = status
+        self.retain_until = max(self.retain_until, now + self.retention_seconds)
+
+    def _settle(
+        self, rid: str, pending: PendingReview, status: str, reason: str, now: float
+    ) -> list[Output]:
+        self._forget(rid, status, now)
+        return [record_tuple(_system_review(pending.request, status, reason, now))]
+
+    # --- lifetime --------------------------------------------------------------------------
+
+    def next_wakeup(self) -> float | None:
+        """Wall-clock time of the next expiry, or of forgetting this order."""
+        times = [p.expires_at for p in self.pending.values()]
+        times += [read_at + self.retention_seconds for _, read_at in self.early.values()]
+        if times:
+            return min(times)
+        return self.retain_until or None
+
+    def finished(self, now: float) -> bool:
+        """Nothing open and the retention of settled requests has passed."""
+        return not self.pending and not self.early and now >= self.retain_until
+
+    def empty(self) -> bool:
+        """Nothing was ever raised, decided or parked for this order."""
+        return not self.pending and not self.settled and not self.early
+
+
+def record_tuple(record: dict[str, Any]) -> Output:
+    return ("review", record)
+
+
+def _review(
+    d: ReviewDecision,
+    status: str,
+    reason: str,
+    now: float,
+    request: dict[str, Any] | None = None,
+) -> Output:
+    return record_tuple(
+        {
+            "review_id": d.review_id,
+            "order_id": d.order_id,
+            "status": status,
+            "reason": reason,
+            "decision": d.decision,
+            "reviewer_id": d.reviewer_id,
+            "decided_at": format_ts(d.decided_at),
+            "recorded_at": format_ts(now),
+            "proposed_action": request.get("proposed_action") if request else None,
+            "action": None,
+            "intervention_id": None,
+            "policy_version": request.get("policy_version") if request else None,
+        }
+    )
+
+
+def _system_review(request: dict[str, Any], status: str, reason: str, now: float) -> dict[str, Any]:
+    return {
+        "review_id": request["intervention_id"],
+        "order_id": request["order_id"],
+        "status": status,
+        "reason": reason,
+        "decision": None,
+        "reviewer_id": None,
+        "decided_at": None,
+        "recorded_at": format_ts(now),
+        "proposed_action": request.get("proposed_action"),
+        "action": None,
+        "intervention_id": None,
+        "policy_version": request.get("policy_version"),
+    }
+
+
+def approved_intervention(
+    request: dict[str, Any], d: ReviewDecision, policy: RecoveryPolicy, now: float
+) -> dict[str, Any]:
+    """The intervention a reviewer approved: the proposed (or edited) action, within caps.
+
+    Raises ValueError if the approval cannot be carried out under the policy.
+    """
+    action = d.action or request.get("proposed_action")
+    if not action:
+        raise ValueError("approve needs edits.action: the review proposed no action")
+    spec = policy.actions.get(action)
+    if spec is None or action == REVIEW_ACTION or not spec.customer_facing:
+        allowed = sorted(a for a, s in policy.actions.items() if s.customer_facing)
+        raise ValueError(f"action {action!r} cannot be approved; expected one of {allowed}")
+    currency = request.get("currency")
+    offer = request.get("offer")
+    if d.credit_amount is not None:
+        if d.credit_amount > policy.max_credit_per_order:
+            raise ValueError(
+                f"credit {d.credit_amount:g} is above the policy cap "
+                f"limits.max_credit_per_order={policy.max_credit_per_order:g}"
+            )
+        offer = (
+            {"type": "store_credit", "amount": round(d.credit_amount, 2), "currency": currency}
+            if d.credit_amount > 0
+            else None
+        )
+    elif spec.credit_share <= 0 and action != request.get("proposed_action"):
+        offer = None  # the proposed action's credit does not carry over to another action
+    message = None
+    if d.message_text is not None or spec.message_template is not None:
+        text = d.message_text
+        if text is None:
+            text = render_message(spec.message_template or "", _case_for(request), offer)
+        send_after = None
+        if policy.quiet_hours is not None:
+            held = policy.quiet_hours.send_after(now)
+            send_after = format_ts(held) if held else None
+        message = {
+            "channel": spec.channel,
+            "template": action,
+            "text": text,
+            "send_after": send_after,
+        }
+    review_id = request["intervention_id"]
+    version = request.get("policy_version") or policy.version
+    return {
+        **request,
+        "intervention_id": intervention_id(request["order_id"], action, review_id, version),
+        "action": action,
+        "automated": False,
+        "proposed_action": None,
+        "decided_at": format_ts(d.decided_at),
+        "trigger_event_id": request.get("trigger_event_id"),
+        "rule": "human_review.approved",
+        "reasons": [*request.get("reasons", []), f"approved by reviewer {d.reviewer_id}"],
+        "offer": offer,
+        "message": message,
+        "review_expires_at": None,
+        "review_id": review_id,
+        "reviewer_id": d.reviewer_id,
+    }
+
+
+def _case_for(request: dict[str, Any]) -> OrderCase:
+    """A minimal case with the non-identifying fields a message template may use."""
+    estimate = request.get("estimated_delivery_at")
+    return OrderCase(
+        request["order_id"],
+        sku_family=request.get("sku_family"),
+        currency=request.get("currency"),
+        estimate_at=parse_ts(estimate, "estimated_delivery_at") if estimate else None,
+    )
+
+
+def wall_now() -> float:
+    """The current wall-clock time in epoch seconds (UTC)."""
+    return datetime.now(UTC).timestamp()

@@ -1,0 +1,245 @@
+"""The human-review loop: decisions, edits within caps, expiry, close, and the flow step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from operators.contract import DeadLetter, parse_ts
+from operators.decision import intervention_id
+from operators.policy import RecoveryPolicy
+from operators.review import ReviewBook, ReviewDecision, parse_decision
+
+POLICY = RecoveryPolicy.default()
+HOUR = 3600.0
+
+
+def request(oid: str = "o1", rid: str = "iv-r1", **extra: Any) -> dict[str, Any]:
+    return {
+        "intervention_id": rid,
+        "order_id": oid,
+        "customer_id": "c1",
+        "action": "human_review",
+        "automated": False,
+        "proposed_action": "delayed_shipment_intervention",
+        "decided_at": "2026-06-03T12:00:00Z",
+        "trigger_event_id": "e9",
+        "policy_version": POLICY.version,
+        "reasons": ["value at risk 400.00 above 250"],
+        "currency": "EUR",
+        "sku_family": "skincare",
+        "offer": {"type": "store_credit", "amount": 15.0, "currency": "EUR"},
+        "message": None,
+        "review_expires_at": "2026-06-05T12:00:00Z",
+        **extra,
+    }
+
+
+def decision(rid: str = "iv-r1", oid: str = "o1", verdict: str = "approve", **edits: Any):
+    raw: dict[str, Any] = {
+        "review_id": rid,
+        "order_id": oid,
+        "decision": verdict,
+        "reviewer_id": "agent-7",
+        "decided_at": "2026-11-01T10:00:00Z",
+    }
+    if edits:
+        raw["edits"] = edits
+    d = parse_decision(raw, received_at=0.0)
+    assert isinstance(d, ReviewDecision), d
+    return d
+
+
+def book(now: float = 0.0, expires: float = 48 * HOUR) -> ReviewBook:
+    b = ReviewBook(expires_seconds=expires, retention_seconds=72 * HOUR)
+    assert b.on_request(request(), now) == []
+    return b
+
+
+def test_approval_emits_the_proposed_action_as_not_automated() -> None:
+    b = book()
+    out = b.on_decision(decision(), POLICY, now=HOUR)
+    (tag_iv, iv), (tag_rv, rv) = out
+    assert (tag_iv, tag_rv) == ("intervention", "review")
+    assert iv["action"] == "delayed_shipment_intervention"
+    assert iv["automated"] is False
+    assert iv["reviewer_id"] == "agent-7" and iv["review_id"] == "iv-r1"
+    assert iv["decided_at"] == "2026-11-01T10:00:00Z"
+    assert iv["intervention_id"] == intervention_id("o1", iv["action"], "iv-r1", POLICY.version)
+    assert iv["intervention_id"] != "iv-r1"
+    assert iv["offer"] == {"type": "store_credit", "amount": 15.0, "currency": "EUR"}
+    assert "15.00 EUR" in iv["message"]["text"]  # rendered from the policy template
+    assert iv["review_expires_at"] is None
+    assert rv["status"] == "approved" and rv["intervention_id"] == iv["intervention_id"]
+    assert not b.pending
+
+
+def test_edits_within_caps_are_applied() -> None:
+    b = book()
+    d = decision(action="exchange_first_offer", credit_amount=5, message_text="Hi there")
+    iv = b.on_decision(d, POLICY, now=HOUR)[0][1]
+    assert iv["action"] == "exchange_first_offer"
+    assert iv["offer"]["amount"] == 5.0
+    assert iv["message"]["text"] == "Hi there"
+
+
+def test_an_other_action_without_credit_drops_the_proposed_credit() -> None:
+    iv = book().on_decision(decision(action="product_guidance"), POLICY, now=HOUR)[0][1]
+    assert iv["action"] == "product_guidance" and iv["offer"] is None
+
+
+@pytest.mark.parametrize(
+    ("edits", "why"),
+    [
+        ({"credit_amount": 500}, "above the policy cap"),
+        ({"action": "human_review"}, "cannot be approved"),
+        ({"action": "free_car"}, "cannot be approved"),
+    ],
+)
+def test_edits_beyond_the_policy_are_refused_and_the_review_stays_open(
+    edits: dict[str, Any], why: str
+) -> None:
+    b = book()
+    [(tag, rv)] = b.on_decision(decision(**edits), POLICY, now=HOUR)
+    assert tag == "review" and rv["status"] == "invalid" and why in rv["reason"]
+    assert "iv-r1" in b.pending
+    # A corrected decision still goes through.
+    assert b.on_decision(decision(), POLICY, now=2 * HOUR)[0][0] == "intervention"
+
+
+def test_rejection_is_recorded_and_emits_nothing() -> None:
+    b = book()
+    [(tag, rv)] = b.on_decision(decision(verdict="reject"), POLICY, now=HOUR)
+    assert (tag, rv["status"], rv["reviewer_id"]) == ("review", "rejected", "agent-7")
+    [(_, again)] = b.on_decision(decision(), POLICY, now=2 * HOUR)
+    assert again["status"] == "ignored" and "already rejected" in again["reason"]
+
+
+def test_a_decision_after_the_case_closed_is_recorded_and_ignored() -> None:
+    b = book()
+    [(_, closed)] = b.on_close({"order_id": "o1", "outcome": "refunded"}, now=HOUR)
+    assert closed["status"] == "closed" and "refunded" in closed["reason"]
+    [(tag, rv)] = b.on_decision(decision(), POLICY, now=2 * HOUR)
+    assert tag == "review" and rv["status"] == "ignored"
+    assert rv["reason"] == "the case closed before the decision"
+
+
+def test_requests_expire_by_wall_clock() -> None:
+    b = book(now=1000.0, expires=2 * HOUR)
+    assert b.next_wakeup() == 1000.0 + 2 * HOUR
+    assert b.on_time(1000.0 + 2 * HOUR - 1) == []
+    [(_, rv)] = b.on_time(1000.0 + 2 * HOUR)
+    assert rv["status"] == "expired" and rv["reason"] == "no decision within 2 h"
+    [(_, late)] = b.on_decision(decision(), POLICY, now=1000.0 + 3 * HOUR)
+    assert late["status"] == "ignored" and "expired" in late["reason"]
+    assert not b.finished(1000.0 + 3 * HOUR)
+    assert b.finished(1000.0 + 2 * HOUR + 72 * HOUR)
+
+
+def test_a_decision_arriving_after_expiry_but_before_the_timer_is_ignored() -> None:
+    b = book(now=0.0, expires=HOUR)
+    out = b.on_decision(decision(), POLICY, now=2 * HOUR)
+    assert [r["status"] for _, r in out] == ["expired", "ignored"]
+    assert all(tag == "review" for tag, _ in out)
+
+
+def test_unknown_reviews_and_re_emitted_requests() -> None:
+    b = book(expires=100 * HOUR)
+    assert b.on_decision(decision(rid="iv-nope"), POLICY, now=HOUR) == []  # parked
+    assert b.next_wakeup() == HOUR + 72 * HOUR
+    assert b.on_time(HOUR + 72 * HOUR - 1) == []
+    [(_, rv)] = b.on_time(HOUR + 72 * HOUR)
+    assert rv["status"] == "ignored" and rv["reason"] == "unknown review"
+    assert b.on_request(request(), HOUR) == []  # re-emitted after a resume: no reset
+    assert b.pending["iv-r1"].raised_at == 0.0
+
+
+def test_a_decision_read_before_its_request_is_applied_when_it_arrives() -> None:
+    b = ReviewBook()
+    assert b.on_decision(decision(), POLICY, now=1.0) == []
+    assert not b.finished(2.0)
+    out = b.on_request(request(), 2.0, POLICY)
+    assert [tag for tag, _ in out] == ["intervention", "review"]
+    assert out[0][1]["automated"] is False
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{nope", "not valid JSON"),
+        (b"[1]", "must be a JSON object"),
+        (b'{"order_id": "o", "decision": "approve", "reviewer_id": "a"}', "review_id"),
+        (
+            b'{"review_id": "r", "order_id": "o", "decision": "reject", "reviewer_id": "a",'
+            b' "edits": {"credit_amount": 1}}',
+            "only allowed with decision approve",
+        ),
+        (
+            b'{"review_id": "r", "order_id": "o", "decision": "approve", "reviewer_id": "a",'
+            b' "edits": {"customer_id": "x"}}',
+            "edits.customer_id is not an editable field",
+        ),
+        (
+            b'{"review_id": "r", "order_id": "o", "decision": "approve", "reviewer_id": "a",'
+            b' "edits": {"credit_amount": -1}}',
+            "credit_amount must be a number >= 0",
+        ),
+        (
+            b'{"review_id": "r", "order_id": "o", "decision": "approve", "reviewer_id": "a",'
+            b' "decided_at": "yesterday"}',
+            "decided_at is not an RFC 3339",
+        ),
+    ],
+)
+def test_bad_decisions_become_dead_letters_with_the_reason(raw: bytes, reason: str) -> None:
+    dead = parse_decision(raw, received_at=5.0)
+    assert isinstance(dead, DeadLetter)
+    assert reason in dead.reason
+    assert dead.stream == "review_decisions"
+
+
+def test_decided_at_defaults_to_when_it_was_read() -> None:
+    d = parse_decision(
+        {"review_id": "r", "order_id": "o", "decision": "reject", "reviewer_id": "a"}, 77.0
+    )
+    assert isinstance(d, ReviewDecision) and d.decided_at == 77.0
+    assert parse_ts("2026-11-01T10:00:00Z") == decision().decided_at
+
+
+def test_review_step_in_a_dataflow() -> None:
+    """The Bytewax wrapper: requests, decisions and closes keyed by order; state for
+    orders without reviews is not kept."""
+    import bytewax.operators as op
+    from bytewax.dataflow import Dataflow
+    from bytewax.testing import TestingSink, TestingSource, run_main
+
+    from flows.dataflow import FlowStreams
+    from flows.live import add_review_loop
+
+    flow = Dataflow("review_test")
+    ivs = op.input("ivs", flow, TestingSource([request("o1"), request("o2", rid="iv-r2")]))
+    outcomes = op.input("outcomes", flow, TestingSource([{"order_id": "o3", "outcome": "kept"}]))
+    raw = [
+        {"review_id": "iv-r1", "order_id": "o1", "decision": "approve", "reviewer_id": "a"},
+        b"not json",
+    ]
+    decisions = op.input(
+        "decisions", flow, TestingSource([("review_decisions", r, 1.0) for r in raw])
+    )
+    dead = op.input("dead", flow, TestingSource([]))
+    streams = FlowStreams(
+        flow, None, {"interventions": ivs, "outcomes": outcomes, "dead_letter": dead}
+    )
+    reviews = add_review_loop(streams, decisions, POLICY, 48 * HOUR, HOUR, clock=lambda: 1.0)
+    got_iv: list[dict[str, Any]] = []
+    got_rv: list[dict[str, Any]] = []
+    got_dead: list[dict[str, Any]] = []
+    op.output("iv_out", streams.records["interventions"], TestingSink(got_iv))
+    op.output("rv_out", reviews, TestingSink(got_rv))
+    op.output("dead_out", streams.records["dead_letter"], TestingSink(got_dead))
+    run_main(flow)
+    approved = [iv for iv in got_iv if iv["action"] == "delayed_shipment_intervention"]
+    assert len(approved) == 1 and approved[0]["order_id"] == "o1"
+    assert [r["status"] for r in got_rv] == ["approved"]
+    assert len(got_dead) == 1 and "not valid JSON" in got_dead[0]["reason"]
