@@ -343,4 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the package module, so exceptions raised by subcommand modules (which
+    # import flows.cli) are the same classes main() catches.
+    from flows.cli import main as _main
+
+    sys.exit(_main())

@@ -397,6 +397,13 @@ def format_case(
     out.append("")
     out.append(f"decisions ({len(decisions)})" if decisions else "decisions: none")
     for d in decisions:
+        if d.get("review_id"):
+            # A reviewer's answer to a human-review request (see operators/review.py).
+            out.append(
+                f"  {d.get('decided_at') or '-'}  review {d.get('status')} by "
+                f"{d.get('reviewer_id') or '-'}: {d.get('reason') or '-'}"
+            )
+            continue
         flags = "automated" if d.get("automated") else "needs review"
         line = f"  {d.get('decided_at')}  {d.get('action')}  {flags}  arm {d.get('arm')}"
         if d.get("proposed_action"):
