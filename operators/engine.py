@@ -230,20 +230,26 @@ class DecisionEngine:
 
         abuse, abuse_reasons = abuse_risk(features)
         review = self._review_reasons(case, value_at_risk, abuse, abuse_reasons)
-        if review and "human_review" in policy.actions:
+        if (
+            review
+            and "human_review" in policy.actions
+            and case.order_value >= policy.automation.min_value_for_review
+        ):
             spec = policy.actions["human_review"]
             why = self._blocked(spec, case, now)
-            if why is None and case.order_value >= policy.automation.min_value_for_review:
-                proposed = best[1].name if best else None
-                saving = round(best[0], 2) if best else 0.0
-                reasons.extend(review)
-                if proposed:
-                    reasons.append(f"proposed {proposed}")
-                return Decision(
-                    case.order_id, now, trigger.event_id, "human_review", arm, False,
-                    "automation_boundary", tuple(reasons), scores, value_at_risk,
-                    saving, proposed,
-                )  # fmt: skip
+            if why is not None:
+                # A person already has this case: acting alone now would cross the boundary.
+                return none("awaiting_review", *review, why)
+            proposed = best[1].name if best else None
+            saving = round(best[0], 2) if best else 0.0
+            reasons.extend(review)
+            if proposed:
+                reasons.append(f"proposed {proposed}")
+            return Decision(
+                case.order_id, now, trigger.event_id, "human_review", arm, False,
+                "automation_boundary", tuple(reasons), scores, value_at_risk,
+                saving, proposed,
+            )  # fmt: skip
         if best is None:
             return none("no_eligible_action", *blocked)
         ev, spec, clause_name, credit = best

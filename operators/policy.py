@@ -24,6 +24,7 @@ operators.policy.PolicyError: p.yaml:2: actions.teleport: unknown action; expect
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -60,6 +61,7 @@ class _Doc:
     def __init__(self, text: str, source: str) -> None:
         self.source = source
         self.lines: dict[str, int] = {}
+        self.raw: dict[str, str] = {}  # scalars as written (before YAML typed them)
         try:
             node = yaml.compose(text)
         except yaml.YAMLError as exc:
@@ -78,12 +80,19 @@ class _Doc:
             for key_node, value_node in node.value:
                 key = str(key_node.value)
                 sub = f"{path}.{key}" if path else key
+                if key in out:
+                    # YAML would keep the last one silently (a pasted block, say).
+                    raise PolicyError(
+                        f"{self.source}:{key_node.start_mark.line + 1}: {sub}: "
+                        f"duplicate key (first at line {self.lines[sub]})"
+                    )
                 self.lines[sub] = key_node.start_mark.line + 1
                 out[key] = self._convert(value_node, sub)
                 self.lines[sub] = key_node.start_mark.line + 1
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self._convert(v, f"{path}[{i}]") for i, v in enumerate(node.value)]
+        self.raw[path] = str(node.value)
         return yaml.safe_load(yaml.serialize(node))
 
     def error(self, path: str, message: str) -> PolicyError:
@@ -120,6 +129,7 @@ class _Reader:
         if (
             isinstance(value, bool)
             or not isinstance(value, (int, float))
+            or math.isnan(value)
             or value < lo
             or (hi is not None and value > hi)
         ):
@@ -311,6 +321,9 @@ class RecoveryPolicy:
 
 
 def _hhmm(doc: _Doc, path: str, value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 21:00 as the base-60 number 1260: use the text as written.
+        value = doc.raw.get(path, value)
     if not isinstance(value, str) or len(value) != 5 or value[2] != ":":
         raise doc.error(path, f"must be a time like '21:00', got {value!r}")
     try:
