@@ -80,6 +80,14 @@ class ModelRuntime:
     publish_every: int = 200
     last_stats: dict[str, Any] | None = None
 
+    def __post_init__(self) -> None:
+        # Warm start: scorers read the last checkpoint from the first decision on, not
+        # only once the learner step (built on its first example) exists.
+        if self.store is not None and self.board.latest is None:
+            latest = self.store.latest(MODEL_SET)
+            if latest is not None:
+                self.board.post(Learner.from_bytes(latest[1]).snapshot())
+
 
 class LearnerLogic(StatefulLogic[dict[str, Any], dict[str, Any], bytes]):
     """Bytewax wrapper of :class:`~operators.models.Learner`."""
@@ -317,5 +325,8 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
             "select_examples", tagged, lambda t: t[1] if t[0] == "example" else None
         )
         keyed = op.key_on("key_models", examples, lambda _r: MODEL_SET)
-        op.stateful("learn", keyed, lambda snap: LearnerLogic(runtime, snap, observer))
+        learned = op.stateful("learn", keyed, lambda snap: LearnerLogic(runtime, snap, observer))
+        # Bytewax calls on_eof only on steps whose output reaches an output or inspect step;
+        # without this the examples after the last publish would never be published.
+        op.inspect("learned", learned, lambda _s, _x: None)
     return FlowStreams(flow, valid.trues, records)

@@ -19,12 +19,13 @@ come back; lost parcels count the whole order value.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from operators.case import DAY, HOUR, POINTS_LIMIT, OrderCase
-from operators.contract import Event, format_ts
+from operators.contract import Event, format_ts, parse_ts
 from operators.decision import (
     CONTROL,
     NO_ACTION,
@@ -46,11 +47,19 @@ Output = tuple[str, dict[str, Any]]
 
 @dataclass
 class CreditLedger:
-    """Store credit granted per customer, to enforce the rolling 30-day cap."""
+    """Store credit granted per customer, to enforce the rolling 30-day cap.
+
+    Worker threads of a process share one engine, so granting is check-and-add under a lock.
+    """
 
     grants: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def used(self, customer_id: str, now: float) -> float:
+        with self._lock:
+            return self._used(customer_id, now)
+
+    def _used(self, customer_id: str, now: float) -> float:
         entries = self.grants.get(customer_id)
         if not entries:
             return 0.0
@@ -62,7 +71,16 @@ class CreditLedger:
 
     def grant(self, customer_id: str, now: float, amount: float) -> None:
         if amount > 0:
-            self.grants.setdefault(customer_id, []).append((now, amount))
+            with self._lock:
+                self.grants.setdefault(customer_id, []).append((now, amount))
+
+    def reserve(self, customer_id: str, now: float, amount: float, cap_30d: float) -> float:
+        """Grant up to ``amount`` within the customer's 30-day cap; returns what was granted."""
+        with self._lock:
+            granted = round(max(min(amount, cap_30d - self._used(customer_id, now)), 0.0), 2)
+            if granted > 0:
+                self.grants.setdefault(customer_id, []).append((now, granted))
+            return granted
 
 
 #: Labels from a simulator's ground truth: (order_id, first action) -> refunded?, or None.
@@ -131,7 +149,8 @@ class DecisionEngine:
             if self.truth_labels is not None and first is not None:
                 truth = self.truth_labels(case.order_id, first)
                 label = truth if truth is not None else label
-            labelled_at = case.resolved_at or case.last_event_at
+            # Expired cases are labelled when their window closed, not at their last event.
+            labelled_at = case.resolved_at or parse_ts(outcome["resolved_at"])
             arm = case.arm or TREATMENT
             # Untreated cases teach the propensity model at every decision point; a treated
             # case teaches its action's model at the point the action was chosen.
@@ -319,10 +338,12 @@ class DecisionEngine:
         credit_spec = spec if spec.credit_share > 0 else proposed
         if credit_spec is not None and credit_spec.credit_share > 0:
             credit = self._credit(credit_spec, case, now)
+            if credit > 0 and d.automated and case.customer_id:
+                cap = self.policy.max_credit_per_customer_30d
+                credit = self.ledger.reserve(case.customer_id, now, credit, cap)
             if credit > 0:
                 offer = {"type": "store_credit", "amount": credit, "currency": case.currency}
-                if d.automated and case.customer_id:
-                    self.ledger.grant(case.customer_id, now, credit)
+        eta = case.estimate_at or case.promised_at
         message = None
         if spec.message_template is not None:
             send_after = None
@@ -331,7 +352,16 @@ class DecisionEngine:
             message = {
                 "channel": spec.channel,
                 "template": d.action,
-                "text": render_message(spec.message_template, case, offer),
+                "text": render_message(
+                    spec.message_template
+                    + (
+                        f" {spec.message_credit_template}"
+                        if offer and spec.message_credit_template
+                        else ""
+                    ),
+                    case,
+                    offer,
+                ),
                 "send_after": format_ts(send_after) if send_after else None,
             }
         return {
@@ -355,6 +385,7 @@ class DecisionEngine:
             "currency": case.currency,
             "offer": offer,
             "message": message,
+            "estimated_delivery_at": format_ts(eta) if eta else None,
             "review_expires_at": (
                 format_ts(now + self.policy.review_expires_hours * HOUR)
                 if d.action == "human_review"

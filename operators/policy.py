@@ -241,6 +241,9 @@ class ActionSpec:
     eligible: tuple[Eligibility, ...] = ()
     base_recovery: float | None = None
     message_template: str | None = None
+    #: Appended to the message only when the intervention carries a credit offer, so a
+    #: customer whose 30-day credit cap is used up never reads "added  to your account".
+    message_credit_template: str | None = None
     channel: str | None = None
 
 
@@ -381,11 +384,14 @@ def _action(doc: _Doc, path: str, name: str, value: Any) -> ActionSpec:
     if not isinstance(clauses, list):
         raise doc.error(f"{path}.eligible", "must be a list of clauses")
     message = r.get("message")
-    template = channel = None
+    template = channel = credit_template = None
     if message is not None:
         m = _Reader(doc, f"{path}.message", message)
         template = " ".join(m.string("template").split())
         channel = m.string("channel", "email")
+        if m.value.get("credit_template") is not None:
+            credit_template = " ".join(m.string("credit_template").split())
+        m.used.add("credit_template")
         m.done()
     spec = ActionSpec(
         name=name,
@@ -398,6 +404,7 @@ def _action(doc: _Doc, path: str, name: str, value: Any) -> ActionSpec:
         ),
         base_recovery=r.opt_number("base_recovery", lo=0.0, hi=1.0),
         message_template=template,
+        message_credit_template=credit_template,
         channel=channel,
     )
     r.done()

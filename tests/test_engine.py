@@ -578,3 +578,20 @@ def test_records_carry_the_policy_and_model_versions() -> None:
     for _, record in out:
         assert record["policy_version"] == policy.version
         assert record["model_version"] == "stub-1"
+
+
+def test_the_credit_sentence_is_left_out_when_no_credit_is_offered() -> None:
+    policy = make_policy({"limits.max_credit_per_customer_30d": 15.0}, CREDIT_ACTIONS)
+    spec = policy.actions["delayed_shipment_intervention"]
+    assert spec.message_credit_template and "{credit}" in spec.message_credit_template
+    orders = Orders(DecisionEngine(policy, StubScorer(0.6, {spec.name: 0.9})))
+    first, second = (
+        interventions(orders.feed(*late_parcel(oid, hours, 300.0, "c-msg")))[0]
+        for oid, hours in (("o-m1", 0), ("o-m2", 48))
+    )
+    assert first["offer"]["amount"] == 15.0
+    assert "We have added 15.00 EUR to your account." in first["message"]["text"]
+    assert second["offer"] is None  # the 30-day cap is used up
+    assert "to your account" not in second["message"]["text"]
+    assert "  " not in second["message"]["text"]
+    assert second["estimated_delivery_at"] == format_ts(epoch(48 + 200))

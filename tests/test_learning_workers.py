@@ -108,12 +108,6 @@ def test_the_learner_publishes_versions_in_order_during_the_run(runs) -> None:
         assert len(versions) >= labelled_examples(run) // PUBLISH_EVERY, name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows/dataflow.py: the `learn` step's output reaches no output or inspect step, "
-    "so Bytewax never calls LearnerLogic.on_eof and the examples after the last publish are "
-    "learned but never published",
-)
 @pytest.mark.parametrize("name", ["watch-1", "watch-2", "default-2"])
 def test_the_learner_counts_every_labelled_example(runs, name: str) -> None:
     run = runs[name]

@@ -293,11 +293,6 @@ def test_a_second_replay_continues_from_the_saved_version(warm_runs: dict[str, A
     assert restored.version == warm["saved"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows/dataflow.py: the learner step is built on its first example, so scorers "
-    "use the prior until then; ModelRuntime should post the stored snapshot at start",
-)
 def test_a_warm_replay_decides_with_the_saved_models_from_its_first_decision(
     warm_runs: dict[str, Any],
 ) -> None:
