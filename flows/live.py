@@ -33,12 +33,20 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import StatefulLogic
 
-from flows.dataflow import FlowObserver, FlowParts, FlowStreams, attach_outputs, build_streams
+from flows.dataflow import (
+    FlowObserver,
+    FlowParts,
+    FlowStreams,
+    ModelRuntime,
+    attach_outputs,
+    build_streams,
+)
 from flows.dispatch import DeliveryResult, Dispatcher, DispatchMetrics, DispatchSink
 from flows.kafka import KafkaInputSource, KafkaRecordSink, make_producer
 from flows.settings import Settings, load_settings
 from operators.contract import DeadLetter
 from operators.engine import DecisionEngine
+from operators.models import OnlineScorer
 from operators.policy import RecoveryPolicy
 from operators.review import (
     REVIEW_ACTION,
@@ -50,6 +58,7 @@ from operators.review import (
 from state.cases import CaseStore, InMemoryCaseStore
 from state.context import ContextStore, InMemoryContextStore
 from state.dispatch import DispatchLedger, InMemoryDispatchLedger
+from state.models import InMemoryModelStore, ModelStore
 
 log = logging.getLogger("salvage.live")
 
@@ -64,6 +73,7 @@ class LiveStores:
     context: Callable[[], ContextStore]
     cases: Callable[[], CaseStore] | None = None
     kind: str = "memory"
+    models: Callable[[], ModelStore] | None = None
 
 
 def _once(make: Callable[[], Any]) -> Callable[[], Any]:
@@ -88,12 +98,14 @@ def stores_from_settings(settings: Settings) -> LiveStores:
             ledger=_once(InMemoryDispatchLedger),
             context=_once(InMemoryContextStore),
             cases=_once(InMemoryCaseStore),
+            models=_once(InMemoryModelStore),
         )
     # Imported by name: the Redis stores are optional at import time of this module.
     from state.redis_conn import RedisStoreConfig
     from state.redis_store import RedisStores
 
-    config = RedisStoreConfig(
+    # from_env: the case TTL and context cache variables apply here too.
+    config = RedisStoreConfig.from_env(
         url=settings.redis.url,
         prefix=settings.redis.prefix,
         password=settings.redis.password,
@@ -105,6 +117,7 @@ def stores_from_settings(settings: Settings) -> LiveStores:
         context=lambda: opened().context,
         cases=lambda: opened().cases,
         kind="redis",
+        models=lambda: opened().models,
     )
 
 
@@ -244,8 +257,14 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
     kafka = settings.kafka
     observer = opts.observer if opts.observer is not None else _metrics_observer()
 
+    # Online models: one learner step (a single writer) checkpoints to the model store;
+    # scorers read its snapshots in this process and its checkpoints in the others.
+    model_store = stores.models() if stores.models is not None else None
+    models = ModelRuntime(store=model_store)
+
     def decider() -> DecisionEngine:
-        return DecisionEngine(policy, context=stores.context())
+        scorer = OnlineScorer(models.board, store=model_store)
+        return DecisionEngine(policy, scorer=scorer, context=stores.context())
 
     inputs = {kafka.topic_of(s): s for s in kafka.topics}
     parts = FlowParts(
@@ -256,6 +275,7 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
         close_open_cases_at_eof=False,
         emit_case_views=stores.cases is not None,
         observer=observer,
+        models=models,
     )
     streams = build_streams(parts, opts.flow_id)
     review_source = KafkaInputSource(

@@ -30,7 +30,9 @@ from __future__ import annotations
 import math
 import pickle
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from operator import mul
 from typing import Any
@@ -40,6 +42,7 @@ from river import linear_model, optim, preprocessing
 from operators.decision import ACTIONS, Scores
 from operators.features import FEATURE_NAMES, to_vector
 from operators.scoring import HeuristicScorer, abuse_risk, customer_value, promise_sensitivity
+from state.models import ModelStore
 
 PROPENSITY = "return_propensity"
 MODEL_SET = "salvage-models"
@@ -351,11 +354,19 @@ class OnlineScorer:
         board: SnapshotBoard | None = None,
         snapshot: ModelSnapshot | None = None,
         warmup: int = 300,
+        store: ModelStore | None = None,
+        poll_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.prior = HeuristicScorer()
         self.board = board
         self.snapshot = snapshot
         self.warmup = warmup
+        # Processes without the learner step read its checkpoints from the store.
+        self.store = store
+        self.poll_seconds = poll_seconds
+        self.clock = clock
+        self._polled_at = float("-inf")
 
     @property
     def version(self) -> str:
@@ -371,9 +382,23 @@ class OnlineScorer:
         w = n / (n + self.warmup)
         return w * learned + (1.0 - w) * prior
 
+    def poll(self) -> None:
+        """Take a newer checkpoint from the store, if there is one (at most every
+        ``poll_seconds``)."""
+        now = self.clock()
+        if self.store is None or now - self._polled_at < self.poll_seconds:
+            return
+        self._polled_at = now
+        latest = self.store.latest(MODEL_SET)
+        current = self.snapshot.version if self.snapshot is not None else 0
+        if latest is not None and latest[0] > current:
+            self.use(Learner.from_bytes(latest[1]).snapshot())
+
     def score(self, features: dict[str, float]) -> tuple[Scores, dict[str, float]]:
         if self.board is not None and self.board.latest is not self.snapshot:
             self.use(self.board.latest)  # type: ignore[arg-type]
+        if self.store is not None:
+            self.poll()
         prior_p = self.prior.return_propensity(features)
         prior_rec = self.prior.recovery(features)
         snap = self.snapshot

@@ -313,3 +313,31 @@ def test_the_store_keeps_the_newest_versions(tmp_path: Path) -> None:
     latest = store.latest(MODEL_SET)
     assert latest is not None and latest[0] == 3
     assert isinstance(Learner.from_bytes(latest[1]), Learner)
+
+
+def test_a_scorer_in_another_process_polls_the_store_for_newer_checkpoints() -> None:
+    from operators.models import MODEL_SET, Example, Learner, OnlineScorer
+
+    store = InMemoryModelStore()
+    learner = Learner()
+    rng = random.Random(3)
+    for _ in range(400):
+        f = build_features(OrderCase("o", placed=True, order_value=50.0), None, 0.0)
+        f["has_request"] = float(rng.random() < 0.3)
+        learner.learn(Example(f, int(f["has_request"]), 0.5, None, "control", 0.0, 1.0))
+    now = [0.0]
+    scorer = OnlineScorer(store=store, poll_seconds=30.0, clock=lambda: now[0])
+    features = build_features(OrderCase("x", placed=True, order_value=50.0), None, 0.0)
+    scorer.score(features)
+    assert scorer.version == "heuristic-1"  # nothing stored yet
+    snap = learner.publish()
+    store.save(MODEL_SET, snap.version, learner.to_bytes())
+    now[0] = 10.0
+    scorer.score(features)
+    assert scorer.version == "heuristic-1"  # not polled again before poll_seconds
+    now[0] = 31.0
+    scores, _ = scorer.score(features)
+    assert scorer.version == f"river-lr-v{snap.version}"
+    expected = snap.propensity.predict(to_vector(features))
+    assert scorer.snapshot is not None
+    assert scorer.snapshot.propensity.predict(to_vector(features)) == pytest.approx(expected)
