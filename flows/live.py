@@ -43,6 +43,7 @@ from flows.dataflow import (
 )
 from flows.dispatch import DeliveryResult, Dispatcher, DispatchMetrics, DispatchSink
 from flows.kafka import KafkaInputSource, KafkaRecordSink, make_producer
+from flows.runtime import tune_gc
 from flows.settings import Settings, load_settings
 from operators.contract import DeadLetter
 from operators.engine import DecisionEngine
@@ -248,6 +249,7 @@ class LiveOptions:
 
 def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> Dataflow:
     """The live dataflow for ``settings``. Validates secrets before building."""
+    tune_gc()
     opts = options or LiveOptions()
     settings.check_secrets()
     policy = opts.policy or (

@@ -12,6 +12,7 @@ from bytewax.testing import cluster_main, run_main
 
 from flows.dataflow import FlowObserver, FlowParts, ModelRuntime, build_flow
 from flows.sinks import OUTPUTS, JsonlSink
+from flows.runtime import tune_gc
 from flows.sources import ReplaySource
 from operators.engine import DecisionEngine
 from operators.evaluation import ground_truth_labels, load_ground_truth
@@ -64,6 +65,7 @@ def run_replay(
     observer: FlowObserver | None = None,
 ) -> ReplayRun:
     """Replay ``input_dir`` through the dataflow, writing the four outputs to ``out_dir``."""
+    tune_gc()
     opts = options or ReplayOptions()
     pol = policy or RecoveryPolicy.default()
     out_dir = Path(out_dir)

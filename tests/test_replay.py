@@ -262,3 +262,19 @@ def test_replay_of_gzip_input_with_invalid_lines_and_two_workers(tmp_path: Path)
     assert set(counts) == _input_order_ids(data)
     # Both workers wrote (the second worker's files are read back with the first's).
     assert any((tmp_path / "out").glob("outcomes.w*.jsonl"))
+
+
+def test_replay_tunes_the_garbage_collector() -> None:
+    import gc
+
+    from flows.runtime import GC_THRESHOLD, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLD
+        tune_gc()  # idempotent
+        assert gc.get_threshold() == GC_THRESHOLD
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
