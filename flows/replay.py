@@ -11,8 +11,8 @@ from typing import Any
 from bytewax.testing import cluster_main, run_main
 
 from flows.dataflow import FlowObserver, FlowParts, ModelRuntime, build_flow
-from flows.sinks import OUTPUTS, JsonlSink
 from flows.runtime import tune_gc
+from flows.sinks import OUTPUTS, JsonlSink
 from flows.sources import ReplaySource
 from operators.engine import DecisionEngine
 from operators.evaluation import ground_truth_labels, load_ground_truth
