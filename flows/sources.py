@@ -61,31 +61,64 @@ def _event_time(payload: Any) -> float | None:
     return None
 
 
+class _Lines:
+    """Lines of a binary file, read in large chunks (several times faster than readline);
+    ``next_line`` returns None at the end."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self.fh = fh
+        self.lines: list[bytes] = []
+        self.i = 0
+        self.rest = b""
+        self.eof = False
+
+    def next_line(self) -> bytes | None:
+        while self.i >= len(self.lines):
+            if self.eof:
+                return None
+            data = self.fh.read(self.CHUNK)
+            if not data:
+                self.eof = True
+                self.lines, self.i, self.rest = ([self.rest] if self.rest else []), 0, b""
+                continue
+            parts = (self.rest + data).split(b"\n")
+            self.rest = parts.pop()
+            self.lines, self.i = parts, 0
+        line = self.lines[self.i]
+        self.i += 1
+        return line
+
+    def close(self) -> None:
+        self.fh.close()
+
+
 class MergedFiles:
     """An iterator over RawItems of several stream files merged by event time."""
 
     def __init__(self, files: dict[str, Path], skip: dict[str, int] | None = None) -> None:
         self.files = files
         self.consumed: dict[str, int] = {s: 0 for s in files}
-        self._handles: dict[str, IO[bytes]] = {}
+        self._handles: dict[str, _Lines] = {}
         self._heap: list[tuple[float, int, int, str, Any]] = []
         self._seq = 0
         self.now = float("-inf")  # replay clock: the largest event time emitted so far
         # Ties in event time go by stream rank, the same for every line of a file.
         self._rank = {s: i for i, s in enumerate(STREAMS)}
         for stream, path in sorted(files.items(), key=lambda kv: self._rank[kv[0]]):
-            fh = self._handles[stream] = _open(path)
+            lines = self._handles[stream] = _Lines(_open(path))
             for _ in range((skip or {}).get(stream, 0)):
-                if not fh.readline():
+                if lines.next_line() is None:
                     break
                 self.consumed[stream] += 1
             self._push(stream)
 
     def _push(self, stream: str) -> None:
-        fh = self._handles[stream]
+        lines = self._handles[stream]
         while True:
-            line = fh.readline()
-            if not line:
+            line = lines.next_line()
+            if line is None:
                 return
             if line.strip():
                 break
@@ -93,7 +126,7 @@ class MergedFiles:
         try:
             payload: Any = orjson.loads(line)
         except orjson.JSONDecodeError:
-            payload = line.rstrip(b"\r\n")
+            payload = line.rstrip(b"\r")
         ts = _event_time(payload)
         # Unreadable times go out first, at the current replay time.
         key = ts if ts is not None else float("-inf")
