@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from flows.metrics import add_metrics_args
 from flows.replay import ReplayOptions, run_replay
 from flows.summary import format_summary, summarize, write_summary
 from operators.policy import PolicyError, RecoveryPolicy
@@ -166,7 +167,10 @@ def replay_and_summarize(
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    run = run_replay(input_dir, out_dir, policy, opts)
+    from flows.metrics import metrics_session
+
+    with metrics_session(args) as observer:  # None unless --metrics-port/--metrics-file
+        run = run_replay(input_dir, out_dir, policy, opts, observer=observer)
     extra: dict = {
         "input_records": run.input_records,
         "seconds": round(run.seconds, 3),
@@ -213,6 +217,7 @@ def register_replay(sub: argparse._SubParsersAction) -> None:
         help="also write a self-contained HTML report to OUT_DIR/report.html",
     )
     add_run_args(p)
+    add_metrics_args(p)
     p.set_defaults(func=_cmd_replay)
 
 
@@ -227,6 +232,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     base = Path(args.dir)
     data, out = base / "input", base / "output"
     started = time.perf_counter()
+    if args.metrics_file is None:
+        args.metrics_file = str(out / "metrics.prom")
     print(f"simulating launch-week-backlog: {args.orders:,} orders (seed {args.seed})...")
     simulate("launch-week-backlog", args.orders, args.seed, data)
     print("replaying with in-memory state and the default policy...\n")
@@ -239,6 +246,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"\ninput:   {data}\noutputs: {out}  (summary.json, interventions.jsonl, decisions.jsonl,"
         f" outcomes.jsonl, dead_letter.jsonl)\n"
         f"report:  {report}  (open it in a browser: no server, no network)\n"
+        f"metrics: {args.metrics_file}  (Prometheus text format, as served on /metrics live)\n"
         f"done in {time.perf_counter() - started:.1f} s "
         f"({summary['events_per_second']:,.0f} events/s in the dataflow)"
     )
@@ -261,6 +269,7 @@ def register_demo(sub: argparse._SubParsersAction) -> None:
         help="where to write input and outputs (default ./salvage-demo)",
     )
     add_run_args(p)
+    add_metrics_args(p)
     p.set_defaults(func=_cmd_demo)
 
 
@@ -335,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, PolicyError) as exc:
         print(f"salvage: error: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
+    except OSError as exc:  # a missing input, an unwritable output, a busy metrics port
         print(f"salvage: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

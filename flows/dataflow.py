@@ -58,6 +58,8 @@ class FlowObserver:
     - ``on_model(stats)``: after the learner updates a model; ``stats`` has ``model``,
       ``version``, ``examples``, ``roc_auc``, ``log_loss``, ``calibration_error`` (None
       until known) and ``learning_lag_seconds`` (event time from decision to label).
+    - ``on_kafka_lag(topic, partition, lag)``: live input only, every few seconds per
+      partition: messages between the end of the partition and the next one to emit.
     """
 
     on_input: Callable[[str, Any], None] | None = None
@@ -67,6 +69,7 @@ class FlowObserver:
     on_clock: Callable[[str, float | None, float | None, int], None] | None = None
     on_latency: Callable[[float], None] | None = None
     on_model: Callable[[dict[str, Any]], None] | None = None
+    on_kafka_lag: Callable[[str, int, int], None] | None = None
 
 
 @dataclass

@@ -95,8 +95,13 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
         batch_size: int,
         idle_poll: timedelta,
         max_idle: float,
+        on_lag: Callable[[str, int, int], None] | None = None,
+        lag_every: float = 5.0,
     ) -> None:
         self._consumer = Consumer(config)
+        self._on_lag = on_lag
+        self._lag_every = lag_every
+        self._lag_at = float("-inf")
         self._consumer.assign([TopicPartition(t, index, offsets[t]) for t in streams])
         self._index = index
         self._streams = streams
@@ -168,6 +173,9 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
         for topic, buf in buffers.items():
             if buf:
                 self._empty_since.pop(topic, None)
+        if self._on_lag is not None and now - self._lag_at >= self._lag_every:
+            self._lag_at = now
+            self._report_lag()
         if not batch:
             # Nothing to emit: come back after the idle interval instead of spinning.
             wait = min(self._idle_poll, timedelta(milliseconds=1)) if blocked else self._idle_poll
@@ -175,6 +183,17 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
         else:
             self._awake = None
         return batch
+
+    def _report_lag(self) -> None:
+        """Lag per topic: from the first record not yet emitted to the end of the partition
+        (the watermark cached by the consumer: no broker round trip)."""
+        assert self._on_lag is not None
+        for topic, position in self.snapshot().items():
+            _, high = self._consumer.get_watermark_offsets(
+                TopicPartition(topic, self._index), cached=True
+            )
+            if high is not None and high >= 0:
+                self._on_lag(topic, self._index, max(high - position, 0))
 
     def next_awake(self) -> datetime | None:
         return self._awake
@@ -203,11 +222,13 @@ class KafkaInputSource(FixedPartitionedSource[InputItem, dict[str, int]]):
         topics: Mapping[str, str],
         batch_size: int = 1000,
         consumer_config: Mapping[str, Any] | None = None,
+        on_lag: Callable[[str, int, int], None] | None = None,
     ) -> None:
         self.settings = settings
         self.topics = dict(topics)
         self.batch_size = batch_size
         self.consumer_config = dict(consumer_config or {})
+        self.on_lag = on_lag
 
     def _partition_map(self) -> dict[str, list[int]]:
         admin = AdminClient(self.settings.client_config())
@@ -269,6 +290,7 @@ class KafkaInputSource(FixedPartitionedSource[InputItem, dict[str, int]]):
             self.batch_size,
             timedelta(milliseconds=self.settings.idle_poll_ms),
             self.settings.max_idle_ms / 1000.0,
+            self.on_lag,
         )
 
 

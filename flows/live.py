@@ -270,7 +270,7 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
 
     inputs = {kafka.topic_of(s): s for s in kafka.topics}
     parts = FlowParts(
-        source=KafkaInputSource(kafka, inputs, settings.batch_size),
+        source=KafkaInputSource(kafka, inputs, settings.batch_size, on_lag=observer.on_kafka_lag),
         sinks={},
         decider_factory=decider,
         window=settings.window,
@@ -295,6 +295,10 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
         settings.review.retention_hours * HOUR,
         opts.clock,
     )
+    if observer.on_output is not None:
+        # Reviewers' answers move cases out of review in the metrics.
+        hook = observer.on_output
+        reviews = op.inspect("observe_reviews", reviews, lambda _s, r: hook("reviews", r))
 
     out = kafka.output_topics
     types = {

@@ -599,6 +599,7 @@ class SalvageMetrics:
             on_clock=self._on_clock,
             on_latency=self.latency.observe,
             on_model=self._on_model,
+            on_kafka_lag=self.observe_kafka_lag,
         )
 
     def _on_input(self, stream: str, payload: Any) -> None:

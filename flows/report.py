@@ -137,7 +137,7 @@ def load_model(
         raise FileNotFoundError(f"no such ground-truth file: {truth}")
     scenario = _read_json(truth.parent / "scenario.json") if truth else None
     if truth:
-        log.info("report: using ground truth %s", truth)
+        log.debug("report: using ground truth %s", truth)
     return build_model(
         summary,
         iter_jsonl(data_dir / "outcomes.jsonl"),

@@ -394,6 +394,7 @@ class DecisionEngine:
             "sku_family": case.sku_family,
             "courier_lane": case.lane,
             "campaign": case.campaign,
+            "support_reason": case.support_reason(),
         }
 
 
