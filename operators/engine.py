@@ -352,16 +352,7 @@ class DecisionEngine:
             message = {
                 "channel": spec.channel,
                 "template": d.action,
-                "text": render_message(
-                    spec.message_template
-                    + (
-                        f" {spec.message_credit_template}"
-                        if offer and spec.message_credit_template
-                        else ""
-                    ),
-                    case,
-                    offer,
-                ),
+                "text": message_text(spec, case, offer),
                 "send_after": format_ts(send_after) if send_after else None,
             }
         return {
@@ -403,6 +394,15 @@ class _Fields(dict):
         return "{" + key + "}"
 
 
+def message_text(spec: ActionSpec, case: OrderCase, offer: dict[str, Any] | None) -> str:
+    """An action's message for a case: its template, plus its credit sentence when the
+    intervention offers credit."""
+    template = spec.message_template or ""
+    if offer and spec.message_credit_template:
+        template = f"{template} {spec.message_credit_template}"
+    return render_message(template, case, offer)
+
+
 def render_message(template: str, case: OrderCase, offer: dict[str, Any] | None) -> str:
     """Render an action's message template with the case's fields.
 
@@ -423,4 +423,11 @@ def render_message(template: str, case: OrderCase, offer: dict[str, Any] | None)
     return template.format_map(fields)
 
 
-__all__ = ["CONTROL", "TREATMENT", "CreditLedger", "DecisionEngine", "render_message"]
+__all__ = [
+    "CONTROL",
+    "TREATMENT",
+    "CreditLedger",
+    "DecisionEngine",
+    "message_text",
+    "render_message",
+]

@@ -47,7 +47,7 @@ import orjson
 from operators.case import OrderCase
 from operators.contract import ContractError, DeadLetter, format_ts, parse_ts, truncate_raw
 from operators.decision import intervention_id
-from operators.engine import render_message
+from operators.engine import message_text
 from operators.policy import RecoveryPolicy
 
 REVIEW_ACTION = "human_review"
@@ -375,7 +375,7 @@ def approved_intervention(
     if d.message_text is not None or spec.message_template is not None:
         text = d.message_text
         if text is None:
-            text = render_message(spec.message_template or "", _case_for(request), offer)
+            text = message_text(spec, _case_for(request), offer)
         send_after = None
         if policy.quiet_hours is not None:
             held = policy.quiet_hours.send_after(now)
