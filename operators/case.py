@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from operators.contract import RESOLVING_TYPES, Event, format_ts, parse_ts
+from operators.contract import RESOLVING_TYPES, STREAM_TYPES, Event, format_ts, parse_ts
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -415,15 +415,5 @@ _HANDLERS = {
     "exchange_requested": _on_request,
     "request_withdrawn": _on_withdrawn,
 }
-for _t in (
-    "shipped",
-    "in_transit",
-    "out_for_delivery",
-    "delivered",
-    "delayed",
-    "exception",
-    "failed_attempt",
-    "returned_to_sender",
-    "lost",
-):
+for _t in STREAM_TYPES["delivery"]:
     _HANDLERS[_t] = _on_delivery

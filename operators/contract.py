@@ -71,17 +71,17 @@ INTENTS = frozenset(
         "other",
     }
 )
-REFUND_REASONS = frozenset(
-    {
-        "size_fit",
-        "damaged",
-        "late_delivery",
-        "not_as_described",
-        "wrong_item",
-        "changed_mind",
-        "other",
-    }
+#: Refund and return reasons, in the contract's order (tools index by it).
+REFUND_REASON_ORDER: tuple[str, ...] = (
+    "size_fit",
+    "damaged",
+    "late_delivery",
+    "not_as_described",
+    "wrong_item",
+    "changed_mind",
+    "other",
 )
+REFUND_REASONS = frozenset(REFUND_REASON_ORDER)
 #: Event types that resolve (close) a case.
 RESOLVING_TYPES = frozenset(
     {"refund_issued", "exchange_completed", "order_cancelled", "chargeback_opened"}

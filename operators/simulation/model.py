@@ -15,12 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from operators.contract import STREAMS
 from operators.simulation.clock import DAY, HOUR, MINUTE, TimestampFormatter, parse_timestamp
 from operators.simulation.scenarios import ScenarioParams
 from operators.simulation.world import Catalog, CustomerPool, Sku, cumulative, pick_index
 
 ORDERS, DELIVERY, SUPPORT, REFUNDS = range(4)
-STREAM_NAMES: tuple[str, ...] = ("orders", "delivery", "support", "refunds")
+STREAM_NAMES: tuple[str, ...] = STREAMS
 
 ACTIONS: tuple[str, ...] = (
     "none",

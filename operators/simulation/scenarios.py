@@ -13,6 +13,8 @@ import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
+from operators.contract import REFUND_REASON_ORDER
+
 __all__ = [
     "SCENARIOS",
     "BacklogSpec",
@@ -25,15 +27,7 @@ __all__ = [
     "iter_scenario_names",
 ]
 
-RETURN_REASONS: tuple[str, ...] = (
-    "size_fit",
-    "damaged",
-    "late_delivery",
-    "not_as_described",
-    "wrong_item",
-    "changed_mind",
-    "other",
-)
+RETURN_REASONS: tuple[str, ...] = REFUND_REASON_ORDER
 
 
 @dataclass(frozen=True, slots=True)
