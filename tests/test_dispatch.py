@@ -17,7 +17,7 @@ from flows.dispatch import DeliveryResult, Dispatcher, backoff_delay, webhook_bo
 from flows.settings import EndpointSettings, WebhookSettings
 from operators.webhooks import verify
 from state.dispatch import InMemoryDispatchLedger
-from tests.fixtures.kafka_broker import free_port
+from tests.fixtures.processes import free_port
 
 SECRET = "dispatch-test-secret"
 

@@ -33,7 +33,8 @@ import orjson
 import pytest
 
 from operators.webhooks import verify
-from tests.fixtures.kafka_broker import KafkaBroker, free_port, stop_process
+from tests.fixtures.kafka_broker import KafkaBroker
+from tests.fixtures.processes import free_port, stop_process
 from tests.helpers import at, body, order_placed, support
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]

@@ -37,7 +37,7 @@ from operators.contract import decode, format_ts
 from operators.simulator import simulate
 from operators.uplift import rows_from_outcomes, uplift_by_action
 from operators.window import ExpiryClock, WindowConfig
-from tests.fixtures.prometheus_server import free_port
+from tests.fixtures.processes import free_port
 
 T0 = 1_780_000_000.0  # an event time (2026-05-28)
 

@@ -336,7 +336,7 @@ def test_a_scorer_in_another_process_polls_the_store_for_newer_checkpoints() -> 
     scorer.score(features)
     assert scorer.version == "heuristic-1"  # not polled again before poll_seconds
     now[0] = 31.0
-    scores, _ = scorer.score(features)
+    scorer.score(features)
     assert scorer.version == f"river-lr-v{snap.version}"
     expected = snap.propensity.predict(to_vector(features))
     assert scorer.snapshot is not None

@@ -28,19 +28,20 @@ import pytest
 
 from flows.cli import main as salvage
 from flows.report import write_report
+from tests.fixtures.processes import missing_service
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-REQUIRE = os.environ.get("SALVAGE_REQUIRE_SERVICES") == "1"
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 
 def _require_chromium() -> str:
     if CHROMIUM is None:
-        if REQUIRE:
-            pytest.fail("chromium is required (SALVAGE_REQUIRE_SERVICES=1) but not installed")
-        pytest.skip("chromium not installed (apt-get install chromium, or ./scripts/bootstrap)")
+        missing_service(
+            "chromium not installed", "apt-get install chromium, or ./scripts/bootstrap --system"
+        )
+    assert CHROMIUM is not None
     return CHROMIUM
 
 
