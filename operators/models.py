@@ -37,8 +37,6 @@ from dataclasses import dataclass
 from operator import mul
 from typing import Any
 
-from river import linear_model, optim, preprocessing
-
 from operators.decision import ACTIONS, Scores
 from operators.features import FEATURE_NAMES, to_vector
 from operators.scoring import HeuristicScorer, abuse_risk, customer_value, promise_sensitivity
@@ -49,6 +47,10 @@ MODEL_SET = "salvage-models"
 
 
 def _model() -> Any:
+    # River (and SciPy under it) is imported here, not at module import: scorers, the CLI's
+    # start-up and commands that never learn do not pay for it.
+    from river import linear_model, optim, preprocessing
+
     return preprocessing.StandardScaler() | linear_model.LogisticRegression(
         optimizer=optim.SGD(0.02), l2=1e-4, intercept_lr=0.02
     )
