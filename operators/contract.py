@@ -359,6 +359,33 @@ def truncate_raw(raw: bytes | str | Any) -> str:
     return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
+def load_json(raw: bytes | str | Any) -> Any:
+    """Parse JSON text (bytes or str); anything else is taken as already parsed."""
+    if isinstance(raw, (bytes, bytearray, memoryview, str)):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ContractError(f"not valid JSON: {exc}") from None
+    return raw
+
+
+def dead_letter(
+    stream: str,
+    reason: str,
+    raw: bytes | str | Any,
+    obj: Any,
+    received_at: float,
+    id_field: str = "event_id",
+) -> DeadLetter:
+    """A dead letter for ``raw``, with the record's id and order id where readable."""
+    record_id = order_id = None
+    if isinstance(obj, dict):
+        rid, oid = obj.get(id_field), obj.get("order_id")
+        record_id = rid if isinstance(rid, str) else None
+        order_id = oid if isinstance(oid, str) and oid else None
+    return DeadLetter(stream, reason, truncate_raw(raw), received_at, record_id, order_id)
+
+
 def decode(
     stream: str, raw: bytes | str | Any, received_at: float | None = None
 ) -> Event | DeadLetter:
@@ -371,18 +398,9 @@ def decode(
         raise ValueError(f"unknown stream {stream!r}; expected one of {STREAMS}")
     obj: Any = raw
     try:
-        if isinstance(raw, (bytes, bytearray, memoryview, str)):
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise ContractError(f"not valid JSON: {exc}") from None
+        obj = load_json(raw)
         return validate(stream, obj, time.monotonic(), received_at or 0.0)
     except ContractError as exc:
         if received_at is None:
             received_at = datetime.now(UTC).timestamp()
-        event_id = order_id = None
-        if isinstance(obj, dict):
-            eid, oid = obj.get("event_id"), obj.get("order_id")
-            event_id = eid if isinstance(eid, str) else None
-            order_id = oid if isinstance(oid, str) and oid else None
-        return DeadLetter(stream, str(exc), truncate_raw(raw), received_at, event_id, order_id)
+        return dead_letter(stream, str(exc), raw, obj, received_at)

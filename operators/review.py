@@ -42,10 +42,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from operators.case import OrderCase
-from operators.contract import ContractError, DeadLetter, format_ts, parse_ts, truncate_raw
+from operators.contract import (
+    ContractError,
+    DeadLetter,
+    dead_letter,
+    format_ts,
+    load_json,
+    parse_ts,
+)
 from operators.decision import intervention_id
 from operators.engine import message_text
 from operators.policy import RecoveryPolicy
@@ -102,11 +107,7 @@ def parse_decision(raw: Any, received_at: float) -> ReviewDecision | DeadLetter:
     """
     obj: Any = raw
     try:
-        if isinstance(raw, (bytes, bytearray, memoryview, str)):
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise ContractError(f"not valid JSON: {exc}") from None
+        obj = load_json(raw)
         if not isinstance(obj, dict):
             raise ContractError("a review decision must be a JSON object")
         review_id = _req_str(obj, "review_id")
@@ -143,14 +144,7 @@ def parse_decision(raw: Any, received_at: float) -> ReviewDecision | DeadLetter:
             note=_opt_str(obj, "note", MAX_MESSAGE_CHARS),
         )
     except ContractError as exc:
-        event_id = order_id = None
-        if isinstance(obj, dict):
-            rid, oid = obj.get("review_id"), obj.get("order_id")
-            event_id = rid if isinstance(rid, str) else None
-            order_id = oid if isinstance(oid, str) and oid else None
-        return DeadLetter(
-            REVIEW_STREAM, str(exc), truncate_raw(raw), received_at, event_id, order_id
-        )
+        return dead_letter(REVIEW_STREAM, str(exc), raw, obj, received_at, "review_id")
 
 
 @dataclass(slots=True)
