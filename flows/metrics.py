@@ -46,6 +46,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    disable_created_metrics,
     start_http_server,
     write_to_textfile,
 )
@@ -55,6 +56,9 @@ from prometheus_client.registry import Collector
 from flows.dataflow import OUTPUT_NAMES, FlowObserver
 from operators.contract import STREAM_TYPES, STREAMS, DeadLetter, Event, parse_ts
 from operators.uplift import SEGMENTS, Uplift, UpliftRow, rows_from_outcomes, uplift_by_action
+
+# No ``*_created`` series: they double the series count and nothing here reads them.
+disable_created_metrics()
 
 #: Business segment dimensions (the record fields they come from; same as operators.uplift).
 DIMENSIONS: tuple[str, ...] = SEGMENTS

@@ -97,6 +97,31 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interventions"] > 0 and summary["cases"] >= 2000
     assert (tmp_path / "demo" / "input" / "orders.jsonl").exists()
+    # The demo says where its report and metrics are, and they are there.
+    report, metrics = out / "report.html", out / "metrics.prom"
+    assert f"report:  {report}" in proc.stdout and f"metrics: {metrics}" in proc.stdout
+    assert report.read_text().lstrip().lower().startswith("<!doctype html")
+    prom = metrics.read_text()
+    assert "salvage_refund_leakage_total" in prom and "salvage_input_records_total" in prom
+
+
+@pytest.mark.slow
+def test_replay_metrics_file_and_report_flags(simulated: Path, tmp_path: Path) -> None:
+    out, prom = tmp_path / "out", tmp_path / "m" / "replay.prom"
+    proc = salvage(
+        "replay", str(simulated), "--out", str(out), "--metrics-file", str(prom), "--report"
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    text = prom.read_text()
+    # Counters in the file agree with the outputs of the same run.
+    total = sum(
+        float(ln.rsplit(" ", 1)[1])
+        for ln in text.splitlines()
+        if ln.startswith("salvage_input_records_total{")
+    )
+    assert total == summary["input_records"]
+    assert (out / "report.html").exists() and f"report: {out / 'report.html'}" in proc.stdout
 
 
 # --- errors -------------------------------------------------------------------------------------
