@@ -20,6 +20,7 @@ import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import bytewax.operators as op
@@ -163,17 +164,46 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         self.clock = ExpiryClock.restore(config, snap)
         self.observer = observer
         self.snapshots = snapshots
+        self.shard: str | None = None
+        # Wall-clock time at which the shard's event time last moved (idle advance).
+        self._moved_at = time.time()
+
+    def _report(self) -> None:
+        on_clock = self.observer.on_clock
+        if on_clock is not None and self.shard is not None:
+            clock = self.clock
+            on_clock(self.shard, clock.watermark, clock.max_event_at, clock.state_size())
 
     def on_batch(self, values: list[Event]) -> tuple[list[Any], bool]:
         out: list[Any] = []
         clock = self.clock
         on_event = clock.on_event
+        before = clock.max_event_at
         for event in values:
             out.extend(on_event(event, event.received_at))
-        on_clock = self.observer.on_clock
-        if on_clock is not None and values:
-            shard = shard_of(values[0].order_id, clock.config.shards)
-            on_clock(shard, clock.watermark, clock.max_event_at, clock.state_size())
+        if clock.max_event_at != before:
+            self._moved_at = time.time()
+        if values and self.shard is None:
+            self.shard = shard_of(values[0].order_id, clock.config.shards)
+        self._report()
+        return out, StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        idle = self.clock.config.idle_advance_seconds
+        if idle is None:
+            return None
+        return datetime.fromtimestamp(self._moved_at + idle, UTC)
+
+    def on_notify(self) -> tuple[list[Any], bool]:
+        """No events for ``idle_advance_seconds``: event time follows the wall clock."""
+        clock = self.clock
+        now = time.time()
+        if clock.max_event_at is None:
+            self._moved_at = now
+            return [], StatefulBatchLogic.RETAIN
+        out = clock.advance_idle(clock.max_event_at + (now - self._moved_at))
+        self._moved_at = now
+        self._report()
         return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Any], bool]:

@@ -360,6 +360,7 @@ class Settings:
                 "window_after_placed_days": self.window.window_after_placed / DAY,
                 "tombstone_retention_days": self.window.tombstone_retention / DAY,
                 "shards": self.window.shards,
+                "idle_advance_seconds": self.window.idle_advance_seconds,
             },
         }
         out["kafka"]["security"] = {
@@ -555,6 +556,8 @@ def _window(sec: _Section) -> WindowConfig:
             )
             * DAY,
             shards=sec.integer("shards", default.shards, lo=1, hi=4096),
+            # Live input can go quiet; event time then follows the wall clock.
+            idle_advance_seconds=sec.number("idle_advance_seconds", 60.0, lo=1),
         )
     except ValueError as exc:
         raise SettingsError(f"window: {exc}") from None

@@ -46,6 +46,10 @@ class WindowConfig:
     #: as ``future``: one bad clock would otherwise move its shard's watermark ahead and
     #: expire every open case there. None disables the check.
     max_future_skew: float | None = 1 * DAY
+    #: Live mode: when a shard has had no events for this many wall-clock seconds, its
+    #: event time moves on with the wall clock (as Bytewax's EventClock does), so quiet
+    #: hours still close expired cases. None (replays): event time moves only with events.
+    idle_advance_seconds: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("allowed_lateness", "window_after_delivery", "window_after_placed"):
@@ -57,6 +61,8 @@ class WindowConfig:
             raise ValueError("shards must be between 1 and 4096")
         if self.max_future_skew is not None and self.max_future_skew < 0:
             raise ValueError("max_future_skew must be >= 0")
+        if self.idle_advance_seconds is not None and self.idle_advance_seconds <= 0:
+            raise ValueError("idle_advance_seconds must be > 0")
 
 
 def shard_of(order_id: str, shards: int) -> str:
@@ -205,6 +211,24 @@ class ExpiryClock:
             self._heap = [(self.deadline(w), o) for o, w in self.windows.items()]
             heapq.heapify(self._heap)
         return expired
+
+    def advance_idle(self, event_time: float) -> list[Expire]:
+        """Move this shard's event time on to ``event_time`` without an event (idle input
+        in live mode) and expire what the new watermark allows. Never moves backwards.
+
+        >>> clock = ExpiryClock(WindowConfig(allowed_lateness=0, window_after_placed=10))
+        >>> from operators.contract import decode
+        >>> _ = clock.on_event(decode("orders", {"event_id": "e", "type": "order_placed",
+        ...     "order_id": "o", "occurred_at": "2026-06-01T00:00:00Z", "customer_id": "c",
+        ...     "currency": "EUR", "total": 1, "items": [{"sku": "s", "sku_family": "f",
+        ...     "quantity": 1, "unit_price": 1}]}))
+        >>> clock.advance_idle(clock.max_event_at + 5), clock.advance_idle(clock.max_event_at + 5)
+        ([], [Expire(order_id='o', deadline=1780272010.0)])
+        """
+        if self.max_event_at is None or event_time <= self.max_event_at:
+            return []
+        self.max_event_at = event_time
+        return self._advance(event_time - self.config.allowed_lateness)
 
     def on_eof(self) -> list[Expire]:
         """End of input: expire everything whose deadline is at or before the last event."""

@@ -263,3 +263,27 @@ def test_late_and_after_close_dead_letters_keep_the_time_they_were_received(sing
     }
     by_event = {r["event_id"]: r for r in single["dead_letter"] if r["event_id"] in received}
     assert {e: parse_ts(r["received_at"]) for e, r in by_event.items()} == received
+
+
+def test_a_quiet_shard_moves_event_time_on_with_the_wall_clock() -> None:
+    from datetime import datetime
+
+    from flows.dataflow import ClockLogic
+    from operators.window import Expire
+
+    cfg = WindowConfig(
+        shards=1, allowed_lateness=0.0, window_after_placed=3600.0, idle_advance_seconds=60.0
+    )
+    logic = ClockLogic(cfg, None, FlowObserver())
+    placed = decode("orders", order_placed("o-idle", 0.0), epoch(0))
+    out, _ = logic.on_batch([placed])
+    assert out == [placed]
+    wake = logic.notify_at()
+    assert isinstance(wake, datetime) and abs(wake.timestamp() - logic._moved_at - 60.0) < 1e-6
+    # Pretend the shard has been quiet for two hours of wall-clock time.
+    logic._moved_at -= 2 * 3600
+    out, _ = logic.on_notify()
+    assert out == [Expire("o-idle", placed.occurred_at + 3600.0)]
+    assert logic.clock.max_event_at == pytest.approx(placed.occurred_at + 2 * 3600, abs=5)
+    # Replays never set idle_advance_seconds: no wake-ups.
+    assert ClockLogic(WindowConfig(), None, FlowObserver()).notify_at() is None
