@@ -8,8 +8,9 @@ line number and skipped; the others are loaded.
 signals, every decision with its scores, rule and reasons, the interventions (and whether
 they were dispatched) and the outcome. ``--json`` prints the raw records instead.
 
-The Redis URL comes from ``--redis-url``, else ``$SALVAGE_REDIS_URL``, else
-``redis://127.0.0.1:6379/0``; its password is never printed.
+The Redis URL comes from ``--redis-url``, else ``$SALVAGE_REDIS_URL``, else ``redis.url`` of
+the live settings file named by ``$SALVAGE_CONFIG``, else ``redis://127.0.0.1:6379/0``; its
+password is never printed.
 
 Exit codes: 0 done, 1 failure (Redis unreachable, unknown order, rows rejected), 2 bad
 usage or an unreadable file.
@@ -481,7 +482,7 @@ def _cmd_context_load(args: argparse.Namespace) -> int:
         except RowError as exc:
             _err(f"--as-of: {exc}")
             return 2
-    url = resolve_url(args.redis_url)
+    url = _redis_url(args.redis_url)
     try:
         store = RedisContextStore(connect(url), args.prefix, cache_seconds=0)
         try:
@@ -522,8 +523,18 @@ def _cmd_context_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _redis_url(arg: str | None) -> str:
+    """The Redis URL to use (see the module docstring for the order)."""
+    if arg or os.environ.get("SALVAGE_REDIS_URL") or not os.environ.get("SALVAGE_CONFIG"):
+        return resolve_url(arg)
+    from flows.settings import load_settings
+
+    # The same store `salvage run` writes to, when its settings file is in use.
+    return load_settings().redis.url or resolve_url(None)
+
+
 def _cmd_case(args: argparse.Namespace) -> int:
-    url = resolve_url(args.redis_url)
+    url = _redis_url(args.redis_url)
     try:
         client = connect(url)
         try:
@@ -557,8 +568,9 @@ def _add_redis_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--redis-url",
         metavar="URL",
-        help="redis:// or rediss:// URL (default: $SALVAGE_REDIS_URL, else "
-        "redis://127.0.0.1:6379/0); the password may also come from $SALVAGE_REDIS_PASSWORD",
+        help="redis:// or rediss:// URL (default: $SALVAGE_REDIS_URL, else redis.url of "
+        "$SALVAGE_CONFIG, else redis://127.0.0.1:6379/0); the password may also come from "
+        "$SALVAGE_REDIS_PASSWORD",
     )
     p.add_argument(
         "--prefix",

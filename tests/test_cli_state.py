@@ -304,3 +304,19 @@ def test_cli_masks_the_password_and_uses_it(
     assert shown.returncode == 1 and "no case" in shown.stderr
     assert password not in shown.stdout + shown.stderr
     assert RedisContextStore(connect(with_password)).customer("c1").orders == 3
+
+
+def test_the_redis_url_falls_back_to_the_live_settings_file(tmp_path, monkeypatch) -> None:
+    from flows.cli_state import _redis_url
+
+    config = tmp_path / "salvage.yaml"
+    config.write_text("redis:\n  url: redis://127.0.0.1:16390/2\n")
+    monkeypatch.delenv("SALVAGE_REDIS_URL", raising=False)
+    monkeypatch.setenv("SALVAGE_CONFIG", str(config))
+    assert _redis_url(None) == "redis://127.0.0.1:16390/2"
+    assert _redis_url("redis://h:1/0") == "redis://h:1/0"  # the flag wins
+    monkeypatch.setenv("SALVAGE_REDIS_URL", "redis://e:2/0")
+    assert _redis_url(None) == "redis://e:2/0"  # then the variable
+    monkeypatch.delenv("SALVAGE_CONFIG")
+    monkeypatch.delenv("SALVAGE_REDIS_URL")
+    assert _redis_url(None) == "redis://127.0.0.1:6379/0"
