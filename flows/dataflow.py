@@ -165,8 +165,9 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         self.observer = observer
         self.snapshots = snapshots
         self.shard: str | None = None
-        # Wall-clock time at which the shard's event time last moved (idle advance).
-        self._moved_at = time.time()
+        # Wall-clock times at which the watermark, and the latest event time, last moved:
+        # a watermark stuck for idle_advance_seconds wakes the shard (idle advance).
+        self._moved_at = self._latest_at = time.time()
 
     def _report(self) -> None:
         on_clock = self.observer.on_clock
@@ -178,11 +179,14 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         out: list[Any] = []
         clock = self.clock
         on_event = clock.on_event
-        before = clock.max_event_at
+        before, latest = clock.watermark, clock.max_event_at
         for event in values:
             out.extend(on_event(event, event.received_at))
-        if clock.max_event_at != before:
-            self._moved_at = time.time()
+        now = time.time()
+        if clock.watermark != before:
+            self._moved_at = now
+        if clock.max_event_at != latest:
+            self._latest_at = now
         if values and self.shard is None:
             self.shard = shard_of(values[0].order_id, clock.config.shards)
         self._report()
@@ -195,13 +199,15 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         return datetime.fromtimestamp(self._moved_at + idle, UTC)
 
     def on_notify(self) -> tuple[list[Any], bool]:
-        """No events for ``idle_advance_seconds``: event time follows the wall clock."""
+        """The watermark has not moved for ``idle_advance_seconds`` (no events, or a quiet
+        partition): event time follows the wall clock from the latest event seen."""
         clock = self.clock
         now = time.time()
-        if clock.max_event_at is None:
-            self._moved_at = now
-            return [], StatefulBatchLogic.RETAIN
-        out = clock.advance_idle(clock.max_event_at + (now - self._moved_at))
+        if clock.max_event_at is not None:
+            out = clock.advance_idle(clock.max_event_at + (now - self._latest_at))
+            self._latest_at = now
+        else:
+            out = []
         self._moved_at = now
         self._report()
         return out, StatefulBatchLogic.RETAIN
@@ -256,7 +262,11 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, dict[str, Any]], bytes]
         return pickle.dumps(self.window.case, pickle.HIGHEST_PROTOCOL)
 
 
-def _decode_item(item: tuple[str, Any, float]) -> Event | DeadLetter:
+def _decode_item(item: tuple[Any, ...]) -> Event | DeadLetter:
+    # (stream, payload, received_at) from a replay; live sources add their partition.
+    if len(item) == 4:
+        stream, payload, received_at, source = item
+        return decode(stream, payload, received_at, source)
     stream, payload, received_at = item
     return decode(stream, payload, received_at)
 

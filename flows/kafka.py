@@ -42,8 +42,9 @@ from operators.contract import CONTRACT_VERSION, ContractError, parse_ts
 
 log = logging.getLogger("salvage.kafka")
 
-#: An input item: (stream, parsed JSON or raw bytes, wall-clock receive time, epoch seconds).
-InputItem = tuple[str, Any, float]
+#: An input item: (stream, parsed JSON or raw bytes, wall-clock receive time in epoch
+#: seconds, partition ``p<i>``); the partition feeds the clock's per-partition watermark.
+InputItem = tuple[str, Any, float, str]
 
 
 class TopicMissingError(RuntimeError):
@@ -99,6 +100,7 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
         lag_every: float = 5.0,
     ) -> None:
         self._consumer = Consumer(config)
+        self._source = f"p{index}"  # the clock keeps a watermark per input partition
         self._on_lag = on_lag
         self._lag_every = lag_every
         self._lag_at = float("-inf")
@@ -169,7 +171,7 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
                 blocked = True
                 break
             _, _, payload = buffers[head_topic].popleft()
-            batch.append((self._streams[head_topic], payload, received))
+            batch.append((self._streams[head_topic], payload, received, self._source))
         for topic, buf in buffers.items():
             if buf:
                 self._empty_since.pop(topic, None)

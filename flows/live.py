@@ -25,7 +25,7 @@ import logging
 import pickle
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -269,11 +269,15 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
         return DecisionEngine(policy, scorer=scorer, context=stores.context())
 
     inputs = {kafka.topic_of(s): s for s in kafka.topics}
+    source = KafkaInputSource(kafka, inputs, settings.batch_size, on_lag=observer.on_kafka_lag)
+    # One watermark per input partition: the clock takes the lowest, so a partition read
+    # ahead of the others (a backlog, a restart from earliest) makes no event late.
+    window = replace(settings.window, sources=tuple(source.list_parts()))
     parts = FlowParts(
-        source=KafkaInputSource(kafka, inputs, settings.batch_size, on_lag=observer.on_kafka_lag),
+        source=source,
         sinks={},
         decider_factory=decider,
-        window=settings.window,
+        window=window,
         close_open_cases_at_eof=False,
         emit_case_views=stores.cases is not None,
         observer=observer,

@@ -111,6 +111,10 @@ class Event:
     #: When the record was received (epoch seconds, as given to :func:`decode`); dead
     #: letters made later (late, after close) report it.
     received_at: float = 0.0
+    #: The input partition it was read from (live: ``p<i>``); the event-time watermark is
+    #: the minimum over partitions, so a partition read ahead of the others makes no
+    #: event late. Empty for a replay's single merged input.
+    source: str = ""
 
     def get(self, key: str, default: Any = None) -> Any:
         """A field of the body, or ``default``."""
@@ -315,7 +319,9 @@ def _check_refunds(obj: dict[str, Any], type_: str) -> None:
         raise ContractError("skus must be a list of strings")
 
 
-def validate(stream: str, obj: Any, ingested_at: float = 0.0, received_at: float = 0.0) -> Event:
+def validate(
+    stream: str, obj: Any, ingested_at: float = 0.0, received_at: float = 0.0, source: str = ""
+) -> Event:
     """Validate a parsed JSON value as an event of ``stream``; raise ContractError if not."""
     if not isinstance(obj, dict):
         raise ContractError(f"event must be a JSON object, got {_kind(obj)}")
@@ -339,7 +345,9 @@ def validate(stream: str, obj: Any, ingested_at: float = 0.0, received_at: float
         _check_support(obj)
     else:
         _check_refunds(obj, type_)
-    return Event(stream, type_, event_id, order_id, occurred_at, obj, ingested_at, received_at)
+    return Event(
+        stream, type_, event_id, order_id, occurred_at, obj, ingested_at, received_at, source
+    )
 
 
 def truncate_raw(raw: bytes | str | Any) -> str:
@@ -387,7 +395,7 @@ def dead_letter(
 
 
 def decode(
-    stream: str, raw: bytes | str | Any, received_at: float | None = None
+    stream: str, raw: bytes | str | Any, received_at: float | None = None, source: str = ""
 ) -> Event | DeadLetter:
     """Decode one raw record of ``stream`` into an Event, or a DeadLetter with the reason.
 
@@ -399,7 +407,7 @@ def decode(
     obj: Any = raw
     try:
         obj = load_json(raw)
-        return validate(stream, obj, time.monotonic(), received_at or 0.0)
+        return validate(stream, obj, time.monotonic(), received_at or 0.0, source)
     except ContractError as exc:
         if received_at is None:
             received_at = datetime.now(UTC).timestamp()

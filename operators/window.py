@@ -50,6 +50,10 @@ class WindowConfig:
     #: event time moves on with the wall clock (as Bytewax's EventClock does), so quiet
     #: hours still close expired cases. None (replays): event time moves only with events.
     idle_advance_seconds: float | None = None
+    #: The input partitions (live: ``p0``..``pN-1``). The watermark is the lowest of their
+    #: latest event times, so a partition read ahead of the others (a backlog, a restart)
+    #: makes no event of a slower one late. Empty: one input (replays).
+    sources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("allowed_lateness", "window_after_delivery", "window_after_placed"):
@@ -109,6 +113,8 @@ class ExpiryClock:
 
     config: WindowConfig = field(default_factory=WindowConfig)
     max_event_at: float | None = None
+    #: Latest event time per input partition (only with ``config.sources``).
+    source_max: dict[str, float] = field(default_factory=dict)
     windows: dict[str, _Window] = field(default_factory=dict)
     tombstones: dict[str, float] = field(default_factory=dict)
     #: order_id -> event_id of the event that resolved it, while its tombstone lives.
@@ -118,7 +124,14 @@ class ExpiryClock:
 
     @property
     def watermark(self) -> float | None:
-        """Event time before which no more events are accepted."""
+        """Event time before which no more events are accepted: the latest event time (the
+        lowest over partitions, with several) less the allowed lateness."""
+        sources = self.config.sources
+        if sources:
+            seen = self.source_max
+            if len(seen) < len(sources):
+                return None  # a partition has not been heard from yet
+            return min(seen[s] for s in sources) - self.config.allowed_lateness
         if self.max_event_at is None:
             return None
         return self.max_event_at - self.config.allowed_lateness
@@ -165,7 +178,16 @@ class ExpiryClock:
             self.closed_by[oid] = event.event_id
         else:
             self._track(event)
-        if self.max_event_at is None or ts > self.max_event_at:
+        if self.config.sources:
+            source = event.source
+            if source in self.config.sources and ts > self.source_max.get(source, float("-inf")):
+                self.source_max[source] = ts
+                new_wm = self.watermark
+                if new_wm is not None and (wm is None or new_wm > wm):
+                    out.extend(self._advance(new_wm))
+            if self.max_event_at is None or ts > self.max_event_at:
+                self.max_event_at = ts
+        elif self.max_event_at is None or ts > self.max_event_at:
             self.max_event_at = ts
             out.extend(self._advance(self.max_event_at - self.config.allowed_lateness))
         return out
@@ -225,6 +247,18 @@ class ExpiryClock:
         >>> clock.advance_idle(clock.max_event_at + 5), clock.advance_idle(clock.max_event_at + 5)
         ([], [Expire(order_id='o', deadline=1780272010.0)])
         """
+        if self.config.sources:
+            # Partitions that went quiet are taken to be caught up to ``event_time``.
+            before = self.watermark
+            for source in self.config.sources:
+                if self.source_max.get(source, float("-inf")) < event_time:
+                    self.source_max[source] = event_time
+            if self.max_event_at is None or event_time > self.max_event_at:
+                self.max_event_at = event_time
+            after = self.watermark
+            if after is None or (before is not None and after <= before):
+                return []
+            return self._advance(after)
         if self.max_event_at is None or event_time <= self.max_event_at:
             return []
         self.max_event_at = event_time
@@ -244,6 +278,7 @@ class ExpiryClock:
         """Picklable copy of the state (recovery)."""
         return {
             "max_event_at": self.max_event_at,
+            "source_max": dict(self.source_max),
             "windows": {o: (w.anchor, w.placed, w.delivered) for o, w in self.windows.items()},
             "tombstones": dict(self.tombstones),
             "closed_by": dict(self.closed_by),
@@ -255,6 +290,7 @@ class ExpiryClock:
         clock = cls(config)
         if snap:
             clock.max_event_at = snap["max_event_at"]
+            clock.source_max = dict(snap.get("source_max", {}))
             clock.windows = {o: _Window(*w) for o, w in snap["windows"].items()}
             clock.tombstones = dict(snap["tombstones"])
             clock.closed_by = dict(snap.get("closed_by", {}))

@@ -282,6 +282,7 @@ def test_a_quiet_shard_moves_event_time_on_with_the_wall_clock() -> None:
     assert isinstance(wake, datetime) and abs(wake.timestamp() - logic._moved_at - 60.0) < 1e-6
     # Pretend the shard has been quiet for two hours of wall-clock time.
     logic._moved_at -= 2 * 3600
+    logic._latest_at -= 2 * 3600
     out, _ = logic.on_notify()
     assert out == [Expire("o-idle", placed.occurred_at + 3600.0)]
     assert logic.clock.max_event_at == pytest.approx(placed.occurred_at + 2 * 3600, abs=5)

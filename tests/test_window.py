@@ -455,3 +455,49 @@ def test_events_stamped_far_after_they_were_received_are_dead_lettered_as_future
     assert clock.max_event_at == ok.occurred_at
     unchecked = ExpiryClock(WindowConfig(max_future_skew=None))
     assert unchecked.on_event(bad, received) == [bad]
+
+
+# --- several input partitions ---------------------------------------------------------------
+
+
+def _placed(order_id: str, hours: float, source: str) -> Event:
+    from operators.contract import decode
+    from tests.helpers import epoch, order_placed
+
+    ev = decode("orders", order_placed(order_id, hours), epoch(hours), source)
+    assert isinstance(ev, Event)
+    return ev
+
+
+def test_a_partition_read_ahead_makes_no_event_of_a_slower_one_late() -> None:
+    cfg = WindowConfig(allowed_lateness=3600.0, window_after_placed=10 * 3600.0,
+                       sources=("p0", "p1"))  # fmt: skip
+    clock = ExpiryClock(cfg)
+    # p0 is read three days ahead (a backlog): with one input its events would make p1's late.
+    for i in range(4):
+        assert clock.on_event(_placed(f"fast-{i}", 24.0 * i, "p0"))[0].order_id == f"fast-{i}"
+    assert clock.watermark is None  # p1 not heard from yet: nothing is late, nothing expires
+    slow = clock.on_event(_placed("slow-0", 1.0, "p1"))
+    assert [type(x).__name__ for x in slow] == ["Event"]
+    # The watermark is the slower partition's: p1 at 1 h, less the hour of lateness.
+    assert clock.watermark == _placed("x", 0.0, "p1").occurred_at
+    # p1 catching up moves it, and expiries follow the lower of the two.
+    out = clock.on_event(_placed("slow-1", 30.0, "p1"))
+    expired = [x.order_id for x in out if isinstance(x, Expire)]
+    assert expired == ["fast-0", "slow-0"]
+    # An event behind the (minimum) watermark is still late.
+    (dead,) = clock.on_event(_placed("too-late", 2.0, "p0"))
+    assert isinstance(dead, DeadLetter) and dead.reason.startswith("late:")
+    restored = ExpiryClock.restore(cfg, clock.snapshot())
+    assert restored.watermark == clock.watermark and restored.source_max == clock.source_max
+
+
+def test_a_quiet_partition_is_taken_as_caught_up_on_idle_advance() -> None:
+    cfg = WindowConfig(allowed_lateness=0.0, window_after_placed=3600.0, sources=("p0", "p1"))
+    clock = ExpiryClock(cfg)
+    placed = _placed("o-quiet", 0.0, "p0")
+    clock.on_event(placed)
+    assert clock.watermark is None  # p1 never sent anything
+    out = clock.advance_idle(placed.occurred_at + 2 * 3600)
+    assert out == [Expire("o-quiet", placed.occurred_at + 3600)]
+    assert clock.source_max == {"p0": placed.occurred_at + 7200, "p1": placed.occurred_at + 7200}
