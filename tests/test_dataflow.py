@@ -288,3 +288,23 @@ def test_a_quiet_shard_moves_event_time_on_with_the_wall_clock() -> None:
     assert logic.clock.max_event_at == pytest.approx(placed.occurred_at + 2 * 3600, abs=5)
     # Replays never set idle_advance_seconds: no wake-ups.
     assert ClockLogic(WindowConfig(), None, FlowObserver()).notify_at() is None
+
+
+@pytest.mark.parametrize("per_partition", [True, False])
+def test_partitions_read_out_of_step_lose_nothing_with_per_partition_watermarks(
+    per_partition: bool,
+) -> None:
+    # Partition p0 is read days ahead of p1 (a backlog read from the earliest offset).
+    p0 = [order_placed(f"p0-{i}", 24.0 * i) for i in range(5)]
+    p1 = [order_placed(f"p1-{i}", 24.0 * i + 1) for i in range(5)]
+    items = [("orders", r, epoch(200), "p0") for r in p0]
+    items += [("orders", r, epoch(200), "p1") for r in p1]
+    window = WindowConfig(
+        shards=1, max_future_skew=None, sources=("p0", "p1") if per_partition else ()
+    )
+    out = run_flow(items, window)
+    late = [d for d in out["dead_letter"] if d["reason"].startswith("late:")]
+    if per_partition:
+        assert late == [] and len(out["outcomes"]) == 10
+    else:  # one watermark for both: p1's early orders are behind p0's latest
+        assert {d["order_id"] for d in late} == {"p1-0", "p1-1", "p1-2", "p1-3"}
