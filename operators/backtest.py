@@ -88,6 +88,7 @@ def policy_figures(
         "human_review_share": round(reviews / cases, 4),
         "contact_cost": round(contact_cost, 2),
         "credit_cost": round(credit_cost, 2),
+        "observed_refund_leakage": (summary.get("observed") or {}).get("refund_leakage"),
         "model": (summary.get("models") or {}).get("return_propensity"),
         "first_score_quality": summary.get("first_score_quality"),
     }
@@ -125,6 +126,7 @@ def format_backtest(report: dict[str, Any]) -> str:
         lines.append(f"{label:<34}" + "".join(f"{c:>{width}}" for c in cells))
 
     row("policy version", "policy_version", "{}")
+    row("history: refund leakage as it was", "observed_refund_leakage")
     row("refund leakage", "refund_leakage")
     row("retained revenue", "retained_revenue")
     row("leakage cut vs blanket refund", "vs_blanket_refund", "{:.1%}")

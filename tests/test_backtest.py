@@ -251,3 +251,19 @@ def test_truth_labels_on_without_a_truth_file_is_a_usage_error(tmp_path: Path, c
     assert code == 2
     assert "ground_truth.jsonl does not exist" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "o", ignore_errors=True)
+
+
+def test_without_ground_truth_the_history_leakage_is_still_reported(tmp_path: Path) -> None:
+    from operators.backtest import format_backtest, policy_figures
+
+    summary = {"cases": 2, "observed": {"refund_leakage": 42.5}}
+    figures = policy_figures(summary, [], RecoveryPolicy.default())
+    assert figures["observed_refund_leakage"] == 42.5 and "refund_leakage" not in figures
+    table = format_backtest(
+        {"policies": [{"name": "default", "figures": figures}],
+         "unknown_without_ground_truth": ["refund_leakage"]}
+    )  # fmt: skip
+    history = next(ln for ln in table.splitlines() if ln.startswith("history:"))
+    assert history.split()[-1] == "42.50"
+    leak = next(ln for ln in table.splitlines() if ln.startswith("refund leakage"))
+    assert leak.split()[-1] == "unknown"
