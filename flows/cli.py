@@ -16,6 +16,7 @@ from pathlib import Path
 from flows.metrics import add_metrics_args
 from flows.replay import ReplayOptions, run_replay
 from flows.summary import format_summary, summarize, write_summary
+from operators.contract import CONTRACT_VERSION
 from operators.policy import PolicyError, RecoveryPolicy
 from operators.window import HOUR, WindowConfig
 
@@ -319,6 +320,15 @@ def _optional_registrars() -> list[Registrar]:
     return found
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("salvage")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="salvage",
@@ -326,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
         "support and refund streams per order, scores each case and emits interventions.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"salvage {_version()} (event contract v{CONTRACT_VERSION})",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in REGISTRARS + _optional_registrars():
         register(sub)

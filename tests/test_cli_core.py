@@ -271,3 +271,11 @@ def test_errors_and_help_as_a_user_sees_them(simulated: Path, tmp_path: Path) ->
     assert code == 0
     for (name,) in (p for p in COMMANDS if len(p) == 1):
         assert name in out
+
+
+def test_version_names_the_package_and_the_contract(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("salvage ") and "event contract v1" in out
