@@ -9,7 +9,6 @@ from typing import Any
 import orjson
 
 from flows.cli import UsageError, add_run_args, replay_and_summarize
-from flows.sinks import read_jsonl
 from operators.backtest import NEEDS_TRUTH, format_backtest, policy_figures
 from operators.policy import RecoveryPolicy
 
@@ -31,7 +30,7 @@ def run_backtest(
     for name, path, policy in loaded:
         run_dir = out_dir / name
         summary = replay_and_summarize(input_dir, run_dir, args, policy)
-        figures = policy_figures(summary, read_jsonl(run_dir / "interventions.jsonl"), policy)
+        figures = policy_figures(summary, policy)
         runs.append(
             {
                 "name": name,

@@ -14,6 +14,7 @@ from operators.evaluation import (
     calibration,
     counterfactual_totals,
     first_actions,
+    intervention_costs,
     load_ground_truth,
     log_loss,
     observed_totals,
@@ -73,16 +74,13 @@ def summarize(
             for name in ("interventions", "decisions", "outcomes", "dead_letter")
         },
     }
+    contact, credit = intervention_costs(interventions, policy.action_costs())
+    summary["costs"] = {"contact_cost": contact, "credit_cost": credit}
     if ground_truth is not None and ground_truth.exists():
         truth = load_ground_truth(ground_truth)
-        actions = first_actions(interventions)
-        credits = {
-            iv["order_id"]: iv["offer"]["amount"]
-            for iv in interventions
-            if iv.get("offer") and iv["automated"]
-        }
-        costs = {name: spec.cost for name, spec in policy.actions.items()}
-        summary["ground_truth"] = counterfactual_totals(truth, actions, costs, credits)
+        summary["ground_truth"] = counterfactual_totals(
+            truth, first_actions(interventions), contact, credit
+        )
         summary["uplift"] = {
             "source": "ground_truth",
             **uplift_block(realized_rows(outcomes, truth)),

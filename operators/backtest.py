@@ -9,7 +9,6 @@ action mix, review load, contact and credit cost) is reported.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from operators.evaluation import REFUNDED
@@ -65,19 +64,15 @@ def uplift_block(rows: list[UpliftRow], min_cases: int = 20) -> dict[str, Any]:
     }
 
 
-def policy_figures(
-    summary: dict[str, Any],
-    interventions: list[dict[str, Any]],
-    policy: RecoveryPolicy,
-) -> dict[str, Any]:
-    """The backtest figures of one policy run (ground truth used when the summary has it)."""
+def policy_figures(summary: dict[str, Any], policy: RecoveryPolicy) -> dict[str, Any]:
+    """The backtest figures of one policy run, from its replay summary (ground truth used
+    when the summary has it)."""
     cases = summary["cases"] or 1
-    by_type = Counter(iv["action"] for iv in interventions)
+    by_type: dict[str, int] = summary.get("interventions_by_action") or {}
     reviews = by_type.get("human_review", 0)
-    contact_cost = sum(policy.actions[a].cost for a in by_type.elements() if a in policy.actions)
-    credit_cost = sum(
-        iv["offer"]["amount"] for iv in interventions if iv.get("offer") and iv["automated"]
-    )
+    costs = summary.get("costs") or {}
+    contact_cost = costs.get("contact_cost", 0.0)
+    credit_cost = costs.get("credit_cost", 0.0)
     revenue = (summary.get("ground_truth") or {}).get("order_revenue")
     figures: dict[str, Any] = {
         "policy_version": policy.version,

@@ -105,16 +105,37 @@ def first_actions(interventions: Iterable[dict[str, Any]]) -> dict[str, str]:
     return first
 
 
+def intervention_costs(
+    interventions: Iterable[dict[str, Any]], action_costs: dict[str, float]
+) -> tuple[float, float]:
+    """What the emitted interventions cost: every intervention's contact cost (by its
+    action), and the credit offered by the automated ones (approved reviews grant theirs
+    separately).
+
+    >>> intervention_costs([{"action": "a", "automated": True, "offer": {"amount": 5.0}},
+    ...                     {"action": "a", "automated": False, "offer": {"amount": 9.0}}],
+    ...                    {"a": 0.5})
+    (1.0, 5.0)
+    """
+    contact = credit = 0.0
+    for iv in interventions:
+        contact += action_costs.get(iv["action"], 0.0)
+        if iv.get("offer") and iv["automated"]:
+            credit += iv["offer"]["amount"]
+    return round(contact, 2), round(credit, 2)
+
+
 def counterfactual_totals(
     truth: dict[str, dict[str, Any]],
     actions: dict[str, str],
-    cost_of: dict[str, float] | None = None,
-    credits: dict[str, float] | None = None,
+    contact_cost: float = 0.0,
+    credit_cost: float = 0.0,
 ) -> dict[str, Any]:
     """Leakage and retained revenue under the policy, under blanket refund and under no
-    action, all from ground truth. ``actions`` maps order_id to the action taken."""
+    action, all from ground truth. ``actions`` maps order_id to the action taken; the costs
+    are those of :func:`intervention_costs`."""
     policy, blanket, none = Totals(), Totals(), Totals()
-    action_cost = 0.0
+    action_cost = contact_cost
     for oid, row in truth.items():
         outs = row["outcomes"]
         chosen = actions.get(oid)
@@ -126,9 +147,6 @@ def counterfactual_totals(
         blanket.add(b["refund_value"], b["retained_value"])
         n = outs["none"]
         none.add(n["refund_value"], n["retained_value"])
-        if chosen and cost_of:
-            action_cost += cost_of.get(chosen, 0.0)
-    credit_cost = sum((credits or {}).values())
     base = blanket.refund_leakage
     cut = (base - policy.refund_leakage) / base if base > 0 else 0.0
     revenue = sum(r.get("order_value", 0.0) for r in truth.values())

@@ -302,6 +302,10 @@ class RecoveryPolicy:
     quiet_hours: QuietHours | None = None
     source: str = "<text>"
 
+    def action_costs(self) -> dict[str, float]:
+        """Cost to the business of one use of each action."""
+        return {name: spec.cost for name, spec in self.actions.items()}
+
     @classmethod
     def from_text(cls, text: str, source: str = "<text>") -> RecoveryPolicy:
         doc = _Doc(text, source)

@@ -257,7 +257,7 @@ def test_without_ground_truth_the_history_leakage_is_still_reported(tmp_path: Pa
     from operators.backtest import format_backtest, policy_figures
 
     summary = {"cases": 2, "observed": {"refund_leakage": 42.5}}
-    figures = policy_figures(summary, [], RecoveryPolicy.default())
+    figures = policy_figures(summary, RecoveryPolicy.default())
     assert figures["observed_refund_leakage"] == 42.5 and "refund_leakage" not in figures
     table = format_backtest(
         {"policies": [{"name": "default", "figures": figures}],
