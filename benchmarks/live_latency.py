@@ -51,7 +51,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def simulate_events(orders: int, seed: int, work: Path) -> list[tuple[str, bytes, str, str]]:
     """Events of a steady-state scenario in event-time order (valid ones only)."""
-    from operators.simulator import simulate
+    from operators.simulation import simulate
 
     out = work / "scenario"
     for attempt in range(30):  # the simulator may be mid-change in a shared tree: retry

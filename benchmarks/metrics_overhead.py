@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
 from flows.dataflow import FlowObserver  # noqa: E402
 from flows.metrics import SalvageMetrics  # noqa: E402
 from flows.replay import ReplayOptions, run_replay  # noqa: E402
-from operators.simulator import simulate  # noqa: E402
+from operators.simulation import simulate  # noqa: E402
 
 
 def _nothing(*_args: object) -> None:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from flows.replay import ReplayOptions, run_replay  # noqa: E402
-from operators.simulator import simulate  # noqa: E402
+from operators.simulation import simulate  # noqa: E402
 
 
 def main() -> int:

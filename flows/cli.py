@@ -116,12 +116,17 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from operators.simulator import SCENARIOS, simulate
+    from operators.simulation import SCENARIOS, describe_scenario, simulate
 
     if args.scenario not in SCENARIOS:
         raise UsageError(
             f"unknown scenario {args.scenario!r}; choose one of {', '.join(sorted(SCENARIOS))}"
         )
+    if args.describe:
+        print(describe_scenario(args.scenario))
+        return 0
+    if args.out is None:
+        raise UsageError("--out is required (where to write the streams)")
     if args.orders < 1:
         raise UsageError("--orders must be >= 1")
     stats = simulate(args.scenario, args.orders, args.seed, Path(args.out), compress=args.gzip)
@@ -142,8 +147,9 @@ def register_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("scenario", help="launch-week-backlog or steady-state")
     p.add_argument("--orders", type=int, default=10_000, help="number of orders (default 10000)")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--out", metavar="DIR", help="output directory (required unless --describe)")
     p.add_argument("--gzip", action="store_true", help="write .jsonl.gz files")
+    p.add_argument("--describe", action="store_true", help="print the scenario's story and exit")
     p.set_defaults(func=_cmd_simulate)
 
 
@@ -226,7 +232,7 @@ def register_replay(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from operators.simulator import simulate
+    from operators.simulation import simulate
 
     if args.orders < 1:
         raise UsageError("--orders must be >= 1")

@@ -279,3 +279,12 @@ def test_version_names_the_package_and_the_contract(capsys) -> None:
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("salvage ") and "event contract v1" in out
+
+
+def test_simulate_describe_prints_the_scenario_story(capsys) -> None:
+    from operators.simulation import describe_scenario
+
+    assert main(["simulate", "launch-week-backlog", "--describe"]) == 0
+    assert capsys.readouterr().out.strip() == describe_scenario("launch-week-backlog").strip()
+    code, err = run_main(["simulate", "launch-week-backlog"], capsys)
+    assert code == 2 and "--out is required" in err

@@ -19,7 +19,7 @@ from flows.replay import ReplayOptions, run_replay
 from flows.sinks import read_jsonl
 from operators.case import DAY, POINTS_LIMIT
 from operators.policy import RecoveryPolicy
-from operators.simulator import simulate
+from operators.simulation import simulate
 from operators.window import WindowConfig
 
 PUBLISH_EVERY = 37

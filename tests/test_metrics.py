@@ -34,7 +34,7 @@ from flows.metrics import (
 )
 from flows.replay import ReplayOptions, run_replay
 from operators.contract import decode, format_ts
-from operators.simulator import simulate
+from operators.simulation import simulate
 from operators.uplift import rows_from_outcomes, uplift_by_action
 from operators.window import ExpiryClock, WindowConfig
 from tests.fixtures.processes import free_port

@@ -30,7 +30,7 @@ from operators.models import (
     SnapshotBoard,
 )
 from operators.scoring import HeuristicScorer
-from operators.simulator import simulate
+from operators.simulation import simulate
 from state.models import InMemoryModelStore
 
 BASE_FEATURES = build_features(OrderCase("synthetic", placed=True, order_value=50.0), None, 0.0)

@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry
 
 from flows.metrics import SalvageMetrics, start_http
 from flows.replay import run_replay
-from operators.simulator import simulate
+from operators.simulation import simulate
 from tests.fixtures.prometheus_server import (
     LocalPrometheus,
     PrometheusError,

@@ -19,7 +19,7 @@ from flows.replay import ReplayOptions, run_replay
 from flows.sinks import OUTPUTS, read_jsonl
 from flows.sources import MergedFiles, ReplaySource, find_stream_files
 from operators.contract import STREAMS, parse_ts
-from operators.simulator import simulate
+from operators.simulation import simulate
 from tests.helpers import VALIDATORS, at, body, order_placed, support
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from operators.simulator import SCENARIOS, SimulationStats, iter_scenario_names, simulate
+from operators.simulation import SCENARIOS, SimulationStats, iter_scenario_names, simulate
 
 STREAMS = ("orders", "delivery", "support", "refunds")
 ACTIONS = (
