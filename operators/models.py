@@ -402,7 +402,8 @@ class OnlineScorer:
         if self.store is not None:
             self.poll()
         prior_p = self.prior.return_propensity(features)
-        prior_rec = self.prior.recovery(features)
+        abuse = abuse_risk(features)[0]
+        prior_rec = self.prior.recovery(features, abuse)
         snap = self.snapshot
         if snap is None:
             p_refund, recover = prior_p, prior_rec
@@ -425,7 +426,7 @@ class OnlineScorer:
             product_margin=min(max(features.get("margin_share", 0.5), 0.0), 1.0),
             return_propensity=p_refund,
             promise_sensitivity=promise_sensitivity(features),
-            abuse_risk=abuse_risk(features)[0],
+            abuse_risk=abuse,
         )
         return scores, recover
 

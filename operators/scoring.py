@@ -127,9 +127,11 @@ class HeuristicScorer:
         x += 4.0 * (f.get("family_refund_rate", 0.08) - 0.08)
         return _sigmoid(x)
 
-    def recovery(self, f: dict[str, float]) -> dict[str, float]:
+    def recovery(self, f: dict[str, float], abuse: float | None = None) -> dict[str, float]:
+        """P(recovered | action) per action; ``abuse`` is ``abuse_risk(f)[0]`` if known."""
         out = {}
-        abuse, _ = abuse_risk(f)
+        if abuse is None:
+            abuse = abuse_risk(f)[0]
         for action in ACTIONS:
             x = -1.0 + sum(w * f.get(k, 0.0) for k, w in _FIT[action].items())
             x -= 2.5 * abuse
@@ -137,14 +139,15 @@ class HeuristicScorer:
         return out
 
     def score(self, features: dict[str, float]) -> tuple[Scores, dict[str, float]]:
-        recover = self.recovery(features)
+        abuse = abuse_risk(features)[0]
+        recover = self.recovery(features, abuse)
         scores = Scores(
             recoverability=max(recover.values()),
             customer_value=customer_value(features),
             product_margin=min(max(features.get("margin_share", 0.5), 0.0), 1.0),
             return_propensity=self.return_propensity(features),
             promise_sensitivity=promise_sensitivity(features),
-            abuse_risk=abuse_risk(features)[0],
+            abuse_risk=abuse,
         )
         return scores, recover
 
