@@ -157,7 +157,11 @@ def register_simulate(sub: argparse._SubParsersAction) -> None:
 
 
 def replay_and_summarize(
-    input_dir: Path, out_dir: Path, args: argparse.Namespace, policy: RecoveryPolicy
+    input_dir: Path,
+    out_dir: Path,
+    args: argparse.Namespace,
+    policy: RecoveryPolicy,
+    static_dir: Path | None = None,
 ) -> dict:
     truth = input_dir / "ground_truth.jsonl"
     has_truth = truth.exists()
@@ -187,7 +191,9 @@ def replay_and_summarize(
     }
     if run.model_stats is not None:
         extra["models"] = {"return_propensity": run.model_stats}
-    summary = summarize(out_dir, policy, truth if has_truth else None, extra=extra)
+    summary = summarize(
+        out_dir, policy, truth if has_truth else None, extra=extra, static_dir=static_dir
+    )
     write_summary(out_dir, summary)
     return summary
 
@@ -243,8 +249,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         args.metrics_file = str(out / "metrics.prom")
     print(f"simulating launch-week-backlog: {args.orders:,} orders (seed {args.seed})...")
     simulate("launch-week-backlog", args.orders, args.seed, data)
-    print("replaying with in-memory state and the default policy...\n")
-    summary = replay_and_summarize(data, out, args, _policy(args.policy))
+    policy = _policy(args.policy)
+    static_dir = base / "static-rules"
+    if not args.no_learning:
+        # The static-rules arm: the same policy with the fixed heuristic scorer.
+        print("replaying with the static rules (the policy with the fixed heuristic scorer)...")
+        static_args = argparse.Namespace(**{**vars(args), "no_learning": True})
+        static_args.metrics_file = static_args.metrics_port = None
+        replay_and_summarize(data, static_dir, static_args, policy)
+    print("replaying with in-memory state, the default policy and online learning...\n")
+    summary = replay_and_summarize(
+        data, out, args, policy, static_dir=None if args.no_learning else static_dir
+    )
     print(format_summary(summary))
     from flows.report import write_report
 

@@ -10,10 +10,10 @@ import orjson
 
 from flows.sinks import read_jsonl
 from operators.backtest import realized_rows, uplift_block
+from operators.baselines import ActionCosts, compare_arms, format_arms, regret_by_day
 from operators.evaluation import (
     calibration,
-    counterfactual_totals,
-    first_actions,
+    ground_truth_block,
     intervention_costs,
     load_ground_truth,
     log_loss,
@@ -29,8 +29,12 @@ def summarize(
     policy: RecoveryPolicy,
     ground_truth: Path | None = None,
     extra: dict[str, Any] | None = None,
+    static_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Build the summary of the outputs in ``out_dir`` (ground truth optional)."""
+    """Build the summary of the outputs in ``out_dir`` (ground truth optional).
+
+    ``static_dir`` holds a ``--no-learning`` run over the same input: with a ground truth it
+    adds the static-rules arm to the comparison."""
     outcomes = read_jsonl(out_dir / "outcomes.jsonl")
     decisions = read_jsonl(out_dir / "decisions.jsonl")
     interventions = read_jsonl(out_dir / "interventions.jsonl")
@@ -45,7 +49,8 @@ def summarize(
     automated = sum(1 for iv in interventions if iv["automated"])
     dead_by = Counter(d["reason"].split(":", 1)[0] for d in dead)
 
-    closed = [o for o in outcomes if o["outcome"] not in ("open", "cancelled")]
+    # Censored cases (no resolution when the input ended) have no label yet.
+    closed = [o for o in outcomes if o["outcome"] not in ("censored", "open", "cancelled")]
     labels = [1 if o["outcome"] in ("refunded", "chargeback") else 0 for o in closed]
     firsts = [o.get("predicted_return_propensity") for o in closed]
     pairs = [(y, p) for y, p in zip(labels, firsts, strict=True) if p is not None]
@@ -78,9 +83,12 @@ def summarize(
     summary["costs"] = {"contact_cost": contact, "credit_cost": credit}
     if ground_truth is not None and ground_truth.exists():
         truth = load_ground_truth(ground_truth)
-        summary["ground_truth"] = counterfactual_totals(
-            truth, first_actions(interventions), contact, credit
-        )
+        costs = ActionCosts.from_policy(policy)
+        static = read_jsonl(static_dir / "decisions.jsonl") if static_dir is not None else None
+        arms = compare_arms(truth, costs, decisions, static)
+        summary["decision_arms"] = arms
+        summary["ground_truth"] = ground_truth_block(truth, arms)
+        summary["regret_by_day"] = regret_by_day(truth, costs, decisions)
         summary["uplift"] = {
             "source": "ground_truth",
             **uplift_block(realized_rows(outcomes, truth)),
@@ -129,27 +137,18 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  retained revenue   {_money(obs['retained_revenue']):>16}",
         f"  outcomes           {', '.join(f'{k} {v:,}' for k, v in obs['outcomes'].items())}",
     ]
-    gt = s.get("ground_truth")
-    if gt:
+    arms = s.get("decision_arms")
+    if arms:
+        share = arms["arms"]["policy"]["captured_share"]
+        headline = "n/a" if share is None else f"{share:.1%}"
         lines += [
             "",
-            "against ground truth (what each world would have cost)",
-            f"  {'':<22}{'refund leakage':>16}{'retained revenue':>18}",
-        ]
-        for label, key in (
-            ("blanket refund", "blanket_refund"),
-            ("no action", "no_action"),
-            ("this policy", "policy"),
-        ):
-            lines.append(
-                f"  {label:<22}{_money(gt[key]['refund_leakage']):>16}"
-                f"{_money(gt[key]['retained_revenue']):>18}"
-            )
-        lines += [
-            f"  leakage cut vs blanket refund  {gt['leakage_cut_vs_blanket']:.1%}",
-            f"  leakage cut vs no action       {gt['leakage_cut_vs_no_action']:.1%}",
-            f"  contact + credit cost          {_money(gt['contact_cost'] + gt['credit_cost'])}"
-            f" ({gt['cost_share_of_revenue']:.2%} of revenue)",
+            f"against ground truth: this policy captures {headline} of the oracle's avoidable"
+            f" loss ({_money(arms['avoidable_loss'])}: refunds plus contact and credit cost"
+            " that a perfect policy would avoid)",
+            *format_arms(arms),
+            "  (every arm on the same orders; the policy's control arm counted as if treated;"
+            " an action taken after the customer's request recovers less)",
         ]
     m = (s.get("models") or {}).get("return_propensity")
     if m and m.get("roc_auc") is not None:

@@ -4,12 +4,12 @@ Plain functions over output records (``outcomes``, ``decisions``, ``intervention
 replay summary, the backtest and the report share one set of definitions:
 
 - *refund leakage*: value refunded (refunds and chargebacks).
-- *retained revenue*: value of at-risk orders that were kept or exchanged.
-- *blanket-refund baseline*: what leaks if every refund intent is refunded at once.
+- *retained revenue*: the value of every order that was not refunded (cancelled orders
+  count nothing). The same definition holds for observed outcomes and every arm scored on
+  a ground truth.
 
-With a simulator ground-truth file the realized outcome of each order under the action
-the policy chose (treatment arm) comes from the ground truth; control orders and orders
-with no action take the ``none`` outcome.
+With a simulator ground-truth file, every arm (the policy, the baselines, the oracle) is
+scored by :mod:`operators.baselines`.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def observed_totals(outcomes: Iterable[dict[str, Any]]) -> dict[str, Any]:
     by_arm: dict[str, Totals] = defaultdict(Totals)
     for o in outcomes:
         by_outcome[o["outcome"]] += 1
-        retained = o["retained_value"] if o.get("at_risk") else 0.0
+        retained = o["retained_value"]
         totals.add(o["refund_value"], retained)
         by_arm[o.get("arm") or "undecided"].add(o["refund_value"], retained)
     return {
@@ -95,14 +95,6 @@ def observed_totals(outcomes: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "outcomes": dict(sorted(by_outcome.items())),
         "by_arm": {k: v.to_dict() for k, v in sorted(by_arm.items())},
     }
-
-
-def first_actions(interventions: Iterable[dict[str, Any]]) -> dict[str, str]:
-    """order_id -> the first action emitted for it (the one ground truth is keyed on)."""
-    first: dict[str, str] = {}
-    for iv in interventions:
-        first.setdefault(iv["order_id"], iv["action"])
-    return first
 
 
 def intervention_costs(
@@ -125,47 +117,33 @@ def intervention_costs(
     return round(contact, 2), round(credit, 2)
 
 
-def counterfactual_totals(
-    truth: dict[str, dict[str, Any]],
-    actions: dict[str, str],
-    contact_cost: float = 0.0,
-    credit_cost: float = 0.0,
-) -> dict[str, Any]:
-    """Leakage and retained revenue under the policy, under blanket refund and under no
-    action, all from ground truth. ``actions`` maps order_id to the action taken; the costs
-    are those of :func:`intervention_costs`."""
-    policy, blanket, none = Totals(), Totals(), Totals()
-    action_cost = contact_cost
-    for oid, row in truth.items():
-        outs = row["outcomes"]
-        chosen = actions.get(oid)
-        o = outs.get(chosen) if chosen else None
-        if o is None:
-            o = outs["none"]
-        policy.add(o["refund_value"], o["retained_value"])
-        b = outs["blanket_refund"]
-        blanket.add(b["refund_value"], b["retained_value"])
-        n = outs["none"]
-        none.add(n["refund_value"], n["retained_value"])
-    base = blanket.refund_leakage
-    cut = (base - policy.refund_leakage) / base if base > 0 else 0.0
+def ground_truth_block(truth: dict[str, dict[str, Any]], arms: dict[str, Any]) -> dict[str, Any]:
+    """Leakage and retained revenue under the policy, the blanket-refund practice and no
+    action, from the arms of :func:`operators.baselines.compare_arms` (one definition:
+    retained revenue is the value of every order not refunded, on every line)."""
+
+    def totals(arm: dict[str, Any]) -> dict[str, Any]:
+        keys = ("orders", "refund_leakage", "retained_revenue", "refunded_orders")
+        return {k: arm[k] for k in keys}
+
+    policy, blanket, none = (
+        arms["arms"][name] for name in ("policy", "blanket_refund", "status_quo")
+    )
     revenue = sum(r.get("order_value", 0.0) for r in truth.values())
+
+    def cut(base: float) -> float:
+        return round((base - policy["refund_leakage"]) / base, 4) if base > 0 else 0.0
+
     return {
-        "policy": policy.to_dict(),
-        "blanket_refund": blanket.to_dict(),
-        "no_action": none.to_dict(),
-        "leakage_cut_vs_blanket": round(cut, 4),
-        "leakage_cut_vs_no_action": round(
-            (none.refund_leakage - policy.refund_leakage) / none.refund_leakage, 4
-        )
-        if none.refund_leakage > 0
-        else 0.0,
-        "contact_cost": round(action_cost, 2),
-        "credit_cost": round(credit_cost, 2),
+        "policy": totals(policy),
+        "blanket_refund": totals(blanket),
+        "no_action": totals(none),
+        "leakage_cut_vs_blanket": cut(blanket["refund_leakage"]),
+        "leakage_cut_vs_no_action": cut(none["refund_leakage"]),
+        "contact_cost": policy["contact_cost"],
+        "credit_cost": policy["credit_cost"],
         "order_revenue": round(revenue, 2),
-        "cost_share_of_revenue": round((action_cost + credit_cost) / revenue, 5)
-        if revenue
-        else 0.0,
+        "cost_share_of_revenue": round(policy["cost"] / revenue, 5) if revenue else 0.0,
     }
 
 

@@ -30,6 +30,7 @@ from datetime import date, timedelta
 from html import escape
 from typing import Any, TypeVar
 
+from operators.baselines import Choice, policy_choices, truth_outcome
 from operators.evaluation import REFUNDED, calibration, log_loss, roc_auc
 from operators.uplift import SEGMENTS, UpliftRow, rows_from_outcomes, uplift_by_action
 
@@ -41,7 +42,10 @@ SEGMENT_TITLES: dict[str, str] = {
     "support_reason": "Support reason",
 }
 #: Outcomes that are not a resolution of a return risk (excluded from rates).
-UNRESOLVED = frozenset({"open", "cancelled"})
+#: Outcomes without a resolution day of their own ("open": files written before censoring).
+NO_RESOLUTION = frozenset({"open", "censored"})
+#: Outcomes that say nothing about recovery (no resolution, or cancelled before shipping).
+UNRESOLVED = NO_RESOLUTION | {"cancelled"}
 RECOVERED = frozenset({"kept", "exchanged"})
 NONE_LABEL = "(none)"
 OTHER_LABEL = "more"  # the merged tail of a ranking: "5 more"
@@ -326,14 +330,15 @@ class OutcomeAggregates:
         outcome = o.get("outcome") or "open"
         refund = float(o.get("refund_value") or 0.0)
         at_risk = bool(o.get("at_risk"))
-        retained = float(o.get("retained_value") or 0.0) if at_risk else 0.0
+        # One definition everywhere: the value of every order that was not refunded.
+        retained = float(o.get("retained_value") or 0.0)
         self.outcome_counts[outcome] += 1
         if o.get("currency"):
             self.currencies[o["currency"]] += 1
         self.refund_leakage += refund
         self.retained_revenue += retained
         day = day_of(o.get("resolved_at"))
-        if day and outcome != "open":
+        if day and outcome not in NO_RESOLUTION:
             t = self.daily.get(day) or self.daily.setdefault(day, DayTotals(day))
             t.refund_leakage += refund
             t.retained_revenue += retained
@@ -409,27 +414,19 @@ def first_decision_days(decisions: Iterable[Mapping[str, Any]]) -> dict[str, str
     return days
 
 
-def policy_outcome(outcomes: Mapping[str, Any], chosen: str | None) -> Mapping[str, Any]:
-    """The ground-truth outcome of an order under the action the policy emitted first.
-
-    Same rule as :func:`operators.evaluation.counterfactual_totals`: orders with no
-    emitted action (control arm included) take the ``none`` outcome.
-    """
-    o = outcomes.get(chosen) if chosen else None
-    return o if o is not None else outcomes["none"]
-
-
 class CounterfactualAggregates:
     """Leakage in the three worlds by order day and by segment, and realized uplift rows.
 
-    ``orders`` comes from :class:`OutcomeAggregates`, ``chosen`` is the first emitted
-    action per order and ``order_day`` the day of each order's first decision.
+    ``orders`` comes from :class:`OutcomeAggregates`, ``chosen`` is the policy's first
+    action per order (both holdout arms, :func:`operators.baselines.policy_choices`, the
+    same rule as the summary's arms) and ``order_day`` the day of each order's first
+    decision.
     """
 
     def __init__(
         self,
         orders: Mapping[str, tuple[str | None, str | None, str, tuple[str, ...]]],
-        chosen: Mapping[str, str],
+        chosen: Mapping[str, Choice],
         order_day: Mapping[str, str],
     ) -> None:
         self._orders = orders
@@ -445,7 +442,8 @@ class CounterfactualAggregates:
         oid = row["order_id"]
         outs = row["outcomes"]
         chosen = self._chosen.get(oid)
-        blanket, none, pol = outs["blanket_refund"], outs["none"], policy_outcome(outs, chosen)
+        blanket, none = outs.get("blanket_refund", outs["none"]), outs["none"]
+        pol = truth_outcome(row, chosen.action, chosen.at) if chosen else none
         self.total.add(blanket, none, pol)
         day = self._order_day.get(oid)
         if day:
@@ -463,7 +461,9 @@ class CounterfactualAggregates:
         if arm not in ("treatment", "control") or not first:
             return
         # The treated get the outcome of what was sent; the control arm got nothing.
-        realized = policy_outcome(outs, chosen or first) if arm == "treatment" else none
+        realized = (
+            truth_outcome(row, first, chosen.at if chosen else None) if arm == "treatment" else none
+        )
         self.uplift_rows.append(
             UpliftRow(
                 arm,
@@ -662,8 +662,9 @@ def build_model(
     uplift_source = "observed"
     uplift_rows = oa.uplift_rows
     if ground_truth is not None:
+        decided = list(decisions or [])
         ca = CounterfactualAggregates(
-            oa.orders, ia.first_action, first_decision_days(decisions or [])
+            oa.orders, policy_choices(decided), first_decision_days(decided)
         )
         for row in ground_truth:
             ca.add(row)

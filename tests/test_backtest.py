@@ -161,15 +161,16 @@ def test_default_policy_figures_match_the_hand_built_truth(report: dict[str, Any
     f = figures(report, "default")
     assert report["has_ground_truth"] is True and report["unknown_without_ground_truth"] == []
     assert f["policy_version"] == DEFAULT.version and f["cases"] == 4
-    # Policy world: late is kept (reassured), fit exchanged, calm kept, control refunded 35
-    # of its 50 (control orders take the no-action outcome).
-    assert f["refund_leakage"] == 35.0
-    assert f["retained_revenue"] == 80.0 + 60.0 + 40.0 + 15.0  # 195
+    # Policy world: late is kept (reassured), fit exchanged, calm kept, and the control
+    # order, whose logged decision counts as if it had been sent (every arm is scored on
+    # every order), exchanged too.
+    assert f["refund_leakage"] == 0.0
+    assert f["retained_revenue"] == 80.0 + 60.0 + 40.0 + 50.0  # 230
     # Blanket refund: 80 + 60 + 50 (calm never asks). Doing nothing: 80 + 45 + 35.
     assert f["blanket_refund_leakage"] == 190.0
     assert f["no_action_leakage"] == 160.0
-    assert f["vs_blanket_refund"] == round((190.0 - 35.0) / 190.0, 4)  # 0.8158
-    assert f["vs_no_action"] == round((160.0 - 35.0) / 160.0, 4)  # 0.7812
+    assert f["vs_blanket_refund"] == 1.0
+    assert f["vs_no_action"] == 1.0
     # One reassurance (0.15) and one exchange (1.00), no credit, on 230 of revenue.
     assert f["actions_by_type"] == {"exchange_first_offer": 1, "proactive_reassurance": 1}
     assert (f["interventions"], f["human_review_cases"], f["human_review_share"]) == (2, 0, 0.0)
@@ -226,7 +227,7 @@ def test_the_table_shows_both_policies_side_by_side(tmp_path: Path, capsys) -> N
     header = table.splitlines()[0].split()
     assert header == ["default", "conservative"]
     leakage = next(line for line in table.splitlines() if line.startswith("refund leakage"))
-    assert leakage.split()[-2:] == ["35.00", "115.00"]
+    assert leakage.split()[-2:] == ["0.00", "115.00"]
     assert "blanket refund leaks 190.00; doing nothing leaks 160.00" in table
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from flows.cli import main as salvage
 from flows.report import find_ground_truth, load_model, render_report, write_report
-from operators.evaluation import counterfactual_totals, observed_totals
+from operators.baselines import ActionCosts, evaluate_arm, policy_choices
+from operators.evaluation import observed_totals
 from operators.report import (
     CounterfactualAggregates,
     InterventionAggregates,
@@ -173,7 +174,7 @@ def test_daily_leakage_sums_resolved_cases_per_day_and_fills_gaps() -> None:
         outcome("a", "refunded", "2026-06-01", refund=40.0),
         outcome("b", "chargeback", "2026-06-01", refund=25.5),
         outcome("c", "kept", "2026-06-01", value=80.0),
-        outcome("d", "kept", "2026-06-01", value=999.0, at_risk=False),  # not retained
+        outcome("d", "kept", "2026-06-01", value=999.0, at_risk=False),
         outcome("e", "refunded", "2026-06-03", refund=10.0),
         outcome("f", "open", None),
         outcome("g", "exchanged", "2026-06-03", value=60.0),
@@ -184,9 +185,9 @@ def test_daily_leakage_sums_resolved_cases_per_day_and_fills_gaps() -> None:
     assert [d.day for d in days] == ["2026-06-01", "2026-06-02", "2026-06-03"]
     first, gap, third = days
     assert first.refund_leakage == pytest.approx(65.5)
-    # Kept in full (80) plus what the partial refund left (100 - 40); not the order never
-    # at risk, and nothing from the chargeback.
-    assert first.retained_revenue == pytest.approx(80.0 + 60.0)
+    # Kept in full (80 and the order never at risk, 999) plus what the partial refund left
+    # (100 - 40); nothing from the chargeback.
+    assert first.retained_revenue == pytest.approx(80.0 + 999.0 + 60.0)
     assert (first.refunds, first.resolved) == (2, 4)
     assert (gap.refund_leakage, gap.retained_revenue, gap.resolved) == (0.0, 0.0, 0)
     assert third.refund_leakage == pytest.approx(10.0)
@@ -257,33 +258,37 @@ def test_counterfactuals_match_the_evaluation_totals_and_split_by_order_day() ->
             "decided_at": "2026-06-02T10:00:00Z",
         }
     ]
+    # The control order's decision is logged, never sent: the arms count it as if treated.
     decisions = [
-        {"order_id": "o1", "decided_at": "2026-06-01T09:00:00Z"},
-        {"order_id": "o1", "decided_at": "2026-06-02T10:00:00Z"},
-        {"order_id": "o2", "decided_at": "2026-06-01T11:00:00Z"},
-        {"order_id": "o3", "decided_at": "2026-06-02T08:00:00Z"},
+        {"order_id": "o1", "action": "none", "decided_at": "2026-06-01T09:00:00Z"},
+        {"order_id": "o1", "action": "exchange_first_offer", "decided_at": "2026-06-02T10:00:00Z"},
+        {"order_id": "o2", "action": "none", "decided_at": "2026-06-01T11:00:00Z"},
+        {"order_id": "o2", "action": "exchange_first_offer", "decided_at": "2026-06-03T11:00:00Z"},
+        {"order_id": "o3", "action": "none", "decided_at": "2026-06-02T08:00:00Z"},
     ]
     oa, ia = OutcomeAggregates(), InterventionAggregates()
     for o in outcomes:
         oa.add(o)
     for iv in interventions:
         ia.add(iv)
-    ca = CounterfactualAggregates(oa.orders, ia.first_action, first_decision_days(decisions))
+    chosen = policy_choices(decisions)
+    ca = CounterfactualAggregates(oa.orders, chosen, first_decision_days(decisions))
     for row in truth:
         ca.add(row)
 
-    expected = counterfactual_totals({r["order_id"]: r for r in truth}, ia.first_action)
-    assert ca.total.policy == expected["policy"]["refund_leakage"] == 100.0
-    assert ca.total.blanket_refund == expected["blanket_refund"]["refund_leakage"] == 260.0
-    assert ca.total.no_action == expected["no_action"]["refund_leakage"] == 200.0
+    by_id = {r["order_id"]: r for r in truth}
+    costs = ActionCosts({}, {}, 0.0)
+    assert ca.total.policy == evaluate_arm("p", by_id, chosen, costs).refund_leakage == 0.0
+    assert ca.total.blanket_refund == 260.0
+    assert ca.total.no_action == evaluate_arm("n", by_id, {}, costs).refund_leakage == 200.0
     by_day = dict(ca.daily_series())
     assert list(by_day) == ["2026-06-01", "2026-06-02"]
-    assert (by_day["2026-06-01"].no_action, by_day["2026-06-01"].policy) == (200.0, 100.0)
+    assert (by_day["2026-06-01"].no_action, by_day["2026-06-01"].policy) == (200.0, 0.0)
     assert by_day["2026-06-02"].blanket_refund == 60.0
     # Uplift realized from truth: the treated order kept, the control order refunded.
     rows = {r.arm: r for r in ca.uplift_rows}
     assert rows["treatment"].refunded is False and rows["control"].refunded is True
-    assert ca.by_segment["courier_lane"]["DE-NL"].saved_vs_no_action == 100.0
+    assert ca.by_segment["courier_lane"]["DE-NL"].saved_vs_no_action == 200.0
 
 
 def test_uplift_source_prefers_the_summary_then_ground_truth_then_observed() -> None:

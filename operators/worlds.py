@@ -1,0 +1,187 @@
+"""Evaluating a policy over many simulated worlds: one world's figures, and their spread.
+
+A *world* is a simulation drawn from the world prior (``docs/simulation.md``) with its own
+``world_seed``: which action works for whom, what backfires, which campaign returns more.
+For each world the same history is replayed twice through the dataflow, once with the
+fixed heuristic scorer (the *static rules*) and once learning online (the *learned
+policy*), and every arm of :mod:`operators.baselines` is scored on the world's truth. The
+learned run is also the log of an off-policy evaluation of the static rules
+(:mod:`operators.ope`), whose interval can then be checked against the truth.
+
+Policies are tuned on world seeds 0-9 and reported on 100-119 (``docs/decisions.md``).
+
+>>> spread([0.1, 0.2, 0.3, 0.4, 0.5])
+{'median': 0.3, 'p10': 0.14, 'p90': 0.46, 'min': 0.1, 'max': 0.5, 'n': 5}
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from operators.baselines import (
+    ARM_ORDER,
+    ActionCosts,
+    compare_arms,
+    policy_choices,
+    spending,
+    truth_outcome,
+)
+from operators.ope import build_log, doubly_robust
+from operators.vocabulary import Action
+
+
+def spread(values: Sequence[float]) -> dict[str, float | int | None]:
+    """Median, 10th and 90th percentile (linear interpolation), min and max."""
+    xs = sorted(values)
+    if not xs:
+        return {"median": None, "p10": None, "p90": None, "min": None, "max": None, "n": 0}
+
+    def q(p: float) -> float:
+        k = (len(xs) - 1) * p
+        lo = int(k)
+        hi = min(lo + 1, len(xs) - 1)
+        return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+    return {
+        "median": round(statistics.median(xs), 4),
+        "p10": round(q(0.1), 4),
+        "p90": round(q(0.9), 4),
+        "min": round(xs[0], 4),
+        "max": round(xs[-1], 4),
+        "n": len(xs),
+    }
+
+
+def segment_of(row: Mapping[str, Any]) -> str:
+    """The context segment the off-policy outcome model pools over."""
+    return f"{row.get('courier_lane') or '?'}|{row.get('sku_family') or '?'}"
+
+
+def logged_losses(
+    truth: Mapping[str, Mapping[str, Any]],
+    decisions: list[Mapping[str, Any]],
+    costs: ActionCosts,
+) -> dict[str, float]:
+    """What each order cost under the actions the logging run really applied (treatment
+    arm only; control orders got nothing), read from the truth as a live system would have
+    observed it."""
+    treated = [d for d in decisions if d.get("arm") != "control"]
+    chosen = policy_choices(treated)
+    out = {}
+    for oid, row in truth.items():
+        choice = chosen.get(oid)
+        value = float(row.get("order_value") or 0.0)
+        if choice is None:
+            out[oid] = float(row["outcomes"]["none"]["refund_value"])
+            continue
+        refund = float(truth_outcome(row, choice.action, choice.at)["refund_value"])
+        out[oid] = refund + sum(spending(choice, value, costs))
+    return out
+
+
+def evaluate_world(
+    truth: Mapping[str, Mapping[str, Any]],
+    costs: ActionCosts,
+    learned: list[Mapping[str, Any]],
+    static: list[Mapping[str, Any]],
+    holdout_share: float,
+) -> dict[str, Any]:
+    """Every arm's figures in one world, plus the off-policy estimate of the static rules
+    from the learned run's log and whether its interval covers the truth."""
+    arms = compare_arms(truth, costs, learned, static)
+    losses = logged_losses(truth, learned, costs)
+    values = {oid: float(r.get("order_value") or 0.0) for oid, r in truth.items()}
+    segments = {oid: segment_of(r) for oid, r in truth.items()}
+    log, explored = build_log(learned, losses, values, segments, holdout_share)
+    target = {oid: c.action for oid, c in policy_choices(static).items()}
+    contact_costs = {a: costs.contact.get(a, 0.0) for a in Action.interventions()}
+    est = doubly_robust(log, target, contact_costs, explored)
+    true_loss = arms["arms"]["static_rules"]["loss"]
+    return {
+        **arms,
+        "ope_static_rules": {
+            **est.to_dict(),
+            "true_loss": true_loss,
+            "covered": est.ci_low <= true_loss <= est.ci_high,
+        },
+    }
+
+
+def summarize_worlds(worlds: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Spread of every arm's captured share and money over worlds, the learned-minus-static
+    gap, and the off-policy interval's coverage."""
+    out: dict[str, Any] = {"worlds": len(worlds), "arms": {}}
+    for name in ARM_ORDER:
+        rows = [w["arms"][name] for w in worlds if name in w["arms"]]
+        if not rows:
+            continue
+        out["arms"][name] = {
+            "captured_share": spread(
+                [r["captured_share"] for r in rows if r["captured_share"] is not None]
+            ),
+            "refund_leakage": spread([r["refund_leakage"] for r in rows]),
+            "cost": spread([r["cost"] for r in rows]),
+            "contacted_keepers": spread([r["contacted_keepers"] for r in rows]),
+        }
+    gaps = [
+        w["arms"]["policy"]["captured_share"] - w["arms"]["static_rules"]["captured_share"]
+        for w in worlds
+        if w["arms"].get("static_rules")
+        and w["arms"]["policy"]["captured_share"] is not None
+        and w["arms"]["static_rules"]["captured_share"] is not None
+    ]
+    out["learned_minus_static"] = spread(gaps)
+    covered = [w["ope_static_rules"]["covered"] for w in worlds if "ope_static_rules" in w]
+    out["ope_coverage"] = {
+        "covered": sum(covered),
+        "worlds": len(covered),
+        "share": round(sum(covered) / len(covered), 4) if covered else None,
+    }
+    return out
+
+
+def format_worlds(summary: Mapping[str, Any]) -> str:
+    """The spread table printed by ``benchmarks/decision_worlds.py`` (and in the docs)."""
+    labels = {
+        "status_quo": "status quo",
+        "blanket_refund": "blanket refund",
+        "always_contact": "always contact",
+        "random_eligible": "random eligible",
+        "static_rules": "static rules",
+        "policy": "learned policy",
+        "oracle": "oracle",
+    }
+    lines = [
+        "| arm | captured share: median | p10 | p90 | refund leakage (median) | "
+        "cost (median) | contacted keepers (median) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, arm in summary["arms"].items():
+        cs = arm["captured_share"]
+
+        def pct(x: float | None) -> str:
+            return "n/a" if x is None else f"{x:.1%}"
+
+        lines.append(
+            f"| {labels[name]} | {pct(cs['median'])} | {pct(cs['p10'])} | {pct(cs['p90'])} | "
+            f"{arm['refund_leakage']['median']:,.0f} | {arm['cost']['median']:,.0f} | "
+            f"{arm['contacted_keepers']['median']:,.0f} |"
+        )
+    gap = summary["learned_minus_static"]
+    if gap["n"]:
+        lines.append("")
+        lines.append(
+            f"learned minus static rules (points of captured share): median "
+            f"{gap['median'] * 100:+.1f}, p10 {gap['p10'] * 100:+.1f}, "
+            f"worst world {gap['min'] * 100:+.1f}, best {gap['max'] * 100:+.1f}"
+        )
+    cov = summary["ope_coverage"]
+    if cov["worlds"]:
+        lines.append(
+            f"off-policy (doubly robust) 95% interval for the static rules, estimated from "
+            f"the learned run's log, covers the true loss in {cov['covered']} of "
+            f"{cov['worlds']} worlds"
+        )
+    return "\n".join(lines)
