@@ -21,7 +21,10 @@ from operators.evaluation import (
     roc_auc,
 )
 from operators.policy import RecoveryPolicy
+from operators.quality import format_quality, quality_at_decision
 from operators.uplift import rows_from_outcomes
+
+DEFAULT_LABEL_HORIZON_DAYS = 10.0
 
 
 def summarize(
@@ -79,12 +82,18 @@ def summarize(
             for name in ("interventions", "decisions", "outcomes", "dead_letter")
         },
     }
+    static = read_jsonl(static_dir / "decisions.jsonl") if static_dir is not None else None
+    summary["quality_at_decision"] = quality_at_decision(
+        decisions,
+        outcomes,
+        horizon_days=label_horizon_days(policy),
+        heuristic_decisions=static,
+    )
     contact, credit = intervention_costs(interventions, policy.action_costs())
     summary["costs"] = {"contact_cost": contact, "credit_cost": credit}
     if ground_truth is not None and ground_truth.exists():
         truth = load_ground_truth(ground_truth)
         costs = ActionCosts.from_policy(policy)
-        static = read_jsonl(static_dir / "decisions.jsonl") if static_dir is not None else None
         arms = compare_arms(truth, costs, decisions, static)
         summary["decision_arms"] = arms
         summary["ground_truth"] = ground_truth_block(truth, arms)
@@ -98,6 +107,11 @@ def summarize(
     if extra:
         summary.update(extra)
     return summary
+
+
+def label_horizon_days(policy: RecoveryPolicy) -> float:
+    """The policy's label horizon (the default where a policy predates the setting)."""
+    return float(getattr(policy, "label_horizon_days", DEFAULT_LABEL_HORIZON_DAYS))
 
 
 def _round(x: float | None) -> float | None:
@@ -150,22 +164,9 @@ def format_summary(s: dict[str, Any]) -> str:
             "  (every arm on the same orders; the policy's control arm counted as if treated;"
             " an action taken after the customer's request recovers less)",
         ]
-    m = (s.get("models") or {}).get("return_propensity")
-    if m and m.get("roc_auc") is not None:
-        lines += [
-            "",
-            f"return propensity model ({m['examples']:,} examples, progressive validation): "
-            f"ROC AUC {m['roc_auc']:.3f}, log loss {m['log_loss']:.3f}, "
-            f"calibration error {m['calibration_error']:.3f}",
-        ]
-    q = s["first_score_quality"]
-    if q["roc_auc"] is not None:
-        lines += [
-            "",
-            f"return propensity (first score): ROC AUC {q['roc_auc']:.3f}, "
-            f"log loss {q['log_loss']:.3f}, calibration error {q['calibration_error']:.3f} "
-            f"over {q['labelled_cases']:,} closed cases",
-        ]
+    q = s.get("quality_at_decision")
+    if q and (q.get("first") or {}).get("learned", {}).get("examples"):
+        lines += ["", *format_quality(q)]
     up = (s.get("uplift") or {}).get("by_action") or {}
     if up:
         lines += [

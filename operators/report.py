@@ -30,7 +30,7 @@ from datetime import date, timedelta
 from html import escape
 from typing import Any, TypeVar
 
-from operators.baselines import Choice, policy_choices, truth_outcome
+from operators.baselines import ARM_ORDER, Choice, policy_choices, truth_outcome
 from operators.evaluation import REFUNDED, calibration, log_loss, roc_auc
 from operators.uplift import SEGMENTS, UpliftRow, rows_from_outcomes, uplift_by_action
 
@@ -1425,6 +1425,19 @@ class _Page:
             return (w.policy, w.blanket_refund, w.no_action) if w else None
 
     def lead(self) -> str:
+        arms = self.m.summary.get("decision_arms")
+        share = (
+            ((arms.get("arms") or {}).get("policy") or {}).get("captured_share")
+            if isinstance(arms, Mapping)
+            else None
+        )
+        if isinstance(share, int | float):
+            return (
+                f'<p class="lead">This policy captures <span class="cut">{escape(pct(share))}'
+                f"</span> of the avoidable loss that an oracle would avoid "
+                f"({escape(self.money(arms.get('avoidable_loss')))}: refunds plus contact and "
+                "credit cost)</p>"
+            )
         worlds = self.policy_world()
         if worlds:
             pol, blanket, _ = worlds
@@ -1590,7 +1603,11 @@ class _Page:
             refunds = m.outcome_counts.get("refunded", 0) + m.outcome_counts.get("chargeback", 0)
             tiles.append(_kpi("Refund leakage", self.money(m.observed_leakage), "observed"))
             tiles.append(
-                _kpi("Revenue retained", self.money(m.observed_retained), "at-risk cases, observed")
+                _kpi(
+                    "Revenue retained",
+                    self.money(m.observed_retained),
+                    "orders not refunded, observed",
+                )
             )
             tiles.append(_kpi("Refunds", count(refunds), "incl. chargebacks"))
             tiles.append(
@@ -1602,7 +1619,12 @@ class _Page:
             )
         total_iv = sum(m.interventions_by_action.values())
         tiles.append(
-            _kpi("Cases", count(m.cases), f"{count(m.outcome_counts.get('open', 0))} still open")
+            _kpi(
+                "Cases",
+                count(m.cases),
+                f"{count(m.outcome_counts.get('censored', 0) + m.outcome_counts.get('open', 0))}"
+                " unresolved when the input ended (censored)",
+            )
         )
         human = m.interventions_by_action.get("human_review", 0)
         tiles.append(
@@ -1685,7 +1707,7 @@ class _Page:
                     fill=True,
                 ),
                 Series(
-                    "Retained revenue (at-risk cases)",
+                    "Retained revenue (orders not refunded)",
                     OBSERVED_COLORS["retained"],
                     [d.retained_revenue for d in m.observed_daily],
                 ),
@@ -1884,7 +1906,7 @@ class _Page:
         else:
             legend = _legend(
                 [("Refund leakage", OBSERVED_COLORS["leakage"]),
-                 ("Retained revenue (at-risk)", OBSERVED_COLORS["retained"])]
+                 ("Retained revenue (not refunded)", OBSERVED_COLORS["retained"])]
             )  # fmt: skip
             sub = (
                 "Observed refund leakage and retained revenue per segment. Right of each row: "
@@ -1976,6 +1998,78 @@ class _Page:
             escape(sub),
             f"{chart}<table>{thead}<tbody>{''.join(table)}</tbody></table>",
             tag=tag,
+        )
+
+    def arms(self) -> str:
+        """Every arm on the same ground truth, and the policy's regret against the oracle
+        over time (a learning policy should close the gap)."""
+        block = self.m.summary.get("decision_arms")
+        if not isinstance(block, Mapping) or not block.get("arms"):
+            return ""
+        labels = {
+            "status_quo": "Status quo (every request handled as asked)",
+            "blanket_refund": "Blanket refund (every request refunded in full)",
+            "always_contact": "Always contact (reassure at the first risk signal)",
+            "random_eligible": "Random eligible action",
+            "static_rules": "Static rules (this policy, fixed heuristic scorer)",
+            "policy": "This policy",
+            "oracle": "Oracle (best action per order, in hindsight)",
+        }
+        rows = []
+        for name in ARM_ORDER:
+            arm = block["arms"].get(name)
+            if not isinstance(arm, Mapping):
+                continue
+            share = arm.get("captured_share")
+            cells = [
+                pct(float(share)) if isinstance(share, int | float) else DASH,
+                self.money(arm.get("refund_leakage")),
+                self.money(arm.get("cost")),
+                count(arm.get("contacted_orders")),
+                count(arm.get("contacted_keepers")),
+            ]
+            strong = ' class="strong"' if name == "policy" else ""
+            rows.append(
+                f"<tr{strong}><td>{escape(labels[name])}</td>"
+                + "".join(f"<td>{escape(c)}</td>" for c in cells)
+                + "</tr>"
+            )
+        table = (
+            "<table><thead><tr><th>Arm</th><th>Captured share</th><th>Refund leakage</th>"
+            "<th>Contact + credit</th><th>Customers contacted</th>"
+            "<th>of them would have kept it</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>"
+        )
+        chart = ""
+        regret = [r for r in self.m.summary.get("regret_by_day") or [] if isinstance(r, Mapping)]
+        if len(regret) > 1:
+            days = [(date(1970, 1, 1) + timedelta(days=int(r["day"]))).isoformat() for r in regret]
+            chart = _legend([("Cumulative regret against the oracle", "#d1495b")], line=True)
+            chart += line_chart(
+                "chart-regret",
+                "The policy's cumulative regret against the oracle, by order day",
+                "Refunds plus cost above what the oracle would have lost, summed over orders "
+                "by the day they were placed; a flattening curve is the engine correcting "
+                "itself.",
+                [d[5:] for d in days],
+                [Series("regret", "#d1495b", [float(r["cumulative_regret"]) for r in regret])],
+                value_fmt=self.money,
+                tick_fmt=self.tick_money,
+                x_tips=days,
+                y_title="cumulative regret",
+            )
+        sub = (
+            "Every arm is scored by one rule on the same orders of the ground truth: refunds "
+            "plus contact and credit cost. The captured share is the part of the oracle's "
+            "avoidable loss an arm avoids (0 % = the status quo, 100 % = the oracle; below 0 "
+            "an arm does harm, e.g. contacts that make keepers return). The policy's control "
+            "orders count as if their logged decisions had been sent."
+        )
+        return _card(
+            "arms",
+            "Against baselines and an oracle",
+            escape(sub),
+            f"{table}<figure>{chart}</figure>" if chart else table,
         )
 
     def calibration(self) -> str:
@@ -2301,6 +2395,7 @@ class _Page:
 
     def render(self) -> str:
         sections = [
+            self.arms(),
             self.backtest(),
             self.over_time(),
             self.interventions(),

@@ -13,7 +13,13 @@ import pytest
 
 from flows.cli import main as salvage
 from flows.report import find_ground_truth, load_model, render_report, write_report
-from operators.baselines import ActionCosts, evaluate_arm, policy_choices
+from operators.baselines import (
+    ActionCosts,
+    compare_arms,
+    evaluate_arm,
+    policy_choices,
+    regret_by_day,
+)
 from operators.evaluation import observed_totals
 from operators.report import (
     CounterfactualAggregates,
@@ -652,3 +658,26 @@ def test_report_of_a_simulated_replay_agrees_with_its_summary(tmp_path: Path) ->
     html = render_report(out, ground_truth=data / "ground_truth.jsonl")
     page = check_page(html)
     assert {"chart-leakage-by-order-day", "chart-uplift", "chart-calibration"} <= set(page.ids)
+
+
+def test_the_arms_section_leads_with_the_captured_share_and_shows_regret() -> None:
+    truth = {
+        f"o{i}": truth_row(f"o{i}", none=100.0, blanket=100.0, exchange_first_offer=0.0)
+        for i in range(4)
+    }
+    decisions = [
+        {"order_id": f"o{i}", "action": "exchange_first_offer" if i < 2 else "none",
+         "decided_at": f"2026-06-0{1 + i}T10:00:00Z"}
+        for i in range(4)
+    ]  # fmt: skip
+    costs = ActionCosts({"exchange_first_offer": 1.0}, {}, 15.0)
+    summary = {
+        "decision_arms": compare_arms(truth, costs, decisions),
+        "regret_by_day": regret_by_day(truth, costs, decisions),
+    }
+    html = render_html(build_model(summary, [], []))
+    # Two of four refunds avoided for 2.00, against an oracle avoiding all four for 4.00.
+    assert summary["decision_arms"]["arms"]["policy"]["captured_share"] == 0.5
+    assert "captures <span" in html and "50.0" in html
+    assert 'id="arms"' in html and 'id="chart-regret"' in html
+    assert html.count("<tr") >= 7  # header plus six arms (no static-rules run here)
