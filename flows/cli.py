@@ -129,12 +129,52 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         raise UsageError("--out is required (where to write the streams)")
     if args.orders < 1:
         raise UsageError("--orders must be >= 1")
-    stats = simulate(args.scenario, args.orders, args.seed, Path(args.out), compress=args.gzip)
+    stats = simulate(
+        args.scenario,
+        args.orders,
+        args.seed,
+        Path(args.out),
+        compress=args.gzip,
+        world_seed=args.world_seed,
+        misspecified=args.misspecified,
+    )
     print(f"simulated {args.scenario}: {stats.orders:,} orders into {args.out}")
     for stream, n in stats.events.items():
         print(f"  {stream:<10}{n:>12,} events")
     print(f"  ground truth: {Path(args.out) / 'ground_truth.jsonl'}  ({stats.seconds:.1f} s)")
+    _print_world(Path(args.out), stats.world_seed)
     return 0
+
+
+def _print_world(out: Path, world_seed: int) -> None:
+    """Say which world the ground truth comes from, and its twists."""
+    import orjson
+
+    from operators.simulation import World
+
+    world = World.from_dict(orjson.loads((out / "world.json").read_bytes()))
+    print(f"  world {world_seed}: {out / 'world.json'}")
+    for line in world.describe().splitlines():
+        print(f"    {line}")
+
+
+def add_world_args(p: argparse.ArgumentParser) -> None:
+    """``--world-seed`` and ``--misspecified``: which drawn world the ground truth follows."""
+    from operators.simulation import DEFAULT_WORLD_SEED
+
+    p.add_argument(
+        "--world-seed",
+        type=int,
+        default=DEFAULT_WORLD_SEED,
+        help="seed of the world drawn from the prior: what each action would have done "
+        f"(default {DEFAULT_WORLD_SEED}; docs/simulation.md)",
+    )
+    p.add_argument(
+        "--misspecified",
+        action="store_true",
+        help="force the world's three twists on: an action useless in one lane, one "
+        "backfiring in one SKU family, a new campaign returning three times as often",
+    )
 
 
 def register_simulate(sub: argparse._SubParsersAction) -> None:
@@ -150,6 +190,7 @@ def register_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="output directory (required unless --describe)")
     p.add_argument("--gzip", action="store_true", help="write .jsonl.gz files")
     p.add_argument("--describe", action="store_true", help="print the scenario's story and exit")
+    add_world_args(p)
     p.set_defaults(func=_cmd_simulate)
 
 
@@ -247,8 +288,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if args.metrics_file is None:
         args.metrics_file = str(out / "metrics.prom")
-    print(f"simulating launch-week-backlog: {args.orders:,} orders (seed {args.seed})...")
-    simulate("launch-week-backlog", args.orders, args.seed, data)
+    print(
+        f"simulating launch-week-backlog: {args.orders:,} orders "
+        f"(seed {args.seed}, world {args.world_seed})..."
+    )
+    simulate(
+        "launch-week-backlog",
+        args.orders,
+        args.seed,
+        data,
+        world_seed=args.world_seed,
+        misspecified=args.misspecified,
+    )
+    _print_world(data, args.world_seed)
     policy = _policy(args.policy)
     static_dir = base / "static-rules"
     if not args.no_learning:
@@ -291,6 +343,7 @@ def register_demo(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="where to write input and outputs (default ./salvage-demo)",
     )
+    add_world_args(p)
     add_run_args(p)
     add_metrics_args(p)
     p.set_defaults(func=_cmd_demo)

@@ -298,7 +298,7 @@ def test_registry_and_stories() -> None:
 
 
 def test_same_seed_same_bytes_and_other_seed_differs(tmp_path: Path) -> None:
-    files = [f"{s}.jsonl" for s in STREAMS] + ["ground_truth.jsonl", "scenario.json"]
+    files = [f"{s}.jsonl" for s in STREAMS] + ["ground_truth.jsonl", "scenario.json", "world.json"]
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     simulate("launch-week-backlog", 800, 5, a)
     simulate("launch-week-backlog", 800, 5, b)
@@ -307,6 +307,7 @@ def test_same_seed_same_bytes_and_other_seed_differs(tmp_path: Path) -> None:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     assert (a / "orders.jsonl").read_bytes() != (c / "orders.jsonl").read_bytes()
     assert (a / "ground_truth.jsonl").read_bytes() != (c / "ground_truth.jsonl").read_bytes()
+    assert (a / "world.json").read_bytes() == (c / "world.json").read_bytes()  # same world seed
     assert not [p for p in a.iterdir() if p.name not in files]  # no temp files left behind
 
 
@@ -479,18 +480,21 @@ def test_ground_truth_rows(launch: Run) -> None:
     assert len({r["order_id"] for r in truth}) == len(truth)
     for row in truth:
         assert set(row["outcomes"]) == set(ACTIONS)
-        for outcome in row["outcomes"].values():
+        assert set(row["outcomes_late"]) == set(ACTIONS) - {"none", "blanket_refund"}
+        for outcome in [*row["outcomes"].values(), *row["outcomes_late"].values()]:
             assert outcome["outcome"] in OUTCOMES
             assert outcome["refund_value"] >= 0 and outcome["retained_value"] >= 0
-        assert 0.0 <= row["recoverability"] <= 1.0
         assert isinstance(row["abusive"], bool)
         assert row["margin"] <= row["order_value"]
+        assert row["world_seed"] == 100
+        blanket = row["outcomes"]["blanket_refund"]
         if not row["at_risk"]:
-            assert row["decision_hint_at"] is None
-            assert len({orjson.dumps(o) for o in row["outcomes"].values()}) == 1
+            assert row["request_at"] is None
+            assert row["outcomes_late"] == {a: row["outcomes"][a] for a in row["outcomes_late"]}
+            assert blanket == row["outcomes"]["none"]
         else:
-            assert _timestamp(row["decision_hint_at"]) is not None
-            blanket = row["outcomes"]["blanket_refund"]
+            assert _timestamp(row["request_at"]) is not None
+            # Blanket refund: the request refunded in full, at once, without inspection.
             assert blanket == {
                 "outcome": "refunded",
                 "refund_value": row["order_value"],
@@ -498,6 +502,16 @@ def test_ground_truth_rows(launch: Run) -> None:
             }
     abusive = [r for r in truth if r["abusive"]]
     assert 0.02 <= len(abusive) / len(truth) <= 0.07
+
+
+def test_request_at_is_the_first_request_in_the_streams(launch: Run) -> None:
+    refunds = launch.by_order("refunds")
+    for row in launch.truth:
+        asked = [_ts(e) for e in refunds.get(row["order_id"], []) if e["type"] in REQUESTS]
+        if row["at_risk"]:
+            assert _timestamp(row["request_at"]) == min(asked)
+        else:
+            assert not asked
 
 
 def test_none_world_matches_the_streams(launch: Run) -> None:
@@ -543,30 +557,3 @@ def test_parcel_scans_are_causal(launch: Run) -> None:
         assert when["shipped"] < when["in_transit"]
         if "delivered" in when:
             assert when["in_transit"] < when["out_for_delivery"] <= when["delivered"]
-
-
-def test_interventions_beat_blanket_refund(launch: Run) -> None:
-    truth = launch.truth
-
-    def leakage(pick: Any) -> float:
-        return sum(row["outcomes"][pick(row)]["refund_value"] for row in truth)
-
-    blanket = leakage(lambda r: "blanket_refund")
-    none = leakage(lambda r: "none")
-    fitting = leakage(lambda r: r["fitting_action"] or "none")
-    assert blanket > none >= fitting
-    assert fitting <= 0.7 * blanket  # a sensible policy cuts leakage by >= 30 %
-    for action in ACTIONS[2:]:
-        assert leakage(lambda r, a=action: a) <= none  # interventions never make it worse
-
-    risky = [r for r in truth if r["at_risk"]]
-    assert 0.12 <= len(risky) / len(truth) <= 0.25
-    mean_recoverability = sum(r["recoverability"] for r in risky) / len(risky)
-    assert 0.45 <= mean_recoverability <= 0.65
-    # Serial refunders are only stopped by a human.
-    abuse = [r for r in risky if r["risk_driver"] == "abuse"]
-    assert abuse
-    assert all(r["outcomes"]["product_guidance"] == r["outcomes"]["none"] for r in abuse)
-    assert sum(r["outcomes"]["human_review"]["refund_value"] for r in abuse) < sum(
-        r["outcomes"]["none"]["refund_value"] for r in abuse
-    )

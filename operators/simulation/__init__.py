@@ -1,10 +1,17 @@
 """Deterministic generator of delivery, support and refund event streams with ground truth.
 
-See :func:`operators.simulation.engine.simulate` and :mod:`operators.simulation.scenarios`.
+See :func:`operators.simulation.engine.simulate`, :mod:`operators.simulation.scenarios` (the
+history) and :mod:`operators.simulation.response` (the world: what each action would do).
 """
 
-from operators.simulation.engine import SimulationStats, simulate, stream_path
-from operators.simulation.model import ACTIONS, RISK_DRIVERS, STREAM_NAMES
+from operators.simulation.engine import (
+    DEFAULT_WORLD_SEED,
+    SimulationStats,
+    simulate,
+    stream_path,
+)
+from operators.simulation.model import ACTIONS, STREAM_NAMES
+from operators.simulation.response import RISK_DRIVERS, World
 from operators.simulation.scenarios import (
     SCENARIOS,
     ScenarioParams,
@@ -15,11 +22,13 @@ from operators.simulation.scenarios import (
 
 __all__ = [
     "ACTIONS",
+    "DEFAULT_WORLD_SEED",
     "RISK_DRIVERS",
     "SCENARIOS",
     "STREAM_NAMES",
     "ScenarioParams",
     "SimulationStats",
+    "World",
     "describe_scenario",
     "get_scenario",
     "iter_scenario_names",

@@ -16,6 +16,7 @@ import orjson
 
 from operators.simulation.clock import DAY, HOUR, MINUTE, TimestampFormatter, parse_timestamp
 from operators.simulation.model import ACTIONS, STREAM_NAMES, OrderModel
+from operators.simulation.response import World
 from operators.simulation.scenarios import ScenarioParams, get_scenario
 from operators.simulation.sink import SortedSpill, close_output, open_output
 from operators.simulation.world import Catalog, CustomerPool, placement_times
@@ -23,6 +24,10 @@ from operators.simulation.world import Catalog, CustomerPool, placement_times
 CONTRACT_VERSION = 1
 GROUND_TRUTH_FILE = "ground_truth.jsonl"
 SCENARIO_FILE = "scenario.json"
+WORLD_FILE = "world.json"
+#: World seed of ``salvage simulate`` and ``salvage demo`` unless told otherwise. Policy
+#: thresholds are tuned on world seeds 0-9 and reported on 100-119 (docs/simulation.md).
+DEFAULT_WORLD_SEED = 100
 # Events arrive up to ~45 days after the last order; keep spill buckets under this count.
 _MAX_BUCKETS = 150
 _TAIL_DAYS = 60
@@ -41,6 +46,8 @@ class SimulationStats:
     invalid: int = 0
     at_risk: int = 0
     seconds: float = 0.0
+    world_seed: int = DEFAULT_WORLD_SEED
+    twists: list[str] = field(default_factory=list)
 
 
 def stream_path(out_dir: Path, stream: str, *, compress: bool = False) -> Path:
@@ -121,12 +128,18 @@ def _bucket_seconds(params: ScenarioParams) -> int:
 
 
 def _scenario_document(
-    params: ScenarioParams, orders: int, seed: int, compress: bool
+    params: ScenarioParams, orders: int, seed: int, compress: bool, world: World
 ) -> dict[str, Any]:
-    """Contents of ``scenario.json``: what was run, with which parameters, into which files."""
+    """Contents of ``scenario.json``: what was run, with which parameters, into which files.
+
+    ``parameters`` are the scenario's own; a world twist that changes them (a new campaign)
+    is listed in ``world.json``.
+    """
     return {
         "scenario": params.name,
         "seed": seed,
+        "world_seed": world.world_seed,
+        "misspecified": world.misspecified,
         "orders": orders,
         "start": params.start,
         "contract_version": CONTRACT_VERSION,
@@ -135,6 +148,7 @@ def _scenario_document(
         "files": {
             **{name: stream_path(Path(), name, compress=compress).name for name in STREAM_NAMES},
             "ground_truth": GROUND_TRUTH_FILE,
+            "world": WORLD_FILE,
         },
         "parameters": asdict(params),
     }
@@ -148,20 +162,27 @@ def simulate(
     *,
     compress: bool = False,
     invalid_rate: float = 0.0,
+    world_seed: int = DEFAULT_WORLD_SEED,
+    misspecified: bool = False,
 ) -> SimulationStats:
-    """Generate ``orders`` orders of ``scenario`` into ``out_dir``; deterministic in the seed.
+    """Generate ``orders`` orders of ``scenario`` into ``out_dir``; deterministic in the seeds.
 
-    Writes ``orders``/``delivery``/``support``/``refunds`` JSON Lines (gzip when ``compress``),
+    ``seed`` draws the history; ``world_seed`` draws the :class:`World` that says what every
+    action would have done (``misspecified``: with all three twists). Writes
+    ``orders``/``delivery``/``support``/``refunds`` JSON Lines (gzip when ``compress``),
     each sorted by ``occurred_at`` apart from the injected late and duplicate deliveries, plus
-    ``ground_truth.jsonl`` (one row per order) and ``scenario.json``. ``invalid_rate`` mixes
-    clearly invalid lines into the streams, for testing validation paths only.
+    ``ground_truth.jsonl`` (one row per order), ``world.json`` and ``scenario.json``.
+    ``invalid_rate`` mixes clearly invalid lines into the streams, for testing validation
+    paths only.
     """
     if orders < 1:
         raise ValueError("orders must be >= 1")
     if not 0.0 <= invalid_rate < 1.0:
         raise ValueError("invalid_rate must be in [0, 1)")
     began = time.perf_counter()
-    params = get_scenario(scenario)
+    scenario_params = get_scenario(scenario)
+    world = World.draw(world_seed, scenario_params, misspecified=misspecified)
+    params = world.scenario(scenario_params)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = parse_timestamp(params.start)
@@ -169,13 +190,22 @@ def simulate(
     customers = CustomerPool.build(params, orders, np_rng)
     times = placement_times(params, start, orders, np_rng)
     fmt = TimestampFormatter(start - 2 * DAY, start + (params.days + _TAIL_DAYS) * DAY)
-    model = OrderModel(params, Catalog.build(params), customers, random.Random(seed), fmt)
+    # The world's draws come from their own generator, so the history does not depend on it.
+    response_rng = random.Random(f"response:{seed}:{world_seed}")
+    model = OrderModel(
+        params, Catalog.build(params), customers, random.Random(seed), fmt, world, response_rng
+    )
 
     tmp_dir = Path(tempfile.mkdtemp(prefix=".simulate-", dir=out_dir))
     bucket = _bucket_seconds(params)
     spills = [SortedSpill(tmp_dir, name, bucket) for name in STREAM_NAMES]
     emit = _Emitter(spills, params, seed, invalid_rate)
-    stats = SimulationStats(scenario=params.name, orders=orders)
+    stats = SimulationStats(
+        scenario=params.name,
+        orders=orders,
+        world_seed=world_seed,
+        twists=[t["kind"] for t in world.twists],
+    )
     try:
         with open(out_dir / GROUND_TRUTH_FILE, "wb", buffering=1 << 16) as truth:
             for idx, t0 in enumerate(times):
@@ -195,10 +225,10 @@ def simulate(
             spill.discard()
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
-    document = _scenario_document(params, orders, seed, compress)
-    (out_dir / SCENARIO_FILE).write_bytes(
-        orjson.dumps(document, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
-    )
+    document = _scenario_document(scenario_params, orders, seed, compress, world)
+    pretty = orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
+    (out_dir / SCENARIO_FILE).write_bytes(orjson.dumps(document, option=pretty) + b"\n")
+    (out_dir / WORLD_FILE).write_bytes(orjson.dumps(world.to_dict(), option=pretty) + b"\n")
     stats.events = dict(zip(STREAM_NAMES, emit.counts, strict=True))
     stats.duplicates = emit.duplicates
     stats.out_of_order = emit.out_of_order

@@ -1,10 +1,14 @@
 """Per-order generative model: the no-intervention history plus counterfactual outcomes.
 
 For every order the model simulates the world without interventions (the events written to
-the stream files) and, from the same latent draws, what each action would have led to (the
-ground truth). Causality runs one way: latent customer traits and courier slippage drive the
-visible signals (delays, tickets, sentiment, requests), and the same latents drive the
+the stream files). Causality runs one way: latent customer traits and courier slippage drive
+the visible signals (delays, tickets, sentiment, requests), and the same latents drive the
 refund decision, so the signals predict refunds without giving them away.
+
+What each action would have led to (the ground truth) is not decided here but by a
+:class:`~operators.simulation.response.World` drawn from its own prior, with draws from a
+separate generator: the history of a seed is the same in every world, except where a world
+twist changes it (a new campaign that returns more).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 from operators.contract import STREAMS
 from operators.simulation.clock import DAY, HOUR, MINUTE, TimestampFormatter, parse_timestamp
+from operators.simulation.response import Facts, Latents, World, customer_tier
 from operators.simulation.scenarios import ScenarioParams
 from operators.simulation.world import Catalog, CustomerPool, Sku, cumulative, pick_index
 
@@ -32,18 +37,6 @@ ACTIONS: tuple[str, ...] = (
     "delayed_shipment_intervention",
     "human_review",
 )
-RISK_DRIVERS: tuple[str, ...] = (
-    "late_delivery",
-    "undeliverable",
-    "size_fit",
-    "damaged",
-    "wrong_item",
-    "not_as_described",
-    "changed_mind",
-    "other",
-    "abuse",
-)
-
 Emit = Callable[[int, int, dict[str, Any]], None]
 
 _CHANNELS = ("email", "chat", "phone", "social")
@@ -78,26 +71,6 @@ _WITHDRAW = {
     "changed_mind": 0.16,
     "other": 0.1,
 }
-_FITTING = {
-    "undeliverable": "delayed_shipment_intervention",
-    "size_fit": "exchange_first_offer",
-    "damaged": "exchange_first_offer",
-    "wrong_item": "exchange_first_offer",
-    "not_as_described": "product_guidance",
-    "changed_mind": "product_guidance",
-    "other": "product_guidance",
-    "abuse": "human_review",
-}
-# How well a non-fitting action does, relative to the fitting one (same latent draw).
-_HUMAN_REVIEW_FACTOR = 0.7
-_PARTNER_FACTOR = {
-    "proactive_reassurance": {"delayed_shipment_intervention": 0.7},
-    "delayed_shipment_intervention": {"proactive_reassurance": 0.65},
-    "exchange_first_offer": {"product_guidance": 0.35},
-    "product_guidance": {"exchange_first_offer": 0.35},
-}
-_WRONG_FIT_FACTOR = 0.1
-_GUIDANCE_FAMILIES = frozenset({"skincare", "makeup"})
 
 
 def _clip(x: float, lo: float, hi: float) -> float:
@@ -130,6 +103,7 @@ class _Order:
     total: float = 0.0
     cost: float = 0.0
     main_family: int = 0
+    main_value: float = 0.0
     lane: int = 0
     campaign: int = 0
     promised: int = 0
@@ -158,8 +132,6 @@ class _Case:
     signal_ts: int
     outcome: str
     refund: float
-    recoverability: float = 0.0
-    fitting: str = ""
 
 
 class OrderModel:
@@ -172,8 +144,12 @@ class OrderModel:
         customers: CustomerPool,
         rng: random.Random,
         fmt: TimestampFormatter,
+        world: World,
+        response_rng: random.Random,
     ) -> None:
         self.p = params
+        self.world = world
+        self.response_rng = response_rng
         self.catalog = catalog
         self.customers = customers
         self.rng = rng
@@ -275,6 +251,7 @@ class OrderModel:
         o.main_family = max(
             sorted(family_value, key=lambda f: names[f].name), key=family_value.__getitem__
         )
+        o.main_value = round(family_value[o.main_family], 2)
         o.lane = pick_index(self.lane_cum, rnd())
         o.campaign = pick_index(self.campaign_cum, rnd())
         lane = self.p.lanes[o.lane]
@@ -573,8 +550,6 @@ class OrderModel:
             case = self._product_case(o)
         else:
             return None
-        case.fitting = self._fitting_action(case, o)
-        case.recoverability = round(self._recoverability(case, o), 4)
         return case
 
     def _late_intent(self, o: _Order, mult: float) -> bool:
@@ -817,69 +792,29 @@ class OrderModel:
         return _Case("abuse", reason, req_ts, signal, outcome, o.total)
 
     # ---------------------------------------------------------- counterfactuals
-    def _fitting_action(self, case: _Case, o: _Order) -> str:
-        """The intervention that fits the case's driver."""
-        if case.driver == "late_delivery":
-            return "delayed_shipment_intervention" if o.slip >= 3 else "proactive_reassurance"
-        return _FITTING[case.driver]
-
-    def _recoverability(self, case: _Case, o: _Order) -> float:
-        """True chance that the fitting action saves the order, from observable signals."""
-        gauss = self.rng.gauss
-        good_history = o.orders_count >= 2 and o.returns_count / o.orders_count < 0.25
-        sentiment = o.wismo_sentiment if o.wismo_sentiment is not None else 0.0
-        anger = max(0.0, -sentiment - 0.3)
-        driver = case.driver
-        if driver == "late_delivery":
-            r = 0.88 - 0.06 * max(0.0, o.slip - 1.5) - 0.25 * anger + 0.06 * good_history
-        elif driver == "undeliverable":
-            r = 0.45 + 0.08 * good_history - 0.1 * anger
-        elif driver == "size_fit":
-            fam_lines = sum(1 for sku, _ in o.items if sku.family == o.main_family)
-            r = 0.76 + 0.05 * good_history - 0.08 * (fam_lines > 1)
-        elif driver == "not_as_described":
-            fam = self.catalog.families[o.main_family].name
-            r = 0.64 if fam in _GUIDANCE_FAMILIES else 0.4
-        elif driver == "damaged":
-            r = 0.58 if o.damaged_in_transit else 0.52
-        elif driver == "wrong_item":
-            r = 0.58
-        elif driver == "changed_mind":
-            r = 0.25 + 0.05 * good_history
-        elif driver == "abuse":
-            ratio = o.returns_count / max(o.orders_count, 1)
-            r = 0.45 + 0.35 * _clip((ratio - 0.4) / 0.5, 0.0, 1.0)
-        else:
-            r = 0.18
-        if self.p.campaigns[o.campaign].name == "influencer-x" and driver != "abuse":
-            r -= 0.05  # impulse buyers are harder to talk round
-        return _clip(r + gauss(0.0, 0.07), 0.02, 0.97)
-
-    def _action_factor(self, action: str, case: _Case) -> float:
-        """Success probability of ``action`` relative to the fitting action."""
-        if action == case.fitting:
-            return 1.0
-        if case.driver == "abuse":
-            return 0.0  # automated goodwill does not deter a serial refunder
-        if action == "human_review":
-            return _HUMAN_REVIEW_FACTOR
-        if case.driver == "undeliverable":
-            return 0.3 if action == "proactive_reassurance" else 0.05
-        return _PARTNER_FACTOR.get(case.fitting, {}).get(action, _WRONG_FIT_FACTOR)
+    def _support_intent(self, o: _Order) -> str | None:
+        """Intent of the order's first ticket (by time), or None without one."""
+        first: tuple[int, str] | None = None
+        for ts, _, stream, body in o.events:
+            opened = stream == SUPPORT and body["type"] == "ticket_opened"
+            if opened and (first is None or ts < first[0]):
+                first = (ts, body["intent"])
+        return first[1] if first else None
 
     def _truth(self, o: _Order, case: _Case | None) -> dict[str, Any]:
-        """Ground-truth row: order facts, risk, recoverability and per-action outcomes."""
-        u = self.rnd()  # one latent draw per order keeps the actions' outcomes nested
+        """Ground-truth row: order facts, risk, and the outcome under every action."""
+        latents = Latents.draw(self.response_rng)  # always drawn: orders never shift others
         total = o.total
         lane = self.p.lanes[o.lane]
-        cancelled = o.cancelled
+        fam = self.catalog.families[o.main_family].name
+        intent = self._support_intent(o)
+        tier = customer_tier(o.orders_count)
         if case is None:
-            kept = (
+            none = (
                 {"outcome": "cancelled", "refund_value": 0.0, "retained_value": 0.0}
-                if cancelled
+                if o.cancelled
                 else {"outcome": "kept", "refund_value": 0.0, "retained_value": total}
             )
-            outcomes = {action: kept for action in ACTIONS}
         else:
             none = {
                 "outcome": case.outcome,
@@ -888,25 +823,18 @@ class OrderModel:
                 if case.outcome == "chargeback"
                 else round(total - case.refund, 2),
             }
-            outcomes = {
-                "none": none,
-                "blanket_refund": {
-                    "outcome": "refunded",
-                    "refund_value": total,
-                    "retained_value": 0.0,
-                },
-            }
-            for action in ACTIONS[2:]:
-                if u < case.recoverability * self._action_factor(action, case):
-                    saved = "exchanged" if action == "exchange_first_offer" else "kept"
-                    outcomes[action] = {
-                        "outcome": saved,
-                        "refund_value": 0.0,
-                        "retained_value": total,
-                    }
-                else:
-                    outcomes[action] = none
-        fam = self.catalog.families[o.main_family].name
+        facts = Facts(
+            driver=case.driver if case else None,
+            none=none,
+            total=total,
+            family_value=o.main_value,
+            lane=lane.key,
+            family=fam,
+            intent=intent,
+            tier=tier,
+            cancelled=o.cancelled,
+        )
+        outcomes, late = self.world.respond(facts, latents)
         return {
             "order_id": o.order_id,
             "customer_id": f"C{o.customer + 1:07d}",
@@ -916,15 +844,17 @@ class OrderModel:
             "sku_family": fam,
             "courier_lane": lane.key,
             "campaign": self.p.campaigns[o.campaign].name,
+            "customer_tier": tier,
+            "support_intent": intent,
             "abusive": self.customers.abusive[o.customer],
             "at_risk": case is not None,
             "risk_driver": case.driver if case else None,
-            "fitting_action": case.fitting if case else None,
-            "recoverability": case.recoverability if case else 0.0,
-            "decision_hint_at": self.fmt(case.signal_ts) if case else None,
+            "request_at": self.fmt(case.request_ts) if case else None,
             "slip_days": round(o.slip, 2) if o.delivered is not None else None,
-            "cancelled": cancelled,
+            "cancelled": o.cancelled,
+            "world_seed": self.world.world_seed,
             "outcomes": outcomes,
+            "outcomes_late": late,
         }
 
     # ----------------------------------------------------------------- output
