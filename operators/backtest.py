@@ -87,6 +87,13 @@ def policy_figures(summary: dict[str, Any], policy: RecoveryPolicy) -> dict[str,
         "model": (summary.get("models") or {}).get("return_propensity"),
         "first_score_quality": summary.get("first_score_quality"),
     }
+    arms = (summary.get("decision_arms") or {}).get("arms") or {}
+    for arm in ("policy", "static_rules", "always_contact", "random_eligible"):
+        if arm in arms:
+            figures[f"captured_share_{arm}"] = arms[arm]["captured_share"]
+    if "policy" in arms:
+        figures["contacted_keepers"] = arms["policy"]["contacted_keepers"]
+        figures["oracle_leakage"] = arms["oracle"]["refund_leakage"]
     gt = summary.get("ground_truth")
     if gt:
         figures.update(
@@ -121,6 +128,11 @@ def format_backtest(report: dict[str, Any]) -> str:
         lines.append(f"{label:<34}" + "".join(f"{c:>{width}}" for c in cells))
 
     row("policy version", "policy_version", "{}")
+    row("captured share of oracle's avoidable", "captured_share_policy", "{:.1%}")
+    row("  same policy, static rules", "captured_share_static_rules", "{:.1%}")
+    row("  always contact", "captured_share_always_contact", "{:.1%}")
+    row("  random eligible action", "captured_share_random_eligible", "{:.1%}")
+    row("contacted who would have kept it", "contacted_keepers", "{:,}")
     row("history: refund leakage as it was", "observed_refund_leakage")
     row("refund leakage", "refund_leakage")
     row("retained revenue", "retained_revenue")
@@ -148,7 +160,8 @@ def format_backtest(report: dict[str, Any]) -> str:
         lines += [
             "",
             f"baselines: blanket refund leaks {base['blanket_refund_leakage']:,.2f}; "
-            f"doing nothing leaks {base['no_action_leakage']:,.2f}",
+            f"doing nothing leaks {base['no_action_leakage']:,.2f}; the oracle "
+            f"{base.get('oracle_leakage') or 0:,.2f}",
         ]
     if report.get("unknown_without_ground_truth"):
         lines += [
