@@ -9,9 +9,10 @@ have kept the item triggers a return, and what a declined exchange offer does.
 Every number is drawn from the prior below with the world seed, and written to
 ``world.json`` so a reader can see what each world was. The prior is written from what the
 actions are, never from the decision layer: it imports nothing from the policy, the
-scorers, the models or the engine, and it treats every action and every risk driver alike
-(no action is "the fitting one" for a driver). ``docs/simulation.md`` lists every
-distribution and number.
+scorers, the models or the engine. Its only structure is what each action talks about (a
+parcel, an item, a doubt about the product, or a person looking): on average an action on
+the case's subject helps more, and a world's noise overturns that often.
+``docs/simulation.md`` lists every distribution and number.
 
 >>> from operators.simulation.scenarios import get_scenario
 >>> params = get_scenario("steady-state")
@@ -70,6 +71,28 @@ ACTION_SD = 0.5  # logit sd of an action's main effect (some actions work better
 DRIVER_SD = 0.5  # logit sd of a driver's main effect (some cases are easier to save)
 CELL_SD = 0.9  # logit sd of the action x driver interaction
 ZERO_SHARE_BETA = (2.0, 8.0)  # share of action x driver cells with exactly zero effect
+#: What a risk driver is about, and what each action talks about (from the actions'
+#: descriptions: a message about a parcel, an exchange, product advice, a person looking).
+DRIVER_SUBJECT: dict[str, str] = {
+    "late_delivery": "parcel",
+    "undeliverable": "parcel",
+    "size_fit": "item",
+    "damaged": "item",
+    "wrong_item": "item",
+    "not_as_described": "doubt",
+    "changed_mind": "doubt",
+    "other": "doubt",
+    "abuse": "abuse",
+}
+ACTION_SUBJECT: dict[str, str] = {
+    "proactive_reassurance": "parcel",
+    "delayed_shipment_intervention": "parcel",
+    "exchange_first_offer": "item",
+    "product_guidance": "doubt",
+    "human_review": "any",
+}
+ON_SUBJECT_SHIFT = 0.6  # logit shift when an action talks about what the case is about
+OFF_SUBJECT_SHIFT = -1.0  # ... and when it talks about something else (a person: neither)
 SEGMENT_SD: dict[str, float] = {
     "courier_lane": 0.6,
     "sku_family": 0.5,
@@ -94,6 +117,20 @@ SURGE_CAMPAIGN = "flash-sale"
 
 _DIGITS = 4
 _ALL = ("none", *ACTIONS, "blanket_refund")
+
+
+def subject_shift(action: str, driver: str) -> float:
+    """The prior's only structure: an action talking about what the case is about helps
+    more on average; a person (human review) is neither on nor off subject. The cell noise
+    (sd :data:`CELL_SD`) overturns this in many worlds.
+
+    >>> subject_shift("exchange_first_offer", "size_fit"), subject_shift("human_review", "abuse")
+    (0.6, 0.0)
+    """
+    subject = ACTION_SUBJECT[action]
+    if subject == "any":
+        return 0.0
+    return ON_SUBJECT_SHIFT if subject == DRIVER_SUBJECT[driver] else OFF_SUBJECT_SHIFT
 
 
 def customer_tier(orders_count: int) -> str:
@@ -244,6 +281,7 @@ class World:
             base[a] = {}
             for d in RISK_DRIVERS:
                 logit = centre + action_effect[a] + driver_effect[d] + gauss(0.0, CELL_SD)
+                logit += subject_shift(a, d)
                 zero = rng.random() < zero_share
                 base[a][d] = 0.0 if zero else min(max(_r(_sigmoid(logit)), 0.0001), 0.9999)
         offsets = {
@@ -484,7 +522,8 @@ def prior_summary() -> dict[str, Any]:
     return {
         "base_save_probability": (
             f"sigmoid(logit({BASE_SAVE_MEAN}) + action N(0, {ACTION_SD}) + driver "
-            f"N(0, {DRIVER_SD}) + cell N(0, {CELL_SD})); zero with the world's zero share"
+            f"N(0, {DRIVER_SD}) + cell N(0, {CELL_SD}) + subject shift ({ON_SUBJECT_SHIFT} on, "
+            f"{OFF_SUBJECT_SHIFT} off subject)); zero with the world's zero share"
         ),
         "zero_effect_share": f"Beta{ZERO_SHARE_BETA}",
         "segment_logit_offsets_sd": SEGMENT_SD,
