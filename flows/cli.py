@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from flows.metrics import add_metrics_args
+from flows.progress import add_progress_args, progress, stream_lines
 from flows.replay import ReplayOptions, run_replay
 from flows.summary import format_summary, summarize, write_summary
 from operators.contract import CONTRACT_VERSION
@@ -129,15 +130,17 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         raise UsageError("--out is required (where to write the streams)")
     if args.orders < 1:
         raise UsageError("--orders must be >= 1")
-    stats = simulate(
-        args.scenario,
-        args.orders,
-        args.seed,
-        Path(args.out),
-        compress=args.gzip,
-        world_seed=args.world_seed,
-        misspecified=args.misspecified,
-    )
+    with progress(args, f"simulate {args.scenario}", args.orders, unit="orders") as p:
+        stats = simulate(
+            args.scenario,
+            args.orders,
+            args.seed,
+            Path(args.out),
+            compress=args.gzip,
+            world_seed=args.world_seed,
+            misspecified=args.misspecified,
+            progress=p.callback,
+        )
     print(f"simulated {args.scenario}: {stats.orders:,} orders into {args.out}")
     for stream, n in stats.events.items():
         print(f"  {stream:<10}{n:>12,} events")
@@ -191,6 +194,7 @@ def register_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gzip", action="store_true", help="write .jsonl.gz files")
     p.add_argument("--describe", action="store_true", help="print the scenario's story and exit")
     add_world_args(p)
+    add_progress_args(p)
     p.set_defaults(func=_cmd_simulate)
 
 
@@ -221,8 +225,11 @@ def replay_and_summarize(
         raise UsageError(str(exc)) from None
     from flows.metrics import metrics_session
 
-    with metrics_session(args) as observer:  # None unless --metrics-port/--metrics-file
-        run = run_replay(input_dir, out_dir, policy, opts, observer=observer)
+    with (
+        metrics_session(args) as observer,  # None unless --metrics-port/--metrics-file
+        progress(args, f"replay {out_dir.name}", stream_lines(input_dir)) as shown,
+    ):
+        run = run_replay(input_dir, out_dir, policy, opts, observer=shown.observe(observer))
     extra: dict = {
         "input_records": run.input_records,
         "seconds": round(run.seconds, 3),
@@ -272,6 +279,7 @@ def register_replay(sub: argparse._SubParsersAction) -> None:
     )
     add_run_args(p)
     add_metrics_args(p)
+    add_progress_args(p)
     p.set_defaults(func=_cmd_replay)
 
 
@@ -292,14 +300,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"simulating launch-week-backlog: {args.orders:,} orders "
         f"(seed {args.seed}, world {args.world_seed})..."
     )
-    simulate(
-        "launch-week-backlog",
-        args.orders,
-        args.seed,
-        data,
-        world_seed=args.world_seed,
-        misspecified=args.misspecified,
-    )
+    with progress(args, "simulate", args.orders, unit="orders") as p:
+        simulate(
+            "launch-week-backlog",
+            args.orders,
+            args.seed,
+            data,
+            world_seed=args.world_seed,
+            misspecified=args.misspecified,
+            progress=p.callback,
+        )
     _print_world(data, args.world_seed)
     policy = _policy(args.policy)
     static_dir = base / "static-rules"
@@ -346,6 +356,7 @@ def register_demo(sub: argparse._SubParsersAction) -> None:
     add_world_args(p)
     add_run_args(p)
     add_metrics_args(p)
+    add_progress_args(p)
     p.set_defaults(func=_cmd_demo)
 
 

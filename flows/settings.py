@@ -462,9 +462,10 @@ def _redis(sec: _Section, password_from_env: bool, url_from_env: bool) -> RedisS
     url = sec.string("url", None) or None
     if url is not None:
         parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss", "unix"):
+        if parts.scheme not in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
             raise SettingsError(
-                f"redis.url: must start with redis://, rediss:// or unix://, got {url[:12]!r}"
+                "redis.url: must start with redis://, rediss://, unix:// or (a Redis Cluster) "
+                f"redis+cluster:// or rediss+cluster://, got {url[:12]!r}"
             )
         if parts.password and not url_from_env:
             raise SettingsError(

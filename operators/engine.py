@@ -36,7 +36,7 @@ from operators.decision import (
     intervention_id,
     unit_hash,
 )
-from operators.features import build_features, from_vector, to_vector
+from operators.features import build_features, from_vector, pack_vector
 from operators.models import Example
 from operators.policy import ActionSpec, RecoveryPolicy
 from operators.scoring import HeuristicScorer, Scorer, abuse_risk
@@ -123,7 +123,7 @@ class DecisionEngine:
         # Keep what was known and predicted at this point; the models learn from it when
         # the label arrives (so a delayed label never leaks into the features).
         if case.action_point is None:
-            point = (now, scores.return_propensity, to_vector(features))
+            point = (now, scores.return_propensity, pack_vector(features))
             case.points.append(point)
             if len(case.points) > POINTS_LIMIT:
                 del case.points[0]

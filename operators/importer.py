@@ -1150,15 +1150,19 @@ def _read_rows(path: Path, mapping: CsvMapping) -> Iterator[list[str]]:
                 yield row
 
 
-def _collect(path: Path, mapping: CsvMapping) -> _Collector:
+def _collect(
+    path: Path, mapping: CsvMapping, progress: Callable[[int], None] | None = None
+) -> _Collector:
     """Read the whole file into a collector (header checked against the mapping first)."""
     rows = _read_rows(path, mapping)
     header = next(rows, None)
     if header is None:
         raise ValueError(f"{path}: the file is empty (no header row)")
     collector = _Collector(mapping, header, path.name)
-    for row in rows:
+    for n, row in enumerate(rows, 1):
         collector.add(row)
+        if progress is not None:
+            progress(n)
     return collector
 
 
@@ -1175,15 +1179,21 @@ def _split_purchases(collector: _Collector) -> tuple[list[_Invoice], Counter[str
     return kept, skipped
 
 
-def import_csv(path: Path, out_dir: Path, mapping: CsvMapping) -> ImportStats:
+def import_csv(
+    path: Path,
+    out_dir: Path,
+    mapping: CsvMapping,
+    progress: Callable[[int], None] | None = None,
+) -> ImportStats:
     """Convert a CSV export into ``orders.jsonl``, ``refunds.jsonl`` and ``import_report.json``.
+    ``progress(n)`` is told the number of data rows read so far (a progress display).
 
     Raises :class:`MappingError` when the mapping does not fit the file (unknown column, a date
     format that does not read the first row) and ``ValueError`` for an empty file.
     """
     started = time.perf_counter()
     path, out_dir = Path(path), Path(out_dir)
-    collector = _collect(path, mapping)
+    collector = _collect(path, mapping, progress)
     purchases, skipped = _split_purchases(collector)
     ledger = _Ledger(mapping)
     ledger.run(purchases, collector.refunds.values())
