@@ -30,7 +30,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from operators.case import DAY, HOUR, OrderCase
-from operators.contract import RESOLVING_TYPES, DeadLetter, Event, format_ts, truncate_raw
+from operators.contract import (
+    RESOLVING_TYPES,
+    DeadLetter,
+    Event,
+    format_ts,
+    payload_digest,
+    redact,
+)
+from operators.vocabulary import DeadLetterKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +165,8 @@ class ExpiryClock:
             return [
                 _dead(
                     event,
-                    f"future: occurred_at {format_ts(ts)} is more than {skew / HOUR:g} h "
+                    DeadLetterKind.FUTURE,
+                    f"occurred_at {format_ts(ts)} is more than {skew / HOUR:g} h "
                     f"after it was received ({format_ts(received_at)})",
                     received_at,
                 )
@@ -166,12 +175,20 @@ class ExpiryClock:
             return [
                 _dead(
                     event,
-                    f"late: occurred_at {format_ts(ts)} is behind the watermark {format_ts(wm)}",
+                    DeadLetterKind.LATE,
+                    f"occurred_at {format_ts(ts)} is behind the watermark {format_ts(wm)}",
                     received_at,
                 )
             ]
         if oid in self.tombstones:
-            return [_dead(event, "after_close: the order's case is already closed", received_at)]
+            return [
+                _dead(
+                    event,
+                    DeadLetterKind.AFTER_CLOSE,
+                    "the order's case is already closed",
+                    received_at,
+                )
+            ]
         out: list[Event | Expire | DeadLetter] = [event]
         if event.type in RESOLVING_TYPES:
             self._close(oid, ts)
@@ -301,9 +318,17 @@ class ExpiryClock:
         return clock
 
 
-def _dead(event: Event, reason: str, received_at: float) -> DeadLetter:
+def _dead(event: Event, kind: DeadLetterKind, reason: str, received_at: float) -> DeadLetter:
+    # The body is valid JSON; the letter keeps its allowlisted fields and digest only.
     return DeadLetter(
-        event.stream, reason, truncate_raw(event.body), received_at, event.event_id, event.order_id
+        event.stream,
+        f"{kind}: {reason}",
+        redact(event.body),
+        received_at,
+        event.event_id,
+        event.order_id,
+        kind,
+        payload_digest(event.body),
     )
 
 
