@@ -8,9 +8,11 @@ downstream exactly as it would live. A line whose time cannot be read is emitted
 **Outliers.** A line stamped far ahead of its own file (a bad clock: a delivery event
 stamped 2100 among 2026 ones) would, as a head, hold its whole file back until every other
 file had passed 2100, and every line of the file behind it would then arrive late. A head
-more than ``spike_gap`` (default one day) after the median time of the next lines of its
+more than ``spike_gap`` (default six hours) after the median time of the next lines of its
 file is therefore emitted at once, out of line, and "received" at that median: the
-stream's own progress, so the clock's future guard dead-letters it. Every other item is
+stream's own progress, so the clock's future guard dead-letters it if it is more than
+``max_future_skew`` ahead, and otherwise its jump waits for confirmation (``max_jump``)
+instead of moving the watermark. Every other item is
 received at the replay clock, the largest event time emitted in line so far.
 """
 
@@ -33,9 +35,10 @@ from operators.contract import STREAMS, ContractError, parse_ts
 #: An input item: (stream, payload, received_at). The payload is parsed JSON or raw bytes.
 RawItem = tuple[str, Any, float]
 
-#: A head this far after the median of the next lines of its file is an outlier
-#: (mirrors the default ``WindowConfig.max_future_skew``: such a line is dead-lettered).
-SPIKE_GAP = 86400.0
+#: A head this far after the median of the next lines of its file is an outlier: held in
+#: line, it would make the lines behind it later than the allowed lateness (default 6 h)
+#: by the time they are read.
+SPIKE_GAP = 6 * 3600.0
 #: Lines read ahead per file to judge its head.
 LOOKAHEAD = 3
 

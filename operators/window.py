@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from operators.case import DAY, HOUR, OrderCase
 from operators.contract import (
+    MAX_EVENTS_PER_CASE,
     RESOLVING_TYPES,
     DeadLetter,
     Event,
@@ -58,9 +59,11 @@ class WindowConfig:
     #: The largest jump of event time one event may make alone: an event further ahead
     #: than this of its input's latest event time is accepted, but moves the watermark
     #: only once a second event lands within this of it, so a single outlier (a bad clock
-    #: the future guard could not see) cannot advance a watermark. None: every event moves
-    #: it (sparse test streams whose single events stand for days of traffic).
-    max_jump: float | None = 1 * DAY
+    #: the future guard could not see) cannot advance a watermark. Keep it at or below
+    #: ``allowed_lateness``: a larger jump taken alone makes the events behind it late.
+    #: None: every event moves it (sparse test streams whose single events stand for days
+    #: of traffic).
+    max_jump: float | None = 6 * HOUR
     #: Live mode: when a shard has had no events for this many wall-clock seconds, its
     #: event time moves on with the wall clock (as Bytewax's EventClock does), so quiet
     #: hours still close expired cases. Each partition moves on from its *own* latest event
@@ -106,6 +109,7 @@ class _Window:
     anchor: float  # order_placed time, or the first signal's time while pending
     placed: bool
     delivered: float | None
+    events: int = 0  # events admitted (re-deliveries included): bounded by the contract
 
 
 # --- the clock ----------------------------------------------------------------------------
@@ -195,6 +199,18 @@ class ExpiryClock:
                     received_at,
                 )
             ]
+        w = self.windows.get(oid)
+        if w is not None and w.events >= MAX_EVENTS_PER_CASE and event.type not in RESOLVING_TYPES:
+            # A runaway producer must not grow one case without bound; a resolution still
+            # closes it.
+            return [
+                _dead(
+                    event,
+                    DeadLetterKind.TOO_MANY_EVENTS,
+                    f"the order already has {w.events} events (limit {MAX_EVENTS_PER_CASE})",
+                    received_at,
+                )
+            ]
         if oid in self.tombstones:
             return [
                 _dead(
@@ -267,6 +283,7 @@ class ExpiryClock:
             w.anchor = ts
         if type_ == "delivered":
             w.delivered = ts
+        w.events += 1
         heapq.heappush(self._heap, (self.deadline(w), oid))
 
     def _close(self, oid: str, ts: float) -> None:
@@ -351,7 +368,9 @@ class ExpiryClock:
             "max_event_at": self.max_event_at,
             "source_max": dict(self.source_max),
             "pending": {k: list(v) for k, v in self.pending.items() if v},
-            "windows": {o: (w.anchor, w.placed, w.delivered) for o, w in self.windows.items()},
+            "windows": {
+                o: (w.anchor, w.placed, w.delivered, w.events) for o, w in self.windows.items()
+            },
             "tombstones": dict(self.tombstones),
             "closed_by": dict(self.closed_by),
         }

@@ -301,7 +301,10 @@ def test_partitions_read_out_of_step_lose_nothing_with_per_partition_watermarks(
     items = [("orders", r, epoch(200), "p0") for r in p0]
     items += [("orders", r, epoch(200), "p1") for r in p1]
     window = WindowConfig(
-        shards=1, max_future_skew=None, sources=("p0", "p1") if per_partition else ()
+        shards=1,
+        max_future_skew=None,
+        max_jump=None,  # each event stands for a day of traffic
+        sources=("p0", "p1") if per_partition else (),
     )
     out = run_flow(items, window)
     late = [d for d in out["dead_letter"] if d["reason"].startswith("late:")]

@@ -529,3 +529,24 @@ def test_a_single_outlier_cannot_advance_the_watermark() -> None:
     assert clock.watermark == following.occurred_at - CFG.allowed_lateness
     clock.on_event(later[1])
     assert clock.watermark == later[0].occurred_at - CFG.allowed_lateness
+
+
+def test_events_per_case_are_bounded_and_a_resolution_still_closes() -> None:
+    from operators.contract import MAX_EVENTS_PER_CASE, decode
+
+    clock = ExpiryClock(CFG)
+    admitted = dead = 0
+    for i in range(MAX_EVENTS_PER_CASE + 5):
+        ev = decode("support", support("customer_message", "o-noisy", i / 1000, event_id=f"m{i}"))
+        (out,) = clock.on_event(ev)
+        if isinstance(out, DeadLetter):
+            assert out.kind == "too_many_events" and out.order_id == "o-noisy"
+            dead += 1
+        else:
+            admitted += 1
+    assert (admitted, dead) == (MAX_EVENTS_PER_CASE, 5)
+    restored = ExpiryClock.restore(CFG, clock.snapshot())
+    noisy = decode("support", support("customer_message", "o-noisy", 2.0, event_id="m-x"))
+    assert isinstance(restored.on_event(noisy)[0], DeadLetter)
+    closing = decode("refunds", body("refund_issued", "o-noisy", 2.0, amount=1.0))
+    assert restored.on_event(closing)[0] is closing
