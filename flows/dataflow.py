@@ -168,6 +168,9 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         # Wall-clock times at which the watermark, and the latest event time, last moved:
         # a watermark stuck for idle_advance_seconds wakes the shard (idle advance).
         self._moved_at = self._latest_at = time.time()
+        # Per input partition: wall-clock time its latest event time last moved, so a
+        # quiet partition moves on from its own time, not from the fastest partition's.
+        self._source_at: dict[str, float] = {}
 
     def _report(self) -> None:
         on_clock = self.observer.on_clock
@@ -180,9 +183,14 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         clock = self.clock
         on_event = clock.on_event
         before, latest = clock.watermark, clock.max_event_at
+        seen = dict(clock.source_max) if clock.config.sources else None
         for event in values:
             out.extend(on_event(event, event.received_at))
         now = time.time()
+        if seen is not None:
+            for source, ts in clock.source_max.items():
+                if seen.get(source) != ts:
+                    self._source_at[source] = now
         if clock.watermark != before:
             self._moved_at = now
         if clock.max_event_at != latest:
@@ -204,13 +212,33 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         clock = self.clock
         now = time.time()
         if clock.max_event_at is not None:
-            out = clock.advance_idle(clock.max_event_at + (now - self._latest_at))
+            per_source = self._idle_targets(now) if clock.config.sources else None
+            out = clock.advance_idle(clock.max_event_at + (now - self._latest_at), per_source)
             self._latest_at = now
         else:
             out = []
         self._moved_at = now
         self._report()
         return out, StatefulBatchLogic.RETAIN
+
+    def _idle_targets(self, now: float) -> dict[str, float]:
+        """Each partition's new event time: its own latest plus the wall time since that
+        moved, once quiet for ``idle_advance_seconds`` (a partition sending events keeps
+        its time). One never heard from takes the lowest of the others."""
+        clock = self.clock
+        idle = clock.config.idle_advance_seconds or 0.0
+        targets: dict[str, float] = {}
+        for source, ts in clock.source_max.items():
+            since = self._source_at.setdefault(source, now)
+            targets[source] = ts + (now - since) if now - since >= idle else ts
+        for source, ts in targets.items():
+            if ts != clock.source_max[source]:
+                self._source_at[source] = now
+        if targets:
+            lowest = min(targets.values())
+            for source in clock.config.sources:
+                targets.setdefault(source, lowest)
+        return targets
 
     def on_eof(self) -> tuple[list[Any], bool]:
         return list(self.clock.on_eof()), StatefulBatchLogic.RETAIN

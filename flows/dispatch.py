@@ -44,7 +44,8 @@ import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows.settings import EndpointSettings, WebhookSettings
-from operators.contract import CONTRACT_VERSION, format_ts, truncate_raw
+from operators.contract import CONTRACT_VERSION, format_ts, payload_digest, redact
+from operators.vocabulary import DeadLetterKind
 from operators.webhooks import (
     CONTRACT_VERSION_HEADER,
     EVENT_HEADER,
@@ -173,11 +174,14 @@ def webhook_body(intervention: dict[str, Any]) -> bytes:
 def dead_letter_record(
     intervention: dict[str, Any], endpoint: str, reason: str, now: float
 ) -> dict[str, Any]:
-    """The dead-letter record of a delivery that failed for good."""
+    """The dead-letter record of a delivery that failed for good: ids, action and times of
+    the intervention, not its message text or customer fields."""
     return {
         "stream": DISPATCH_STREAM,
+        "kind": str(DeadLetterKind.DISPATCH_FAILED),
         "reason": f"webhook {endpoint}: {reason}",
-        "raw": truncate_raw(intervention),
+        "raw": redact(intervention),
+        "payload_sha256": payload_digest(intervention),
         "received_at": format_ts(now),
         "event_id": intervention.get("intervention_id"),
         "order_id": intervention.get("order_id"),

@@ -56,6 +56,7 @@ from prometheus_client.registry import Collector
 from flows.dataflow import OUTPUT_NAMES, FlowObserver
 from operators.contract import STREAM_TYPES, STREAMS, DeadLetter, Event, parse_ts
 from operators.uplift import SEGMENTS, Uplift, UpliftRow, rows_from_outcomes, uplift_by_action
+from operators.vocabulary import DeadLetterKind
 
 # No ``*_created`` series: they double the series count and nothing here reads them.
 disable_created_metrics()
@@ -87,15 +88,12 @@ RECOVERED_OUTCOMES = frozenset({"kept", "exchanged"})
 #: Outcomes of settled cases (recovery figures and uplift leave out open and cancelled ones).
 SETTLED_OUTCOMES = frozenset({"refunded", "chargeback", "kept", "exchanged"})
 
-#: Dead-letter reason classes (``salvage_dead_letters_total{reason}``).
-DEAD_LETTER_REASONS: tuple[str, ...] = (
-    "late",
-    "after_close",
-    "invalid_json",
-    "not_an_object",
-    "missing_field",
-    "unknown_type",
-    "invalid_field",
+#: Dead-letter classes of input records (``salvage_dead_letters_total{reason}``): the
+#: ``kind`` each dead letter carries (operators.vocabulary.DeadLetterKind).
+DEAD_LETTER_REASONS: tuple[str, ...] = tuple(
+    str(k)
+    for k in DeadLetterKind
+    if k not in (DeadLetterKind.DISPATCH_FAILED, DeadLetterKind.REVIEW_REJECTED)
 )
 #: How a human review is settled (operators.review ``review`` records); else ``other``.
 REVIEW_STATUSES = frozenset({"approved", "rejected", "expired", "closed", "ignored"})
@@ -200,31 +198,6 @@ class BoundedLabel:
         if text == value or not value:
             self._known[value] = text
         return text
-
-
-def dead_letter_reason(reason: str) -> str:
-    """The bounded class of a dead-letter reason (the full reason is in the record).
-
-    >>> dead_letter_reason("late: occurred_at 2026-06-01T01:00:00Z is behind the watermark")
-    'late'
-    >>> dead_letter_reason("missing required field order_id")
-    'missing_field'
-    >>> dead_letter_reason("total must be >= 0, got -1")
-    'invalid_field'
-    """
-    if reason.startswith("late"):
-        return "late"
-    if reason.startswith("after_close"):
-        return "after_close"
-    if reason.startswith("not valid JSON"):
-        return "invalid_json"
-    if reason.startswith("event must be a JSON object"):
-        return "not_an_object"
-    if reason.startswith("missing required field"):
-        return "missing_field"
-    if reason.startswith("type ") and " is not a " in reason:
-        return "unknown_type"
-    return "invalid_field"
 
 
 def endpoint_label(endpoint: str) -> str:
@@ -619,7 +592,8 @@ class SalvageMetrics:
         child.inc()
 
     def _on_dead_letter(self, dead: DeadLetter) -> None:
-        reason = dead_letter_reason(dead.reason)
+        # The kind, not the reason text: texts change, and a prefix test miscounts.
+        reason = str(dead.kind)
         child = self._dead_c.get((dead.stream, reason))
         if child is None:
             child = self.dead_letters.labels(self._stream(dead.stream), reason)
@@ -1036,7 +1010,6 @@ __all__ = [
     "SalvageMetrics",
     "add_metrics_args",
     "attempt_outcome",
-    "dead_letter_reason",
     "endpoint_label",
     "metrics_session",
     "start_http",

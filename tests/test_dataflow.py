@@ -109,8 +109,9 @@ def run_flow(
 
 
 # The scenario's received_at values are arrival stamps, not wall-clock times, so the
-# future-skew guard (tested in test_window.py) is off here.
-ONE_SHARD = WindowConfig(shards=1, max_future_skew=None)
+# future-skew guard (tested in test_window.py) is off here, and single events stand for
+# days of traffic, so a jump needs no confirming second event (max_jump).
+ONE_SHARD = WindowConfig(shards=1, max_future_skew=None, max_jump=None)
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +237,7 @@ def _outcome_set(outputs: dict[str, list[dict[str, Any]]]) -> set[tuple[Any, ...
 
 @pytest.mark.parametrize("shards", [1, 4])
 def test_two_workers_give_the_same_outcomes(shards: int) -> None:
-    window = WindowConfig(shards=shards, max_future_skew=None)
+    window = WindowConfig(shards=shards, max_future_skew=None, max_jump=None)
     one = run_flow(input_items(), window, workers=1)
     two = run_flow(input_items(), window, workers=2)
     assert len(two["outcomes"]) == len(EXPECTED)
@@ -300,7 +301,10 @@ def test_partitions_read_out_of_step_lose_nothing_with_per_partition_watermarks(
     items = [("orders", r, epoch(200), "p0") for r in p0]
     items += [("orders", r, epoch(200), "p1") for r in p1]
     window = WindowConfig(
-        shards=1, max_future_skew=None, sources=("p0", "p1") if per_partition else ()
+        shards=1,
+        max_future_skew=None,
+        max_jump=None,  # each event stands for a day of traffic
+        sources=("p0", "p1") if per_partition else (),
     )
     out = run_flow(items, window)
     late = [d for d in out["dead_letter"] if d["reason"].startswith("late:")]

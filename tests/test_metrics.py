@@ -27,13 +27,12 @@ from flows.metrics import (
     BoundedLabel,
     SalvageMetrics,
     add_metrics_args,
-    dead_letter_reason,
     endpoint_label,
     metrics_session,
     start_http,
 )
 from flows.replay import ReplayOptions, run_replay
-from operators.contract import decode, format_ts
+from operators.contract import decode, format_ts, parse_ts
 from operators.simulation import simulate
 from operators.uplift import rows_from_outcomes, uplift_by_action
 from operators.window import ExpiryClock, WindowConfig
@@ -193,7 +192,7 @@ def test_bounded_label_is_bounded_stable_and_deterministic(values: list[Any]) ->
 )
 def test_dead_letter_reasons_of_the_decoder(stream: str, raw: Any, expected: str) -> None:
     dead = decode(stream, raw, received_at=0.0)
-    assert dead_letter_reason(dead.reason) == expected
+    assert dead.kind == expected
 
 
 def test_dead_letter_reasons_of_the_clock() -> None:
@@ -215,8 +214,30 @@ def test_dead_letter_reasons_of_the_clock() -> None:
     clock.on_event(ev("1", "o1", "refund_issued", "2026-06-01T10:00:00Z"))
     late = clock.on_event(ev("2", "o2", "ticket_opened", "2026-06-01T08:00:00Z"))[0]
     after = clock.on_event(ev("3", "o1", "ticket_opened", "2026-06-01T10:30:00Z"))[0]
-    assert dead_letter_reason(late.reason) == "late"
-    assert dead_letter_reason(after.reason) == "after_close"
+    assert (late.kind, after.kind) == ("late", "after_close")
+
+
+def test_dead_letters_are_counted_by_kind_not_by_reason_text() -> None:
+    m = _metrics()
+    obs = m.observer()
+    clock = ExpiryClock(WindowConfig(max_future_skew=3600))
+    event = decode(
+        "delivery",
+        {
+            "event_id": "e",
+            "type": "delivered",
+            "order_id": "o",
+            "occurred_at": "2100-01-01T00:00:00Z",
+        },
+        received_at=parse_ts("2026-06-01T00:00:00Z"),
+    )
+    (future,) = clock.on_event(event, event.received_at)
+    obs.on_dead_letter(future)
+    # The reason text starts "future:"; a prefix test counted it as invalid_field.
+    assert _value(m, "salvage_dead_letters_total", stream="delivery", reason="future") == 1
+    assert _value(m, "salvage_dead_letters_total", stream="delivery", reason="invalid_field") == 0
+    for kind in ("future", "too_large", "too_deep", "too_many_events"):
+        assert kind in DEAD_LETTER_REASONS
 
 
 def test_endpoint_labels_never_carry_secrets() -> None:
