@@ -45,7 +45,7 @@ def summarize(
     automated = sum(1 for iv in interventions if iv["automated"])
     dead_by = Counter(d["reason"].split(":", 1)[0] for d in dead)
 
-    closed = [o for o in outcomes if o["outcome"] not in ("open", "cancelled")]
+    closed = [o for o in outcomes if o["outcome"] not in ("censored", "cancelled")]
     labels = [1 if o["outcome"] in ("refunded", "chargeback") else 0 for o in closed]
     firsts = [o.get("predicted_return_propensity") for o in closed]
     pairs = [(y, p) for y, p in zip(labels, firsts, strict=True) if p is not None]

@@ -41,7 +41,7 @@ SEGMENT_TITLES: dict[str, str] = {
     "support_reason": "Support reason",
 }
 #: Outcomes that are not a resolution of a return risk (excluded from rates).
-UNRESOLVED = frozenset({"open", "cancelled"})
+UNRESOLVED = frozenset({"censored", "cancelled"})
 RECOVERED = frozenset({"kept", "exchanged"})
 NONE_LABEL = "(none)"
 OTHER_LABEL = "more"  # the merged tail of a ranking: "5 more"
@@ -323,7 +323,7 @@ class OutcomeAggregates:
     def add(self, o: Mapping[str, Any]) -> None:
         """Fold one outcome record in."""
         self.cases += 1
-        outcome = o.get("outcome") or "open"
+        outcome = o.get("outcome") or "censored"
         refund = float(o.get("refund_value") or 0.0)
         at_risk = bool(o.get("at_risk"))
         retained = float(o.get("retained_value") or 0.0) if at_risk else 0.0
@@ -333,7 +333,7 @@ class OutcomeAggregates:
         self.refund_leakage += refund
         self.retained_revenue += retained
         day = day_of(o.get("resolved_at"))
-        if day and outcome != "open":
+        if day and outcome != "censored":
             t = self.daily.get(day) or self.daily.setdefault(day, DayTotals(day))
             t.refund_leakage += refund
             t.retained_revenue += retained
@@ -2231,11 +2231,11 @@ class _Page:
             share = f" ({pct(dead / records, 2)})" if records else ""
             facts.append(("Dead letters", count(dead) + share))
         facts.append(("Cases", count(m.cases)))
-        order = ("kept", "exchanged", "refunded", "chargeback", "cancelled", "open")
+        order = ("kept", "exchanged", "refunded", "chargeback", "cancelled", "censored")
         kinds = sorted(m.outcome_counts, key=lambda k: (order.index(k) if k in order else 9, k))
         if kinds:
             colors = {"kept": "#2f855a", "exchanged": "#68d391", "refunded": "#d1495b"}
-            colors |= {"chargeback": "#9b2c2c", "cancelled": "#a0aec0", "open": "#cbd5e0"}
+            colors |= {"chargeback": "#9b2c2c", "cancelled": "#a0aec0", "censored": "#cbd5e0"}
             left += "<h3>How the cases ended</h3>" + hbar_chart(
                 "chart-outcomes",
                 "Cases by outcome",
