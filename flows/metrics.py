@@ -82,7 +82,7 @@ _MONITORED, _INTERVENED, _HELD_OUT, _IN_REVIEW = range(len(STAGES))
 CLOSED_MEMORY = 65_536
 
 #: Outcomes of the ``outcomes`` output (operators.case); anything else is ``other``.
-OUTCOMES = frozenset({"refunded", "chargeback", "exchanged", "kept", "cancelled", "open"})
+OUTCOMES = frozenset({"refunded", "chargeback", "exchanged", "kept", "cancelled", "censored"})
 #: Outcomes that count as a refund avoided when the case was at risk.
 RECOVERED_OUTCOMES = frozenset({"kept", "exchanged"})
 #: Outcomes of settled cases (recovery figures and uplift leave out open and cancelled ones).
@@ -730,8 +730,8 @@ class SalvageMetrics:
                     self._seg_retained.inc(key, retained)
         order_id = rec.get("order_id")
         with self._lock:
-            # "open" (end of a replay) leaves the case open: it is still at risk.
-            if order_id and outcome != "open":
+            # "censored" (end of a replay) leaves the case open: it is still at risk.
+            if order_id and outcome != "censored":
                 self._closed[order_id] = None
                 if len(self._closed) > CLOSED_MEMORY:
                     del self._closed[next(iter(self._closed))]

@@ -15,9 +15,10 @@ from flows.runtime import tune_gc
 from flows.sinks import OUTPUTS, JsonlSink
 from flows.sources import ReplaySource
 from operators.engine import DecisionEngine
-from operators.evaluation import ground_truth_labels, load_ground_truth
-from operators.models import OnlineScorer
+from operators.evaluation import load_ground_truth
+from operators.models import DAY, OnlineScorer, truth_lookup
 from operators.policy import RecoveryPolicy
+from operators.scoring import HeuristicScorer
 from operators.window import Decider, WindowConfig
 from state.models import ModelStore
 
@@ -29,7 +30,7 @@ class ReplayOptions:
     window: WindowConfig = field(default_factory=WindowConfig)
     batch_size: int = 1000
     workers: int = 1
-    learn: bool = True  # online models; False decides with the fixed heuristic scorer
+    learn: bool = True  # online models; False: the static rules (fixed heuristic scorer)
     publish_every: int = 200
     ground_truth: Path | None = None  # simulator truth: label treated cases as if live
     model_store: ModelStore | None = None
@@ -74,13 +75,21 @@ def run_replay(
         for old in out_dir.glob(f"{name}.w*.jsonl"):
             old.unlink()
     engines: list[DecisionEngine] = []
-    models = ModelRuntime(store=opts.model_store, publish_every=opts.publish_every)
-    truth_labels = None
-    if opts.ground_truth is not None:
-        truth_labels = ground_truth_labels(load_ground_truth(opts.ground_truth))
+    truth = None
+    if opts.ground_truth is not None and opts.learn:
+        truth = truth_lookup(load_ground_truth(opts.ground_truth))
+    models = ModelRuntime(
+        store=opts.model_store,
+        publish_every=opts.publish_every,
+        horizon=pol.label_horizon_days * DAY,
+        margin=max(DAY, opts.window.allowed_lateness),
+        prior_precision=pol.prior_precision,
+        truth=truth,
+    )
 
     def default_factory() -> Decider:
-        engine = DecisionEngine(pol, scorer=OnlineScorer(models.board), truth_labels=truth_labels)
+        scorer = OnlineScorer(models.board) if opts.learn else HeuristicScorer()
+        engine = DecisionEngine(pol, scorer=scorer, emit_examples=opts.learn)
         engines.append(engine)
         return engine
 

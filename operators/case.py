@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from operators.contract import RESOLVING_TYPES, STREAM_TYPES, Event, format_ts, parse_ts
+from operators.vocabulary import Outcome
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -68,8 +69,6 @@ NEGATIVE_SENTIMENT = -0.3
 
 #: Timeline entries kept per case; older ones are dropped (the counters keep the totals).
 TIMELINE_LIMIT = 48
-#: Decision points kept per case for learning (the latest ones).
-POINTS_LIMIT = 6
 
 # --- memory -------------------------------------------------------------------------------
 # A million open cases must fit in about 2 GB (benchmarks/memory_per_case.py). Every JSON
@@ -144,12 +143,8 @@ class OrderCase:
     arm: str | None = None
     actions: list[tuple[float, str]] = field(default_factory=list)
     first_propensity: float | None = None
-    #: Decision points kept for learning: (event time, predicted P(refund), features in
-    #: FEATURE_NAMES order packed as doubles, ``features.pack_vector``), oldest first, at
-    #: most POINTS_LIMIT.
-    points: list[tuple[float, float, bytes]] = field(default_factory=list)
-    #: The decision point at which the first action was chosen (learning its effect).
-    action_point: tuple[float, float, bytes] | None = None
+    #: Decision points emitted as pending learning examples (the first is flagged).
+    example_points: int = 0
 
     # --- folding events in -------------------------------------------------------------
 
@@ -296,11 +291,12 @@ class OrderCase:
     def record_action(self, ts: float, action: str) -> None:
         self.actions.append((ts, action))
 
-    def outcome_record(self, closed_at: float, *, open_: bool = False) -> dict[str, Any]:
-        """The ``outcomes`` output record. ``open_`` marks a case still open at end of input."""
-        outcome = "open" if open_ else (self.outcome or "kept")
+    def outcome_record(self, closed_at: float, *, censored: bool = False) -> dict[str, Any]:
+        """The ``outcomes`` output record. ``censored``: the input ended (at ``closed_at``)
+        before the case resolved; it counts as no refund as of then."""
+        outcome = Outcome.CENSORED.value if censored else (self.outcome or "kept")
         refunded = self.refund_value if outcome in ("refunded", "chargeback") else 0.0
-        if outcome in ("kept", "exchanged"):
+        if outcome in ("kept", "exchanged", "censored"):
             retained = self.order_value
         elif outcome == "refunded":
             retained = max(self.order_value - refunded, 0.0)
@@ -310,7 +306,7 @@ class OrderCase:
             "order_id": self.order_id,
             "customer_id": self.customer_id,
             "outcome": outcome,
-            "resolved_at": None if open_ else format_ts(self.resolved_at or closed_at),
+            "resolved_at": format_ts(closed_at if censored else (self.resolved_at or closed_at)),
             "refund_value": round(refunded, 2),
             "retained_value": round(retained, 2),
             "order_value": round(self.order_value, 2),

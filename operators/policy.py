@@ -300,7 +300,16 @@ class RecoveryPolicy:
     review_expires_hours: float = 48.0
     automation: AutomationBoundary = field(default_factory=AutomationBoundary)
     quiet_hours: QuietHours | None = None
+    #: Every decision is labelled "refunded within this many days of event time after it".
+    label_horizon_days: float = 14.0
+    #: Outcomes (at a 50 % rate) that weigh as much as the heuristic prior in a segment.
+    prior_outcomes: float = 50.0
     source: str = "<text>"
+
+    @property
+    def prior_precision(self) -> float:
+        """Precision of each bandit weight's Gaussian prior (see ``operators.bandit``)."""
+        return self.prior_outcomes / 4.0
 
     def action_costs(self) -> dict[str, float]:
         """Cost to the business of one use of each action."""
@@ -467,6 +476,12 @@ def _build(doc: _Doc) -> RecoveryPolicy:
             tz,
         )
         q.done()
+    horizon, prior_outcomes = 14.0, 50.0
+    if top.get("learning") is not None:
+        learning = top.sub("learning")
+        horizon = learning.number("label_horizon_days", 14.0, lo=0.1, hi=365.0)
+        prior_outcomes = learning.number("prior_outcomes", 50.0, lo=0.1)
+        learning.done()
     top.done()
     return RecoveryPolicy(
         version=version,
@@ -484,5 +499,7 @@ def _build(doc: _Doc) -> RecoveryPolicy:
         review_expires_hours=review_expires,
         automation=boundary,
         quiet_hours=quiet,
+        label_horizon_days=horizon,
+        prior_outcomes=prior_outcomes,
         source=doc.source,
     )

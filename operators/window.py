@@ -13,7 +13,7 @@ Two pieces of plain-Python logic that the dataflow wires as two stateful steps:
     Keyed by ``order_id``. It holds one :class:`~operators.case.OrderCase`, drops
     re-delivered events, folds the rest in, asks the decider when something that matters
     changed, and closes the case exactly once: on a resolving event, on ``Expire``, or
-    (replay only) at end of input as ``open``. A closed case returns ``discard=True`` so
+    (replay only) at end of input as ``censored``. A closed case returns ``discard=True`` so
     the runtime frees its state.
 
 Both are driven only by event time, so a replay and a live run of the same events make
@@ -409,8 +409,9 @@ def _dead(event: Event, kind: DeadLetterKind, reason: str, received_at: float) -
 
 # --- the case window ------------------------------------------------------------------------
 
-#: Tagged outputs of the case window: ("decision" | "intervention" | "outcome" | "case", record).
-Output = tuple[str, dict[str, Any]]
+#: Tagged outputs of the case window: ("decision" | "intervention" | "outcome" | "case", record)
+#: and, for the learner step, ("pending", Pending) and ("resolution", Resolution).
+Output = tuple[str, Any]
 
 
 class Decider(Protocol):
@@ -465,12 +466,14 @@ class CaseWindow:
     def on_expire(self, expire: Expire) -> tuple[list[Output], bool]:
         return self._close(expire.deadline), True
 
-    def on_eof(self) -> tuple[list[Output], bool]:
-        """End of a replay: the case is still open at the last event time."""
-        return self._close(self.case.last_event_at, open_=True), True
+    def on_eof(self, end_at: float | None = None) -> tuple[list[Output], bool]:
+        """End of a replay: the case is censored at the end of input, ``end_at`` (the
+        latest event time of the whole input; this case's last event if unknown)."""
+        at = self.case.last_event_at if end_at is None else max(end_at, self.case.last_event_at)
+        return self._close(at, censored=True), True
 
-    def _close(self, closed_at: float, *, open_: bool = False) -> list[Output]:
-        record = self.case.outcome_record(closed_at, open_=open_)
+    def _close(self, closed_at: float, *, censored: bool = False) -> list[Output]:
+        record = self.case.outcome_record(closed_at, censored=censored)
         out = self.decider.on_close(self.case, record)
         if self.emit_views:
             out.append(("case", self.case.view(closed_at)))
@@ -490,9 +493,9 @@ def run_in_memory(
     tools. Returns outputs, the windows left open, and the clock.
 
     Like a replay, end of input expires what the last event time allows and then, with
-    ``close_at_eof``, closes every other case as ``open``; without it those windows are
-    returned still open. ``on_output`` takes outputs as they come (online learning)
-    instead of collecting them."""
+    ``close_at_eof``, closes every other case as ``censored`` at the last event time;
+    without it those windows are returned still open. ``on_output`` takes outputs as they
+    come (online learning) instead of collecting them."""
     cfg = config or WindowConfig()
     clock = ExpiryClock(cfg)
     windows: dict[str, CaseWindow] = {}
@@ -525,6 +528,6 @@ def run_in_memory(
         route(item)
     if close_at_eof:
         for order_id in sorted(windows):  # sorted: outputs in a stable order
-            for o in windows.pop(order_id).on_eof()[0]:
+            for o in windows.pop(order_id).on_eof(clock.max_event_at)[0]:
                 emit(o)
     return outputs, windows, clock

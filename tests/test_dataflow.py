@@ -68,8 +68,10 @@ EXPECTED = {
     C: ("kept", "2026-07-01T20:00:00Z", 0.0),  # delivered 20 h + 30 d
     D: ("kept", "2026-07-16T04:00:00Z", 0.0),  # placed 4 h + 45 d
     E: ("cancelled", "2026-06-01T06:00:00Z", 0.0),
-    F: ("open", None, 0.0),
-    G: ("open", None, 0.0),
+    # Unresolved at the end of input: censored at the input's last event time (F's order at
+    # 1427 h), also for G, whose own last event came earlier.
+    F: ("censored", "2026-07-30T11:00:00Z", 0.0),
+    G: ("censored", "2026-07-30T11:00:00Z", 0.0),
 }
 
 

@@ -359,9 +359,9 @@ def test_decisions_move_open_cases_through_stages() -> None:
     # The monitored case gets an action.
     on("decisions", decision("o1", "product_guidance", value_at_risk=12.0))
     assert stages()["monitored"] == (0, 0.0) and stages()["intervened"] == (2, 42.0)
-    # Outcomes close cases; "open" (end of replay) keeps them.
+    # Outcomes close cases; "censored" (end of replay) keeps them.
     on("outcomes", outcome("o2", "kept", actions=("proactive_reassurance",), retained=80.0))
-    on("outcomes", outcome("o4", "open", actions=("human_review",)))
+    on("outcomes", outcome("o4", "censored", actions=("human_review",)))
     assert stages()["intervened"] == (1, 12.0) and stages()["in_review"] == (1, 50.0)
     assert (
         _value(m, "salvage_decisions_total", action="none", arm="treatment", automated="true") == 2
@@ -440,7 +440,7 @@ def test_outcomes_count_leakage_retained_and_recovery() -> None:
     on("outcomes", outcome("o4", "kept", retained=80.0, at_risk=False))
     on("outcomes", outcome("o5", "chargeback", refund=80.0, arm="control"))
     on("outcomes", outcome("o6", "cancelled"))
-    on("outcomes", outcome("o7", "open"))
+    on("outcomes", outcome("o7", "censored"))
     on("outcomes", outcome("o8", "mystery"))
     leak = sum(
         _value(m, "salvage_refund_leakage_total", arm=a, outcome=o)
@@ -653,11 +653,11 @@ def test_replay_metrics_agree_with_the_outputs(replayed: Any) -> None:
     by_action = Counter(d["action"] for d in decisions)
     for action, n in by_action.items():
         assert total("salvage_decisions", action=action) == n, action
-    # Open cases at the end: decided orders whose outcome is "open", at their latest value.
+    # Open cases at the end: decided orders whose outcome is "censored", at their latest value.
     latest: dict[str, float] = {}
     for d in decisions:
         latest[d["order_id"]] = d["value_at_risk"]
-    still_open = {o["order_id"] for o in outcomes if o["outcome"] == "open"} & set(latest)
+    still_open = {o["order_id"] for o in outcomes if o["outcome"] == "censored"} & set(latest)
     assert sum(_value(m, "salvage_open_cases", stage=s) for s in STAGES) == len(still_open)
     assert sum(_value(m, "salvage_open_value_at_risk", stage=s) for s in STAGES) == pytest.approx(
         sum(latest[o] for o in still_open), abs=0.05

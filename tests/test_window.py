@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from operators.case import OrderCase
-from operators.contract import DeadLetter, Event
+from operators.contract import DeadLetter, Event, format_ts
 from operators.window import CaseWindow, Expire, ExpiryClock, WindowConfig, run_in_memory
 from tests.helpers import (
     DAY,
@@ -187,9 +187,12 @@ def test_undelivered_case_expires_45_days_after_the_order() -> None:
 
 
 def test_expiry_does_not_happen_at_eof_before_the_deadline_even_late_in_wall_time() -> None:
-    outputs, windows, clock, *_ = run([order_placed("o-1", 0), body("delivered", "o-1", 50)])
-    assert outcomes(outputs)["o-1"]["outcome"] == "open"
-    assert outcomes(outputs)["o-1"]["resolved_at"] is None
+    outputs, windows, clock, *_ = run(
+        [order_placed("o-1", 0), body("delivered", "o-1", 50), filler(60)]
+    )
+    # Censored at the end of input (the last event of the whole input, not of this case).
+    assert outcomes(outputs)["o-1"]["outcome"] == "censored"
+    assert outcomes(outputs)["o-1"]["resolved_at"] == format_ts(epoch(60))
     assert windows == {}  # EOF closes every window
     assert clock.windows  # the clock still tracks it: no Expire was emitted
 
@@ -208,7 +211,7 @@ def test_delivery_moves_the_deadline_earlier_or_later() -> None:
     assert outcomes(outputs)["o-1"]["outcome"] == "kept"
     late = [order_placed("o-2", 0), body("delivered", "o-2", 20 * 24)]  # 20 + 30 days > 45
     outputs, *_ = run([*late, filler(46 * 24)])
-    assert outcomes(outputs)["o-2"]["outcome"] == "open"
+    assert outcomes(outputs)["o-2"]["outcome"] == "censored"
 
 
 def test_exactly_one_outcome_per_order_across_resolutions_and_expiries() -> None:
@@ -263,7 +266,7 @@ def test_pending_case_anchor_moves_to_the_order_when_it_arrives() -> None:
     assert windows["o-1"].case.shipped_at == epoch(10)
     # Past the first signal's deadline, short of the order's: still open at EOF.
     outputs, *_ = run([*records, filler(12 + 45 * 24 - 0.01)])
-    assert outcomes(outputs)["o-1"]["outcome"] == "open"
+    assert outcomes(outputs)["o-1"]["outcome"] == "censored"
     outputs, *_ = run([*records, filler(12 + 45 * 24 + 6)])
     assert outcomes(outputs)["o-1"]["resolved_at"] == "2026-07-16T12:00:00Z"
 
