@@ -91,3 +91,41 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 
 def test_processes_must_be_positive(world: Path, tmp_path: Path) -> None:
     assert main(["replay", str(world), "--out", str(tmp_path), "--processes", "0", "-q"]) == 2
+
+
+def test_the_kubernetes_cluster_manifest_forms_one_cluster() -> None:
+    import shlex
+
+    import yaml
+
+    from flows.cli import build_parser
+    from flows.settings import load_settings
+    from state.redis_conn import is_cluster_url
+
+    path = Path(__file__).parents[1] / "deploy" / "k8s" / "cluster" / "statefulset.yaml"
+    docs = {d["kind"]: d for d in yaml.safe_load_all(path.read_text())}
+    sts, svc, pvc = docs["StatefulSet"], docs["Service"], docs["PersistentVolumeClaim"]
+    replicas = sts["spec"]["replicas"]
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    assert sts["spec"]["serviceName"] == svc["metadata"]["name"]
+    [container] = sts["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    addresses = env["SALVAGE_ADDRESSES"].split(";")
+    assert len(addresses) == replicas
+    port = next(p["containerPort"] for p in container["ports"] if p["name"] == "bytewax")
+    for i, address in enumerate(addresses):
+        assert address == f"{sts['metadata']['name']}-{i}.{svc['metadata']['name']}:{port}"
+    # The command line the shell builds is one the CLI accepts, for every pod.
+    for i in range(replicas):
+        line = container["args"][0].replace('"${HOSTNAME##*-}"', str(i))
+        line = line.replace('"$SALVAGE_ADDRESSES"', shlex.quote(env["SALVAGE_ADDRESSES"]))
+        argv = shlex.split(line)
+        assert argv[:2] == ["exec", "salvage"]
+        args = build_parser().parse_args(argv[2:])
+        assert (args.process_id, args.addresses) == (i, env["SALVAGE_ADDRESSES"])
+    settings = load_settings(env={k: v for k, v in env.items() if v and k != "SALVAGE_CONFIG"})
+    assert is_cluster_url(settings.redis.url)
+    assert settings.recovery.partitions >= replicas
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "recovery")
+    assert settings.recovery.dir.startswith(mount["mountPath"])
