@@ -84,9 +84,8 @@ def main() -> int:
 
         a, b = outcomes(one_out), outcomes(many_out)
         same = sum(1 for k, v in a.items() if b.get(k) == v)
-        print(
-            f"{'1 process':<14} {one_s:7.1f} s  {events / one_s:>9,.0f} events/s  cpu {one_cpu:6.1f} s"
-        )
+        rate = events / one_s
+        print(f"{'1 process':<14} {one_s:7.1f} s  {rate:>9,.0f} events/s  cpu {one_cpu:6.1f} s")
         print(
             f"{f'{args.processes} processes':<14} {many_s:7.1f} s  {events / many_s:>9,.0f} "
             f"events/s  cpu {many_cpu:6.1f} s  (records per process {done['process_records']})"
