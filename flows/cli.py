@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flows.metrics import add_metrics_args
 from flows.progress import add_progress_args, progress, stream_lines
-from flows.replay import ReplayOptions, run_replay
+from flows.replay import ReplayOptions, ReplayRun, run_replay
 from flows.summary import format_summary, summarize, write_summary
 from operators.contract import CONTRACT_VERSION
 from operators.policy import PolicyError, RecoveryPolicy
@@ -225,11 +225,17 @@ def replay_and_summarize(
         raise UsageError(str(exc)) from None
     from flows.metrics import metrics_session
 
-    with (
-        metrics_session(args) as observer,  # None unless --metrics-port/--metrics-file
-        progress(args, f"replay {out_dir.name}", stream_lines(input_dir)) as shown,
-    ):
-        run = run_replay(input_dir, out_dir, policy, opts, observer=shown.observe(observer))
+    processes = getattr(args, "processes", 1)
+    if processes < 1:
+        raise UsageError("--processes must be >= 1")
+    if processes > 1:
+        run = _cluster_replay(input_dir, out_dir, args, opts, processes)
+    else:
+        with (
+            metrics_session(args) as observer,  # None unless --metrics-port/--metrics-file
+            progress(args, f"replay {out_dir.name}", stream_lines(input_dir)) as shown,
+        ):
+            run = run_replay(input_dir, out_dir, policy, opts, observer=shown.observe(observer))
     extra: dict = {
         "input_records": run.input_records,
         "seconds": round(run.seconds, 3),
@@ -244,6 +250,18 @@ def replay_and_summarize(
     )
     write_summary(out_dir, summary)
     return summary
+
+
+def _cluster_replay(
+    input_dir: Path, out_dir: Path, args: argparse.Namespace, opts: ReplayOptions, processes: int
+) -> ReplayRun:
+    """``--processes N``: a local Bytewax cluster (``flows/cluster.py``)."""
+    from flows.cluster import run_cluster_replay
+
+    if getattr(args, "metrics_port", None) or getattr(args, "metrics_file", None):
+        raise UsageError("--metrics-port/--metrics-file work with one process only")
+    done = run_cluster_replay(input_dir, out_dir, args.policy, opts, processes)
+    return ReplayRun(out_dir, done["input_records"], done["seconds"], [], done["models"])
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -278,6 +296,14 @@ def register_replay(sub: argparse._SubParsersAction) -> None:
         help="also write a self-contained HTML report to OUT_DIR/report.html",
     )
     add_run_args(p)
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="run a Bytewax cluster of N local processes, orders split between them; "
+        "outputs are written per worker (name.jsonl, name.w1.jsonl, ...) and summarized "
+        "together (default: 1; see docs/performance.md)",
+    )
     add_metrics_args(p)
     add_progress_args(p)
     p.set_defaults(func=_cmd_replay)

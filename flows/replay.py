@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bytewax.inputs import Source
 from bytewax.testing import cluster_main, run_main
 
 from flows.dataflow import FlowObserver, FlowParts, ModelRuntime, build_flow
@@ -57,6 +58,13 @@ class ReplayRun:
         return self.input_records / self.seconds if self.seconds > 0 else 0.0
 
 
+def clear_outputs(out_dir: Path) -> None:
+    """Remove the per-worker output parts of an earlier run (they would be read back)."""
+    for name in OUTPUTS:
+        for old in Path(out_dir).glob(f"{name}.w*.jsonl"):
+            old.unlink()
+
+
 def run_replay(
     input_dir: Path,
     out_dir: Path,
@@ -64,16 +72,22 @@ def run_replay(
     options: ReplayOptions | None = None,
     decider_factory: Callable[[], Decider] | None = None,
     observer: FlowObserver | None = None,
+    *,
+    source: Source | None = None,
+    cluster: tuple[list[str], int] | None = None,
 ) -> ReplayRun:
-    """Replay ``input_dir`` through the dataflow, writing the four outputs to ``out_dir``."""
+    """Replay ``input_dir`` through the dataflow, writing the four outputs to ``out_dir``.
+
+    ``source`` replaces the whole-directory source; ``cluster`` (addresses, this process's
+    index) runs this process as one of a Bytewax cluster (``flows.cluster``), which
+    clears stale outputs itself before its processes start."""
     tune_gc()
     opts = options or ReplayOptions()
     pol = policy or RecoveryPolicy.default()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in OUTPUTS:  # stale parts of an earlier multi-worker run would be read back
-        for old in out_dir.glob(f"{name}.w*.jsonl"):
-            old.unlink()
+    if cluster is None:
+        clear_outputs(out_dir)
     engines: list[DecisionEngine] = []
     truth = None
     if opts.ground_truth is not None and opts.learn:
@@ -103,7 +117,7 @@ def run_replay(
             inner(stream, payload)
 
     parts = FlowParts(
-        source=ReplaySource(Path(input_dir), opts.batch_size),
+        source=source or ReplaySource(Path(input_dir), opts.batch_size),
         sinks={name: JsonlSink(out_dir, name) for name in OUTPUTS},
         decider_factory=decider_factory or default_factory,
         window=opts.window,
@@ -114,7 +128,10 @@ def run_replay(
     )
     flow = build_flow(parts)
     started = time.perf_counter()
-    if opts.workers == 1:
+    if cluster is not None:
+        addresses, index = cluster
+        cluster_main(flow, addresses, index, worker_count_per_proc=opts.workers)
+    elif opts.workers == 1:
         run_main(flow)
     else:
         cluster_main(flow, [], 0, worker_count_per_proc=opts.workers)
