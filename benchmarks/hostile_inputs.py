@@ -102,7 +102,9 @@ class Replays:
         dead = [
             json.loads(x) for x in (base / "out" / "dead_letter.jsonl").read_text().split("\n") if x
         ]
-        late = sum(1 for d in dead if d["reason"].startswith("late"))
+        late = sum(
+            1 for d in dead if d["reason"].startswith("late") and d["event_id"] != "e-hostile"
+        )
         parts = [f"lost {lost}" if lost else "", f"changed {changed}" if changed else ""]
         parts.append(f"{late} valid events late" if late else "")
         return ", ".join(p for p in parts if p) or "ok"
