@@ -243,6 +243,8 @@ def redirect_case() -> str:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
+        do_GET = do_POST  # urllib turns a POST answered 302 into a GET
+
         def log_message(self, *a: object) -> None:
             return
 
@@ -251,7 +253,7 @@ def redirect_case() -> str:
     class Redirect(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(307)
+            self.send_response(302)
             self.send_header("Location", f"http://127.0.0.1:{target.server_port}/elsewhere")
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -264,7 +266,10 @@ def redirect_case() -> str:
         result = post_json(f"http://127.0.0.1:{source.server_port}/hook", b"{}",
                            {"Authorization": "Bearer t0ken", "X-Salvage-Signature": "t=1,v1=ab"}, 5)  # fmt: skip
         if hits:
-            return f"followed: {result.status} counted, Authorization sent to the target"
+            sent = "Authorization" in hits[0]
+            return f"followed: {result.status} counted" + (
+                ", Authorization sent to the target" if sent else ""
+            )
         return "ok" if not result.ok else "counted as delivered"
     finally:
         for s in (source, target):
@@ -526,7 +531,7 @@ def main() -> int:
         cases: list[tuple[str, Callable[[], str]]] = []
         cases += decode_cases()
         cases += [("live clock: idle advance with a partition 8 h behind", idle_case)]
-        cases += [("dispatch: 307 redirect to another host", redirect_case),
+        cases += [("dispatch: 302 redirect to another host", redirect_case),
                   ("example receiver: one request replayed with 3 new keys", receiver_replay_case)]  # fmt: skip
         cases += verify_cases()
         cases += secrets_cases(work)
