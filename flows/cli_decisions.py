@@ -156,15 +156,17 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from operators.importer import MappingError, get_mapping, import_csv
+    from operators.importer import ImportFileError, MappingError, get_mapping, import_csv
 
     try:
         mapping = get_mapping(args.mapping)
         rows = lambda: max(count_lines([Path(args.csv)]) - 1, 0)  # noqa: E731 - the header
         with progress(args, "import", rows, unit="rows") as p:
             stats = import_csv(Path(args.csv), Path(args.out), mapping, progress=p.callback)
-    except MappingError as exc:
+    except (MappingError, ImportFileError) as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:  # a missing file, a directory, no permission
+        raise UsageError(f"{args.csv}: {exc.strerror or exc}") from None
     report = stats.to_report()
     print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     print(f"\nwrote orders.jsonl, refunds.jsonl and import_report.json to {args.out}")

@@ -106,11 +106,24 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
     return rng.uniform(0.0, min(cap, base * (2 ** (attempt - 1))))
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are not followed: urllib would re-send the signature and the endpoint's
+    headers (``Authorization`` included) to whatever host the ``Location`` names, and count
+    that host's 200 as delivered. A 3xx is a failed, final attempt instead."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> AttemptResult:
-    """One HTTP POST with the standard library; never raises for network trouble."""
+    """One HTTP POST with the standard library; never raises for network trouble, never
+    follows a redirect."""
     request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             response.read(65536)
             return AttemptResult(response.status)
     except urllib.error.HTTPError as exc:
@@ -119,6 +132,8 @@ def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float)
         if value and value.strip().isdigit():
             retry_after = float(value.strip())
         exc.close()
+        if 300 <= exc.code < 400:
+            return AttemptResult(exc.code, f"HTTP {exc.code}: redirects are not followed")
         return AttemptResult(exc.code, f"HTTP {exc.code}", retry_after)
     except urllib.error.URLError as exc:
         reason = exc.reason
@@ -191,8 +206,8 @@ def dead_letter_record(
 @dataclass
 class _Endpoint:
     settings: EndpointSettings
-    secret: str
-    slots: threading.BoundedSemaphore
+    secret: str = field(repr=False)  # never in a log line or a traceback
+    slots: threading.BoundedSemaphore = field(repr=False)
 
 
 @dataclass
@@ -264,7 +279,7 @@ class Dispatcher:
     """
 
     webhooks: WebhookSettings
-    secrets: Mapping[str, str]
+    secrets: Mapping[str, str] = field(repr=False)  # never in a log line or a traceback
     ledger: DispatchLedger
     dead_letter: Callable[[dict[str, Any]], None]
     rng: random.Random = field(default_factory=random.Random)

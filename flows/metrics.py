@@ -31,8 +31,10 @@ import argparse
 import contextlib
 import dataclasses
 import math
+import re
 import threading
 import time
+import unicodedata
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -69,6 +71,28 @@ OTHER = "other"
 MISSING = "none"
 #: Longest label value kept; longer values are cut.
 MAX_LABEL_CHARS = 64
+#: Free text that looks like an e-mail address or a phone number: never a label value
+#: (``campaign`` is typed by people, and "promo-for-jane@example.com" happens).
+_PERSONAL = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+|\+?\d(?:[\s().\-/]*\d){6,}")
+_SPACES = re.compile(r"\s+")
+
+
+def label_text(value: str) -> str | None:
+    """A free-text value as a label value: Unicode-normalised (NFKC), control characters
+    dropped, whitespace collapsed, cut to MAX_LABEL_CHARS; None if it looks like an e-mail
+    address or a phone number.
+
+    >>> label_text("  Summer  Sale\t2026 "), label_text("promo-for-jane1@example.com")
+    ('Summer Sale 2026', None)
+    >>> label_text("call +49 170 1234567"), label_text("DE-NL")
+    (None, 'DE-NL')
+    """
+    text = unicodedata.normalize("NFKC", value[: 4 * MAX_LABEL_CHARS])
+    if _PERSONAL.search(text):
+        return None
+    text = "".join(c for c in text if unicodedata.category(c)[0] != "C" or c in " \t\n")
+    return _SPACES.sub(" ", text).strip()[:MAX_LABEL_CHARS]
+
 
 #: Recovery stages of an open case (see docs/metrics.md, ``salvage_open_cases``).
 STAGE_MONITORED = "monitored"
@@ -175,7 +199,10 @@ class BoundedLabel:
         if value is None or value == "":
             text = MISSING
         elif isinstance(value, str):
-            text = value[:MAX_LABEL_CHARS]
+            normal = label_text(value)
+            if normal is None:
+                return OTHER  # personal data is never a label, not even a candidate
+            text = normal or MISSING
         elif isinstance(value, (int, float, bool)):
             text = str(value)
         else:
@@ -925,7 +952,9 @@ class _StateCollector(Collector):
 # --- serving and wiring -------------------------------------------------------------------------
 
 
-def start_http(port: int, registry: CollectorRegistry | None = None, addr: str = "0.0.0.0") -> Any:
+def start_http(
+    port: int, registry: CollectorRegistry | None = None, addr: str = "127.0.0.1"
+) -> Any:
     """Serve ``/metrics`` of ``registry`` (default: the global one) on ``addr:port`` in a
     daemon thread; returns the server (call ``shutdown()`` and ``server_close()`` to stop).
     Port 0 picks a free port: read it from ``server.server_port``."""
@@ -957,9 +986,10 @@ def add_metrics_args(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--metrics-addr",
-        default="0.0.0.0",
+        default="127.0.0.1",
         metavar="ADDR",
-        help="address to serve metrics on (default: 0.0.0.0)",
+        help="address to serve metrics on (default: 127.0.0.1, this host only; 0.0.0.0 for "
+        "every interface)",
     )
     g.add_argument(
         "--metrics-file",
@@ -990,7 +1020,7 @@ def metrics_session(
     metrics = SalvageMetrics(registry if registry is not None else CollectorRegistry())
     server = None
     if port is not None:
-        server = start_http(port, metrics.registry, getattr(args, "metrics_addr", "0.0.0.0"))
+        server = start_http(port, metrics.registry, getattr(args, "metrics_addr", "127.0.0.1"))
     try:
         yield metrics.observer()
     finally:

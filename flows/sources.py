@@ -206,7 +206,10 @@ class MergedFiles:
             return (stream, line.payload, progress)
         if key > self.now:
             self.now = key
-        return (stream, line.payload, self.now if self.now != float("-inf") else 0.0)
+        if self.now == float("-inf"):  # nothing read in line yet: the earliest head's time
+            known = [k for k, _ in self._heads.values() if k != float("-inf")]
+            return (stream, line.payload, min(known) if known else 0.0)
+        return (stream, line.payload, self.now)
 
     def close(self) -> None:
         for fh in self._handles.values():

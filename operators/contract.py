@@ -711,15 +711,27 @@ def parse_json(raw: bytes | str | Any) -> Any:
 def check_payload(raw: bytes | str | Any, obj: Any) -> None:
     """Check the limits of ``obj`` parsed from ``raw``. JSON text already passed the size
     limit and orjson's value checks; its brackets bound the depth from above, so only text
-    with many of them is walked. An already parsed value is always walked."""
+    with many of them is walked. An already parsed value is serialised once by orjson (in
+    C: it refuses odd keys, huge integers, lone surrogates and depths over 255, and gives
+    the size), and walked only when that fails or shows many brackets."""
     if isinstance(raw, (bytes, bytearray, memoryview)):
         data = bytes(raw)
-        if data.count(b"[") + data.count(b"{") > MAX_NESTING_DEPTH:
-            check_shape(obj)
     elif isinstance(raw, str):
         if raw.count("[") + raw.count("{") > MAX_NESTING_DEPTH:
             check_shape(obj)
+        return
     else:
+        try:
+            data = orjson.dumps(obj)
+        except TypeError:  # orjson.JSONEncodeError: the walk names the problem
+            check_shape(obj)
+            raise ContractError("payload cannot be written as JSON") from None
+        if len(data) > MAX_PAYLOAD_BYTES:
+            raise ContractError(
+                f"payload is larger than the limit of {MAX_PAYLOAD_BYTES} bytes",
+                DeadLetterKind.TOO_LARGE,
+            )
+    if data.count(b"[") + data.count(b"{") > MAX_NESTING_DEPTH:
         check_shape(obj)
 
 

@@ -726,7 +726,12 @@ def _args(*argv: str) -> argparse.Namespace:
 
 def test_metrics_args_and_their_errors(capsys: pytest.CaptureFixture[str]) -> None:
     args = _args("--metrics-port", "9464", "--metrics-file", "m.prom")
-    assert (args.metrics_port, args.metrics_file, args.metrics_addr) == (9464, "m.prom", "0.0.0.0")
+    # Loopback unless told otherwise: metrics are business data.
+    assert (args.metrics_port, args.metrics_file, args.metrics_addr) == (
+        9464,
+        "m.prom",
+        "127.0.0.1",
+    )
     for bad in ("70000", "http"):
         with pytest.raises(SystemExit):
             _args("--metrics-port", bad)
@@ -794,3 +799,29 @@ def test_metric_reference_lists_every_metric_and_no_other() -> None:
     histograms = {f.name for f in registry.collect() if f.type == "histogram"}
     suffixed = {h + s for h in histograms for s in ("_bucket", "_sum", "_count")}
     assert mentioned <= documented_as | suffixed
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "promo-for-jane1@example.com",
+        "jane.doe@example.co.uk",
+        "+49 170 1234567",
+        "call 0170-123 45 67",
+        "(030) 123-4567",
+    ],
+)
+def test_a_value_that_looks_personal_never_becomes_a_label(value: str) -> None:
+    label = BoundedLabel(limit=10)
+    assert label(value) == OTHER and label(value) == OTHER
+    assert label.admitted == [] and label._candidates == {}
+
+
+def test_free_text_labels_are_normalised_and_bounded() -> None:
+    label = BoundedLabel(limit=10)
+    assert label("  Summer\tSale  ") == "Summer Sale"
+    assert label("Summer Sale") == "Summer Sale"  # the same series
+    assert label("\uff53\uff50\uff52\uff49\uff4e\uff47") == "spring"  # NFKC: full-width
+    assert label("a\x00b\u200bc") == "abc"  # control and format characters dropped
+    assert label("x" * 10_000) == "x" * MAX_LABEL_CHARS
+    assert label("   ") == "none"
