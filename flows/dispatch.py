@@ -10,7 +10,9 @@ For each intervention the dispatcher
    ``Idempotency-Key: <intervention_id>``, ``X-Salvage-Event`` and
    ``X-Salvage-Contract-Version``,
 4. retries 5xx, 408, 429, timeouts and connection errors with exponential backoff and full
-   jitter (``uniform(0, min(max, base * 2**(attempt-1)))``); other 4xx are final,
+   jitter (``uniform(0, min(max, base * 2**(attempt-1)))``); other 4xx are final, and so
+   is a 3xx: redirects are never followed (the signature and headers would go to another
+   host, and its 200 would count as delivered),
 5. after the last attempt (or a final 4xx) writes a dead-letter record and marks the id
    ``dead_letter`` in the ledger; on success marks it ``delivered``.
 
