@@ -119,8 +119,9 @@ def main() -> int:
         )
     summary = summarize_worlds(worlds)
     kind = "misspecified worlds" if args.misspecified else "worlds"
+    held_out = "held-out " if all(100 <= s <= 119 for s in seeds) else ""
     print(
-        f"\n{len(worlds)} held-out {kind} (seeds {args.seeds}), {args.scenario}, "
+        f"\n{len(worlds)} {held_out}{kind} (seeds {args.seeds}), {args.scenario}, "
         f"{args.orders:,} orders each; captured share = share of the oracle's avoidable "
         f"loss (refunds + contact and credit cost) avoided\n"
     )

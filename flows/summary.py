@@ -50,7 +50,8 @@ def summarize(
         by_action.setdefault(action, {})[arm] = n
     interventions_by = Counter(iv["action"] for iv in interventions)
     automated = sum(1 for iv in interventions if iv["automated"])
-    dead_by = Counter(d["reason"].split(":", 1)[0] for d in dead)
+    # Counted by kind, never by message text (older files without a kind: the text's head).
+    dead_by = Counter(d.get("kind") or d["reason"].split(":", 1)[0] for d in dead)
 
     # Censored cases (no resolution when the input ended) have no label yet.
     closed = [o for o in outcomes if o["outcome"] not in ("censored", "open", "cancelled")]
