@@ -168,12 +168,18 @@ def _cmd_produce(args: argparse.Namespace) -> int:
 
 
 def _cmd_review(args: argparse.Namespace) -> int:
-    import orjson
 
     from flows.kafka import make_producer
     from operators.contract import format_ts
+    from operators.review import sign_decision
 
     settings = _settings(args)
+    secret = settings.review.secret()
+    if secret is None:
+        raise _usage(
+            f"environment variable {settings.review.secret_env} is not set: review decisions "
+            "are signed with the review secret (review.secret_env)"
+        )
     edits: dict[str, Any] = {}
     if args.decision == "reject" and (args.action or args.credit is not None or args.message):
         raise _usage("--action, --credit and --message only go with approve")
@@ -195,7 +201,7 @@ def _cmd_review(args: argparse.Namespace) -> int:
     producer = make_producer(settings.kafka)
     producer.produce(
         settings.kafka.review_decisions_topic,
-        value=orjson.dumps(record),
+        value=sign_decision(secret, record),
         key=args.order_id.encode(),
     )
     if producer.flush(30.0):
@@ -291,7 +297,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     rv = sub.add_parser(
         "review",
         help="send a reviewer's decision on a human-review request",
-        description="Produce an approve/reject decision to the review-decisions topic.",
+        description="Produce an approve/reject decision to the review-decisions topic, "
+        "signed with the review secret ($SALVAGE_REVIEW_SECRET, or the variable named by "
+        "review.secret_env). The reviewer must be on review.reviewers.",
     )
     rv.add_argument("decision", choices=["approve", "reject"])
     rv.add_argument("order_id")

@@ -87,7 +87,7 @@ class DeliveryResult:
 
     intervention_id: str
     endpoint: str
-    status: str  # delivered | dead_letter | skipped_duplicate | unrouted | abandoned
+    status: str  # delivered | dead_letter | skipped_duplicate | unrouted | abandoned | blocked
     attempts: int = 0
     http_status: int | None = None
     error: str | None = None
@@ -268,6 +268,9 @@ class Dispatcher:
     clock: Callable[[], float] = time.time
     on_result: Callable[[DeliveryResult], None] | None = None
     metrics: DispatchMetrics | None = None
+    #: Checked once an intervention is claimed, before it is sent: the reason it must not
+    #: go out (``operators.caps.DispatchCaps``: the policy's caps), or None.
+    guard: Callable[[dict[str, Any]], str | None] | None = None
 
     def __post_init__(self) -> None:
         self._endpoints: dict[str, _Endpoint] = {}
@@ -319,6 +322,8 @@ class Dispatcher:
         if not self._claim(iid):
             self._report(DeliveryResult(iid, endpoint.settings.name, "skipped_duplicate"))
             return None
+        if self._refused(endpoint, intervention) is not None:
+            return None
         endpoint.slots.acquire()
         if self.metrics is not None:
             self.metrics.in_flight.labels(endpoint.settings.name).inc()
@@ -356,7 +361,25 @@ class Dispatcher:
             return DeliveryResult(iid, "-", "unrouted")
         if not self._claim(iid):
             return DeliveryResult(iid, endpoint.settings.name, "skipped_duplicate")
+        refused = self._refused(endpoint, intervention)
+        if refused is not None:
+            return refused
         return self._deliver(endpoint, intervention)
+
+    def _refused(self, endpoint: _Endpoint, intervention: dict[str, Any]) -> DeliveryResult | None:
+        """Dead-letter a claimed intervention that breaks the guard's caps (never sent)."""
+        why = self.guard(intervention) if self.guard is not None else None
+        if why is None:
+            return None
+        iid = intervention["intervention_id"]
+        name = endpoint.settings.name
+        reason = f"not sent, breaks the policy caps: {why}"
+        self.dead_letter(dead_letter_record(intervention, name, reason, self.clock()))
+        self.ledger.mark_delivered(iid, "blocked", self._ttl)
+        log.warning("webhook %s for %s not sent: it breaks the policy caps", name, iid)
+        result = DeliveryResult(iid, name, "blocked", error=why)
+        self._report(result)
+        return result
 
     def _deliver(self, endpoint: _Endpoint, intervention: dict[str, Any]) -> DeliveryResult:
         ep = endpoint.settings
