@@ -65,10 +65,13 @@ from state.contacts import ContactBook, InMemoryContactBook
 from state.context import ContextStore, InMemoryContextStore
 from state.dispatch import DispatchLedger, InMemoryDispatchLedger
 from state.models import InMemoryModelStore, ModelStore
+from state.retry import InMemoryRetryQueue, RetryQueue
 
 log = logging.getLogger("salvage.live")
 
 HOUR = 3600.0
+#: How often each dispatcher looks for webhook deliveries due for a slow retry.
+RETRY_POLL_SECONDS = 1.0
 
 
 @dataclass
@@ -84,6 +87,8 @@ class LiveStores:
     #: checked at approval and at dispatch. None: one in-memory store per flow.
     credit: Callable[[], CreditLedger] | None = None
     contacts: Callable[[], ContactBook] | None = None
+    #: Webhook deliveries waiting for a slow retry, and those given up on.
+    retries: Callable[[], RetryQueue] | None = None
 
 
 def _once(make: Callable[[], Any]) -> Callable[[], Any]:
@@ -101,8 +106,8 @@ def stores_from_settings(settings: Settings) -> LiveStores:
     """Redis stores when ``redis.url`` is set, else in-memory ones (with a warning)."""
     if settings.redis.url is None:
         log.warning(
-            "redis.url is not set: dispatch dedup, case views and context live in memory "
-            "and are lost on restart"
+            "redis.url is not set: dispatch dedup, case views, context, the credit ledger, "
+            "contact counts and webhook retries live in memory and are lost on restart"
         )
         return LiveStores(
             ledger=_once(InMemoryDispatchLedger),
@@ -111,6 +116,7 @@ def stores_from_settings(settings: Settings) -> LiveStores:
             models=_once(InMemoryModelStore),
             credit=_once(InMemoryCreditLedger),
             contacts=_once(InMemoryContactBook),
+            retries=_once(InMemoryRetryQueue),
         )
     # Imported by name: the Redis stores are optional at import time of this module.
     from state.redis_conn import RedisStoreConfig
@@ -124,11 +130,13 @@ def stores_from_settings(settings: Settings) -> LiveStores:
         ca_file=settings.redis.ca_file,
     )
     from state.redis_credit import RedisContactBook, RedisCreditLedger
+    from state.redis_retry import RedisRetryQueue
 
     opened = _once(lambda: RedisStores.open(config))
     # The guard stores share the stores' client (its connection pool is thread-safe).
     credit = _once(lambda: RedisCreditLedger(opened().dispatch.client, config.prefix))
     contacts = _once(lambda: RedisContactBook(opened().dispatch.client, config.prefix))
+    retries = _once(lambda: RedisRetryQueue(opened().dispatch.client, config.prefix))
     return LiveStores(
         ledger=lambda: opened().dispatch,
         context=lambda: opened().context,
@@ -137,6 +145,7 @@ def stores_from_settings(settings: Settings) -> LiveStores:
         models=lambda: opened().models,
         credit=credit,
         contacts=contacts,
+        retries=retries,
     )
 
 
@@ -379,6 +388,7 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
         op.output("out_case_store", all_records, CaseStoreSink(stores.cases))
 
     if settings.webhooks.routes:
+        retries = stores.retries or _once(InMemoryRetryQueue)
         secrets = {
             name: settings.webhooks.endpoints[name].secret()
             for name in set(settings.webhooks.routes.values())
@@ -413,6 +423,8 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
                 on_result=opts.on_delivery,
                 metrics=DispatchMetrics.create(),
                 guard=DispatchCaps(policy, credit(), contacts()),
+                retries=retries(),
+                retry_poll_seconds=RETRY_POLL_SECONDS,
             )
 
         op.output("dispatch", streams.records["interventions"], DispatchSink(make_dispatcher))

@@ -255,6 +255,13 @@ class EndpointSettings:
     backoff_base_seconds: float = 0.5
     backoff_max_seconds: float = 30.0
     max_in_flight: int = 8
+    #: After the quick attempts fail, keep retrying for this many hours from the first
+    #: attempt (0: dead-letter after the quick attempts). Parked in Redis meanwhile.
+    retry_hours: float = 6.0
+    #: The first slow retry waits about this long; each next one twice as long...
+    retry_base_seconds: float = 60.0
+    #: ...but never longer than this.
+    retry_max_seconds: float = 1800.0
     #: Extra request headers (non-secret), e.g. a routing key of the receiving tool.
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -526,6 +533,9 @@ def _endpoint(name: str, sec: _Section) -> EndpointSettings:
         backoff_base_seconds=sec.number("backoff_base_seconds", 0.5, lo=0.0),
         backoff_max_seconds=sec.number("backoff_max_seconds", 30.0, lo=0.0),
         max_in_flight=sec.integer("max_in_flight", 8, lo=1, hi=1024),
+        retry_hours=sec.number("retry_hours", 6.0, lo=0.0, hi=24 * 30),
+        retry_base_seconds=sec.number("retry_base_seconds", 60.0, lo=0.001),
+        retry_max_seconds=sec.number("retry_max_seconds", 1800.0, lo=0.001),
         headers=headers,
     )
     sec.done()

@@ -271,6 +271,7 @@ webhooks:
       max_attempts: 4
       backoff_base_seconds: 0.05
       backoff_max_seconds: 0.2
+      retry_hours: 0  # dead-letter after the quick attempts (slow retries: test_retries)
       max_in_flight: 4
     support:
       url: {base}/support
