@@ -122,6 +122,12 @@ def retry_delay(retry: int, base: float, cap: float, rng: random.Random) -> floa
     return rng.uniform(0.5 * nominal, nominal)
 
 
+def _quick_phase_bound(ep: EndpointSettings) -> float:
+    """Longer than the quick attempts can take (each times out, each backoff is the
+    longest), plus a minute: a written-ahead delivery is not taken before that."""
+    return ep.max_attempts * (ep.timeout_seconds + ep.backoff_max_seconds) + 60.0
+
+
 def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> AttemptResult:
     """One HTTP POST with the standard library; never raises for network trouble."""
     request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
@@ -439,6 +445,11 @@ class Dispatcher:
         body = webhook_body(intervention)
         started = time.monotonic()
         first_at = self.clock()
+        if self.retries is not None:
+            # Written ahead: if this process dies during the quick attempts, the delivery
+            # is not lost with it; another dispatcher takes it when the lease ends.
+            lease = _quick_phase_bound(ep)
+            self.retries.park(RetryItem(intervention, ep.name, 0, first_at, first_at + lease))
         result = AttemptResult(None, "not attempted")
         attempt = 0
         while attempt < ep.max_attempts:
@@ -446,6 +457,8 @@ class Dispatcher:
             result = self._attempt(endpoint, intervention, body, attempt)
             if result.ok:
                 self.ledger.mark_delivered(iid, "delivered", self._ttl)
+                if self.retries is not None:
+                    self.retries.done(iid)
                 return self._finish(iid, ep, "delivered", attempt, result, started)
             if not result.retryable or attempt >= ep.max_attempts:
                 break

@@ -405,3 +405,45 @@ def test_only_a_dead_lettered_claim_can_be_reopened(stores: QueueFactory) -> Non
     assert ledger.reopen("iv-x", 60)
     assert ledger.status("iv-x") == "claimed"
     assert not ledger.reopen("iv-x", 60)  # the second of two re-sends loses
+
+
+def test_a_delivery_in_flight_when_its_process_dies_is_sent_by_another(
+    receiver: Receiver, redis_url: str
+) -> None:
+    """Write-ahead: the delivery is in the retry queue before its first attempt, so a
+    process killed during the quick attempts does not lose it."""
+    clients: list[redis.Redis] = []
+
+    def make() -> tuple[RetryQueue, Any]:
+        clients.append(redis.Redis.from_url(redis_url))
+        c = clients[-1]
+        return RedisRetryQueue(c, "retry-test"), RedisDispatchLedger(c, "retry-test")
+
+    clock = Clock()
+    dying = rig(receiver.url, make, clock)
+    queue, _ = make()
+    # The dying process claimed and wrote ahead, then was killed before any attempt: this
+    # is what _deliver leaves behind at its first line.
+    iv = intervention(7)
+    assert dying.ledger.claim("iv-7", 3600)
+    item = RetryItem(iv, "hook", 0, clock.t, clock.t + 600.0)
+    queue.park(item)
+    receiver.healthy.set()
+    restarted = rig(receiver.url, make, clock)
+    assert restarted.dispatcher.retry_due() == []  # the lease has not ended yet
+    clock.t += 600.0
+    [result] = restarted.dispatcher.retry_due()
+    assert (result.status, result.attempts) == ("delivered", 1)
+    assert receiver.statuses("iv-7") == [200]
+    assert queue.pending() == 0
+    for c in clients:
+        c.close()
+
+
+def test_a_delivered_write_ahead_leaves_nothing_parked(
+    receiver: Receiver, stores: QueueFactory
+) -> None:
+    receiver.healthy.set()
+    r = rig(receiver.url, stores)
+    assert r.dispatcher.deliver_now(intervention()).status == "delivered"
+    assert r.queue.pending() == 0 and r.queue.buried() == []
