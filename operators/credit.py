@@ -134,6 +134,13 @@ class InMemoryCreditLedger:
             ]
         return ledger
 
+    def restore(self, state: dict[str, list[Any]] | None) -> None:
+        """Replace the grants with those of :meth:`state`, in place (a resumed replay hands
+        the snapshot to the ledger the engine already holds)."""
+        grants = InMemoryCreditLedger.from_state(state).grants
+        with self._lock:
+            self.grants = grants
+
     def __getstate__(self) -> dict[str, Any]:
         return {"grants": self.state()}
 

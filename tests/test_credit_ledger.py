@@ -223,3 +223,15 @@ def test_the_in_memory_ledger_snapshots_deterministically() -> None:
     assert restored.used("z", T0) == 5.0
     assert restored.reserve("z", T0, 5.0, CAP, grant_id="iv-z") == 5.0  # id remembered
     assert InMemoryCreditLedger.from_state(a.state()).state() == a.state()
+
+
+def test_a_resumed_replay_restores_the_ledger_in_place() -> None:
+    ledger = InMemoryCreditLedger()
+    ledger.reserve("c", T0, 20.0, CAP, grant_id="iv-1")
+    snapshot = ledger.state()
+    ledger.reserve("c", T0 + 1, 10.0, CAP, grant_id="iv-2")  # after the snapshot
+    engine_holds = ledger
+    engine_holds.restore(snapshot)  # the resume rolls it back with the cases
+    assert ledger.used("c", T0 + 1) == 20.0
+    assert ledger.reserve("c", T0 + 1, 10.0, CAP, grant_id="iv-2") == 10.0  # decided again
+    assert ledger.used("c", T0 + 1) == 30.0
