@@ -21,6 +21,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -54,17 +55,23 @@ def run(csv: Path, split: datetime, window_days: float, publish_every: int) -> d
         import_s = time.perf_counter() - t0
 
         board = SnapshotBoard()
-        learner = Learner(publish_every)
-        engine = DecisionEngine(RecoveryPolicy.default(), scorer=OnlineScorer(board))
         examples: list[Example] = []
 
-        def on_output(out: tuple[str, dict]) -> None:
-            if out[0] != "example":
+        class Recording(Learner):
+            def learn(self, ex: Example) -> None:
+                examples.append(ex)
+                super().learn(ex)
+
+        # Each order is labelled "refunded within the recovery window", at its end.
+        learner = Recording(publish_every, horizon=window_days * DAY)
+        engine = DecisionEngine(RecoveryPolicy.default(), scorer=OnlineScorer(board))
+
+        def on_output(out: tuple[str, Any]) -> None:
+            if out[0] not in ("pending", "resolution"):
                 return
-            ex = Example.from_record(out[1])
-            examples.append(ex)
-            learner.learn(ex)
-            if learner.examples % publish_every == 0:
+            before = learner.examples
+            learner.feed(out[1])
+            if learner.examples // publish_every > before // publish_every:
                 board.post(learner.publish())
 
         cfg = WindowConfig(
@@ -72,6 +79,7 @@ def run(csv: Path, split: datetime, window_days: float, publish_every: int) -> d
         )
         t0 = time.perf_counter()
         run_in_memory(events(data), engine, cfg, close_at_eof=False, on_output=on_output)
+        learner.finish()
         replay_s = time.perf_counter() - t0
 
     cut = split.timestamp()

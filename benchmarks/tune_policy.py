@@ -36,7 +36,7 @@ from operators.simulation import simulate  # noqa: E402
 from operators.worlds import spread  # noqa: E402
 
 DEFAULT = ROOT / "flows" / "policies" / "default.yaml"
-PROPENSITY = (0.05, 0.10, 0.15, 0.25)
+PROPENSITY = (0.0, 0.05, 0.10, 0.15, 0.25)
 SAVING = (0.0, 0.5, 2.0)
 
 

@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from flows.metrics import add_metrics_args
-from flows.replay import ReplayOptions, run_replay
+from flows.progress import add_progress_args, progress, stream_lines
+from flows.replay import ReplayOptions, ReplayRun, run_replay
 from flows.summary import format_summary, summarize, write_summary
 from operators.contract import CONTRACT_VERSION
 from operators.policy import PolicyError, RecoveryPolicy
@@ -129,15 +130,17 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         raise UsageError("--out is required (where to write the streams)")
     if args.orders < 1:
         raise UsageError("--orders must be >= 1")
-    stats = simulate(
-        args.scenario,
-        args.orders,
-        args.seed,
-        Path(args.out),
-        compress=args.gzip,
-        world_seed=args.world_seed,
-        misspecified=args.misspecified,
-    )
+    with progress(args, f"simulate {args.scenario}", args.orders, unit="orders") as p:
+        stats = simulate(
+            args.scenario,
+            args.orders,
+            args.seed,
+            Path(args.out),
+            compress=args.gzip,
+            world_seed=args.world_seed,
+            misspecified=args.misspecified,
+            progress=p.callback,
+        )
     print(f"simulated {args.scenario}: {stats.orders:,} orders into {args.out}")
     for stream, n in stats.events.items():
         print(f"  {stream:<10}{n:>12,} events")
@@ -191,6 +194,7 @@ def register_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gzip", action="store_true", help="write .jsonl.gz files")
     p.add_argument("--describe", action="store_true", help="print the scenario's story and exit")
     add_world_args(p)
+    add_progress_args(p)
     p.set_defaults(func=_cmd_simulate)
 
 
@@ -221,8 +225,17 @@ def replay_and_summarize(
         raise UsageError(str(exc)) from None
     from flows.metrics import metrics_session
 
-    with metrics_session(args) as observer:  # None unless --metrics-port/--metrics-file
-        run = run_replay(input_dir, out_dir, policy, opts, observer=observer)
+    processes = getattr(args, "processes", 1)
+    if processes < 1:
+        raise UsageError("--processes must be >= 1")
+    if processes > 1:
+        run = _cluster_replay(input_dir, out_dir, args, opts, processes)
+    else:
+        with (
+            metrics_session(args) as observer,  # None unless --metrics-port/--metrics-file
+            progress(args, f"replay {out_dir.name}", stream_lines(input_dir)) as shown,
+        ):
+            run = run_replay(input_dir, out_dir, policy, opts, observer=shown.observe(observer))
     extra: dict = {
         "input_records": run.input_records,
         "seconds": round(run.seconds, 3),
@@ -237,6 +250,18 @@ def replay_and_summarize(
     )
     write_summary(out_dir, summary)
     return summary
+
+
+def _cluster_replay(
+    input_dir: Path, out_dir: Path, args: argparse.Namespace, opts: ReplayOptions, processes: int
+) -> ReplayRun:
+    """``--processes N``: a local Bytewax cluster (``flows/cluster.py``)."""
+    from flows.cluster import run_cluster_replay
+
+    if getattr(args, "metrics_port", None) or getattr(args, "metrics_file", None):
+        raise UsageError("--metrics-port/--metrics-file work with one process only")
+    done = run_cluster_replay(input_dir, out_dir, args.policy, opts, processes)
+    return ReplayRun(out_dir, done["input_records"], done["seconds"], [], done["models"])
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -271,7 +296,16 @@ def register_replay(sub: argparse._SubParsersAction) -> None:
         help="also write a self-contained HTML report to OUT_DIR/report.html",
     )
     add_run_args(p)
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="run a Bytewax cluster of N local processes, orders split between them; "
+        "outputs are written per worker (name.jsonl, name.w1.jsonl, ...) and summarized "
+        "together (default: 1; see docs/performance.md)",
+    )
     add_metrics_args(p)
+    add_progress_args(p)
     p.set_defaults(func=_cmd_replay)
 
 
@@ -292,14 +326,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"simulating launch-week-backlog: {args.orders:,} orders "
         f"(seed {args.seed}, world {args.world_seed})..."
     )
-    simulate(
-        "launch-week-backlog",
-        args.orders,
-        args.seed,
-        data,
-        world_seed=args.world_seed,
-        misspecified=args.misspecified,
-    )
+    with progress(args, "simulate", args.orders, unit="orders") as p:
+        simulate(
+            "launch-week-backlog",
+            args.orders,
+            args.seed,
+            data,
+            world_seed=args.world_seed,
+            misspecified=args.misspecified,
+            progress=p.callback,
+        )
     _print_world(data, args.world_seed)
     policy = _policy(args.policy)
     static_dir = base / "static-rules"
@@ -346,6 +382,7 @@ def register_demo(sub: argparse._SubParsersAction) -> None:
     add_world_args(p)
     add_run_args(p)
     add_metrics_args(p)
+    add_progress_args(p)
     p.set_defaults(func=_cmd_demo)
 
 

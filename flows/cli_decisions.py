@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from flows.cli import UsageError, add_run_args, replay_and_summarize
+from flows.progress import add_progress_args, count_lines, progress
 from flows.sinks import read_jsonl
 from operators.backtest import NEEDS_TRUTH, format_backtest, policy_figures
 from operators.baselines import ActionCosts, policy_choices, spending
@@ -155,13 +156,17 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from operators.importer import MappingError, get_mapping, import_csv
+    from operators.importer import ImportFileError, MappingError, get_mapping, import_csv
 
     try:
         mapping = get_mapping(args.mapping)
-        stats = import_csv(Path(args.csv), Path(args.out), mapping)
-    except MappingError as exc:
+        rows = lambda: max(count_lines([Path(args.csv)]) - 1, 0)  # noqa: E731 - the header
+        with progress(args, "import", rows, unit="rows") as p:
+            stats = import_csv(Path(args.csv), Path(args.out), mapping, progress=p.callback)
+    except (MappingError, ImportFileError) as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:  # a missing file, a directory, no permission
+        raise UsageError(f"{args.csv}: {exc.strerror or exc}") from None
     report = stats.to_report()
     print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     print(f"\nwrote orders.jsonl, refunds.jsonl and import_report.json to {args.out}")
@@ -191,6 +196,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="backtest", metavar="DIR", help="output directory")
     p.add_argument("--report", action="store_true", help="also write OUT/report.html")
     add_run_args(p)
+    add_progress_args(p)
     p.set_defaults(func=_cmd_backtest)
 
     i = sub.add_parser(
@@ -202,4 +208,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("csv", help="the CSV export")
     i.add_argument("--mapping", default="online-retail", help="built-in name or YAML file")
     i.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    add_progress_args(i)
     i.set_defaults(func=_cmd_import)

@@ -97,8 +97,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if settings.metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(settings.metrics_port)
-        log.info("metrics on :%d/metrics", settings.metrics_port)
+        start_http_server(settings.metrics_port, addr=settings.metrics_addr)
+        log.info("metrics on %s:%d/metrics", settings.metrics_addr, settings.metrics_port)
     addresses = args.addresses.split(";") if args.addresses else None
     log.info(
         "salvage run: %s, %d worker(s), brokers %s",
@@ -288,6 +288,20 @@ def _when(ts: float | None) -> str:
 # --- webhook verify -----------------------------------------------------------------------
 
 
+def _tolerance(text: str) -> float:
+    """A signature tolerance: a finite number of seconds >= 0 (``nan`` would accept any
+    age, ``inf`` every replay)."""
+    from operators.webhooks import valid_tolerance
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not valid_tolerance(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
 def _cmd_webhook_verify(args: argparse.Namespace) -> int:
     from operators.webhooks import explain
 
@@ -416,7 +430,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--header", required=True, help="the X-Salvage-Signature value")
     v.add_argument("--body-file", required=True, metavar="FILE", help="raw body ('-': stdin)")
     v.add_argument(
-        "--tolerance", type=float, default=300.0, help="max age in seconds (default 300)"
+        "--tolerance", type=_tolerance, default=300.0, help="max age in seconds (default 300)"
     )
     v.add_argument("--now", type=float, help=argparse.SUPPRESS)
     v.set_defaults(func=_cmd_webhook_verify)

@@ -31,7 +31,7 @@ from bytewax.outputs import Sink
 
 from operators.case import OrderCase
 from operators.contract import DeadLetter, Event, decode
-from operators.models import MODEL_SET, Example, Learner, SnapshotBoard
+from operators.models import DAY, MODEL_SET, Learner, SnapshotBoard, TruthLookup
 from operators.window import CaseWindow, Decider, Expire, ExpiryClock, WindowConfig, shard_of
 from state.models import ModelStore
 
@@ -83,6 +83,14 @@ class ModelRuntime:
     store: ModelStore | None = None
     publish_every: int = 200
     last_stats: dict[str, Any] | None = None
+    #: Every decision is labelled "refunded within this horizon" (policy
+    #: ``learning.label_horizon_days``), released once the learner's event time passes it.
+    horizon: float = 14 * DAY
+    #: Room for resolutions arriving after later decisions (at least the allowed lateness).
+    margin: float = 1 * DAY
+    prior_precision: float = 12.5
+    #: Simulator ground truth for treated examples (backtests); never checkpointed.
+    truth: TruthLookup | None = None
 
     def __post_init__(self) -> None:
         # Warm start: scorers read the last checkpoint from the first decision on, not
@@ -93,8 +101,10 @@ class ModelRuntime:
                 self.board.post(Learner.from_bytes(latest[1]).snapshot())
 
 
-class LearnerLogic(StatefulLogic[dict[str, Any], dict[str, Any], bytes]):
-    """Bytewax wrapper of :class:`~operators.models.Learner`."""
+class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes]):
+    """Bytewax wrapper of :class:`~operators.models.Learner`: takes the case step's
+    ``pending`` examples and ``resolution`` records, learns each example at its label
+    horizon, publishes every ``publish_every`` examples learned."""
 
     def __init__(self, runtime: ModelRuntime, snap: bytes | None, observer: FlowObserver):
         self.runtime = runtime
@@ -103,8 +113,19 @@ class LearnerLogic(StatefulLogic[dict[str, Any], dict[str, Any], bytes]):
         if blob is None and runtime.store is not None:
             latest = runtime.store.latest(MODEL_SET)
             blob = latest[1] if latest else None  # warm start from the last checkpoint
-        self.learner = Learner.from_bytes(blob) if blob else Learner(runtime.publish_every)
+        if blob:
+            self.learner = Learner.from_bytes(blob)
+        else:
+            self.learner = Learner(
+                runtime.publish_every,
+                horizon=runtime.horizon,
+                margin=runtime.margin,
+                prior_precision=runtime.prior_precision,
+            )
         self.learner.publish_every = runtime.publish_every
+        self.learner.horizon = runtime.horizon
+        self.learner.margin = runtime.margin
+        self.learner.truth = runtime.truth
         if blob:
             self._publish()
 
@@ -118,17 +139,21 @@ class LearnerLogic(StatefulLogic[dict[str, Any], dict[str, Any], bytes]):
         if self.observer.on_model is not None:
             self.observer.on_model(stats)
 
-    def on_item(self, value: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+    def on_batch(self, values: list[tuple[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
         learner = self.learner
-        learner.learn(Example.from_record(value))
-        if learner.examples % learner.publish_every == 0:
-            self._publish()
-        return [], StatefulLogic.RETAIN
+        before = learner.examples
+        if learner.feed_batch([v[1] for v in values]):
+            every = learner.publish_every
+            if learner.examples // every > before // every:
+                self._publish()
+        return [], StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[dict[str, Any]], bool]:
-        if self.learner.examples:
+        learner = self.learner
+        learner.finish()
+        if learner.examples:
             self._publish()
-        return [], StatefulLogic.RETAIN
+        return [], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
         return self.learner.to_bytes()
@@ -151,6 +176,18 @@ class FlowParts:
     observer: FlowObserver = field(default_factory=FlowObserver)
 
 
+@dataclass
+class InputEnd:
+    """The latest event time of the whole input, known once every clock shard reached the
+    end of input: cases still open then are censored at it (replays)."""
+
+    at: float | None = None
+
+    def reach(self, t: float | None) -> None:
+        if t is not None and (self.at is None or t > self.at):
+            self.at = t
+
+
 class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
     """Bytewax wrapper of :class:`~operators.window.ExpiryClock` (one per shard)."""
 
@@ -160,7 +197,9 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         snap: dict[str, Any] | None,
         observer: FlowObserver,
         snapshots: bool = True,
+        end: InputEnd | None = None,
     ) -> None:
+        self.end = end
         self.clock = ExpiryClock.restore(config, snap)
         self.observer = observer
         self.snapshots = snapshots
@@ -168,6 +207,9 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         # Wall-clock times at which the watermark, and the latest event time, last moved:
         # a watermark stuck for idle_advance_seconds wakes the shard (idle advance).
         self._moved_at = self._latest_at = time.time()
+        # Per input partition: wall-clock time its latest event time last moved, so a
+        # quiet partition moves on from its own time, not from the fastest partition's.
+        self._source_at: dict[str, float] = {}
 
     def _report(self) -> None:
         on_clock = self.observer.on_clock
@@ -180,9 +222,14 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         clock = self.clock
         on_event = clock.on_event
         before, latest = clock.watermark, clock.max_event_at
+        seen = dict(clock.source_max) if clock.config.sources else None
         for event in values:
             out.extend(on_event(event, event.received_at))
         now = time.time()
+        if seen is not None:
+            for source, ts in clock.source_max.items():
+                if seen.get(source) != ts:
+                    self._source_at[source] = now
         if clock.watermark != before:
             self._moved_at = now
         if clock.max_event_at != latest:
@@ -204,7 +251,8 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         clock = self.clock
         now = time.time()
         if clock.max_event_at is not None:
-            out = clock.advance_idle(clock.max_event_at + (now - self._latest_at))
+            per_source = self._idle_targets(now) if clock.config.sources else None
+            out = clock.advance_idle(clock.max_event_at + (now - self._latest_at), per_source)
             self._latest_at = now
         else:
             out = []
@@ -212,7 +260,28 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         self._report()
         return out, StatefulBatchLogic.RETAIN
 
+    def _idle_targets(self, now: float) -> dict[str, float]:
+        """Each partition's new event time: its own latest plus the wall time since that
+        moved, once quiet for ``idle_advance_seconds`` (a partition sending events keeps
+        its time). One never heard from takes the lowest of the others."""
+        clock = self.clock
+        idle = clock.config.idle_advance_seconds or 0.0
+        targets: dict[str, float] = {}
+        for source, ts in clock.source_max.items():
+            since = self._source_at.setdefault(source, now)
+            targets[source] = ts + (now - since) if now - since >= idle else ts
+        for source, ts in targets.items():
+            if ts != clock.source_max[source]:
+                self._source_at[source] = now
+        if targets:
+            lowest = min(targets.values())
+            for source in clock.config.sources:
+                targets.setdefault(source, lowest)
+        return targets
+
     def on_eof(self) -> tuple[list[Any], bool]:
+        if self.end is not None:
+            self.end.reach(self.clock.max_event_at)
         return list(self.clock.on_eof()), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> dict[str, Any] | None:
@@ -222,7 +291,7 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
 class CaseLogic(StatefulLogic[Event | Expire, tuple[str, dict[str, Any]], bytes]):
     """Bytewax wrapper of :class:`~operators.window.CaseWindow` (one per order)."""
 
-    __slots__ = ("close_at_eof", "on_latency", "snapshots", "window")
+    __slots__ = ("close_at_eof", "end", "on_latency", "snapshots", "window")
 
     def __init__(
         self,
@@ -230,7 +299,9 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, dict[str, Any]], bytes]
         close_at_eof: bool,
         on_latency: Callable[[float], None] | None = None,
         snapshots: bool = True,
+        end: InputEnd | None = None,
     ) -> None:
+        self.end = end
         self.window = window
         self.close_at_eof = close_at_eof
         self.on_latency = on_latency
@@ -251,7 +322,9 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, dict[str, Any]], bytes]
 
     def on_eof(self) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
         if self.close_at_eof:
-            return self.window.on_eof()
+            # Every clock shard is past its end of input here (the frontier), so the
+            # censoring time is the same for every case and every run.
+            return self.window.on_eof(self.end.at if self.end is not None else None)
         return [], StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes | None:
@@ -329,9 +402,10 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
 
     shards = cfg.shards
     snapshots = parts.snapshots
+    input_end = InputEnd()
     by_shard = op.key_on("key_shard", valid.trues, lambda e: shard_of(e.order_id, shards))
     clocked = op.stateful_batch(
-        "clock", by_shard, lambda snap: ClockLogic(cfg, snap, observer, snapshots)
+        "clock", by_shard, lambda snap: ClockLogic(cfg, snap, observer, snapshots, input_end)
     )
     admitted = op.map("unkey_clock", clocked, lambda kv: kv[1])
     admitted_ok = op.branch("admitted", admitted, lambda x: not isinstance(x, DeadLetter))
@@ -344,7 +418,7 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
     def case_builder(snap: bytes | None) -> CaseLogic:
         case: OrderCase = pickle.loads(snap) if snap is not None else OrderCase("")
         window = CaseWindow(case.order_id, decider(), cfg, case, parts.emit_case_views)
-        return CaseLogic(window, close_at_eof, observer.on_latency, snapshots)
+        return CaseLogic(window, close_at_eof, observer.on_latency, snapshots, input_end)
 
     cases = op.stateful("case", by_order, case_builder)
     tagged = op.map("unkey_case", cases, lambda kv: kv[1])
@@ -364,11 +438,13 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
         )
     if parts.models is not None:
         runtime = parts.models
-        examples = op.filter_map(
-            "select_examples", tagged, lambda t: t[1] if t[0] == "example" else None
+        examples = op.filter(
+            "select_examples", tagged, lambda t: t[0] == "pending" or t[0] == "resolution"
         )
         keyed = op.key_on("key_models", examples, lambda _r: MODEL_SET)
-        learned = op.stateful("learn", keyed, lambda snap: LearnerLogic(runtime, snap, observer))
+        learned = op.stateful_batch(
+            "learn", keyed, lambda snap: LearnerLogic(runtime, snap, observer)
+        )
         # Bytewax calls on_eof only on steps whose output reaches an output or inspect step;
         # without this the examples after the last publish would never be published.
         op.inspect("learned", learned, lambda _s, _x: None)

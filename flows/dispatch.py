@@ -44,7 +44,8 @@ import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows.settings import EndpointSettings, WebhookSettings
-from operators.contract import CONTRACT_VERSION, format_ts, truncate_raw
+from operators.contract import CONTRACT_VERSION, format_ts, payload_digest, redact
+from operators.vocabulary import DeadLetterKind
 from operators.webhooks import (
     CONTRACT_VERSION_HEADER,
     EVENT_HEADER,
@@ -128,11 +129,24 @@ def _quick_phase_bound(ep: EndpointSettings) -> float:
     return ep.max_attempts * (ep.timeout_seconds + ep.backoff_max_seconds) + 60.0
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are not followed: urllib would re-send the signature and the endpoint's
+    headers (``Authorization`` included) to whatever host the ``Location`` names, and count
+    that host's 200 as delivered. A 3xx is a failed, final attempt instead."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> AttemptResult:
-    """One HTTP POST with the standard library; never raises for network trouble."""
+    """One HTTP POST with the standard library; never raises for network trouble, never
+    follows a redirect."""
     request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             response.read(65536)
             return AttemptResult(response.status)
     except urllib.error.HTTPError as exc:
@@ -141,6 +155,8 @@ def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float)
         if value and value.strip().isdigit():
             retry_after = float(value.strip())
         exc.close()
+        if 300 <= exc.code < 400:
+            return AttemptResult(exc.code, f"HTTP {exc.code}: redirects are not followed")
         return AttemptResult(exc.code, f"HTTP {exc.code}", retry_after)
     except urllib.error.URLError as exc:
         reason = exc.reason
@@ -196,11 +212,14 @@ def webhook_body(intervention: dict[str, Any]) -> bytes:
 def dead_letter_record(
     intervention: dict[str, Any], endpoint: str, reason: str, now: float
 ) -> dict[str, Any]:
-    """The dead-letter record of a delivery that failed for good."""
+    """The dead-letter record of a delivery that failed for good: ids, action and times of
+    the intervention, not its message text or customer fields."""
     return {
         "stream": DISPATCH_STREAM,
+        "kind": str(DeadLetterKind.DISPATCH_FAILED),
         "reason": f"webhook {endpoint}: {reason}",
-        "raw": truncate_raw(intervention),
+        "raw": redact(intervention),
+        "payload_sha256": payload_digest(intervention),
         "received_at": format_ts(now),
         "event_id": intervention.get("intervention_id"),
         "order_id": intervention.get("order_id"),
@@ -210,8 +229,8 @@ def dead_letter_record(
 @dataclass
 class _Endpoint:
     settings: EndpointSettings
-    secret: str
-    slots: threading.BoundedSemaphore
+    secret: str = field(repr=False)  # never in a log line or a traceback
+    slots: threading.BoundedSemaphore = field(repr=False)
 
 
 @dataclass
@@ -283,7 +302,7 @@ class Dispatcher:
     """
 
     webhooks: WebhookSettings
-    secrets: Mapping[str, str]
+    secrets: Mapping[str, str] = field(repr=False)  # never in a log line or a traceback
     ledger: DispatchLedger
     dead_letter: Callable[[dict[str, Any]], None]
     rng: random.Random = field(default_factory=random.Random)

@@ -31,8 +31,10 @@ import argparse
 import contextlib
 import dataclasses
 import math
+import re
 import threading
 import time
+import unicodedata
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -56,6 +58,7 @@ from prometheus_client.registry import Collector
 from flows.dataflow import OUTPUT_NAMES, FlowObserver
 from operators.contract import STREAM_TYPES, STREAMS, DeadLetter, Event, parse_ts
 from operators.uplift import SEGMENTS, Uplift, UpliftRow, rows_from_outcomes, uplift_by_action
+from operators.vocabulary import DeadLetterKind
 
 # No ``*_created`` series: they double the series count and nothing here reads them.
 disable_created_metrics()
@@ -68,6 +71,28 @@ OTHER = "other"
 MISSING = "none"
 #: Longest label value kept; longer values are cut.
 MAX_LABEL_CHARS = 64
+#: Free text that looks like an e-mail address or a phone number: never a label value
+#: (``campaign`` is typed by people, and "promo-for-jane@example.com" happens).
+_PERSONAL = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+|\+?\d(?:[\s().\-/]*\d){6,}")
+_SPACES = re.compile(r"\s+")
+
+
+def label_text(value: str) -> str | None:
+    """A free-text value as a label value: Unicode-normalised (NFKC), control characters
+    dropped, whitespace collapsed, cut to MAX_LABEL_CHARS; None if it looks like an e-mail
+    address or a phone number.
+
+    >>> label_text("  Summer  Sale\t2026 "), label_text("promo-for-jane1@example.com")
+    ('Summer Sale 2026', None)
+    >>> label_text("call +49 170 1234567"), label_text("DE-NL")
+    (None, 'DE-NL')
+    """
+    text = unicodedata.normalize("NFKC", value[: 4 * MAX_LABEL_CHARS])
+    if _PERSONAL.search(text):
+        return None
+    text = "".join(c for c in text if unicodedata.category(c)[0] != "C" or c in " \t\n")
+    return _SPACES.sub(" ", text).strip()[:MAX_LABEL_CHARS]
+
 
 #: Recovery stages of an open case (see docs/metrics.md, ``salvage_open_cases``).
 STAGE_MONITORED = "monitored"
@@ -81,21 +106,18 @@ _MONITORED, _INTERVENED, _HELD_OUT, _IN_REVIEW = range(len(STAGES))
 CLOSED_MEMORY = 65_536
 
 #: Outcomes of the ``outcomes`` output (operators.case); anything else is ``other``.
-OUTCOMES = frozenset({"refunded", "chargeback", "exchanged", "kept", "cancelled", "open"})
+OUTCOMES = frozenset({"refunded", "chargeback", "exchanged", "kept", "cancelled", "censored"})
 #: Outcomes that count as a refund avoided when the case was at risk.
 RECOVERED_OUTCOMES = frozenset({"kept", "exchanged"})
 #: Outcomes of settled cases (recovery figures and uplift leave out open and cancelled ones).
 SETTLED_OUTCOMES = frozenset({"refunded", "chargeback", "kept", "exchanged"})
 
-#: Dead-letter reason classes (``salvage_dead_letters_total{reason}``).
-DEAD_LETTER_REASONS: tuple[str, ...] = (
-    "late",
-    "after_close",
-    "invalid_json",
-    "not_an_object",
-    "missing_field",
-    "unknown_type",
-    "invalid_field",
+#: Dead-letter classes of input records (``salvage_dead_letters_total{reason}``): the
+#: ``kind`` each dead letter carries (operators.vocabulary.DeadLetterKind).
+DEAD_LETTER_REASONS: tuple[str, ...] = tuple(
+    str(k)
+    for k in DeadLetterKind
+    if k not in (DeadLetterKind.DISPATCH_FAILED, DeadLetterKind.REVIEW_REJECTED)
 )
 #: How a human review is settled (operators.review ``review`` records); else ``other``.
 REVIEW_STATUSES = frozenset({"approved", "rejected", "expired", "closed", "ignored"})
@@ -177,7 +199,10 @@ class BoundedLabel:
         if value is None or value == "":
             text = MISSING
         elif isinstance(value, str):
-            text = value[:MAX_LABEL_CHARS]
+            normal = label_text(value)
+            if normal is None:
+                return OTHER  # personal data is never a label, not even a candidate
+            text = normal or MISSING
         elif isinstance(value, (int, float, bool)):
             text = str(value)
         else:
@@ -200,31 +225,6 @@ class BoundedLabel:
         if text == value or not value:
             self._known[value] = text
         return text
-
-
-def dead_letter_reason(reason: str) -> str:
-    """The bounded class of a dead-letter reason (the full reason is in the record).
-
-    >>> dead_letter_reason("late: occurred_at 2026-06-01T01:00:00Z is behind the watermark")
-    'late'
-    >>> dead_letter_reason("missing required field order_id")
-    'missing_field'
-    >>> dead_letter_reason("total must be >= 0, got -1")
-    'invalid_field'
-    """
-    if reason.startswith("late"):
-        return "late"
-    if reason.startswith("after_close"):
-        return "after_close"
-    if reason.startswith("not valid JSON"):
-        return "invalid_json"
-    if reason.startswith("event must be a JSON object"):
-        return "not_an_object"
-    if reason.startswith("missing required field"):
-        return "missing_field"
-    if reason.startswith("type ") and " is not a " in reason:
-        return "unknown_type"
-    return "invalid_field"
 
 
 def endpoint_label(endpoint: str) -> str:
@@ -619,7 +619,8 @@ class SalvageMetrics:
         child.inc()
 
     def _on_dead_letter(self, dead: DeadLetter) -> None:
-        reason = dead_letter_reason(dead.reason)
+        # The kind, not the reason text: texts change, and a prefix test miscounts.
+        reason = str(dead.kind)
         child = self._dead_c.get((dead.stream, reason))
         if child is None:
             child = self.dead_letters.labels(self._stream(dead.stream), reason)
@@ -756,8 +757,8 @@ class SalvageMetrics:
                     self._seg_retained.inc(key, retained)
         order_id = rec.get("order_id")
         with self._lock:
-            # "open" (end of a replay) leaves the case open: it is still at risk.
-            if order_id and outcome != "open":
+            # "censored" (end of a replay) leaves the case open: it is still at risk.
+            if order_id and outcome != "censored":
                 self._closed[order_id] = None
                 if len(self._closed) > CLOSED_MEMORY:
                     del self._closed[next(iter(self._closed))]
@@ -951,7 +952,9 @@ class _StateCollector(Collector):
 # --- serving and wiring -------------------------------------------------------------------------
 
 
-def start_http(port: int, registry: CollectorRegistry | None = None, addr: str = "0.0.0.0") -> Any:
+def start_http(
+    port: int, registry: CollectorRegistry | None = None, addr: str = "127.0.0.1"
+) -> Any:
     """Serve ``/metrics`` of ``registry`` (default: the global one) on ``addr:port`` in a
     daemon thread; returns the server (call ``shutdown()`` and ``server_close()`` to stop).
     Port 0 picks a free port: read it from ``server.server_port``."""
@@ -983,9 +986,10 @@ def add_metrics_args(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--metrics-addr",
-        default="0.0.0.0",
+        default="127.0.0.1",
         metavar="ADDR",
-        help="address to serve metrics on (default: 0.0.0.0)",
+        help="address to serve metrics on (default: 127.0.0.1, this host only; 0.0.0.0 for "
+        "every interface)",
     )
     g.add_argument(
         "--metrics-file",
@@ -1016,7 +1020,7 @@ def metrics_session(
     metrics = SalvageMetrics(registry if registry is not None else CollectorRegistry())
     server = None
     if port is not None:
-        server = start_http(port, metrics.registry, getattr(args, "metrics_addr", "0.0.0.0"))
+        server = start_http(port, metrics.registry, getattr(args, "metrics_addr", "127.0.0.1"))
     try:
         yield metrics.observer()
     finally:
@@ -1036,7 +1040,6 @@ __all__ = [
     "SalvageMetrics",
     "add_metrics_args",
     "attempt_outcome",
-    "dead_letter_reason",
     "endpoint_label",
     "metrics_session",
     "start_http",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bytewax.inputs import Source
 from bytewax.testing import cluster_main, run_main
 
 from flows.dataflow import FlowObserver, FlowParts, ModelRuntime, build_flow
@@ -15,9 +16,10 @@ from flows.runtime import tune_gc
 from flows.sinks import OUTPUTS, JsonlSink
 from flows.sources import ReplaySource
 from operators.engine import DecisionEngine
-from operators.evaluation import ground_truth_labels, load_ground_truth
-from operators.models import OnlineScorer
+from operators.evaluation import load_ground_truth
+from operators.models import DAY, OnlineScorer, truth_lookup
 from operators.policy import RecoveryPolicy
+from operators.scoring import HeuristicScorer
 from operators.window import Decider, WindowConfig
 from state.models import ModelStore
 
@@ -29,7 +31,7 @@ class ReplayOptions:
     window: WindowConfig = field(default_factory=WindowConfig)
     batch_size: int = 1000
     workers: int = 1
-    learn: bool = True  # online models; False decides with the fixed heuristic scorer
+    learn: bool = True  # online models; False: the static rules (fixed heuristic scorer)
     publish_every: int = 200
     ground_truth: Path | None = None  # simulator truth: label treated cases as if live
     model_store: ModelStore | None = None
@@ -56,6 +58,13 @@ class ReplayRun:
         return self.input_records / self.seconds if self.seconds > 0 else 0.0
 
 
+def clear_outputs(out_dir: Path) -> None:
+    """Remove the per-worker output parts of an earlier run (they would be read back)."""
+    for name in OUTPUTS:
+        for old in Path(out_dir).glob(f"{name}.w*.jsonl"):
+            old.unlink()
+
+
 def run_replay(
     input_dir: Path,
     out_dir: Path,
@@ -63,24 +72,38 @@ def run_replay(
     options: ReplayOptions | None = None,
     decider_factory: Callable[[], Decider] | None = None,
     observer: FlowObserver | None = None,
+    *,
+    source: Source | None = None,
+    cluster: tuple[list[str], int] | None = None,
 ) -> ReplayRun:
-    """Replay ``input_dir`` through the dataflow, writing the four outputs to ``out_dir``."""
+    """Replay ``input_dir`` through the dataflow, writing the four outputs to ``out_dir``.
+
+    ``source`` replaces the whole-directory source; ``cluster`` (addresses, this process's
+    index) runs this process as one of a Bytewax cluster (``flows.cluster``), which
+    clears stale outputs itself before its processes start."""
     tune_gc()
     opts = options or ReplayOptions()
     pol = policy or RecoveryPolicy.default()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in OUTPUTS:  # stale parts of an earlier multi-worker run would be read back
-        for old in out_dir.glob(f"{name}.w*.jsonl"):
-            old.unlink()
+    if cluster is None:
+        clear_outputs(out_dir)
     engines: list[DecisionEngine] = []
-    models = ModelRuntime(store=opts.model_store, publish_every=opts.publish_every)
-    truth_labels = None
-    if opts.ground_truth is not None:
-        truth_labels = ground_truth_labels(load_ground_truth(opts.ground_truth))
+    truth = None
+    if opts.ground_truth is not None and opts.learn:
+        truth = truth_lookup(load_ground_truth(opts.ground_truth))
+    models = ModelRuntime(
+        store=opts.model_store,
+        publish_every=opts.publish_every,
+        horizon=pol.label_horizon_days * DAY,
+        margin=max(DAY, opts.window.allowed_lateness),
+        prior_precision=pol.prior_precision,
+        truth=truth,
+    )
 
     def default_factory() -> Decider:
-        engine = DecisionEngine(pol, scorer=OnlineScorer(models.board), truth_labels=truth_labels)
+        scorer = OnlineScorer(models.board) if opts.learn else HeuristicScorer()
+        engine = DecisionEngine(pol, scorer=scorer, emit_examples=opts.learn)
         engines.append(engine)
         return engine
 
@@ -94,7 +117,7 @@ def run_replay(
             inner(stream, payload)
 
     parts = FlowParts(
-        source=ReplaySource(Path(input_dir), opts.batch_size),
+        source=source or ReplaySource(Path(input_dir), opts.batch_size),
         sinks={name: JsonlSink(out_dir, name) for name in OUTPUTS},
         decider_factory=decider_factory or default_factory,
         window=opts.window,
@@ -105,7 +128,10 @@ def run_replay(
     )
     flow = build_flow(parts)
     started = time.perf_counter()
-    if opts.workers == 1:
+    if cluster is not None:
+        addresses, index = cluster
+        cluster_main(flow, addresses, index, worker_count_per_proc=opts.workers)
+    elif opts.workers == 1:
         run_main(flow)
     else:
         cluster_main(flow, [], 0, worker_count_per_proc=opts.workers)

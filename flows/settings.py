@@ -201,7 +201,7 @@ class KafkaSettings:
     #: behind but has nothing buffered, before going on without it.
     max_idle_ms: int = 500
     #: Extra librdkafka properties (security.protocol, sasl.*, ssl.*, client.id, ...).
-    security: dict[str, str] = field(default_factory=dict)
+    security: dict[str, str] = field(default_factory=dict, repr=False)  # holds sasl.password
     #: Extra producer properties (linger.ms, compression.type, acks, ...).
     producer: dict[str, str] = field(default_factory=dict)
 
@@ -230,6 +230,14 @@ class RedisSettings:
     password: str | None = None
     #: CA bundle for ``rediss://`` with a private CA.
     ca_file: str | None = None
+
+    def __repr__(self) -> str:  # the password, in the URL or apart, stays out of logs
+        url = mask_url(self.url) if self.url else None
+        password = MASK if self.password else None
+        return (
+            f"RedisSettings(url={url!r}, prefix={self.prefix!r}, password={password!r}, "
+            f"ca_file={self.ca_file!r})"
+        )
 
     def connection_url(self) -> str | None:
         """The URL with the password (if any) filled in; never log this."""
@@ -264,6 +272,18 @@ class EndpointSettings:
     retry_max_seconds: float = 1800.0
     #: Extra request headers (non-secret), e.g. a routing key of the receiving tool.
     headers: dict[str, str] = field(default_factory=dict)
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as shown (``config show``, reprs): webhook URLs carry tokens in
+        their user info, path or query, and header values are often credentials."""
+        out = {k: v for k, v in asdict(self).items() if k != "name"}
+        out["url"] = mask_url(self.url, keep_path=False)
+        out["headers"] = dict.fromkeys(self.headers, MASK)
+        return out
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.masked().items())
+        return f"EndpointSettings(name={self.name!r}, {fields})"
 
     def secret(self, env: Mapping[str, str] | None = None) -> str:
         """The secret from the environment; raises SettingsError naming the variable."""
@@ -345,6 +365,9 @@ class Settings:
     #: Prometheus metrics port of ``salvage run`` (0: off). Under ``python -m bytewax.run``
     #: with ``BYTEWAX_DATAFLOW_API_ENABLED`` the metrics are also on Bytewax's port 3030.
     metrics_port: int = 9464
+    #: Address the metrics port binds to: loopback unless set (a container sets 0.0.0.0
+    #: so that Prometheus can reach it; the labels are bounded but still business data).
+    metrics_addr: str = "127.0.0.1"
     source: str = "<defaults>"
 
     def effective(self, env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -356,6 +379,7 @@ class Settings:
             "workers": self.workers,
             "batch_size": self.batch_size,
             "metrics_port": self.metrics_port,
+            "metrics_addr": self.metrics_addr,
             "kafka": asdict(self.kafka),
             "redis": {
                 "url": mask_url(self.redis.url) if self.redis.url else None,
@@ -368,7 +392,7 @@ class Settings:
                 "ledger_ttl_days": self.webhooks.ledger_ttl_days,
                 "endpoints": {
                     name: {
-                        **{k: v for k, v in asdict(ep).items() if k != "name"},
+                        **ep.masked(),
                         "secret": MASK if e.get(ep.secret_env) else "(not set)",
                     }
                     for name, ep in self.webhooks.endpoints.items()
@@ -400,21 +424,36 @@ class Settings:
             self.webhooks.endpoints[name].secret(env)
 
 
-def mask_url(url: str) -> str:
-    """A URL with its password replaced by ``****``.
+def mask_url(url: str, keep_path: bool = True) -> str:
+    """A URL with its password and query values replaced by ``****`` (and, unless
+    ``keep_path``, its path: webhook URLs often carry their token there).
 
     >>> mask_url("rediss://user:hunter2@cache:6380/0")
     'rediss://user:****@cache:6380/0'
     >>> mask_url("redis://127.0.0.1:6379")
     'redis://127.0.0.1:6379'
+    >>> mask_url("https://hooks.example.com/services/T0/B1/XyZ?token=abc&x", keep_path=False)
+    'https://hooks.example.com/****?token=****&x=****'
     """
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:{MASK}@{parts.hostname or ''}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return MASK  # not a URL we can take apart: show none of it
+    netloc = parts.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if port:
+        netloc += f":{port}"
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:{MASK}@{netloc}"
+    elif parts.username:
+        netloc = f"{MASK}@{netloc}"  # a lone user info is a token (https://TOKEN@host)
+    path = parts.path
+    if not keep_path and path not in ("", "/"):
+        path = "/" + MASK
+    query = "&".join(f"{pair.partition('=')[0]}={MASK}" for pair in parts.query.split("&") if pair)
+    return urlunsplit((parts.scheme, netloc, path, query, ""))
 
 
 # --- building from raw values ---------------------------------------------------------------
@@ -487,9 +526,10 @@ def _redis(sec: _Section, password_from_env: bool, url_from_env: bool) -> RedisS
     url = sec.string("url", None) or None
     if url is not None:
         parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss", "unix"):
+        if parts.scheme not in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
             raise SettingsError(
-                f"redis.url: must start with redis://, rediss:// or unix://, got {url[:12]!r}"
+                "redis.url: must start with redis://, rediss://, unix:// or (a Redis Cluster) "
+                f"redis+cluster:// or rediss+cluster://, got {url[:12]!r}"
             )
         if parts.password and not url_from_env:
             raise SettingsError(
@@ -661,6 +701,7 @@ def build_settings(
         workers=top.integer("workers", 1, lo=1, hi=256),
         batch_size=top.integer("batch_size", 1000, lo=1, hi=1_000_000),
         metrics_port=top.integer("metrics_port", 9464, lo=0, hi=65535),
+        metrics_addr=top.string("metrics_addr", "127.0.0.1") or "127.0.0.1",
         source=source,
     )
     top.done()

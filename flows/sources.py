@@ -4,14 +4,26 @@ Each file is read in its own order (as a partition would be); the merge always t
 head with the smallest ``occurred_at``, so a file's own disorder is preserved and shows up
 downstream exactly as it would live. A line whose time cannot be read is emitted at once
 (it goes to the dead-letter output). Resume state is the number of lines consumed per file.
+
+**Outliers.** A line stamped far ahead of its own file (a bad clock: a delivery event
+stamped 2100 among 2026 ones) would, as a head, hold its whole file back until every other
+file had passed 2100, and every line of the file behind it would then arrive late. A head
+more than ``spike_gap`` (default six hours) after the median time of the next lines of its
+file is therefore emitted at once, out of line, and "received" at that median: the
+stream's own progress, so the clock's future guard dead-letters it if it is more than
+``max_future_skew`` ahead, and otherwise its jump waits for confirmation (``max_jump``)
+instead of moving the watermark. Every other item is
+received at the replay clock, the largest event time emitted in line so far.
 """
 
 from __future__ import annotations
 
 import gzip
-import heapq
 import io
+import statistics
+from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,6 +34,13 @@ from operators.contract import STREAMS, ContractError, parse_ts
 
 #: An input item: (stream, payload, received_at). The payload is parsed JSON or raw bytes.
 RawItem = tuple[str, Any, float]
+
+#: A head this far after the median of the next lines of its file is an outlier: held in
+#: line, it would make the lines behind it later than the allowed lateness (default 6 h)
+#: by the time they are read.
+SPIKE_GAP = 6 * 3600.0
+#: Lines read ahead per file to judge its head.
+LOOKAHEAD = 3
 
 
 def stream_file(input_dir: Path, stream: str) -> Path | None:
@@ -53,7 +72,7 @@ def _open(path: Path) -> IO[bytes]:
 
 
 def _event_time(payload: Any) -> float | None:
-    if isinstance(payload, dict):
+    if isinstance(payload, dict) and isinstance(payload.get("occurred_at"), str):
         try:
             return parse_ts(payload.get("occurred_at"))
         except ContractError:
@@ -94,16 +113,30 @@ class _Lines:
         self.fh.close()
 
 
+@dataclass(slots=True)
+class _Line:
+    ts: float | None  # None: the time cannot be read
+    payload: Any
+    blanks: int  # blank lines just before it (consumed with it, for resume)
+
+
 class MergedFiles:
     """An iterator over RawItems of several stream files merged by event time."""
 
-    def __init__(self, files: dict[str, Path], skip: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        files: dict[str, Path],
+        skip: dict[str, int] | None = None,
+        spike_gap: float | None = SPIKE_GAP,
+    ) -> None:
         self.files = files
+        self.spike_gap = spike_gap
         self.consumed: dict[str, int] = {s: 0 for s in files}
         self._handles: dict[str, _Lines] = {}
-        self._heap: list[tuple[float, int, int, str, Any]] = []
-        self._seq = 0
-        self.now = float("-inf")  # replay clock: the largest event time emitted so far
+        self._ahead: dict[str, deque[_Line]] = {}
+        # Per stream with lines left: (merge key, received_at of its head).
+        self._heads: dict[str, tuple[float, float | None]] = {}
+        self.now = float("-inf")  # replay clock: the largest event time emitted in line
         # Ties in event time go by stream rank, the same for every line of a file.
         self._rank = {s: i for i, s in enumerate(STREAMS)}
         for stream, path in sorted(files.items(), key=lambda kv: self._rank[kv[0]]):
@@ -112,39 +145,71 @@ class MergedFiles:
                 if lines.next_line() is None:
                     break
                 self.consumed[stream] += 1
-            self._push(stream)
+            self._ahead[stream] = deque()
+            self._fill(stream)
 
-    def _push(self, stream: str) -> None:
+    def _read(self, stream: str) -> _Line | None:
         lines = self._handles[stream]
+        blanks = 0
         while True:
             line = lines.next_line()
             if line is None:
-                return
+                return None
             if line.strip():
                 break
-            self.consumed[stream] += 1  # blank lines are skipped, but count for resume
+            blanks += 1  # blank lines are skipped, but count for resume
+        payload: Any
         try:
-            payload: Any = orjson.loads(line)
+            payload = orjson.loads(line)
         except orjson.JSONDecodeError:
             payload = line.rstrip(b"\r")
-        ts = _event_time(payload)
-        # Unreadable times go out first, at the current replay time.
-        key = ts if ts is not None else float("-inf")
-        self._seq += 1
-        heapq.heappush(self._heap, (key, self._rank[stream], self._seq, stream, payload))
+        return _Line(_event_time(payload), payload, blanks)
+
+    def _fill(self, stream: str) -> None:
+        """Read ahead, and work out the head's merge key: its time, or -inf (at once) if
+        unreadable or an outlier (with the stream's progress as its received time)."""
+        ahead = self._ahead[stream]
+        while len(ahead) <= LOOKAHEAD:
+            line = self._read(stream)
+            if line is None:
+                break
+            ahead.append(line)
+        if not ahead:
+            self._heads.pop(stream, None)
+            return
+        head = ahead[0]
+        if head.ts is None:
+            self._heads[stream] = (float("-inf"), None)
+            return
+        if self.spike_gap is not None:
+            following = [x.ts for i, x in enumerate(ahead) if i and x.ts is not None]
+            if following:
+                progress = statistics.median(following)
+                if head.ts > progress + self.spike_gap:
+                    self._heads[stream] = (float("-inf"), progress)
+                    return
+        self._heads[stream] = (head.ts, None)
 
     def __iter__(self) -> Iterator[RawItem]:
         return self
 
     def __next__(self) -> RawItem:
-        if not self._heap:
+        if not self._heads:
             raise StopIteration
-        ts, _, _, stream, payload = heapq.heappop(self._heap)
-        self.consumed[stream] += 1
-        if ts > self.now:
-            self.now = ts
-        self._push(stream)
-        return (stream, payload, self.now if self.now != float("-inf") else 0.0)
+        rank = self._rank
+        stream = min(self._heads, key=lambda s: (self._heads[s][0], rank[s]))
+        key, progress = self._heads[stream]
+        line = self._ahead[stream].popleft()
+        self.consumed[stream] += 1 + line.blanks
+        self._fill(stream)
+        if progress is not None:  # an outlier: received at its stream's progress
+            return (stream, line.payload, progress)
+        if key > self.now:
+            self.now = key
+        if self.now == float("-inf"):  # nothing read in line yet: the earliest head's time
+            known = [k for k, _ in self._heads.values() if k != float("-inf")]
+            return (stream, line.payload, min(known) if known else 0.0)
+        return (stream, line.payload, self.now)
 
     def close(self) -> None:
         for fh in self._handles.values():

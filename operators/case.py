@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from operators.contract import RESOLVING_TYPES, STREAM_TYPES, Event, format_ts, parse_ts
+from operators.vocabulary import Outcome
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -68,8 +69,27 @@ NEGATIVE_SENTIMENT = -0.3
 
 #: Timeline entries kept per case; older ones are dropped (the counters keep the totals).
 TIMELINE_LIMIT = 48
-#: Decision points kept per case for learning (the latest ones).
-POINTS_LIMIT = 6
+
+# --- memory -------------------------------------------------------------------------------
+# A million open cases must fit in about 2 GB (benchmarks/memory_per_case.py). Every JSON
+# string decoded from an event is a new object, so low-cardinality values (currency, SKU
+# family, courier, lane, campaign, intents, reasons, event types) would be stored once per
+# case; they are shared through a bounded table instead. Bounded, so arbitrary input
+# cannot grow it without limit (values beyond it are simply kept unshared).
+_SHARED_LIMIT = 65_536
+_SHARED: dict[str, str] = {t: t for types in STREAM_TYPES.values() for t in types}
+
+
+def _shared(value: Any) -> Any:
+    """One shared object per distinct short string value (others returned as they are)."""
+    if type(value) is not str:
+        return value
+    found = _SHARED.get(value)
+    if found is not None:
+        return found
+    if len(_SHARED) < _SHARED_LIMIT and len(value) <= 64:
+        _SHARED[value] = value
+    return value
 
 
 @dataclass(slots=True)
@@ -116,16 +136,15 @@ class OrderCase:
     resolved_at: float | None = None
     refund_value: float = 0.0
     timeline: list[tuple[float, str]] = field(default_factory=list)
-    seen: set[str] = field(default_factory=set)
+    #: Event ids applied so far. A tuple, not a set: a case sees a handful of events, and a
+    #: set's hash table costs more than the ids themselves (memory per open case).
+    seen: tuple[str, ...] = ()
     # Decision bookkeeping (written by the decide step, kept for cooldowns and outcomes).
     arm: str | None = None
     actions: list[tuple[float, str]] = field(default_factory=list)
     first_propensity: float | None = None
-    #: Decision points kept for learning: (event time, predicted P(refund), feature
-    #: vector in FEATURE_NAMES order), oldest first, at most POINTS_LIMIT.
-    points: list[tuple[float, float, tuple[float, ...]]] = field(default_factory=list)
-    #: The decision point at which the first action was chosen (learning its effect).
-    action_point: tuple[float, float, tuple[float, ...]] | None = None
+    #: Decision points emitted as pending learning examples (the first is flagged).
+    example_points: int = 0
 
     # --- folding events in -------------------------------------------------------------
 
@@ -135,7 +154,7 @@ class OrderCase:
 
     def apply(self, event: Event) -> bool:
         """Fold one event in. Returns whether the change matters for a decision."""
-        self.seen.add(event.event_id)
+        self.seen = (*self.seen, event.event_id)
         ts = event.occurred_at
         if self.first_event_at is None or ts < self.first_event_at:
             self.first_event_at = ts
@@ -152,6 +171,7 @@ class OrderCase:
         return self.placed and event.type in DECISION_TYPES
 
     def _record(self, ts: float, type_: str) -> None:
+        type_ = _shared(type_)
         timeline = self.timeline
         if timeline and ts < timeline[-1][0]:
             # Out-of-order arrival: keep the timeline sorted by event time.
@@ -271,11 +291,12 @@ class OrderCase:
     def record_action(self, ts: float, action: str) -> None:
         self.actions.append((ts, action))
 
-    def outcome_record(self, closed_at: float, *, open_: bool = False) -> dict[str, Any]:
-        """The ``outcomes`` output record. ``open_`` marks a case still open at end of input."""
-        outcome = "open" if open_ else (self.outcome or "kept")
+    def outcome_record(self, closed_at: float, *, censored: bool = False) -> dict[str, Any]:
+        """The ``outcomes`` output record. ``censored``: the input ended (at ``closed_at``)
+        before the case resolved; it counts as no refund as of then."""
+        outcome = Outcome.CENSORED.value if censored else (self.outcome or "kept")
         refunded = self.refund_value if outcome in ("refunded", "chargeback") else 0.0
-        if outcome in ("kept", "exchanged"):
+        if outcome in ("kept", "exchanged", "censored"):
             retained = self.order_value
         elif outcome == "refunded":
             retained = max(self.order_value - refunded, 0.0)
@@ -285,7 +306,7 @@ class OrderCase:
             "order_id": self.order_id,
             "customer_id": self.customer_id,
             "outcome": outcome,
-            "resolved_at": None if open_ else format_ts(self.resolved_at or closed_at),
+            "resolved_at": format_ts(closed_at if censored else (self.resolved_at or closed_at)),
             "refund_value": round(refunded, 2),
             "retained_value": round(retained, 2),
             "order_value": round(self.order_value, 2),
@@ -314,7 +335,7 @@ def _on_order_placed(case: OrderCase, event: Event) -> None:
     case.placed = True
     case.placed_at = event.occurred_at
     case.customer_id = body["customer_id"]
-    case.currency = body["currency"]
+    case.currency = _shared(body["currency"])
     case.order_value = float(body["total"])
     cost = 0.0
     known_cost = True
@@ -331,11 +352,11 @@ def _on_order_placed(case: OrderCase, event: Event) -> None:
             cost += qty * unit_cost
     case.order_cost = cost if known_cost else None
     # Main family by value; ties broken by name so the choice is deterministic.
-    case.sku_family = max(sorted(by_family), key=by_family.__getitem__)
+    case.sku_family = _shared(max(sorted(by_family), key=by_family.__getitem__))
     case.promised_at = _opt_ts(event, "promised_delivery_at")
-    case.courier = body.get("courier") or case.courier
-    case.lane = body.get("lane") or case.lane
-    case.campaign = body.get("campaign")
+    case.courier = _shared(body.get("courier")) or case.courier
+    case.lane = _shared(body.get("lane")) or case.lane
+    case.campaign = _shared(body.get("campaign"))
     customer = body.get("customer")
     if isinstance(customer, dict):
         oc, rc, ltv = (customer.get(k) for k in ("orders_count", "returns_count", "lifetime_value"))
@@ -351,10 +372,10 @@ def _on_delivery(case: OrderCase, event: Event) -> None:
         case.estimate_at = estimate
     lane = event.get("lane")
     if lane and case.lane is None:
-        case.lane = lane
+        case.lane = _shared(lane)
     courier = event.get("courier")
     if courier and case.courier is None:
-        case.courier = courier
+        case.courier = _shared(courier)
     if type_ == "shipped":
         case.shipped_at = event.occurred_at
     elif type_ == "delivered":
@@ -379,7 +400,7 @@ def _on_support(case: OrderCase, event: Event) -> None:
         case.first_contact_at = event.occurred_at
     intent = event.get("intent")
     if intent is not None:
-        case.last_intent = intent
+        case.last_intent = _shared(intent)
     sentiment = event.get("sentiment")
     if sentiment is not None:
         case.last_sentiment = float(sentiment)
@@ -391,12 +412,12 @@ def _on_support(case: OrderCase, event: Event) -> None:
 
 def _on_request(case: OrderCase, event: Event) -> None:
     if case.request_type is None or case.request_withdrawn:
-        case.request_type = event.type
+        case.request_type = _shared(event.type)
         case.request_at = event.occurred_at
         case.request_withdrawn = False
     reason = event.get("reason")
     if reason is not None:
-        case.request_reason = reason
+        case.request_reason = _shared(reason)
     if event.type == "exchange_requested" or reason == "size_fit":
         case.exchange_preferred = True
 

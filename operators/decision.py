@@ -70,6 +70,10 @@ class Decision:
     value_at_risk: float
     expected_saving: float
     proposed_action: str | None = None  # what human review is asked to approve
+    point: str = "other"  # the DecisionPoint of the trigger
+    eligible: tuple[str, ...] = ()  # eligible and not blocked, before the propensity threshold
+    propensity: float = 1.0  # probability the policy chose ``action`` here
+    segment: str | None = None  # the bandit's context key (None: static rules)
 
 
 def unit_hash(text: str) -> float:

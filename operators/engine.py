@@ -19,12 +19,23 @@ come back; lost parcels count the whole order value.
 
 from __future__ import annotations
 
+import random
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from operators.case import DAY, HOUR, POINTS_LIMIT, OrderCase
+from operators.bandit import (
+    BanditPosterior,
+    Context,
+    Option,
+    logit,
+    point_of,
+    prior_offsets,
+    seed_of,
+    static_choice,
+    thompson_choice,
+)
+from operators.case import DAY, HOUR, OrderCase
 from operators.contract import Event, format_ts, parse_ts
 from operators.decision import (
     CONTROL,
@@ -34,15 +45,15 @@ from operators.decision import (
     Scores,
     arm_of,
     intervention_id,
-    unit_hash,
 )
-from operators.features import build_features, from_vector, to_vector
-from operators.models import Example
+from operators.features import build_features, to_vector
+from operators.models import Pending, Resolution
 from operators.policy import ActionSpec, RecoveryPolicy
 from operators.scoring import HeuristicScorer, Scorer, abuse_risk
+from operators.vocabulary import Outcome
 from state.context import ContextStore, InMemoryContextStore
 
-Output = tuple[str, dict[str, Any]]
+Output = tuple[str, Any]
 
 
 @dataclass
@@ -83,16 +94,18 @@ class CreditLedger:
             return granted
 
 
-#: Labels from a simulator's ground truth: (order_id, first action) -> refunded?, or None.
-TruthLabels = Callable[[str, str | None], int | None]
-
-
 class DecisionEngine:
     """Policy + scorer + context: implements the ``Decider`` seam of the case window.
 
-    ``truth_labels`` (backtests only) replaces the observed label of a treated case with
-    the outcome the ground truth gives under the action taken, so models learn as if the
-    policy had been live.
+    With a scorer that learns (``OnlineScorer``), actions are chosen by Thompson sampling
+    over the bandit posteriors it reads (``operators.bandit``); with a fixed scorer
+    (``HeuristicScorer``, ``--no-learning``), by the static rules: the largest expected
+    saving. Both explore an ``ranking.exploration`` share uniformly among ``none`` and the
+    eligible actions, and log the probability of their choice.
+
+    ``emit_examples`` emits a ``pending`` learning example at every decision point until
+    the case's first action, and a ``resolution`` when the case closes: the learner step
+    labels each example at its horizon (see ``operators.models.Learner``).
     """
 
     def __init__(
@@ -101,63 +114,78 @@ class DecisionEngine:
         scorer: Scorer | None = None,
         context: ContextStore | None = None,
         ledger: CreditLedger | None = None,
-        truth_labels: TruthLabels | None = None,
+        emit_examples: bool = True,
     ) -> None:
         self.policy = policy
         self.scorer: Scorer = scorer or HeuristicScorer()
         self.context: ContextStore = context if context is not None else InMemoryContextStore()
         self.ledger = ledger or CreditLedger()
-        self.truth_labels = truth_labels
+        self.emit_examples = emit_examples
+        self.prior = HeuristicScorer()
+        # Thompson sampling before the first published posterior: the prior alone.
+        self.prior_posterior = BanditPosterior(policy.prior_precision)
 
     # --- the seam ----------------------------------------------------------------------
 
     def decide(self, case: OrderCase, trigger: Event) -> list[Output]:
-        now = trigger.occurred_at
+        # The decision is made as of the latest event the case knows: an event that arrived
+        # out of order (late, within the allowed lateness) must not date the decision
+        # before events already folded into the features.
+        now = max(trigger.occurred_at, case.last_event_at)
         features = build_features(case, self.context, now)
         scores, recover = self.scorer.score(features)
         if case.arm is None:
             case.arm = arm_of(case.order_id, self.policy.holdout_share, self.policy.holdout_salt)
         if case.first_propensity is None:
             case.first_propensity = round(scores.return_propensity, 4)
-        decision = self._choose(case, trigger, now, features, scores, recover)
-        # Keep what was known and predicted at this point; the models learn from it when
-        # the label arrives (so a delayed label never leaks into the features).
-        if case.action_point is None:
-            point = (now, scores.return_propensity, to_vector(features))
-            case.points.append(point)
-            if len(case.points) > POINTS_LIMIT:
-                del case.points[0]
-            if decision.action != NO_ACTION and decision.arm == TREATMENT:
-                case.action_point = point
+        point = point_of(trigger.type).value
+        ctx = Context.of(
+            point, case.lane, case.sku_family, case.support_reason(), case.customer_orders,
+            case.campaign,
+        )  # fmt: skip
+        # The heuristic prior is the bandit's fixed offset (and the static rules' scorer).
+        if isinstance(self.scorer, HeuristicScorer):
+            prior_p, prior_rec = scores.return_propensity, recover
+        else:
+            prior_p = self.prior.return_propensity(features)
+            prior_rec = self.prior.recovery(features, scores.abuse_risk)
+        decision = self._choose(
+            case, trigger, now, features, scores, recover, point, ctx, prior_p, prior_rec
+        )
+        treated = case.arm == TREATMENT
+        # Once the treatment arm acted, later points teach nothing: the truth of the case is
+        # keyed on its first action.
+        acted_before = treated and bool(case.actions)
         out: list[Output] = [("decision", self._decision_record(decision, case))]
         if decision.action != NO_ACTION:
             case.record_action(now, decision.action)
-            if decision.arm == TREATMENT:
+            if treated:
                 out.append(("intervention", self._intervention_record(decision, case, now)))
+        if self.emit_examples and not acted_before:
+            action = decision.action if treated and decision.action != NO_ACTION else None
+            p_arm = prior_p if action is None else prior_p * (1.0 - prior_rec.get(action, 0.0))
+            out.append(
+                ("pending", Pending(
+                    case.order_id, now, to_vector(features), scores.return_propensity,
+                    action, case.arm or TREATMENT, point, case.example_points == 0,
+                    ctx.keys(), logit(p_arm), threading.get_ident(),
+                ))
+            )  # fmt: skip
+            case.example_points += 1
         return out
 
     def on_close(self, case: OrderCase, outcome: dict[str, Any]) -> list[Output]:
-        """Fold the closed case into the context aggregates and emit its learning example
-        (features and prediction from its last decision, label from the outcome)."""
+        """Fold the closed case into the context aggregates and tell the learner how it
+        ended (its pending examples are labelled at their horizon, not now)."""
         kind = outcome["outcome"]
-        if kind == "open":
-            return []
         out: list[Output] = []
-        if case.points and kind != "cancelled":
-            first = next((a for _, a in case.actions), None) if case.arm == TREATMENT else None
-            label = 1 if kind in ("refunded", "chargeback") else 0
-            if self.truth_labels is not None and first is not None:
-                truth = self.truth_labels(case.order_id, first)
-                label = truth if truth is not None else label
-            # Expired cases are labelled when their window closed, not at their last event.
-            labelled_at = case.resolved_at or parse_ts(outcome["resolved_at"])
-            arm = case.arm or TREATMENT
-            # Untreated cases teach the propensity model at every decision point; a treated
-            # case teaches its action's model at the point the action was chosen.
-            points = [case.action_point] if first and case.action_point else case.points
-            for t, p, vector in points:
-                example = Example(from_vector(vector), label, p, first, arm, t, labelled_at)
-                out.append(("example", example.to_record()))
+        if case.example_points and self.emit_examples:
+            resolved_at = case.resolved_at or parse_ts(outcome["resolved_at"])
+            out.append(
+                ("resolution", Resolution(case.order_id, kind, resolved_at, threading.get_ident()))
+            )
+        if kind == Outcome.CENSORED:
+            return out  # not an outcome yet: the aggregates learn only what ended
         self.context.record_outcome(
             {
                 **outcome,
@@ -199,23 +227,23 @@ class DecisionEngine:
         features: dict[str, float],
         scores: Scores,
         recover: dict[str, float],
+        point: str,
+        ctx: Context,
+        prior_p: float,
+        prior_rec: dict[str, float],
     ) -> Decision:
         policy = self.policy
         arm = case.arm or TREATMENT
         p_refund = scores.return_propensity
         margin_at_risk = self._margin_at_risk(case)
+        value = margin_at_risk + policy.customer_value_weight * scores.customer_value
         value_at_risk = round(case.order_value * p_refund, 2)
         reasons: list[str] = [f"P(refund)={p_refund:.2f}"]
+        posterior = self._posterior()
+        segment = ctx.segment if posterior is not None else None
 
-        def none(rule: str, *why: str) -> Decision:
-            return Decision(
-                case.order_id, now, trigger.event_id, NO_ACTION, arm, True, rule,
-                tuple(reasons + list(why)), scores, value_at_risk, 0.0,
-            )  # fmt: skip
-
-        if p_refund < policy.min_return_propensity:
-            return none("below_propensity_threshold", f"below {policy.min_return_propensity:.2f}")
-
+        # Eligible and not blocked by cooldowns or the contact limit, before any threshold
+        # (logged, so that baselines and off-policy estimates know what could be chosen).
         candidates: list[tuple[float, ActionSpec, str, float]] = []
         blocked: list[str] = []
         for spec in policy.actions.values():
@@ -230,23 +258,21 @@ class DecisionEngine:
                 continue
             credit = self._credit(spec, case, now)
             p_rec = recover.get(spec.name, spec.base_recovery or 0.0)
-            gain = (
-                p_refund
-                * p_rec
-                * (margin_at_risk + policy.customer_value_weight * scores.customer_value)
-            )
-            ev = gain - spec.cost - credit
+            ev = p_refund * p_rec * value - spec.cost - credit
             candidates.append((ev, spec, clause.name, credit))
-        best = max(candidates, key=lambda c: c[0]) if candidates else None
-        explored = False
-        if len(candidates) > 1 and policy.exploration > 0:
-            # Deterministic exploration among eligible actions, so every action keeps
-            # getting outcomes to learn from (the policy's limits still apply).
-            u = unit_hash(f"explore:{case.order_id}:{trigger.event_id}")
-            if u < policy.exploration:
-                best = candidates[int(u / policy.exploration * len(candidates))]
-                explored = True
+        eligible = tuple(sorted(c[1].name for c in candidates))
 
+        def none(rule: str, *why: str, propensity: float = 1.0) -> Decision:
+            return Decision(
+                case.order_id, now, trigger.event_id, NO_ACTION, arm, True, rule,
+                tuple(reasons + list(why)), scores, value_at_risk, 0.0, None,
+                point, eligible, round(propensity, 6), segment,
+            )  # fmt: skip
+
+        if p_refund < policy.min_return_propensity:
+            return none("below_propensity_threshold", f"below {policy.min_return_propensity:.2f}")
+
+        best = max(candidates, key=lambda c: c[0]) if candidates else None
         abuse, abuse_reasons = abuse_risk(features)
         review = self._review_reasons(case, value_at_risk, abuse, abuse_reasons)
         if (
@@ -254,6 +280,7 @@ class DecisionEngine:
             and "human_review" in policy.actions
             and case.order_value >= policy.automation.min_value_for_review
         ):
+            # The automation boundary: deterministic, never explored.
             spec = policy.actions["human_review"]
             why = self._blocked(spec, case, now)
             if why is not None:
@@ -267,15 +294,41 @@ class DecisionEngine:
             return Decision(
                 case.order_id, now, trigger.event_id, "human_review", arm, False,
                 "automation_boundary", tuple(reasons), scores, value_at_risk,
-                saving, proposed,
+                saving, proposed, point, eligible, 1.0, segment,
             )  # fmt: skip
         if best is None:
             return none("no_eligible_action", *blocked)
-        ev, spec, clause_name, credit = best
-        if ev < policy.min_expected_saving and not explored:
-            return none("below_expected_saving", f"best {spec.name} saves {ev:.2f}")
-        if explored:
-            reasons.append("exploration")
+
+        # Seeded per order and trigger: a replay draws exactly the same.
+        rng = random.Random(seed_of(case.order_id, trigger.event_id))
+        by_name = {c[1].name: c for c in candidates}
+        if posterior is not None:
+            offsets = prior_offsets(prior_p, prior_rec, by_name)
+            options = [Option(n, c[1].cost + c[3], value) for n, c in by_name.items()]
+            choice = thompson_choice(
+                posterior, ctx.keys(), offsets, options, policy.exploration, rng,
+                policy.min_expected_saving,
+            )  # fmt: skip
+            mean_saving = choice.mean_saving
+            kind = "exploration" if choice.explored else "thompson sampling"
+        else:
+            ev, spec, _, _ = best
+            rule_choice = spec.name if ev >= policy.min_expected_saving else NO_ACTION
+            choice = static_choice(rule_choice, [NO_ACTION, *by_name], policy.exploration, rng)
+            mean_saving = by_name[choice.action][0] if choice.action in by_name else 0.0
+            kind = "exploration" if choice.explored else "static rules"
+            if choice.action == NO_ACTION and not choice.explored:
+                return none(
+                    "below_expected_saving", f"best {spec.name} saves {ev:.2f}",
+                    propensity=choice.propensity,
+                )  # fmt: skip
+        if choice.action == NO_ACTION:
+            return none(
+                "exploration" if choice.explored else "thompson_none", kind,
+                propensity=choice.propensity,
+            )  # fmt: skip
+        _, spec, clause_name, credit = by_name[choice.action]
+        reasons.append(kind)
         reasons.append(f"P(recovered|{spec.name})={recover.get(spec.name, 0.0):.2f}")
         reasons.append(f"margin at risk {margin_at_risk:.2f}")
         if credit:
@@ -283,8 +336,15 @@ class DecisionEngine:
         return Decision(
             case.order_id, now, trigger.event_id, spec.name, arm, True,
             f"{spec.name}.{clause_name}", tuple(reasons), scores, value_at_risk,
-            round(ev, 2),
+            round(mean_saving, 2), None, point, eligible, round(choice.propensity, 6), segment,
         )  # fmt: skip
+
+    def _posterior(self) -> BanditPosterior | None:
+        """The bandit posterior to sample, or None for the static rules (a fixed scorer)."""
+        if not getattr(self.scorer, "learns", False):
+            return None
+        posterior: BanditPosterior | None = getattr(self.scorer, "posterior", None)
+        return posterior if posterior is not None else self.prior_posterior
 
     def _review_reasons(
         self, case: OrderCase, value_at_risk: float, abuse: float, abuse_reasons: list[str]
@@ -329,6 +389,10 @@ class DecisionEngine:
             "courier_lane": case.lane,
             "campaign": case.campaign,
             "support_reason": case.support_reason(),
+            "point": d.point,
+            "eligible": list(d.eligible),
+            "propensity": d.propensity,
+            "segment": d.segment,
         }
 
     def _intervention_record(self, d: Decision, case: OrderCase, now: float) -> dict[str, Any]:

@@ -15,6 +15,7 @@ features it scored with, not from ones recomputed after the label arrived.
 from __future__ import annotations
 
 import math
+import struct
 
 from operators.case import HOUR, OrderCase
 from state.context import ContextStore
@@ -104,16 +105,29 @@ def _names() -> tuple[str, ...]:
 FEATURE_NAMES: tuple[str, ...] = _names()
 
 
+#: Stored decision points hold their features as packed doubles, in FEATURE_NAMES order.
+_PACKED = struct.Struct(f"<{len(FEATURE_NAMES)}d")
+
+
 def to_vector(features: dict[str, float]) -> tuple[float, ...]:
-    """A compact copy of a feature dict (about 10x smaller than the dict) for storage."""
+    """The feature values in FEATURE_NAMES order (what the compiled models score)."""
     return tuple(features[name] for name in FEATURE_NAMES)
 
 
-def from_vector(vector: tuple[float, ...]) -> dict[str, float]:
-    """The feature dict of a stored vector.
+def pack_vector(features: dict[str, float]) -> bytes:
+    """The features as packed doubles, for storing a decision point in an open case:
+    8 bytes per feature, against 8 plus a 24-byte float object in a tuple. Exact: every
+    double comes back bit for bit (all features are floats)."""
+    return _PACKED.pack(*[features[name] for name in FEATURE_NAMES])
+
+
+def from_vector(vector: tuple[float, ...] | bytes) -> dict[str, float]:
+    """The feature dict of a stored vector (a tuple, or packed by :func:`pack_vector`).
 
     >>> f = build_features(__import__("operators.case").case.OrderCase("o"), None, 0.0)
-    >>> from_vector(to_vector(f)) == f
+    >>> from_vector(to_vector(f)) == f == from_vector(pack_vector(f))
     True
     """
+    if isinstance(vector, bytes):
+        vector = _PACKED.unpack(vector)
     return dict(zip(FEATURE_NAMES, vector, strict=True))

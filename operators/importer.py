@@ -73,6 +73,7 @@ __all__ = [
     "ONLINE_RETAIL_FAMILY_KEYWORDS",
     "ColumnMap",
     "CsvMapping",
+    "ImportFileError",
     "ImportStats",
     "MappingError",
     "RefundRule",
@@ -91,6 +92,17 @@ ORDERS_FILE: Final = "orders.jsonl"
 REFUNDS_FILE: Final = "refunds.jsonl"
 REPORT_FILE: Final = "import_report.json"
 
+#: Bounds of one row's values: beyond them a value is a typo or an attack, and money sums
+#: and the JSON written out would overflow. Such rows are rejected with their reason.
+MAX_QUANTITY: Final = 1_000_000
+MAX_UNIT_PRICE: Final = Decimal(1_000_000_000)
+MAX_ID_CHARS: Final = 256  # the event contract's bound on identifiers
+MAX_LINES_PER_ORDER: Final = 1000  # the event contract's bound on items per order
+#: Event times the contract accepts (it rejects 1970-01-01 itself and year 9999).
+_FIRST_DAY: Final = datetime(1970, 1, 2, tzinfo=UTC)
+_LAST_DAY: Final = datetime(9998, 12, 1, tzinfo=UTC)
+
+_UNDECODED: Final = re.compile("[\udc80-\udcff]")
 _CENT: Final = Decimal("0.01")
 _PRICE_STEP: Final = Decimal("0.0001")
 _GZIP_MAGIC: Final = b"\x1f\x8b"
@@ -693,6 +705,8 @@ class ImportStats:
     cancellation_lines: int
     unmatched_units: int
     rows_rejected: dict[str, int] = field(default_factory=dict)
+    #: The line of the file where each rejection reason was first seen, to look it up.
+    rows_rejected_first_line: dict[str, int] = field(default_factory=dict)
     orders_skipped: dict[str, int] = field(default_factory=dict)
     unmatched_cancellations: dict[str, int] = field(default_factory=dict)
     seconds: float = field(default=0.0, compare=False)
@@ -709,6 +723,7 @@ class ImportStats:
             "mapping": self.mapping,
             "rows_read": self.rows_read,
             "rows_rejected": dict(sorted(self.rows_rejected.items())),
+            "rows_rejected_first_line": dict(sorted(self.rows_rejected_first_line.items())),
             "orders": self.orders,
             "orders_skipped": dict(sorted(self.orders_skipped.items())),
             "refund_events": self.refund_events,
@@ -749,33 +764,54 @@ def _open_text(path: Path, encoding: str) -> TextIO:
     """Open ``path`` as text, transparently decompressing gzip (detected by magic bytes)."""
     with path.open("rb") as probe:
         compressed = probe.read(2) == _GZIP_MAGIC
+    # Undecodable bytes become lone surrogates, so the reader can name their line.
     if compressed:
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding=encoding, newline="")
-    return path.open(encoding=encoding, newline="")
+        return io.TextIOWrapper(
+            gzip.open(path, "rb"), encoding=encoding, errors="surrogateescape", newline=""
+        )
+    return path.open(encoding=encoding, errors="surrogateescape", newline="")
 
 
 def _parse_int(text: str) -> int | None:
-    """Parse a whole number such as ``6``, ``-12`` or ``6.0``; return None if it is not one."""
+    """Parse a whole number such as ``6``, ``-12`` or ``6.0`` of at most MAX_QUANTITY in
+    size; return None if it is not one.
+
+    >>> _parse_int("6.0"), _parse_int("9" * 32), _parse_int("1e400"), _parse_int("x")
+    (6, None, None, None)
+    """
+    text = text.strip()
+    if len(text) > 32:  # no valid quantity is this long; Decimal would take it all in
+        return None
     try:
-        return int(text)
+        number = int(text)
     except ValueError:
-        pass
-    try:
-        number = Decimal(text.strip())
-    except InvalidOperation:
-        return None
-    if not number.is_finite() or number != number.to_integral_value():
-        return None
-    return int(number)
+        try:
+            value = Decimal(text)
+            if not value.is_finite() or value != value.to_integral_value():
+                return None
+            number = int(value)
+        except (InvalidOperation, ValueError, OverflowError):
+            return None
+    return number if -MAX_QUANTITY <= number <= MAX_QUANTITY else None
 
 
 def _parse_price(text: str) -> Decimal | None:
-    """Parse a finite decimal price; return None if it is not one."""
+    """Parse a finite decimal price of at most MAX_UNIT_PRICE; return None if it is not one.
+
+    >>> _parse_price("2.55"), _parse_price("1e400"), _parse_price("NaN")
+    (Decimal('2.55'), None, None)
+    """
+    text = text.strip()
+    if len(text) > 64:
+        return None
     try:
-        price = Decimal(text.strip())
+        price = Decimal(text)
     except InvalidOperation:
         return None
-    return price if price.is_finite() else None
+    if not price.is_finite() or abs(price) > MAX_UNIT_PRICE:
+        return None
+    # Far below a cent it is noise, and its exponent would overflow sums and rounding.
+    return price if price == 0 or abs(price) >= _PRICE_STEP else Decimal(0)
 
 
 def _customer_id(text: str) -> str:
@@ -801,12 +837,11 @@ class _DateParser:
             pass
         try:
             local = datetime.strptime(text.strip(), self._fmt)
-        except ValueError:
-            result = None
-        else:
             if local.tzinfo is None:
                 local = local.replace(tzinfo=self._zone)
-            result = local.astimezone(UTC)
+            result: datetime | None = local.astimezone(UTC)
+        except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 shifted to UTC
+            result = None
         self._cache[text] = result
         return result
 
@@ -852,16 +887,18 @@ class _Collector:
         self._dates = _DateParser(mapping.date_format, _zone(mapping.timezone))
         self.rows_read = 0
         self.rejected: Counter[str] = Counter()
+        self.first_line: dict[str, int] = {}
         self.orders: dict[str, _Invoice] = {}
         self.refunds: dict[str, _Invoice] = {}
         self.order_ids_seen: set[str] = set()
 
-    def add(self, row: list[str]) -> None:
+    def add(self, row: list[str], line: int = 0) -> None:
         """Take one data row, counting it as rejected with a reason if it fails a check."""
         self.rows_read += 1
         reason = self._add(row)
         if reason is not None:
             self.rejected[reason] += 1
+            self.first_line.setdefault(reason, line)
 
     def _add(self, row: list[str]) -> str | None:
         """Add ``row`` to its invoice; return the rejection reason instead when it is invalid."""
@@ -880,6 +917,10 @@ class _Collector:
         if occurred is None:
             self._check_first_date(row[self._date])
             return "bad_date"
+        if not _FIRST_DAY <= occurred <= _LAST_DAY:
+            return "date_out_of_range"
+        if max(len(key), len(sku), len(row[self._customer].strip())) > MAX_ID_CHARS:
+            return "id_too_long"
         if self._is_refund(row, quantity):
             return self._add_refund(row, key, sku, abs(quantity), occurred)
         return self._add_sale(row, key, sku, quantity, occurred)
@@ -932,6 +973,8 @@ class _Collector:
             return "non_positive_price"
         invoice = self._invoice(self.orders, key, occurred, row)
         item = invoice.items.get(sku)
+        if item is None and len(invoice.items) >= MAX_LINES_PER_ORDER:
+            return "too_many_lines_in_order"
         if item is None:
             description = row[self._description] if self._description is not None else ""
             invoice.items[sku] = _Item(quantity, quantity * price, self._family(sku, description))
@@ -1142,23 +1185,51 @@ def _jsonl(events: list[Event]) -> bytes:
     return b"".join(orjson.dumps(body, option=orjson.OPT_SORT_KEYS) + b"\n" for _, body in ordered)
 
 
-def _read_rows(path: Path, mapping: CsvMapping) -> Iterator[list[str]]:
-    """Yield the header and then each non-blank row of the CSV file."""
-    with _open_text(path, mapping.encoding) as handle:
-        for row in csv.reader(handle, delimiter=mapping.delimiter):
-            if row:
-                yield row
+class ImportFileError(ValueError):
+    """A file that cannot be read as the mapping says (empty, wrong encoding, a field
+    beyond the CSV limit, not a CSV); the message names the file and the line."""
 
 
-def _collect(path: Path, mapping: CsvMapping) -> _Collector:
+def _read_rows(path: Path, mapping: CsvMapping) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(line, row)`` for the header and then each non-blank row of the CSV file;
+    raise ImportFileError, naming the line, for what cannot be read."""
+    line = 0
+    try:
+        with _open_text(path, mapping.encoding) as handle:
+            reader = csv.reader(handle, delimiter=mapping.delimiter)
+            for row in reader:
+                line = reader.line_num
+                if not row:
+                    continue
+                for column, value in enumerate(row):
+                    if not value.isascii() and _UNDECODED.search(value):
+                        raise ImportFileError(
+                            f"{path.name}: line {line}, column {column + 1}: not valid "
+                            f"{mapping.encoding}; set encoding in the mapping "
+                            "(e.g. latin-1 or cp1252)"
+                        )
+                yield line, row
+    except csv.Error as exc:
+        raise ImportFileError(
+            f"{path.name}: line {reader.line_num}: not readable as CSV: {exc}"
+        ) from None
+    except (EOFError, OSError) as exc:  # a truncated or corrupt gzip file, a read error
+        raise ImportFileError(f"{path.name}: after line {line}: cannot read: {exc}") from None
+
+
+def _collect(
+    path: Path, mapping: CsvMapping, progress: Callable[[int], None] | None = None
+) -> _Collector:
     """Read the whole file into a collector (header checked against the mapping first)."""
     rows = _read_rows(path, mapping)
-    header = next(rows, None)
-    if header is None:
-        raise ValueError(f"{path}: the file is empty (no header row)")
-    collector = _Collector(mapping, header, path.name)
-    for row in rows:
-        collector.add(row)
+    first = next(rows, None)
+    if first is None:
+        raise ImportFileError(f"{path.name}: the file is empty (no header row)")
+    collector = _Collector(mapping, first[1], path.name)
+    for n, (line, row) in enumerate(rows, 1):
+        collector.add(row, line)
+        if progress is not None:
+            progress(n)
     return collector
 
 
@@ -1175,15 +1246,24 @@ def _split_purchases(collector: _Collector) -> tuple[list[_Invoice], Counter[str
     return kept, skipped
 
 
-def import_csv(path: Path, out_dir: Path, mapping: CsvMapping) -> ImportStats:
+def import_csv(
+    path: Path,
+    out_dir: Path,
+    mapping: CsvMapping,
+    progress: Callable[[int], None] | None = None,
+) -> ImportStats:
     """Convert a CSV export into ``orders.jsonl``, ``refunds.jsonl`` and ``import_report.json``.
+    ``progress(n)`` is told the number of data rows read so far (a progress display).
 
     Raises :class:`MappingError` when the mapping does not fit the file (unknown column, a date
-    format that does not read the first row) and ``ValueError`` for an empty file.
+    format that does not read the first row) and :class:`ImportFileError` for a file that
+    cannot be read (empty, wrong encoding, a field beyond the CSV limit), naming the line.
+    Rows with values out of bounds are rejected and counted by reason, with the first
+    line of each reason in the report.
     """
     started = time.perf_counter()
     path, out_dir = Path(path), Path(out_dir)
-    collector = _collect(path, mapping)
+    collector = _collect(path, mapping, progress)
     purchases, skipped = _split_purchases(collector)
     ledger = _Ledger(mapping)
     ledger.run(purchases, collector.refunds.values())
@@ -1203,6 +1283,7 @@ def import_csv(path: Path, out_dir: Path, mapping: CsvMapping) -> ImportStats:
         ),
         unmatched_units=ledger.unmatched_units,
         rows_rejected=dict(collector.rejected),
+        rows_rejected_first_line=dict(collector.first_line),
         orders_skipped={reason: n for reason, n in skipped.items() if n},
         unmatched_cancellations={reason: n for reason, n in ledger.unmatched.items() if n},
     )

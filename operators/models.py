@@ -13,6 +13,13 @@ Design (see ``docs/decisions.md``):
   :class:`~operators.scoring.HeuristicScorer`, so cold start is sensible, not random.
 - Every example carries the features stored at decision time and the prediction made
   then, so progressive validation (predict, then learn) is honest under delayed labels.
+- *Label horizon*: every decision point is labelled "refunded within ``horizon`` of event
+  time after the decision", and released to the models only once the learner's own
+  event-time clock has passed ``decided_at + horizon`` (see :class:`Learner`): a refund
+  closes a case in days but "kept" only weeks later, so learning each label when its case
+  closes would see refunds first and over-estimate the refund rate.
+- The same examples update the bandit posteriors (``operators.bandit``) of the action
+  taken at the point (``none`` for untreated points) that decisions sample from.
 - One :class:`Learner` owns the models (a single writer); scorers read immutable,
   versioned :class:`ModelSnapshot` objects published to a ``state.models.ModelStore``.
 
@@ -27,18 +34,21 @@ Design (see ``docs/decisions.md``):
 
 from __future__ import annotations
 
+import heapq
 import math
 import pickle
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from operator import mul
 from typing import Any
 
+from operators.bandit import NONE, BanditLearner, BanditPosterior
+from operators.contract import parse_ts
 from operators.decision import ACTIONS, Scores
-from operators.features import FEATURE_NAMES, to_vector
+from operators.features import FEATURE_NAMES, from_vector, to_vector
 from operators.scoring import HeuristicScorer, abuse_risk, customer_value, promise_sensitivity
 from state.models import ModelStore
 
@@ -63,9 +73,11 @@ def model_input(features: dict[str, float]) -> dict[str, float]:
 
 @dataclass(frozen=True, slots=True)
 class Example:
-    """One labelled case: the features and prediction from its last decision, its label
-    (1 = ended in a refund), the first action emitted for it (None if none was emitted)
-    and its arm, and the event times of the decision and the label."""
+    """One labelled decision point: the features and prediction stored at the decision,
+    its label (1 = refunded within the horizon), the first action taken at this point
+    (None if none was), its arm, the event times of the decision and of the label's
+    release, and for the bandit its decision point, whether it was the case's first,
+    its segment keys and the prior's logit offset for the arm taken."""
 
     features: dict[str, float]
     label: int
@@ -74,6 +86,10 @@ class Example:
     arm: str
     decided_at: float
     labelled_at: float
+    point: str = "other"
+    first: bool = False
+    keys: tuple[str, ...] = ()
+    offset: float = 0.0
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -84,14 +100,91 @@ class Example:
             "arm": self.arm,
             "decided_at": self.decided_at,
             "labelled_at": self.labelled_at,
+            "point": self.point,
+            "first": self.first,
+            "keys": list(self.keys),
+            "offset": self.offset,
         }
 
     @classmethod
     def from_record(cls, r: dict[str, Any]) -> Example:
         return cls(
             r["features"], r["label"], r["predicted"], r["action"], r["arm"],
-            r["decided_at"], r["labelled_at"],
+            r["decided_at"], r["labelled_at"], r.get("point", "other"), r.get("first", False),
+            tuple(r.get("keys", ())), r.get("offset", 0.0),
         )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A decision point waiting for its label: what the case step emits at each decision
+    until the case's first action (``action``: that action, at the point it was taken)."""
+
+    order_id: str
+    decided_at: float
+    vector: tuple[float, ...]  # features in FEATURE_NAMES order
+    predicted: float
+    action: str | None
+    arm: str
+    point: str
+    first: bool
+    keys: tuple[str, ...]
+    offset: float
+    source: int = 0  # the emitting worker (see Learner: one event-time clock per source)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """How a case with pending examples ended (``censored``: the input ended first)."""
+
+    order_id: str
+    outcome: str
+    resolved_at: float
+    source: int = 0
+
+
+#: (order_id, action, decided_at) -> (refunded under that first action, refunded under no
+#: action) from a simulator's ground truth, each None where the truth does not say.
+TruthLookup = Callable[[str, str, float], tuple[bool | None, bool | None]]
+
+_REFUNDS = frozenset({"refunded", "chargeback"})
+
+
+def truth_lookup(truth: dict[str, dict[str, Any]]) -> TruthLookup:
+    """Ground-truth outcomes by first action and its timing: ``outcomes_late[action]``
+    when the action came at or after the customer's first request (``request_at``),
+    ``outcomes[action]`` before it (or when the row has no timing).
+
+    >>> rows = {"o": {"outcomes": {"none": {"outcome": "refunded"}, "a": {"outcome": "kept"}},
+    ...               "outcomes_late": {"a": {"outcome": "refunded"}},
+    ...               "request_at": "2026-06-02T00:00:00Z"}}
+    >>> look = truth_lookup(rows)
+    >>> look("o", "a", parse_ts("2026-06-01T00:00:00Z")), look("o", "a", 1.0e10)
+    ((False, True), (True, True))
+    """
+    request_at = {}
+    for oid, row in truth.items():
+        at = row.get("request_at")
+        if at:
+            request_at[oid] = parse_ts(at)
+
+    def look(order_id: str, action: str, decided_at: float) -> tuple[bool | None, bool | None]:
+        row = truth.get(order_id)
+        if row is None:
+            return None, None
+        outcomes = row.get("outcomes") or {}
+        table = outcomes
+        late = row.get("outcomes_late")
+        at = request_at.get(order_id)
+        if late and at is not None and decided_at >= at and action in late:
+            table = late
+        o, n = table.get(action), outcomes.get(NONE)
+        return (
+            None if o is None else o["outcome"] in _REFUNDS,
+            None if n is None else n["outcome"] in _REFUNDS,
+        )
+
+    return look
 
 
 class _Histogram:
@@ -110,6 +203,7 @@ class _Histogram:
         self.n = 0
         self.n_pos = 0
         self.loss = 0.0
+        self.sum_p = 0.0
 
     def add(self, label: int, p: float, sign: int = 1) -> None:
         b = min(max(int(p * self.BINS), 0), self.BINS - 1)
@@ -119,6 +213,7 @@ class _Histogram:
         else:
             self.neg[b] += sign
         self.n += sign
+        self.sum_p += sign * p
         q = min(max(p, 1e-6), 1 - 1e-6)
         self.loss += sign * -(math.log(q) if label else math.log(1 - q))
 
@@ -167,6 +262,7 @@ class _Histogram:
             "calibration_error": cal["ece"],
             "calibration": cal,
             "base_rate": round(self.n_pos / self.n, 4) if self.n else None,
+            "mean_predicted": round(self.sum_p / self.n, 4) if self.n else None,
         }
 
 
@@ -253,35 +349,237 @@ class ModelSnapshot:
     propensity_examples: int
     recovery: dict[str, CompiledLogit]
     recovery_examples: dict[str, int]
+    bandit: BanditPosterior | None = None
+
+
+DAY = 86400.0
+#: Batches after which a silent source stops holding the learner's clock back.
+STALE_BATCHES = 10_000
+
+
+class _Held:
+    """A pending example in the learner's buffer (``alive`` False once dropped)."""
+
+    __slots__ = ("alive", "pending", "release_at")
+
+    def __init__(self, pending: Pending, release_at: float) -> None:
+        self.pending = pending
+        self.release_at = release_at
+        self.alive = True
 
 
 class Learner:
-    """The single writer of the models: learns from examples, tracks quality, publishes."""
+    """The single writer of the models: holds pending examples until their label horizon,
+    learns from them, tracks quality, publishes.
 
-    def __init__(self, publish_every: int = 200, validation_window: int = 5_000) -> None:
+    Labels: every decision point is labelled at ``decided_at + horizon`` by whether its
+    case was refunded (refund or chargeback) within the horizon. The learner's event-time
+    clock is the latest decision or resolution time it has seen, less ``margin`` (room for
+    resolutions that arrive late, up to the flow's allowed lateness): an example is
+    released when that clock passes its horizon, never earlier. Hence
+
+    - a refund that comes after the horizon, and a case still open then, are label 0;
+      a cancelled order's points whose horizon ends after the cancellation are dropped;
+    - when a case's first action is taken, its ``none`` points whose horizon ends after
+      it are dropped (the action changed their outcome) and the action's point waits for
+      its own horizon; the case emits no later points;
+    - a censored case (input ended first) gives its points whose horizon passed before
+      the end, label 0, at :meth:`finish`; the rest never become examples.
+
+    With ``truth`` (a simulator's ground truth) a treated point's label is the truth's: the
+    observed within-horizon label where the action changes nothing in the truth, else the
+    truth's outcome under the action (released at the same horizon).
+    """
+
+    def __init__(
+        self,
+        publish_every: int = 200,
+        validation_window: int = 5_000,
+        horizon: float = 14 * DAY,
+        margin: float = 1 * DAY,
+        prior_precision: float = 12.5,
+    ) -> None:
         self.propensity = _model()
         self.recovery: dict[str, Any] = {a: _model() for a in ACTIONS}
         self.propensity_examples = 0
         self.recovery_examples: dict[str, int] = dict.fromkeys(ACTIONS, 0)
         self.validation = ProgressiveValidation(validation_window)
+        #: Quality at each case's first decision point, and per decision point.
+        self.first_point = _Histogram()
+        self.by_point: dict[str, _Histogram] = {}
+        self.bandit = BanditLearner(prior_precision)
         self.examples = 0
         self.version = 0
         self.publish_every = publish_every
         self.lag_seconds = 0.0
+        self.horizon = horizon
+        self.margin = margin
+        self.clock = float("-inf")  # event time up to which every source has been heard
+        self.latest = float("-inf")  # latest event time seen
+        self.sources: dict[int, list[float]] = {}  # source -> [latest time, batch number]
+        self.items = 0  # batches taken
+        self.held: dict[str, list[_Held]] = {}
+        self.resolved: dict[str, tuple[str, float]] = {}
+        self._heap: list[tuple[float, int, _Held]] = []
+        self._seq = 0
+        self.dropped = 0
+        self.truth: TruthLookup | None = None  # not checkpointed: the caller sets it
+
+    # --- pending examples and their release ------------------------------------------
+
+    def feed(self, item: Pending | Resolution) -> int:
+        """Take one pending example or resolution; returns how many examples were learned."""
+        return self.feed_batch((item,))
+
+    def feed_batch(self, items: Iterable[Pending | Resolution]) -> int:
+        """Take a batch of pending examples and resolutions, then release what the clock
+        allows; returns how many examples were learned.
+
+        The flow's items arrive in batches whose order is not event-time order, so the whole
+        batch is applied before the clock moves. The clock is the lowest of the latest event
+        times of the sources (workers) heard from recently: a worker that runs behind the
+        others (they run out of step in a replay) holds releases back until it catches up.
+        """
+        sources = self.sources
+        self.items += 1
+        n = self.items
+        for item in items:
+            if isinstance(item, Pending):
+                self._hold(item)
+                t = item.decided_at
+            else:
+                self._resolve(item)
+                t = item.resolved_at
+            src = sources.get(item.source)
+            if src is None:
+                sources[item.source] = [t, n]
+            else:
+                if t > src[0]:
+                    src[0] = t
+                src[1] = n
+            if t > self.latest:
+                self.latest = t
+        # A source silent for STALE_BATCHES batches of the others (a worker that stopped)
+        # no longer holds the clock back.
+        live = [t for t, at in sources.values() if n - at <= STALE_BATCHES]
+        clock = min(live) if live else self.latest
+        if clock > self.clock:
+            self.clock = clock
+        return self.release(self.clock - self.margin)
+
+    def _drop_after(self, order_id: str, t: float) -> None:
+        """Drop the order's held points whose horizon ends after ``t``: what happened at
+        ``t`` decides their outcome (an action, a cancellation), not the point itself."""
+        entries = self.held.get(order_id)
+        if not entries:
+            return
+        keep = []
+        for e in entries:
+            if e.release_at > t:
+                e.alive = False
+                self.dropped += 1
+            else:
+                keep.append(e)
+        if keep:
+            entries[:] = keep
+        else:
+            del self.held[order_id]
+            self.resolved.pop(order_id, None)
+
+    def _hold(self, p: Pending) -> None:
+        if p.action is not None:
+            # The first action: the no-action points whose horizon it falls into no longer
+            # have a no-action outcome.
+            self._drop_after(p.order_id, p.decided_at)
+        entries = self.held.setdefault(p.order_id, [])
+        h = _Held(p, p.decided_at + self.horizon)
+        entries.append(h)
+        self._seq += 1
+        heapq.heappush(self._heap, (h.release_at, self._seq, h))
+
+    def _resolve(self, r: Resolution) -> None:
+        if r.outcome == "cancelled":
+            # Points whose horizon ended before the cancellation keep their label (no
+            # refund); the others have no refund question left.
+            self._drop_after(r.order_id, r.resolved_at)
+            return
+        if self.held.get(r.order_id):
+            self.resolved[r.order_id] = (r.outcome, r.resolved_at)
+
+    def release(self, until: float) -> int:
+        """Label and learn every held example whose horizon is at or before ``until``."""
+        learned = 0
+        heap = self._heap
+        while heap and heap[0][0] <= until:
+            _, _, h = heapq.heappop(heap)
+            if not h.alive:
+                continue
+            p = h.pending
+            entries = self.held.get(p.order_id)
+            if entries is not None:
+                entries.remove(h)
+                if not entries:
+                    del self.held[p.order_id]
+            resolved = (
+                self.resolved.get(p.order_id) if entries else self.resolved.pop(p.order_id, None)
+            )
+            label = int(
+                resolved is not None and resolved[0] in _REFUNDS and resolved[1] <= h.release_at
+            )
+            if self.truth is not None and p.action is not None and p.arm != "control":
+                under_action, under_none = self.truth(p.order_id, p.action, p.decided_at)
+                if under_action is not None and under_action != under_none:
+                    label = int(under_action)
+            self.learn(
+                Example(
+                    from_vector(p.vector), label, p.predicted, p.action, p.arm, p.decided_at,
+                    h.release_at, p.point, p.first, p.keys, p.offset,
+                )
+            )  # fmt: skip
+            learned += 1
+        return learned
+
+    def finish(self) -> int:
+        """End of input: release what the end's event time allows; the rest (censored
+        before their horizon) is dropped, never learned."""
+        learned = self.release(self.latest)
+        for entries in self.held.values():
+            for e in entries:
+                e.alive = False
+            self.dropped += len(entries)
+        self.held.clear()
+        self.resolved.clear()
+        self._heap.clear()
+        return learned
+
+    @property
+    def pending_count(self) -> int:
+        return sum(len(v) for v in self.held.values())
+
+    # --- learning ----------------------------------------------------------------------
 
     def learn(self, ex: Example) -> None:
-        """Learn one example (the caller publishes snapshots when it wants them)."""
+        """Learn one labelled example (the caller publishes snapshots when it wants them)."""
         x = model_input(ex.features)
         self.examples += 1
         self.lag_seconds = max(ex.labelled_at - ex.decided_at, 0.0)
-        if ex.action is None or ex.arm == "control":
+        untreated = ex.action is None or ex.arm == "control"
+        if untreated:
             # Predict-then-learn: the stored prediction was made at decision time.
             self.validation.update(ex.label, ex.predicted)
+            if ex.first:
+                self.first_point.add(ex.label, ex.predicted)
+            hist = self.by_point.get(ex.point)
+            if hist is None:
+                hist = self.by_point[ex.point] = _Histogram()
+            hist.add(ex.label, ex.predicted)
             self.propensity.learn_one(x, bool(ex.label))
             self.propensity_examples += 1
         elif ex.action in self.recovery:
             self.recovery[ex.action].learn_one(x, bool(ex.label))
             self.recovery_examples[ex.action] += 1
+        if ex.keys and (untreated or ex.action in self.recovery):
+            self.bandit.update(NONE if untreated else str(ex.action), ex.keys, ex.offset, ex.label)
 
     def publish(self) -> ModelSnapshot:
         """A new version of the models, for scorers to read."""
@@ -297,6 +595,7 @@ class Learner:
             self.propensity_examples,
             {a: CompiledLogit.from_pipeline(m) for a, m in self.recovery.items()},
             dict(self.recovery_examples),
+            self.bandit.posterior(),
         )
 
     def stats(self) -> dict[str, Any]:
@@ -310,21 +609,40 @@ class Learner:
             "log_loss": report["log_loss"],
             "calibration_error": report["calibration_error"],
             "learning_lag_seconds": self.lag_seconds,
+            "label_horizon_days": round(self.horizon / DAY, 4),
+            "pending_examples": self.pending_count,
+            "dropped_examples": self.dropped,
             "recovery_examples": dict(self.recovery_examples),
             "propensity_examples": self.propensity_examples,
+            "bandit_outcomes": dict(sorted(self.bandit.outcomes.items())),
             "validation": report,
+            "first_point": _brief(self.first_point),
+            "by_point": {k: _brief(h) for k, h in sorted(self.by_point.items())},
         }
 
     # --- checkpoints (Bytewax snapshot/restore and the ModelStore) -------------------
 
     def to_bytes(self) -> bytes:
-        return pickle.dumps(self.__dict__, pickle.HIGHEST_PROTOCOL)
+        state = {k: v for k, v in self.__dict__.items() if k != "truth"}
+        return pickle.dumps(state, pickle.HIGHEST_PROTOCOL)
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> Learner:
         learner = cls.__new__(cls)
         learner.__dict__.update(pickle.loads(blob))
+        learner.truth = None
         return learner
+
+
+def _brief(h: _Histogram) -> dict[str, Any]:
+    """Mean prediction against the realised rate (label-horizon calibration), and AUC."""
+    auc = h.roc_auc()
+    return {
+        "examples": h.n,
+        "mean_predicted": round(h.sum_p / h.n, 4) if h.n else None,
+        "base_rate": round(h.n_pos / h.n, 4) if h.n else None,
+        "roc_auc": round(auc, 4) if auc is not None else None,
+    }
 
 
 class SnapshotBoard:
@@ -370,9 +688,19 @@ class OnlineScorer:
         self.clock = clock
         self._polled_at = float("-inf")
 
+    #: Decisions sample the bandit posterior of this scorer (operators.bandit).
+    learns = True
+
     @property
     def version(self) -> str:
         return f"river-lr-v{self.snapshot.version}" if self.snapshot else "heuristic-1"
+
+    @property
+    def posterior(self) -> BanditPosterior | None:
+        """The bandit posterior of the newest snapshot (None before the first)."""
+        if self.board is not None and self.board.latest is not self.snapshot:
+            self.use(self.board.latest)
+        return self.snapshot.bandit if self.snapshot is not None else None
 
     def use(self, snapshot: ModelSnapshot | None) -> None:
         if snapshot is None:

@@ -25,6 +25,7 @@ operators.policy.PolicyError: p.yaml:2: actions.teleport: unknown action; expect
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -55,6 +56,15 @@ class PolicyError(ValueError):
 # --- loading with line numbers -------------------------------------------------------------
 
 
+#: Limits of a policy document. A real policy has a few hundred values; YAML aliases can
+#: make a 4 KB file stand for billions ("billion laughs"), and one that refers to itself
+#: for infinitely many, so the expansion is counted and cut off.
+MAX_POLICY_BYTES = 256 * 1024
+MAX_POLICY_VALUES = 5000
+MAX_POLICY_DEPTH = 32
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
 class _Doc:
     """A parsed YAML document plus the line of every key path, for error messages."""
 
@@ -62,8 +72,25 @@ class _Doc:
         self.source = source
         self.lines: dict[str, int] = {}
         self.raw: dict[str, str] = {}  # scalars as written (before YAML typed them)
+        self._budget = MAX_POLICY_VALUES
+        if len(text) > MAX_POLICY_BYTES:
+            raise PolicyError(
+                f"{source}:1: the policy file is {len(text)} characters, above the limit "
+                f"of {MAX_POLICY_BYTES}"
+            )
+        # The YAML scanner is quadratic in the nesting of flow collections: refuse deep
+        # nesting before it runs (brackets in quoted text count too; no policy nests deep).
+        depth = deepest = 0
+        for bracket in _BRACKETS.findall(text):
+            depth = depth + 1 if bracket in "[{" else max(depth - 1, 0)
+            deepest = max(deepest, depth)
+        if deepest > 2 * MAX_POLICY_DEPTH:
+            raise PolicyError(f"{source}:1: not valid YAML: nested too deeply")
+        self._loader = yaml.SafeLoader("")
         try:
             node = yaml.compose(text)
+        except RecursionError:
+            raise PolicyError(f"{source}:1: not valid YAML: nested too deeply") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = f"{mark.line + 1}" if mark is not None else "?"
@@ -71,10 +98,28 @@ class _Doc:
             raise PolicyError(f"{source}:{line}: not valid YAML: {problem}") from None
         if node is None:
             raise PolicyError(f"{source}:1: the policy file is empty")
-        self.data = self._convert(node, "")
+        try:
+            self.data = self._convert(node, "")
+        except yaml.YAMLError as exc:  # a scalar YAML cannot type safely (a python/* tag)
+            mark = getattr(exc, "problem_mark", None)
+            line = f"{mark.line + 1}" if mark is not None else "?"
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise PolicyError(f"{source}:{line}: not valid YAML: {problem}") from None
 
-    def _convert(self, node: yaml.Node, path: str) -> Any:
-        self.lines[path] = node.start_mark.line + 1
+    def _convert(self, node: yaml.Node, path: str, depth: int = 0) -> Any:
+        line = node.start_mark.line + 1
+        self._budget -= 1
+        if self._budget < 0:
+            raise PolicyError(
+                f"{self.source}:{line}: the document expands to more than "
+                f"{MAX_POLICY_VALUES} values (YAML aliases used too often or nested)"
+            )
+        if depth > MAX_POLICY_DEPTH:  # also where an alias refers to itself
+            raise PolicyError(
+                f"{self.source}:{line}: {path}: nested deeper than {MAX_POLICY_DEPTH} levels "
+                "(or a YAML alias refers to itself)"
+            )
+        self.lines[path] = line
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -87,13 +132,14 @@ class _Doc:
                         f"duplicate key (first at line {self.lines[sub]})"
                     )
                 self.lines[sub] = key_node.start_mark.line + 1
-                out[key] = self._convert(value_node, sub)
+                out[key] = self._convert(value_node, sub, depth + 1)
                 self.lines[sub] = key_node.start_mark.line + 1
             return out
         if isinstance(node, yaml.SequenceNode):
-            return [self._convert(v, f"{path}[{i}]") for i, v in enumerate(node.value)]
+            return [self._convert(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(node.value)]
         self.raw[path] = str(node.value)
-        return yaml.safe_load(yaml.serialize(node))
+        # The safe constructor, once per node: an aliased scalar is typed once.
+        return self._loader.construct_object(node)
 
     def error(self, path: str, message: str) -> PolicyError:
         line = self.lines.get(path)
@@ -300,7 +346,16 @@ class RecoveryPolicy:
     review_expires_hours: float = 48.0
     automation: AutomationBoundary = field(default_factory=AutomationBoundary)
     quiet_hours: QuietHours | None = None
+    #: Every decision is labelled "refunded within this many days of event time after it".
+    label_horizon_days: float = 14.0
+    #: Outcomes (at a 50 % rate) that weigh as much as the heuristic prior in a segment.
+    prior_outcomes: float = 50.0
     source: str = "<text>"
+
+    @property
+    def prior_precision(self) -> float:
+        """Precision of each bandit weight's Gaussian prior (see ``operators.bandit``)."""
+        return self.prior_outcomes / 4.0
 
     def action_costs(self) -> dict[str, float]:
         """Cost to the business of one use of each action."""
@@ -467,6 +522,12 @@ def _build(doc: _Doc) -> RecoveryPolicy:
             tz,
         )
         q.done()
+    horizon, prior_outcomes = 14.0, 50.0
+    if top.get("learning") is not None:
+        learning = top.sub("learning")
+        horizon = learning.number("label_horizon_days", 14.0, lo=0.1, hi=365.0)
+        prior_outcomes = learning.number("prior_outcomes", 50.0, lo=0.1)
+        learning.done()
     top.done()
     return RecoveryPolicy(
         version=version,
@@ -484,5 +545,7 @@ def _build(doc: _Doc) -> RecoveryPolicy:
         review_expires_hours=review_expires,
         automation=boundary,
         quiet_hours=quiet,
+        label_horizon_days=horizon,
+        prior_outcomes=prior_outcomes,
         source=doc.source,
     )

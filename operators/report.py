@@ -327,7 +327,7 @@ class OutcomeAggregates:
     def add(self, o: Mapping[str, Any]) -> None:
         """Fold one outcome record in."""
         self.cases += 1
-        outcome = o.get("outcome") or "open"
+        outcome = o.get("outcome") or "censored"
         refund = float(o.get("refund_value") or 0.0)
         at_risk = bool(o.get("at_risk"))
         # One definition everywhere: the value of every order that was not refunded.
@@ -2326,11 +2326,11 @@ class _Page:
             share = f" ({pct(dead / records, 2)})" if records else ""
             facts.append(("Dead letters", count(dead) + share))
         facts.append(("Cases", count(m.cases)))
-        order = ("kept", "exchanged", "refunded", "chargeback", "cancelled", "open")
+        order = ("kept", "exchanged", "refunded", "chargeback", "cancelled", "censored")
         kinds = sorted(m.outcome_counts, key=lambda k: (order.index(k) if k in order else 9, k))
         if kinds:
             colors = {"kept": "#2f855a", "exchanged": "#68d391", "refunded": "#d1495b"}
-            colors |= {"chargeback": "#9b2c2c", "cancelled": "#a0aec0", "open": "#cbd5e0"}
+            colors |= {"chargeback": "#9b2c2c", "cancelled": "#a0aec0", "censored": "#cbd5e0"}
             left += "<h3>How the cases ended</h3>" + hbar_chart(
                 "chart-outcomes",
                 "Cases by outcome",

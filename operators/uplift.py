@@ -121,7 +121,7 @@ def rows_from_outcomes(outcomes: Iterable[dict[str, Any]]) -> list[UpliftRow]:
     """Uplift rows from ``outcomes`` records (decided, closed orders with an action)."""
     rows = []
     for o in outcomes:
-        if o["outcome"] in ("open", "cancelled") or not o.get("actions") or not o.get("arm"):
+        if o["outcome"] in ("censored", "cancelled") or not o.get("actions") or not o.get("arm"):
             continue
         rows.append(
             UpliftRow(

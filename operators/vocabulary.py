@@ -81,9 +81,13 @@ class DeadLetterKind(StrEnum):
     """Why a record was dead-lettered; metrics count by kind, never by message text."""
 
     INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
     INVALID_FIELD = "invalid_field"
     UNKNOWN_TYPE = "unknown_type"
-    TOO_LARGE = "too_large"
+    TOO_LARGE = "too_large"  # over a size limit: payload bytes, items, an id's length
+    TOO_DEEP = "too_deep"  # nested deeper than the limit
+    TOO_MANY_EVENTS = "too_many_events"  # the order's case already has the most events
     LATE = "late"
     FUTURE = "future"
     AFTER_CLOSE = "after_close"

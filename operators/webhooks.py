@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import time
 
 SIGNATURE_HEADER = "X-Salvage-Signature"
@@ -35,6 +36,8 @@ EVENT_HEADER = "X-Salvage-Event"
 CONTRACT_VERSION_HEADER = "X-Salvage-Contract-Version"
 SCHEME = "v1"
 DEFAULT_TOLERANCE_SECONDS = 300
+#: A signature timestamp has at most this many digits (unix seconds until the year 33658).
+MAX_TIMESTAMP_DIGITS = 12
 
 
 class SignatureError(ValueError):
@@ -86,10 +89,11 @@ def parse_header(header: str) -> tuple[int, list[str]]:
         if not sep:
             raise SignatureError(f"signature header part {part.strip()[:20]!r} is not key=value")
         if key == "t":
-            try:
-                timestamp = int(value)
-            except ValueError:
+            # Bounded digits: a 400-digit timestamp would overflow the float arithmetic
+            # of the age check.
+            if not (value.isascii() and value.isdigit()) or len(value) > MAX_TIMESTAMP_DIGITS:
                 raise SignatureError("signature header timestamp is not an integer") from None
+            timestamp = int(value)
         elif key == SCHEME:
             sigs.append(value)
         # Unknown schemes are ignored so that a newer sender stays verifiable.
@@ -110,23 +114,49 @@ def verify(
     """Whether ``header`` is a valid signature of the raw ``body`` under ``secret``, signed
     no more than ``tolerance_seconds`` from ``now`` (default: the current time).
 
-    Never raises for a bad header: a header that cannot be parsed is simply not valid.
+    Never raises: a header that cannot be parsed, a tolerance that is not a finite number
+    >= 0 (``nan`` would accept any age) or any other odd input is simply not valid.
 
     >>> verify("k", b"{}", None)
     False
     >>> verify("k", b"{}", "garbage")
     False
+    >>> verify("k", b"{}", sign("k", b"{}", 0), tolerance_seconds=float("nan"), now=10**9)
+    False
     """
-    if not header:
+    try:
+        return _verify(secret, body, header, tolerance_seconds, now)
+    except Exception:  # a receiver's check must answer, whatever it is handed
+        return False
+
+
+def valid_tolerance(tolerance_seconds: float) -> bool:
+    """Whether a tolerance is usable: a finite number >= 0."""
+    try:
+        return math.isfinite(tolerance_seconds) and tolerance_seconds >= 0
+    except TypeError:
+        return False
+
+
+def _verify(
+    secret: str | bytes,
+    body: bytes | str,
+    header: str | None,
+    tolerance_seconds: float,
+    now: float | None,
+) -> bool:
+    if not header or not isinstance(header, str) or not valid_tolerance(tolerance_seconds):
         return False
     try:
         timestamp, sigs = parse_header(header)
     except SignatureError:
         return False
     current = time.time() if now is None else now
-    if abs(current - timestamp) > tolerance_seconds:
+    if not math.isfinite(current) or abs(current - timestamp) > tolerance_seconds:
         return False
     expected = signature(secret, body, timestamp)
+    # hmac.compare_digest refuses non-ASCII text with an error; such a value cannot match.
+    sigs = [c for c in sigs if c.isascii()]
     # Compare against every candidate so the time taken does not depend on which matched.
     ok = False
     for candidate in sigs:
@@ -148,6 +178,8 @@ def explain(
     """
     if not header:
         return "no signature header"
+    if not valid_tolerance(tolerance_seconds):
+        return f"tolerance must be a finite number >= 0, got {tolerance_seconds!r}"
     try:
         timestamp, _ = parse_header(header)
     except SignatureError as exc:

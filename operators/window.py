@@ -13,7 +13,7 @@ Two pieces of plain-Python logic that the dataflow wires as two stateful steps:
     Keyed by ``order_id``. It holds one :class:`~operators.case.OrderCase`, drops
     re-delivered events, folds the rest in, asks the decider when something that matters
     changed, and closes the case exactly once: on a resolving event, on ``Expire``, or
-    (replay only) at end of input as ``open``. A closed case returns ``discard=True`` so
+    (replay only) at end of input as ``censored``. A closed case returns ``discard=True`` so
     the runtime frees its state.
 
 Both are driven only by event time, so a replay and a live run of the same events make
@@ -25,12 +25,21 @@ from __future__ import annotations
 
 import heapq
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from operators.case import DAY, HOUR, OrderCase
-from operators.contract import RESOLVING_TYPES, DeadLetter, Event, format_ts, truncate_raw
+from operators.contract import (
+    MAX_EVENTS_PER_CASE,
+    RESOLVING_TYPES,
+    DeadLetter,
+    Event,
+    format_ts,
+    payload_digest,
+    redact,
+)
+from operators.vocabulary import DeadLetterKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +53,22 @@ class WindowConfig:
     shards: int = 8
     #: Events stamped further than this ahead of when they were received are dead-lettered
     #: as ``future``: one bad clock would otherwise move its shard's watermark ahead and
-    #: expire every open case there. None disables the check.
+    #: expire every open case there. (Replays receive each event at the stream's own
+    #: progress, see flows/sources.py.) None disables the check.
     max_future_skew: float | None = 1 * DAY
+    #: The largest jump of event time one event may make alone: an event further ahead
+    #: than this of its input's latest event time is accepted, but moves the watermark
+    #: only once a second event lands within this of it, so a single outlier (a bad clock
+    #: the future guard could not see) cannot advance a watermark. Keep it at or below
+    #: ``allowed_lateness``: a larger jump taken alone makes the events behind it late.
+    #: None: every event moves it (sparse test streams whose single events stand for days
+    #: of traffic).
+    max_jump: float | None = 6 * HOUR
     #: Live mode: when a shard has had no events for this many wall-clock seconds, its
     #: event time moves on with the wall clock (as Bytewax's EventClock does), so quiet
-    #: hours still close expired cases. None (replays): event time moves only with events.
+    #: hours still close expired cases. Each partition moves on from its *own* latest event
+    #: time, never to a faster one's, so the idle advance makes none of a lagging
+    #: partition's events late. None (replays): event time moves only with events.
     idle_advance_seconds: float | None = None
     #: The input partitions (live: ``p0``..``pN-1``). The watermark is the lowest of their
     #: latest event times, so a partition read ahead of the others (a backlog, a restart)
@@ -65,6 +85,8 @@ class WindowConfig:
             raise ValueError("shards must be between 1 and 4096")
         if self.max_future_skew is not None and self.max_future_skew < 0:
             raise ValueError("max_future_skew must be >= 0")
+        if self.max_jump is not None and not self.max_jump > 0:
+            raise ValueError("max_jump must be > 0")
         if self.idle_advance_seconds is not None and self.idle_advance_seconds <= 0:
             raise ValueError("idle_advance_seconds must be > 0")
 
@@ -87,6 +109,7 @@ class _Window:
     anchor: float  # order_placed time, or the first signal's time while pending
     placed: bool
     delivered: float | None
+    events: int = 0  # events admitted (re-deliveries included): bounded by the contract
 
 
 # --- the clock ----------------------------------------------------------------------------
@@ -112,9 +135,13 @@ class ExpiryClock:
     """
 
     config: WindowConfig = field(default_factory=WindowConfig)
+    #: Latest confirmed event time (see ``pending``).
     max_event_at: float | None = None
-    #: Latest event time per input partition (only with ``config.sources``).
+    #: Latest confirmed event time per input partition (only with ``config.sources``).
     source_max: dict[str, float] = field(default_factory=dict)
+    #: Per input ("" for the merged input, else the partition): event times that jumped
+    #: more than ``max_jump`` ahead and wait for a second event to confirm them.
+    pending: dict[str, list[float]] = field(default_factory=dict)
     windows: dict[str, _Window] = field(default_factory=dict)
     tombstones: dict[str, float] = field(default_factory=dict)
     #: order_id -> event_id of the event that resolved it, while its tombstone lives.
@@ -157,7 +184,8 @@ class ExpiryClock:
             return [
                 _dead(
                     event,
-                    f"future: occurred_at {format_ts(ts)} is more than {skew / HOUR:g} h "
+                    DeadLetterKind.FUTURE,
+                    f"occurred_at {format_ts(ts)} is more than {skew / HOUR:g} h "
                     f"after it was received ({format_ts(received_at)})",
                     received_at,
                 )
@@ -166,12 +194,32 @@ class ExpiryClock:
             return [
                 _dead(
                     event,
-                    f"late: occurred_at {format_ts(ts)} is behind the watermark {format_ts(wm)}",
+                    DeadLetterKind.LATE,
+                    f"occurred_at {format_ts(ts)} is behind the watermark {format_ts(wm)}",
+                    received_at,
+                )
+            ]
+        w = self.windows.get(oid)
+        if w is not None and w.events >= MAX_EVENTS_PER_CASE and event.type not in RESOLVING_TYPES:
+            # A runaway producer must not grow one case without bound; a resolution still
+            # closes it.
+            return [
+                _dead(
+                    event,
+                    DeadLetterKind.TOO_MANY_EVENTS,
+                    f"the order already has {w.events} events (limit {MAX_EVENTS_PER_CASE})",
                     received_at,
                 )
             ]
         if oid in self.tombstones:
-            return [_dead(event, "after_close: the order's case is already closed", received_at)]
+            return [
+                _dead(
+                    event,
+                    DeadLetterKind.AFTER_CLOSE,
+                    "the order's case is already closed",
+                    received_at,
+                )
+            ]
         out: list[Event | Expire | DeadLetter] = [event]
         if event.type in RESOLVING_TYPES:
             self._close(oid, ts)
@@ -180,17 +228,49 @@ class ExpiryClock:
             self._track(event)
         if self.config.sources:
             source = event.source
-            if source in self.config.sources and ts > self.source_max.get(source, float("-inf")):
-                self.source_max[source] = ts
-                new_wm = self.watermark
-                if new_wm is not None and (wm is None or new_wm > wm):
-                    out.extend(self._advance(new_wm))
-            if self.max_event_at is None or ts > self.max_event_at:
-                self.max_event_at = ts
-        elif self.max_event_at is None or ts > self.max_event_at:
-            self.max_event_at = ts
-            out.extend(self._advance(self.max_event_at - self.config.allowed_lateness))
+            if source in self.config.sources:
+                confirmed = self._confirm(source, self.source_max.get(source), ts)
+                if confirmed is not None:
+                    self.source_max[source] = confirmed
+                    new_wm = self.watermark
+                    if new_wm is not None and (wm is None or new_wm > wm):
+                        out.extend(self._advance(new_wm))
+            confirmed = self._confirm("", self.max_event_at, ts)
+            if confirmed is not None:
+                self.max_event_at = confirmed
+        else:
+            confirmed = self._confirm("", self.max_event_at, ts)
+            if confirmed is not None:
+                self.max_event_at = confirmed
+                out.extend(self._advance(confirmed - self.config.allowed_lateness))
         return out
+
+    #: Unconfirmed jumps remembered per input: a burst of bad clocks forgets the oldest.
+    MAX_PENDING = 16
+
+    def _confirm(self, key: str, current: float | None, ts: float) -> float | None:
+        """The input's new latest event time after an event at ``ts``, or None if it does
+        not move. A jump of more than ``max_jump`` counts only once a second event lands
+        within ``max_jump`` of it: then the earlier of the two is taken."""
+        jump = self.config.max_jump
+        if current is None or jump is None or ts <= current + jump:
+            if current is not None and ts <= current:
+                return None
+            pending = self.pending.get(key)
+            if pending:
+                # Jumps the input has now reached are no longer pending.
+                pending[:] = [p for p in pending if p > ts]
+            return ts
+        pending = self.pending.setdefault(key, [])
+        for p in pending:
+            if abs(p - ts) <= jump:  # a second event agrees: the input really is there
+                new = min(p, ts)
+                pending[:] = [q for q in pending if q > new + jump]
+                return new
+        pending.append(ts)
+        if len(pending) > self.MAX_PENDING:
+            del pending[0]
+        return None
 
     def _track(self, event: Event) -> None:
         oid, ts, type_ = event.order_id, event.occurred_at, event.type
@@ -203,6 +283,7 @@ class ExpiryClock:
             w.anchor = ts
         if type_ == "delivered":
             w.delivered = ts
+        w.events += 1
         heapq.heappush(self._heap, (self.deadline(w), oid))
 
     def _close(self, oid: str, ts: float) -> None:
@@ -234,9 +315,16 @@ class ExpiryClock:
             heapq.heapify(self._heap)
         return expired
 
-    def advance_idle(self, event_time: float) -> list[Expire]:
+    def advance_idle(
+        self, event_time: float, per_source: Mapping[str, float] | None = None
+    ) -> list[Expire]:
         """Move this shard's event time on to ``event_time`` without an event (idle input
         in live mode) and expire what the new watermark allows. Never moves backwards.
+
+        With several partitions, ``per_source`` gives each partition its own new time
+        (its latest event time plus the wall time it has been quiet): a partition is never
+        taken as caught up with a faster one, so none of its events is made late. Without
+        it every partition moves to ``event_time``.
 
         >>> clock = ExpiryClock(WindowConfig(allowed_lateness=0, window_after_placed=10))
         >>> from operators.contract import decode
@@ -248,11 +336,11 @@ class ExpiryClock:
         ([], [Expire(order_id='o', deadline=1780272010.0)])
         """
         if self.config.sources:
-            # Partitions that went quiet are taken to be caught up to ``event_time``.
             before = self.watermark
             for source in self.config.sources:
-                if self.source_max.get(source, float("-inf")) < event_time:
-                    self.source_max[source] = event_time
+                target = event_time if per_source is None else per_source.get(source)
+                if target is not None and self.source_max.get(source, float("-inf")) < target:
+                    self.source_max[source] = target
             if self.max_event_at is None or event_time > self.max_event_at:
                 self.max_event_at = event_time
             after = self.watermark
@@ -279,7 +367,10 @@ class ExpiryClock:
         return {
             "max_event_at": self.max_event_at,
             "source_max": dict(self.source_max),
-            "windows": {o: (w.anchor, w.placed, w.delivered) for o, w in self.windows.items()},
+            "pending": {k: list(v) for k, v in self.pending.items() if v},
+            "windows": {
+                o: (w.anchor, w.placed, w.delivered, w.events) for o, w in self.windows.items()
+            },
             "tombstones": dict(self.tombstones),
             "closed_by": dict(self.closed_by),
         }
@@ -291,6 +382,7 @@ class ExpiryClock:
         if snap:
             clock.max_event_at = snap["max_event_at"]
             clock.source_max = dict(snap.get("source_max", {}))
+            clock.pending = {k: list(v) for k, v in snap.get("pending", {}).items()}
             clock.windows = {o: _Window(*w) for o, w in snap["windows"].items()}
             clock.tombstones = dict(snap["tombstones"])
             clock.closed_by = dict(snap.get("closed_by", {}))
@@ -301,16 +393,25 @@ class ExpiryClock:
         return clock
 
 
-def _dead(event: Event, reason: str, received_at: float) -> DeadLetter:
+def _dead(event: Event, kind: DeadLetterKind, reason: str, received_at: float) -> DeadLetter:
+    # The body is valid JSON; the letter keeps its allowlisted fields and digest only.
     return DeadLetter(
-        event.stream, reason, truncate_raw(event.body), received_at, event.event_id, event.order_id
+        event.stream,
+        f"{kind}: {reason}",
+        redact(event.body),
+        received_at,
+        event.event_id,
+        event.order_id,
+        kind,
+        payload_digest(event.body),
     )
 
 
 # --- the case window ------------------------------------------------------------------------
 
-#: Tagged outputs of the case window: ("decision" | "intervention" | "outcome" | "case", record).
-Output = tuple[str, dict[str, Any]]
+#: Tagged outputs of the case window: ("decision" | "intervention" | "outcome" | "case", record)
+#: and, for the learner step, ("pending", Pending) and ("resolution", Resolution).
+Output = tuple[str, Any]
 
 
 class Decider(Protocol):
@@ -365,12 +466,14 @@ class CaseWindow:
     def on_expire(self, expire: Expire) -> tuple[list[Output], bool]:
         return self._close(expire.deadline), True
 
-    def on_eof(self) -> tuple[list[Output], bool]:
-        """End of a replay: the case is still open at the last event time."""
-        return self._close(self.case.last_event_at, open_=True), True
+    def on_eof(self, end_at: float | None = None) -> tuple[list[Output], bool]:
+        """End of a replay: the case is censored at the end of input, ``end_at`` (the
+        latest event time of the whole input; this case's last event if unknown)."""
+        at = self.case.last_event_at if end_at is None else max(end_at, self.case.last_event_at)
+        return self._close(at, censored=True), True
 
-    def _close(self, closed_at: float, *, open_: bool = False) -> list[Output]:
-        record = self.case.outcome_record(closed_at, open_=open_)
+    def _close(self, closed_at: float, *, censored: bool = False) -> list[Output]:
+        record = self.case.outcome_record(closed_at, censored=censored)
         out = self.decider.on_close(self.case, record)
         if self.emit_views:
             out.append(("case", self.case.view(closed_at)))
@@ -390,9 +493,9 @@ def run_in_memory(
     tools. Returns outputs, the windows left open, and the clock.
 
     Like a replay, end of input expires what the last event time allows and then, with
-    ``close_at_eof``, closes every other case as ``open``; without it those windows are
-    returned still open. ``on_output`` takes outputs as they come (online learning)
-    instead of collecting them."""
+    ``close_at_eof``, closes every other case as ``censored`` at the last event time;
+    without it those windows are returned still open. ``on_output`` takes outputs as they
+    come (online learning) instead of collecting them."""
     cfg = config or WindowConfig()
     clock = ExpiryClock(cfg)
     windows: dict[str, CaseWindow] = {}
@@ -425,6 +528,6 @@ def run_in_memory(
         route(item)
     if close_at_eof:
         for order_id in sorted(windows):  # sorted: outputs in a stable order
-            for o in windows.pop(order_id).on_eof()[0]:
+            for o in windows.pop(order_id).on_eof(clock.max_event_at)[0]:
                 emit(o)
     return outputs, windows, clock

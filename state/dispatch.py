@@ -26,7 +26,8 @@ class DispatchLedger(Protocol):
         ...
 
     def release(self, intervention_id: str) -> None:
-        """Give a claim back (a delivery that must be retried by a later run)."""
+        """Give a claim back (a delivery that must be retried by a later run). A claim
+        already marked delivered or dead-lettered is kept."""
         ...
 
     def mark_delivered(self, intervention_id: str, status: str, ttl_seconds: int) -> None:
@@ -63,8 +64,11 @@ class InMemoryDispatchLedger:
             return True
 
     def release(self, intervention_id: str) -> None:
+        # Only a claim still pending: releasing a delivered one would let it go out twice.
         with self._lock:
-            self._entries.pop(intervention_id, None)
+            entry = self._entries.get(intervention_id)
+            if entry is not None and entry[0] == "claimed":
+                del self._entries[intervention_id]
 
     def mark_delivered(self, intervention_id: str, status: str, ttl_seconds: int) -> None:
         with self._lock:

@@ -4,6 +4,10 @@ The URL comes from the command line or ``SALVAGE_REDIS_URL`` (``redis://`` or ``
 for TLS); the password may be in the URL or, better, in ``SALVAGE_REDIS_PASSWORD``. It is
 never logged or printed: use :func:`mask_url` for anything a person sees.
 
+A ``redis+cluster://`` (or ``rediss+cluster://``) URL names one node of a Redis Cluster:
+:func:`connect` then returns redis-py's ``RedisCluster``, which finds the other nodes and
+sends each key to the node that holds its slot.
+
 Every key is ``<prefix>:{<entity>:<id>}:<what>``. The braces are a Redis Cluster *hash
 tag*: all keys of one entity (one order, one customer, one model) hash to the same slot,
 so the multi-key scripts and transactions of one entity work on a cluster.
@@ -21,14 +25,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.cluster import RedisCluster
 from redis.crc import key_slot as _key_slot
-from redis.exceptions import AuthenticationError
+from redis.exceptions import AuthenticationError, RedisClusterException
 from redis.retry import Retry
+
+#: What :func:`connect` returns: one server, or a cluster client routing keys by slot. Both
+#: have the same commands, pipelines and scripts (see ``state.redis_store`` for the one
+#: difference, scripts inside pipelines).
+RedisClient: TypeAlias = redis.Redis | RedisCluster
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "salvage"
@@ -40,7 +50,9 @@ PREFIX_ENV = "SALVAGE_REDIS_PREFIX"
 CASE_TTL_ENV = "SALVAGE_CASE_TTL_DAYS"
 CACHE_TTL_ENV = "SALVAGE_CONTEXT_CACHE_SECONDS"
 
-_SCHEMES = ("redis", "rediss", "unix")
+#: Cluster URL schemes -> whether they use TLS.
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
+_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
 
 
 class RedisConfigError(ValueError):
@@ -85,6 +97,11 @@ def parse_url(url: str) -> dict[str, Any]:
     ('cache', 6380, 2, True, 'pw')
     >>> parse_url("unix:///run/redis.sock?db=3")
     {'unix_socket_path': '/run/redis.sock', 'db': 3, 'username': None, 'password': None}
+
+    A cluster URL gives the seed node's address (no ``db``: a cluster has only database 0):
+
+    >>> parse_url("rediss+cluster://:pw@redis-0.redis:6379")
+    {'host': 'redis-0.redis', 'port': 6379, 'username': None, 'password': 'pw', 'ssl': True}
     """
     try:
         parts = urlsplit(url)
@@ -93,7 +110,8 @@ def parse_url(url: str) -> dict[str, Any]:
         raise RedisConfigError(f"invalid Redis URL {mask_url(url)}") from None
     if parts.scheme not in _SCHEMES:
         raise RedisConfigError(
-            "Redis URL must start with redis://, rediss:// or unix:// "
+            "Redis URL must start with redis://, rediss://, unix://, redis+cluster:// or "
+            "rediss+cluster:// "
             f"(got {f'scheme {parts.scheme[:10]!r}' if parts.scheme else 'no scheme'})"
         )
     username = unquote(parts.username) if parts.username else None
@@ -115,6 +133,16 @@ def parse_url(url: str) -> dict[str, Any]:
     path = parts.path.strip("/")
     if path and not path.isdigit():
         raise RedisConfigError(f"Redis URL database must be a number: {mask_url(url)}")
+    if parts.scheme in CLUSTER_SCHEMES:
+        if path and int(path) != 0:
+            raise RedisConfigError(f"a Redis Cluster has only database 0: {mask_url(url)}")
+        return {
+            "host": parts.hostname,
+            "port": port or 6379,
+            "username": username,
+            "password": password,
+            "ssl": CLUSTER_SCHEMES[parts.scheme],
+        }
     return {
         "host": parts.hostname,
         "port": port or 6379,
@@ -156,6 +184,15 @@ def resolve_url(url: str | None = None) -> str:
     return url or os.environ.get(URL_ENV) or DEFAULT_URL
 
 
+def is_cluster_url(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (``redis+cluster://``, ``rediss+cluster://``).
+
+    >>> is_cluster_url("redis+cluster://redis-0:6379"), is_cluster_url("redis://cache:6379")
+    (True, False)
+    """
+    return urlsplit(url).scheme in CLUSTER_SCHEMES
+
+
 def connect(
     url: str | None = None,
     *,
@@ -164,15 +201,18 @@ def connect(
     socket_timeout: float = 5.0,
     retries: int = 3,
     client_name: str = "salvage",
-) -> redis.Redis:
+) -> RedisClient:
     """A Redis client for ``url`` (see :func:`resolve_url`). Replies are raw bytes.
 
     The password is ``password``, else the URL's, else ``$SALVAGE_REDIS_PASSWORD``.
     ``ca_file`` verifies a ``rediss://`` server signed by a private CA. A dropped
     connection is retried ``retries`` times within about a second; authentication errors
-    are not retried. Nothing is sent until the first command.
+    are not retried. Nothing is sent until the first command, except with a cluster URL:
+    ``RedisCluster`` asks the seed node for the slot map at once, and an unreachable
+    cluster raises ``redis.ConnectionError`` here.
     """
-    kw = parse_url(resolve_url(url))
+    resolved = resolve_url(url)
+    kw = parse_url(resolved)
     if password is not None:
         kw["password"] = password
     elif kw["password"] is None:
@@ -181,6 +221,8 @@ def connect(
         if not kw.get("ssl"):
             raise RedisConfigError("a CA file is only used with rediss:// URLs")
         kw["ssl_ca_certs"] = ca_file
+    if is_cluster_url(resolved):
+        return _connect_cluster(resolved, kw, socket_timeout, retries, client_name)
     return redis.Redis(
         **kw,
         socket_timeout=socket_timeout,
@@ -189,6 +231,27 @@ def connect(
         retry=_retry(retries),
         client_name=client_name,
     )
+
+
+def _connect_cluster(
+    url: str, kw: dict[str, Any], socket_timeout: float, retries: int, client_name: str
+) -> RedisCluster:
+    try:
+        return RedisCluster(
+            **kw,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            health_check_interval=30,
+            # The cluster client retries whole commands (and follows MOVED/ASK) itself;
+            # node connections must not retry on their own.
+            retry=_retry(retries),
+            client_name=client_name,
+        )
+    except RedisClusterException as exc:
+        # Its message names nodes, never the password; say which URL, masked.
+        raise redis.ConnectionError(
+            f"Redis Cluster at {mask_url(url)} cannot be used: {exc}"
+        ) from None
 
 
 def key_slot(key: str) -> int:
@@ -344,6 +407,11 @@ class RedisStoreConfig:
     def __repr__(self) -> str:  # keep the password out of tracebacks and logs
         return f"RedisStoreConfig(url={self.masked_url!r}, prefix={self.prefix!r})"
 
-    def connect(self) -> redis.Redis:
-        """A new client for these settings."""
+    @property
+    def cluster(self) -> bool:
+        """Whether the URL names a Redis Cluster."""
+        return is_cluster_url(self.url)
+
+    def connect(self) -> RedisClient:
+        """A new client for these settings (``RedisCluster`` for a cluster URL)."""
         return connect(self.url, password=self.password, ca_file=self.ca_file)

@@ -13,7 +13,9 @@
   versions and a ``latest`` pointer.
 
 Updates that must be atomic run as Lua scripts on the keys of one entity, which share a
-hash tag (see :class:`~state.redis_conn.KeyLayout`), so they work on Redis Cluster too.
+hash tag (see :class:`~state.redis_conn.KeyLayout`), so they work on Redis Cluster too:
+every store takes a ``redis.Redis`` or a ``RedisCluster`` (a ``redis+cluster://`` URL).
+Script calls batched in a pipeline go through :func:`run_scripts`, which works on both.
 Floats are stored with 17 significant digits and combined as doubles inside the scripts,
 which is what makes the aggregates bit-for-bit equal to the in-memory ones.
 
@@ -37,10 +39,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 from state.context import DAY, CustomerStats, DecayedRate
-from state.redis_conn import DEFAULT_PREFIX, KeyLayout, RedisStoreConfig
+from state.redis_conn import DEFAULT_PREFIX, KeyLayout, RedisClient, RedisStoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +188,47 @@ return 0
 """
 
 
+ScriptCall = tuple[Script, Sequence[str], Sequence[Any]]
+
+
+def run_scripts(client: RedisClient, calls: Sequence[ScriptCall]) -> list[Any]:
+    """Run ``(script, keys, args)`` calls in one pipeline; replies in the order given.
+
+    Works on one server and on a cluster alike. redis-py's cluster pipeline refuses
+    ``Script`` objects (EVALSHA is blocked there), so the calls go out as plain EVALSHA
+    commands, each routed by its keys (all of one hash slot, or the cluster refuses it).
+    A node that does not know a script yet (a fresh node, a failover, a SCRIPT FLUSH)
+    answers NOSCRIPT without running it: the script is loaded on every primary and only
+    those calls are sent again, so nothing runs twice.
+    """
+    results: list[Any] = [None] * len(calls)
+    pending = list(range(len(calls)))
+    error: Exception | None = None
+    for _attempt in range(3):
+        if not pending:
+            break
+        pipe = client.pipeline(transaction=False)
+        for i in pending:
+            script, keys, args = calls[i]
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        missing: list[int] = []
+        for i, reply in zip(pending, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(reply, NoScriptError):
+                missing.append(i)
+            elif isinstance(reply, Exception):
+                error = error or reply  # raised once the others have run
+            else:
+                results[i] = reply
+        for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
+            client.script_load(script.script)
+        pending = missing
+    if error is None and pending:
+        error = NoScriptError("Lua scripts were flushed again while being loaded")
+    if error is not None:
+        raise error
+    return results
+
+
 def _dumps(record: Any) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)
 
@@ -272,7 +316,7 @@ class RedisContextStore:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         prefix: str = DEFAULT_PREFIX,
         *,
         half_life_days: float = 14.0,
@@ -516,14 +560,13 @@ class RedisContextStore:
                 rates.setdefault(keys.lane(p.lane), []).extend(
                     (REFUND, _fmt(p.now), int(p.refunded), DELAY, _fmt(p.now), int(p.delayed))
                 )
-        pipe = self.client.pipeline(transaction=False)
-        for cid, args in customers.items():
-            self._customer_script(
-                keys=[keys.customer(cid)], args=[self.customer_ttl, *args], client=pipe
-            )
-        for key, args in rates.items():
-            self._rates_script(keys=[key], args=[_fmt(self.half_life), *args], client=pipe)
-        pipe.execute()
+        calls: list[ScriptCall] = [
+            (self._customer_script, [keys.customer(cid)], [self.customer_ttl, *args])
+            for cid, args in customers.items()
+        ]
+        half_life = _fmt(self.half_life)
+        calls += [(self._rates_script, [key], [half_life, *args]) for key, args in rates.items()]
+        run_scripts(self.client, calls)
         self.round_trips += 1
         # This process sees its own writes at once; other processes after their cache TTL.
         with self._lock:
@@ -627,7 +670,7 @@ class RedisCaseStore:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         prefix: str = DEFAULT_PREFIX,
         *,
         closed_ttl_days: float = 90.0,
@@ -668,11 +711,14 @@ class RedisCaseStore:
             n += 1
         if not by_order:
             return 0
-        pipe = self.client.pipeline(transaction=False)
         head = (self.open_ttl, self.closed_ttl, self.max_list)
-        for order_id, args in by_order.items():
-            self._script(keys=self.keys.case_keys(order_id), args=[*head, *args], client=pipe)
-        pipe.execute()
+        run_scripts(
+            self.client,
+            [
+                (self._script, self.keys.case_keys(order_id), [*head, *args])
+                for order_id, args in by_order.items()
+            ],
+        )
         return n
 
     def put_view(self, order_id: str, view: dict[str, Any]) -> None:
@@ -722,7 +768,7 @@ class RedisDispatchLedger:
     """A ``DispatchLedger`` in Redis: ``SET NX EX`` claims, at most once per id across
     workers, processes, restarts and replays (until the claim expires)."""
 
-    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client: RedisClient, prefix: str = DEFAULT_PREFIX) -> None:
         self.client = client
         self.keys = KeyLayout(prefix)
         self._release = client.register_script(_RELEASE_LUA)
@@ -784,7 +830,7 @@ class RedisModelStore:
     """A ``ModelStore`` in Redis: the last ``keep`` versions of each model and a
     ``latest`` pointer, updated atomically. Checkpoints do not expire."""
 
-    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX, keep: int = 3) -> None:
+    def __init__(self, client: RedisClient, prefix: str = DEFAULT_PREFIX, keep: int = 3) -> None:
         if keep < 1:
             raise ValueError("keep must be >= 1")
         self.client = client

@@ -135,7 +135,8 @@ _SCORES_REQUIRED = (
     "return_propensity",
     "promise_sensitivity",
 )
-OUTCOMES = ("refunded", "exchanged", "kept", "cancelled", "chargeback", "open")
+OUTCOMES = ("refunded", "exchanged", "kept", "cancelled", "chargeback", "censored")
+POINTS = ("order", "delay", "ticket", "request", "other")
 ARMS = ("treatment", "control")
 
 
@@ -279,6 +280,21 @@ def validate_decision(record: Any) -> list[str]:
     c.str_("arm", choices=ARMS)
     c.str_("action", choices=(*ACTIONS, NO_ACTION))
     c.str_("support_reason", null=True)
+    # What off-policy evaluation needs: the decision point, the eligible actions (never
+    # human review), the probability of the choice, and the bandit's segment.
+    c.str_("point", choices=POINTS)
+    c.str_list("eligible")
+    eligible = c.r.get("eligible")
+    if isinstance(eligible, list):
+        if eligible != sorted(eligible) or not set(eligible) <= set(ACTIONS) - {"human_review"}:
+            c.fail(f"eligible={eligible!r} is not a sorted list of automatable actions")
+        action = c.r.get("action")
+        if c.r.get("automated") and action not in (*eligible, NO_ACTION):
+            c.fail(f"automated action {action!r} is not eligible")
+    c.num("propensity", lo=0.0, hi=1.0)
+    if c.r.get("propensity") == 0:
+        c.fail("a chosen action has propensity 0")
+    c.str_("segment", null=True)
     return c.errors
 
 
@@ -287,10 +303,7 @@ def validate_outcome(record: Any) -> list[str]:
     c = _Checker(record)
     c.str_("order_id")
     c.str_("outcome", choices=OUTCOMES)
-    is_open = c.r.get("outcome") == "open"
-    c.ts("resolved_at", null=is_open)
-    if is_open and c.r.get("resolved_at") is not None:
-        c.fail("an open case has no resolved_at")
+    c.ts("resolved_at")  # a censored case: the end of input
     c.num("refund_value", lo=0.0)
     c.num("retained_value", lo=0.0)
     # Null only for a case whose order_placed never arrived, or that was never decided.

@@ -14,6 +14,7 @@ from operators.case import (
     TIMELINE_LIMIT,
     OrderCase,
 )
+from operators.contract import format_ts
 from tests.helpers import DAY, body, epoch, event, order_placed, support
 
 WINDOW_AFTER_DELIVERY = 30 * DAY
@@ -327,7 +328,7 @@ def test_outcome_record_of_a_refund() -> None:
     }
 
 
-def test_outcome_record_when_kept_exchanged_cancelled_chargeback_or_open() -> None:
+def test_outcome_record_when_kept_exchanged_cancelled_chargeback_or_censored() -> None:
     kept = _case_for_outcome()
     rec = kept.outcome_record(epoch(0) + 45 * DAY)
     assert (rec["outcome"], rec["resolved_at"]) == ("kept", "2026-07-16T00:00:00Z")
@@ -348,9 +349,13 @@ def test_outcome_record_when_kept_exchanged_cancelled_chargeback_or_open() -> No
     rec = chargeback.outcome_record(epoch(300))
     assert (rec["outcome"], rec["refund_value"], rec["retained_value"]) == ("chargeback", 120, 0)
 
+    # Still unresolved when the input ends: censored at the end of input, no refund (the
+    # order's value counts as retained as of then), never "open".
     still_open = _case_for_outcome()
-    rec = still_open.outcome_record(still_open.last_event_at, open_=True)
-    assert (rec["outcome"], rec["resolved_at"], rec["retained_value"]) == ("open", None, 0.0)
+    rec = still_open.outcome_record(epoch(400), censored=True)
+    assert (rec["outcome"], rec["resolved_at"], rec["refund_value"], rec["retained_value"]) == (
+        "censored", format_ts(epoch(400)), 0.0, 120.0,
+    )  # fmt: skip
 
 
 def test_outcome_of_a_case_whose_order_never_arrived() -> None:

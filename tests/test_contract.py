@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 import time
@@ -16,7 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from operators.contract import (
+    MAX_ID_CHARS,
+    MAX_ITEMS_PER_ORDER,
+    MAX_NESTING_DEPTH,
+    MAX_PAYLOAD_BYTES,
     MAX_RAW_CHARS,
+    RAW_FIELDS,
     STREAM_TYPES,
     STREAMS,
     DeadLetter,
@@ -24,8 +30,11 @@ from operators.contract import (
     decode,
     format_ts,
     parse_ts,
+    payload_digest,
+    redact,
     truncate_raw,
 )
+from operators.vocabulary import DeadLetterKind
 from tests.helpers import STREAM_OF, VALIDATORS, at, body, order_placed, support
 
 
@@ -261,25 +270,110 @@ def test_unknown_stream_is_a_programming_error() -> None:
 
 
 @pytest.mark.parametrize("as_bytes", [True, False])
-def test_raw_payload_is_truncated_to_the_bound(as_bytes: bool) -> None:
+def test_unparseable_payload_is_kept_as_its_size_and_digest_only(as_bytes: bool) -> None:
     text = '{"event_id": "' + "x" * (MAX_RAW_CHARS * 3) + '"'  # not valid JSON, and long
-    letter = dead("delivery", text.encode() if as_bytes else text)
-    assert len(letter.raw) == MAX_RAW_CHARS + 1
-    assert letter.raw.endswith("…")
-    assert text.startswith(letter.raw[:-1])
+    raw = text.encode() if as_bytes else text
+    letter = dead("delivery", raw)
+    assert "xxxx" not in letter.raw and len(letter.raw) < 100
+    assert letter.payload_sha256 == "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    assert letter.kind == DeadLetterKind.INVALID_JSON
 
 
-def test_short_raw_payload_is_kept_whole_and_parsed_payload_is_serialised() -> None:
-    raw = b'{"type": "delivered"}'
-    assert dead("delivery", raw).raw == raw.decode()
-    letter = dead("delivery", {"type": "delivered", "b": 1})
-    assert orjson.loads(letter.raw) == {"type": "delivered", "b": 1}
+def test_dead_letter_keeps_allowlisted_fields_and_no_personal_data() -> None:
+    record = order_placed("o-1", 0.0)
+    record.update(
+        total=-1,  # invalid
+        email="jane.doe@example.com",
+        shipping_address={"street": "Hauptstr. 5", "name": "Jane Doe"},
+        campaign="promo-for-jane.doe@example.com",
+        phone="+49 170 1234567",
+    )
+    for raw in (record, orjson.dumps(record)):
+        letter = dead("orders", raw)
+        kept = orjson.loads(letter.raw)
+        assert kept["event_id"] == record["event_id"] and kept["total"] == -1
+        assert kept["items"] == f"<{len(record['items'])} items>"
+        for secret in ("jane", "Hauptstr", "1234567", "customer_id"):
+            assert secret not in letter.raw, secret
+        assert set(kept) - {"items"} <= RAW_FIELDS
+    expected = hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    assert dead("orders", record).payload_sha256 == "sha256:" + expected
 
 
 def test_truncate_raw_bounds_multibyte_and_unserialisable_payloads() -> None:
     assert len(truncate_raw(("é" * MAX_RAW_CHARS * 2).encode())) == MAX_RAW_CHARS + 1
-    assert truncate_raw({1, 2}).startswith("{")  # not JSON-able: its repr
+    assert truncate_raw({1, 2}).startswith("[")  # not JSON-able: a JSON-like rendering
     assert "\ud800" not in truncate_raw('"\ud800"')  # lone surrogates cannot be written out
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for i in range(depth):
+        value = [value] if i % 2 else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        _nested(300),  # deeper than orjson serialises (255)
+        _nested(5000),  # deeper than Python's recursion limit
+        {"n": 10**5000},  # int too large for str() and for orjson
+        {1: 2, (3,): [float("nan")]},
+        {"s": "x" * (10 * MAX_RAW_CHARS)},
+        [object()],
+    ],
+    ids=["depth300", "depth5000", "bigint", "oddkeys", "long", "object"],
+)
+def test_dead_letter_parts_never_raise_and_stay_bounded(payload: Any) -> None:
+    text = truncate_raw(payload)
+    assert len(text) <= MAX_RAW_CHARS + 1
+    assert payload_digest(payload).startswith("sha256:")
+    assert len(redact(payload, payload)) <= MAX_RAW_CHARS
+    letter = decode("orders", payload, received_at=1.0)
+    assert isinstance(letter, DeadLetter)
+    orjson.dumps(letter.to_record())  # writable
+
+
+def test_a_record_nested_1000_levels_is_a_dead_letter_in_every_form() -> None:
+    head = json.dumps(minimal("delivered"))[:-1]
+    text = head + ', "extra": ' + "[" * 1000 + "]" * 1000 + "}"
+    event = orjson.loads(text)  # orjson reads 1,000 levels (its limit is 1,024)
+    for raw in (text, text.encode(), event):
+        letter = dead("delivery", raw)
+        assert letter.kind == DeadLetterKind.TOO_DEEP and letter.event_id == event["event_id"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "kind"),
+    [
+        (lambda e: e.update(items=e["items"] * (MAX_ITEMS_PER_ORDER + 1)), "too_large"),
+        (lambda e: e.update(note="x" * MAX_PAYLOAD_BYTES), "too_large"),
+        (lambda e: e.update(event_id="e" * (MAX_ID_CHARS + 1)), "too_large"),
+        (lambda e: e.update(extra=_nested(MAX_NESTING_DEPTH)), "too_deep"),
+        (lambda e: e.update(total=float("inf")), "invalid_field"),
+        (lambda e: e.update(total=10**400), "invalid_field"),
+        (lambda e: e["items"][0].update(quantity=10**31), "invalid_field"),
+        (lambda e: e.update(order_id="o\ud800"), "invalid_field"),
+        (lambda e: e.update(event_id=None), "invalid_field"),
+        (lambda e: e.pop("currency"), "missing_field"),
+    ],
+    ids=["items", "size", "idlen", "depth", "inf", "bigint", "qty", "surrogate", "null", "missing"],
+)
+def test_limits_are_enforced_with_a_dead_letter_of_their_kind(mutate: Any, kind: str) -> None:
+    event = order_placed("o-1", 0.0)
+    mutate(event)
+    letter = dead("orders", event)
+    assert letter.kind == kind, letter.reason
+    assert len(letter.reason) < 300
+
+
+def test_limits_leave_room_for_real_events() -> None:
+    event = order_placed("o-1", 0.0)
+    event["items"] = event["items"] * (MAX_ITEMS_PER_ORDER // len(event["items"]))
+    event["extra"] = _nested(MAX_NESTING_DEPTH - 2)
+    assert isinstance(decode("orders", event), Event)
+    assert isinstance(decode("orders", orjson.dumps(event)), Event)
 
 
 # --- timestamps ---------------------------------------------------------------------------
@@ -319,7 +413,17 @@ def test_format_ts_round_trips() -> None:
 def test_dead_letter_record_has_the_contract_fields() -> None:
     letter = dead("orders", b'{"event_id": "e1", "order_id": "o1"}')
     record = letter.to_record()
-    assert set(record) == {"stream", "reason", "raw", "received_at", "event_id", "order_id"}
+    assert set(record) == {
+        "stream",
+        "kind",
+        "reason",
+        "raw",
+        "payload_sha256",
+        "received_at",
+        "event_id",
+        "order_id",
+    }
+    assert record["kind"] == "missing_field"
     assert record["received_at"] == "1970-01-01T00:00:01Z"
     assert (record["event_id"], record["order_id"]) == ("e1", "o1")
 

@@ -354,3 +354,46 @@ def test_interventions_breaking_the_caps_are_dead_lettered_not_sent(server_facto
     assert h.dispatcher.deliver_now(same_order[0]).status == "skipped_duplicate"
     assert guard.contacts.count("o-1") == 2
     h.dispatcher.close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirects_are_not_followed_and_count_as_failed(server_factory, status: int) -> None:
+    """A redirect would carry the signature and Authorization to another host, and that
+    host's 200 would count as delivered."""
+    elsewhere = server_factory(lambda attempt: 200)
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(status)
+            self.send_header("Location", elsewhere.url)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Redirect)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/hook"
+        h = harness(settings(url, headers={"Authorization": "Bearer t0ken"}))
+        result = h.dispatcher.deliver_now(intervention(1))
+        assert (result.status, result.http_status) == ("dead_letter", status)
+        assert "not followed" in (result.error or "")
+        assert elsewhere.hits == []  # nothing reached the redirect target
+        assert [d["kind"] for d in h.dead] == ["dispatch_failed"]
+        assert h.ledger.status("iv-1") == "dead_letter"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_dispatch_dead_letters_keep_ids_not_message_text(server_factory) -> None:
+    server = server_factory(lambda attempt: 400)
+    h = harness(settings(server.url))
+    h.dispatcher.deliver_now(intervention(1))
+    (dead,) = h.dead
+    assert "on its way" not in dead["raw"] and "c-1" not in dead["raw"]
+    assert orjson.loads(dead["raw"])["intervention_id"] == "iv-1"
+    assert dead["payload_sha256"].startswith("sha256:")

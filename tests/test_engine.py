@@ -109,7 +109,8 @@ class Orders:
                     ev.order_id, self.engine, WindowConfig()
                 )
             emitted, _ = window.on_event(ev)
-            out.extend(emitted)
+            # Learning examples go to the learner step; tests of them are in test_learning.
+            out.extend(o for o in emitted if o[0] not in ("pending", "resolution"))
         for tag, record in out:
             if tag == "decision":
                 assert validate_decision(record) == [], record
@@ -480,18 +481,28 @@ def test_exploration_is_deterministic_and_stays_among_eligible_actions() -> None
     def run() -> list[dict[str, Any]]:
         orders = Orders(DecisionEngine(policy, StubScorer(0.5, recover)))
         found = []
-        for i in range(200):
+        for i in range(300):
             orders.feed(order_placed(f"o-x{i}", 0))
             found.append(last_decision(orders.feed(wismo(f"o-x{i}", 130))))
         return found
 
     first, second = run(), run()
     assert first == second
+    options = {"none", *recover}
     explored = [d for d in first if "exploration" in d["reasons"]]
-    assert {d["action"] for d in first} == set(recover)
-    # Half of the decisions explore; half of those land on the ranked choice anyway.
-    assert 60 <= len(explored) <= 140
+    # Exploration is uniform over doing nothing and the eligible actions.
+    assert {d["action"] for d in first} == options
+    assert all(d["eligible"] == sorted(recover) for d in first)
+    # Half of the decisions explore; a third of those land on the ranked choice anyway.
+    assert 100 <= len(explored) <= 200
     assert all(d["action"] == "delayed_shipment_intervention" for d in first if d not in explored)
+    # The logged propensity is the exact probability of the choice: 1 - e + e/3 for the
+    # ranked action, e/3 for each other option; over the options they sum to 1.
+    expected = {"delayed_shipment_intervention": 0.5 + 0.5 / 3, "none": 0.5 / 3}
+    expected["proactive_reassurance"] = 0.5 / 3
+    assert all(d["propensity"] == pytest.approx(expected[d["action"]], abs=1e-6) for d in first)
+    assert sum(expected.values()) == pytest.approx(1.0)
+    assert all(d["segment"] is None and d["point"] == "ticket" for d in first)
 
 
 # --- arms --------------------------------------------------------------------------------------

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import copy
 import math
+import random
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.case import POINTS_LIMIT, OrderCase
+from operators.case import HOUR, OrderCase
 from operators.contract import Event, parse_ts
 from operators.decision import Scores
 from operators.engine import DecisionEngine
 from operators.features import FEATURE_NAMES, build_features, from_vector, to_vector
-from operators.models import Example
+from operators.models import Example, Learner
 from operators.policy import RecoveryPolicy
 from operators.scoring import HeuristicScorer
 from operators.window import run_in_memory
@@ -24,6 +25,29 @@ from state.context import InMemoryContextStore
 from tests.helpers import body, epoch, event, order_placed, support
 
 POLICY = RecoveryPolicy.default()
+
+
+class RecordingLearner(Learner):
+    """A learner that keeps every example it learns, in order."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.learned: list[Example] = []
+
+    def learn(self, ex: Example) -> None:
+        self.learned.append(ex)
+        super().learn(ex)
+
+
+def learn_all(outputs: list[tuple[str, Any]], horizon: float, margin: float = 0.0) -> list[Example]:
+    """Feed a run's pending examples and resolutions to a learner, in output order, then
+    end the input; returns what it learned."""
+    learner = RecordingLearner(horizon=horizon, margin=margin)
+    for tag, item in outputs:
+        if tag in ("pending", "resolution"):
+            learner.feed(item)
+    learner.finish()
+    return learner.learned
 
 
 class RecordingScorer(HeuristicScorer):
@@ -118,33 +142,41 @@ def test_decisions_and_learning_examples_use_the_features_known_at_decision_time
     before, after = history()
     scorer = RecordingScorer()
     engine = DecisionEngine(RecoveryPolicy.default(), scorer)
-    outputs, _, _ = run_in_memory([*before, *after], engine)
+    # Another order moves event time on to 200 h, so horizons end inside the input.
+    late = [event(order_placed("o-later", 200))]
+    outputs, _, _ = run_in_memory([*before, *after, *late], engine)
+    horizon = 48 * HOUR
+    examples = learn_all(outputs, horizon)
 
-    decided = [r for tag, r in outputs if tag == "decision"]
-    examples = [Example.from_record(r) for tag, r in outputs if tag == "example"]
-    assert len(decided) == len(scorer.seen) >= 4
+    decided = [r for tag, r in outputs if tag == "decision" and r["order_id"] == "o-1"]
+    assert len(decided) == len(scorer.seen) - 1 >= 4
     # Every decision saw exactly the features of the case built from the events up to then.
-    for i, features in enumerate(scorer.seen):
+    for i, features in enumerate(scorer.seen[: len(decided)]):
         t = features_time(decided[i])
         known = [ev for ev in [*before, *after] if ev.occurred_at <= t]
         assert features == build_features(case_of(known), InMemoryContextStore(), t)
-    # Examples are emitted when the label arrives (the refund at 95 h), with the features
-    # stored at their decision points, not recomputed from the closed case.
-    assert examples and all(ex.labelled_at == epoch(95) and ex.label == 1 for ex in examples)
-    # The treatment arm acted, so the case teaches the first action's model, once, at the
-    # decision point where that action was chosen.
-    acted = [d for d in decided if d["action"] != "none"]
-    assert [(ex.decided_at, ex.action) for ex in examples] == [
-        (features_time(acted[0]), acted[0]["action"])
-    ]
-    by_time = {features_time(d): f for d, f in zip(decided, scorer.seen, strict=True)}
+    # Labels are released exactly at the horizon after each decision, never at the refund
+    # (95 h): label 1 iff the refund came within the horizon.
+    mine = [ex for ex in examples if ex.decided_at < epoch(200)]
+    assert mine and all(ex.labelled_at == ex.decided_at + horizon for ex in mine)
+    assert all(ex.label == int(epoch(95) <= ex.decided_at + horizon) for ex in mine)
+    # The treatment arm acted: the no-action points whose horizon ended before the first
+    # action teach the no-action model; the action's point teaches its action; later
+    # points teach nothing (the truth is keyed on the first action).
+    acted = next(d for d in decided if d["action"] != "none")
+    t_act = features_time(acted)
+    expected = [
+        (features_time(d), None) for d in decided if features_time(d) + horizon <= t_act
+    ] + [(t_act, acted["action"])]
+    assert [(ex.decided_at, ex.action) for ex in mine] == expected
+    by_time = {features_time(d): f for d, f in zip(decided, scorer.seen, strict=False)}
     decided_p = {features_time(d): d["scores"]["return_propensity"] for d in decided}
     closed = case_of([*before, *after])
-    for ex in examples:
-        assert ex.decided_at < ex.labelled_at
+    for ex in mine:
         assert ex.features == by_time[ex.decided_at]
         assert ex.features != build_features(closed, InMemoryContextStore(), ex.labelled_at)
         assert ex.predicted == pytest.approx(decided_p[ex.decided_at], abs=5e-5)  # 4 places
+        assert ex.point == acted["point"] if ex.action else ex.point in ("order", "delay")
 
 
 def features_time(decision: dict[str, Any]) -> float:
@@ -172,32 +204,66 @@ _TIMELINE_EVENTS = st.lists(
 
 
 @settings(max_examples=60, deadline=None)
-@given(steps=_TIMELINE_EVENTS, gaps=st.lists(st.integers(1, 30), min_size=12, max_size=12))
+@given(
+    steps=_TIMELINE_EVENTS,
+    gaps=st.lists(st.integers(1, 30), min_size=12, max_size=12),
+    horizon_hours=st.integers(1, 60),
+    shuffle_seed=st.integers(0, 2**16),
+)
 def test_stored_features_equal_features_of_the_prefix_for_any_timeline(
-    steps: list[tuple[str, dict[str, Any]]], gaps: list[int]
-) -> None:
+    steps: list[tuple[str, dict[str, Any]]], gaps: list[int], horizon_hours: int,
+    shuffle_seed: int,
+) -> None:  # fmt: skip
     records = [order_placed("o-h", 0, total=70.0, cost=20.0)]
     hours = 0
     for i, (type_, fields) in enumerate(steps):
         hours += gaps[i]
         maker = support if type_ in ("ticket_opened", "customer_message") else body
         records.append(maker(type_, "o-h", hours, event_id=f"e{i}", **fields))
-    records.append(body("refund_issued", "o-h", hours + 1, amount=70.0))
+    refund_at = hours + 1
+    records.append(body("refund_issued", "o-h", refund_at, amount=70.0))
+    records.append(order_placed("o-end", refund_at + 40))  # the end of input
     events = [event(r) for r in records]
-    # A policy that never acts keeps every decision point (up to six) for learning.
+    # Out of order within the allowed lateness (6 h): events arrive shuffled in blocks.
+    rnd = random.Random(shuffle_seed)
+    arrival = sorted(events, key=lambda e: e.occurred_at + rnd.uniform(0, 5.9) * HOUR)
+    # A policy that never acts keeps every decision point for learning.
     never = RecoveryPolicy.from_text(
         'version: "never"\nranking: {min_return_propensity: 1.0}\n'
         "actions: {human_review: {cost: 1}}\n"
     )
-    outputs, _, _ = run_in_memory(events, DecisionEngine(never))
-    examples = [Example.from_record(r) for tag, r in outputs if tag == "example"]
-    decided = [features_time(r) for tag, r in outputs if tag == "decision"]
-    # Nothing was done, so every decision point (the latest POINTS_LIMIT) is an example.
-    assert [ex.decided_at for ex in examples] == decided[-POINTS_LIMIT:]
-    assert all(ex.action is None and ex.label == 1 for ex in examples)
+    scorer = RecordingScorer()
+    outputs, _, _ = run_in_memory(arrival, DecisionEngine(never, scorer))
+    horizon = horizon_hours * HOUR
+    end = epoch(refund_at + 40)
+    examples = [ex for ex in learn_all(outputs, horizon) if ex.decided_at < end]
+    decided = [r for tag, r in outputs if tag == "decision"]
+    seen = dict(zip((r["trigger_event_id"] for r in decided), scorer.seen, strict=True))
+    # No decision sees an event after its decision time, whatever order events came in:
+    # its features are those of the events that had arrived, all at or before it.
+    position = {ev.event_id: i for i, ev in enumerate(arrival)}
+    at: dict[float, list[dict[str, float]]] = {}
+    for r in decided:
+        if r["order_id"] != "o-h":
+            continue  # o-end comes after o-h closed: its context knows o-h's refund
+        t = features_time(r)
+        arrived = [
+            ev for ev in arrival[: position[r["trigger_event_id"]] + 1]
+            if ev.order_id == r["order_id"]
+        ]  # fmt: skip
+        assert max(ev.occurred_at for ev in arrived) <= t
+        expected = build_features(case_of(arrived), InMemoryContextStore(), t)
+        assert seen[r["trigger_event_id"]] == expected
+        at.setdefault(t, []).append(expected)
+    # Nothing was done, so every decision point whose horizon ended within the input is an
+    # example, released at its horizon, labelled by whether the refund came within it.
+    assert sorted(ex.decided_at for ex in examples) == sorted(
+        t for t, fs in at.items() for _ in fs if t + horizon <= end
+    )
     for ex in examples:
-        known = [ev for ev in events if ev.occurred_at <= ex.decided_at]
-        assert ex.features == build_features(case_of(known), InMemoryContextStore(), ex.decided_at)
+        assert ex.action is None and ex.labelled_at == ex.decided_at + horizon
+        assert ex.label == int(epoch(refund_at) <= ex.decided_at + horizon)
+        assert ex.features in at[ex.decided_at]
 
 
 # --- context aggregates include closed cases only --------------------------------------------

@@ -13,8 +13,10 @@ from typing import Any
 import orjson
 import pytest
 
+from operators.contract import Event, decode
 from operators.importer import (
     BUILTIN_MAPPINGS,
+    MAX_LINES_PER_ORDER,
     ColumnMap,
     CsvMapping,
     ImportStats,
@@ -159,6 +161,11 @@ def test_report_counts_unmatched_and_rejected(imported: tuple[ImportStats, Path]
             "non_positive_price": 1,
             "non_positive_quantity": 1,
             "non_product_code": 1,
+        },
+        "rows_rejected_first_line": {  # lines of the file, the header is line 1
+            "non_positive_price": 9,
+            "non_positive_quantity": 12,
+            "non_product_code": 5,
         },
         "orders": 5,
         "orders_skipped": {"guest_checkout": 1, "no_valid_lines": 1},
@@ -410,3 +417,88 @@ def test_negative_quantity_rule_and_columns_in_any_order(tmp_path: Path) -> None
     assert (order["currency"], order["total"], order["lane"]) == ("EUR", 10.0, None)
     assert refund["event_id"] == "rf-R1-A1"
     assert refund["amount"] == 5.0
+
+
+# --- hostile files ---------------------------------------------------------------------------
+
+_HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+_GOOD = "500001,85123A,WHITE HANGING HEART,6,2010-12-01 09:00:00,2.55,10001,United Kingdom\n"
+
+
+def _row(**values: str) -> str:
+    row = {
+        "InvoiceNo": "500002", "StockCode": "X1", "Description": "d", "Quantity": "1",
+        "InvoiceDate": "2010-12-01 10:00:00", "UnitPrice": "1.0", "CustomerID": "10002",
+        "Country": "UK",
+    }  # fmt: skip
+    row.update(values)
+    return ",".join(row.values()) + "\n"
+
+
+# (name, file bytes, how it must end: an error naming a line, or a rejected row by reason)
+HOSTILE_CSVS: list[tuple[str, bytes, str]] = [
+    ("field_over_128k", (_HEADER + _GOOD + _row(Description='"' + "A" * 200_000 + '"')).encode(),
+     "error:line 3"),
+    ("invalid_utf8", (_HEADER + _GOOD).encode() + _row(Description="caf\udce9").encode(
+        "utf-8", "surrogateescape"), "error:line 3"),
+    ("price_1e400", (_HEADER + _GOOD + _row(UnitPrice="1e400")).encode(), "rejected:bad_price:3"),
+    ("quantity_32_digits", (_HEADER + _GOOD + _row(Quantity="9" * 32)).encode(),
+     "rejected:bad_quantity:3"),
+    ("empty", b"", "error:empty"),
+    ("blank_lines_only", b"\n\n\n", "error:empty"),
+    ("price_nan", (_HEADER + _GOOD + _row(UnitPrice="NaN")).encode(), "rejected:bad_price:3"),
+    ("price_inf", (_HEADER + _GOOD + _row(UnitPrice="-Infinity")).encode(),
+     "rejected:bad_price:3"),
+    ("quantity_1e400", (_HEADER + _GOOD + _row(Quantity="1e400")).encode(),
+     "rejected:bad_quantity:3"),
+    ("year_1", (_HEADER + _GOOD + _row(InvoiceDate="0001-01-01 00:00:00")).encode(),
+     "rejected:date_out_of_range:3"),
+    ("year_9999", (_HEADER + _GOOD + _row(InvoiceDate="9999-12-31 23:59:59")).encode(),
+     "rejected:date_out_of_range:3"),
+    ("customer_id_5000_chars", (_HEADER + _GOOD + _row(CustomerID="1" * 5000)).encode(),
+     "rejected:id_too_long:3"),
+    ("corrupt_gzip", b"\x1f\x8b" + b"garbage" * 100, "error:cannot read"),
+    ("short_row", (_HEADER + _GOOD + "500014,X13\n").encode(), "rejected:malformed_row:3"),
+    ("header_only", _HEADER.encode(), "ok"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "data", "expect"), HOSTILE_CSVS, ids=[c[0] for c in HOSTILE_CSVS])
+def test_hostile_csv_gets_a_clear_error_or_a_rejected_row_never_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, data: bytes, expect: str
+) -> None:
+    from flows.cli import main
+
+    path = tmp_path / f"{name}.csv"
+    path.write_bytes(data)
+    out_dir = tmp_path / "out"
+    try:
+        code = main(["import", str(path), "--out", str(out_dir)])
+    except SystemExit as exc:  # usage errors exit 2 through argparse
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    if expect.startswith("error:"):
+        assert code == 2, out
+        assert expect.removeprefix("error:") in err and path.name in err, err
+        return
+    assert code == 0, err
+    report = orjson.loads((out_dir / "import_report.json").read_bytes())
+    if expect.startswith("rejected:"):
+        _, reason, line = expect.split(":")
+        assert report["rows_rejected"] == {reason: 1}
+        assert report["rows_rejected_first_line"] == {reason: int(line)}
+    for event in _read_jsonl(out_dir / "orders.jsonl"):  # what is written replays cleanly
+        assert isinstance(decode("orders", event), Event), event
+
+
+def test_an_order_with_more_lines_than_the_contract_allows_is_cut_with_a_reason(
+    tmp_path: Path,
+) -> None:
+    lines = [_row(StockCode=f"S{i}") for i in range(MAX_LINES_PER_ORDER + 5)]
+    path = tmp_path / "wide.csv"
+    path.write_text(_HEADER + "".join(lines))
+    stats = import_csv(path, tmp_path / "out", get_mapping("online-retail"))
+    assert stats.rows_rejected == {"too_many_lines_in_order": 5}
+    (order,) = _read_jsonl(tmp_path / "out" / "orders.jsonl")
+    assert isinstance(decode("orders", order), Event)

@@ -27,13 +27,12 @@ from flows.metrics import (
     BoundedLabel,
     SalvageMetrics,
     add_metrics_args,
-    dead_letter_reason,
     endpoint_label,
     metrics_session,
     start_http,
 )
 from flows.replay import ReplayOptions, run_replay
-from operators.contract import decode, format_ts
+from operators.contract import decode, format_ts, parse_ts
 from operators.simulation import simulate
 from operators.uplift import rows_from_outcomes, uplift_by_action
 from operators.window import ExpiryClock, WindowConfig
@@ -193,7 +192,7 @@ def test_bounded_label_is_bounded_stable_and_deterministic(values: list[Any]) ->
 )
 def test_dead_letter_reasons_of_the_decoder(stream: str, raw: Any, expected: str) -> None:
     dead = decode(stream, raw, received_at=0.0)
-    assert dead_letter_reason(dead.reason) == expected
+    assert dead.kind == expected
 
 
 def test_dead_letter_reasons_of_the_clock() -> None:
@@ -215,8 +214,30 @@ def test_dead_letter_reasons_of_the_clock() -> None:
     clock.on_event(ev("1", "o1", "refund_issued", "2026-06-01T10:00:00Z"))
     late = clock.on_event(ev("2", "o2", "ticket_opened", "2026-06-01T08:00:00Z"))[0]
     after = clock.on_event(ev("3", "o1", "ticket_opened", "2026-06-01T10:30:00Z"))[0]
-    assert dead_letter_reason(late.reason) == "late"
-    assert dead_letter_reason(after.reason) == "after_close"
+    assert (late.kind, after.kind) == ("late", "after_close")
+
+
+def test_dead_letters_are_counted_by_kind_not_by_reason_text() -> None:
+    m = _metrics()
+    obs = m.observer()
+    clock = ExpiryClock(WindowConfig(max_future_skew=3600))
+    event = decode(
+        "delivery",
+        {
+            "event_id": "e",
+            "type": "delivered",
+            "order_id": "o",
+            "occurred_at": "2100-01-01T00:00:00Z",
+        },
+        received_at=parse_ts("2026-06-01T00:00:00Z"),
+    )
+    (future,) = clock.on_event(event, event.received_at)
+    obs.on_dead_letter(future)
+    # The reason text starts "future:"; a prefix test counted it as invalid_field.
+    assert _value(m, "salvage_dead_letters_total", stream="delivery", reason="future") == 1
+    assert _value(m, "salvage_dead_letters_total", stream="delivery", reason="invalid_field") == 0
+    for kind in ("future", "too_large", "too_deep", "too_many_events"):
+        assert kind in DEAD_LETTER_REASONS
 
 
 def test_endpoint_labels_never_carry_secrets() -> None:
@@ -338,9 +359,9 @@ def test_decisions_move_open_cases_through_stages() -> None:
     # The monitored case gets an action.
     on("decisions", decision("o1", "product_guidance", value_at_risk=12.0))
     assert stages()["monitored"] == (0, 0.0) and stages()["intervened"] == (2, 42.0)
-    # Outcomes close cases; "open" (end of replay) keeps them.
+    # Outcomes close cases; "censored" (end of replay) keeps them.
     on("outcomes", outcome("o2", "kept", actions=("proactive_reassurance",), retained=80.0))
-    on("outcomes", outcome("o4", "open", actions=("human_review",)))
+    on("outcomes", outcome("o4", "censored", actions=("human_review",)))
     assert stages()["intervened"] == (1, 12.0) and stages()["in_review"] == (1, 50.0)
     assert (
         _value(m, "salvage_decisions_total", action="none", arm="treatment", automated="true") == 2
@@ -419,7 +440,7 @@ def test_outcomes_count_leakage_retained_and_recovery() -> None:
     on("outcomes", outcome("o4", "kept", retained=80.0, at_risk=False))
     on("outcomes", outcome("o5", "chargeback", refund=80.0, arm="control"))
     on("outcomes", outcome("o6", "cancelled"))
-    on("outcomes", outcome("o7", "open"))
+    on("outcomes", outcome("o7", "censored"))
     on("outcomes", outcome("o8", "mystery"))
     leak = sum(
         _value(m, "salvage_refund_leakage_total", arm=a, outcome=o)
@@ -632,11 +653,11 @@ def test_replay_metrics_agree_with_the_outputs(replayed: Any) -> None:
     by_action = Counter(d["action"] for d in decisions)
     for action, n in by_action.items():
         assert total("salvage_decisions", action=action) == n, action
-    # Open cases at the end: decided orders whose outcome is "open", at their latest value.
+    # Open cases at the end: decided orders whose outcome is "censored", at their latest value.
     latest: dict[str, float] = {}
     for d in decisions:
         latest[d["order_id"]] = d["value_at_risk"]
-    still_open = {o["order_id"] for o in outcomes if o["outcome"] == "open"} & set(latest)
+    still_open = {o["order_id"] for o in outcomes if o["outcome"] == "censored"} & set(latest)
     assert sum(_value(m, "salvage_open_cases", stage=s) for s in STAGES) == len(still_open)
     assert sum(_value(m, "salvage_open_value_at_risk", stage=s) for s in STAGES) == pytest.approx(
         sum(latest[o] for o in still_open), abs=0.05
@@ -705,7 +726,12 @@ def _args(*argv: str) -> argparse.Namespace:
 
 def test_metrics_args_and_their_errors(capsys: pytest.CaptureFixture[str]) -> None:
     args = _args("--metrics-port", "9464", "--metrics-file", "m.prom")
-    assert (args.metrics_port, args.metrics_file, args.metrics_addr) == (9464, "m.prom", "0.0.0.0")
+    # Loopback unless told otherwise: metrics are business data.
+    assert (args.metrics_port, args.metrics_file, args.metrics_addr) == (
+        9464,
+        "m.prom",
+        "127.0.0.1",
+    )
     for bad in ("70000", "http"):
         with pytest.raises(SystemExit):
             _args("--metrics-port", bad)
@@ -773,3 +799,29 @@ def test_metric_reference_lists_every_metric_and_no_other() -> None:
     histograms = {f.name for f in registry.collect() if f.type == "histogram"}
     suffixed = {h + s for h in histograms for s in ("_bucket", "_sum", "_count")}
     assert mentioned <= documented_as | suffixed
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "promo-for-jane1@example.com",
+        "jane.doe@example.co.uk",
+        "+49 170 1234567",
+        "call 0170-123 45 67",
+        "(030) 123-4567",
+    ],
+)
+def test_a_value_that_looks_personal_never_becomes_a_label(value: str) -> None:
+    label = BoundedLabel(limit=10)
+    assert label(value) == OTHER and label(value) == OTHER
+    assert label.admitted == [] and label._candidates == {}
+
+
+def test_free_text_labels_are_normalised_and_bounded() -> None:
+    label = BoundedLabel(limit=10)
+    assert label("  Summer\tSale  ") == "Summer Sale"
+    assert label("Summer Sale") == "Summer Sale"  # the same series
+    assert label("\uff53\uff50\uff52\uff49\uff4e\uff47") == "spring"  # NFKC: full-width
+    assert label("a\x00b\u200bc") == "abc"  # control and format characters dropped
+    assert label("x" * 10_000) == "x" * MAX_LABEL_CHARS
+    assert label("   ") == "none"

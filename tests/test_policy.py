@@ -300,3 +300,41 @@ def test_an_action_is_eligible_when_any_clause_holds() -> None:
         for name, case in (("contact", by_contact), ("request", by_request), ("off", withdrawn))
     }
     assert held == {"contact": ["size_fit_contact"], "request": ["size_fit_request"], "off": []}
+
+
+# --- hostile documents ---------------------------------------------------------------------
+
+
+def _laughs(levels: int) -> str:
+    """A small file whose nested aliases stand for 9**levels values."""
+    lines = [
+        "version: 1",
+        'x0: &x0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+    ]
+    for i in range(1, levels + 1):
+        refs = ", ".join([f"*x{i - 1}"] * 9)
+        lines.append(f"x{i}: &x{i} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (_laughs(9), "expands to more than"),  # 4 KB standing for 387 million strings
+        ("version: 1\nx: &a [*a]\n", "refers to itself"),
+        ("version: 1\nx: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+        ("version: 1\nx: !!python/object:os.system ls\n", "not valid YAML"),
+    ],
+    ids=["billion-laughs", "self-alias", "deep", "python-tag"],
+)
+def test_hostile_documents_are_refused_with_a_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    assert len(text) < 50_000
+    with pytest.raises(PolicyError, match=message) as info:
+        RecoveryPolicy.load(path)
+    assert str(info.value).startswith(f"{path}:")
+    assert main(["policy", "check", str(path)]) == 2
+    assert message in capsys.readouterr().err

@@ -218,7 +218,9 @@ def test_prometheus_holds_the_figures_of_the_outputs(scenario: Any) -> None:
     prom, base, _ = scenario
     outcomes = _outcomes(base)
     refunded = sum(o["refund_value"] for o in outcomes)
-    decided = sum(1 for o in outcomes if o["outcome"] not in ("open", "cancelled") and o["at_risk"])
+    decided = sum(
+        1 for o in outcomes if o["outcome"] not in ("censored", "cancelled") and o["at_risk"]
+    )
     assert refunded > 0 and decided > 0
     leak = prom.query("sum(salvage_refund_leakage_total)")
     assert float(leak[0]["value"][1]) == pytest.approx(refunded, rel=1e-9)

@@ -1,13 +1,16 @@
-"""Redis stores against a real redis-server: parity with the in-memory stores, key layout,
-TTLs, at-most-once dispatch, model retention, the case store and its Bytewax sink.
+"""Redis stores against a real redis-server and a real 3-node Redis Cluster: the store
+contract (``state.checks``) for every implementation, parity with the in-memory stores,
+key layout, TTLs, at-most-once dispatch, model retention, the case store and its Bytewax
+sink.
 
-URL parsing and masking are pure unit tests (no server).
+Every test that takes ``store_url`` or ``client`` runs twice: against one redis-server and
+against a Redis Cluster, where a multi-key script or transaction whose keys are not in one
+hash slot fails with CROSSSLOT. URL parsing and masking are pure unit tests (no server).
 """
 
 from __future__ import annotations
 
-import random
-import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import bytewax.operators as op
@@ -22,10 +25,13 @@ from operators.contract import format_ts
 from operators.engine import DecisionEngine
 from operators.policy import RecoveryPolicy
 from state.cases import InMemoryCaseStore
+from state.checks import CHECKS, FAMILIES, LANES, T0, Check, random_outcomes
 from state.context import DAY, InMemoryContextStore
+from state.dispatch import InMemoryDispatchLedger
 from state.models import InMemoryModelStore
 from state.redis_conn import (
     KeyLayout,
+    RedisClient,
     RedisConfigError,
     RedisStoreConfig,
     connect,
@@ -41,32 +47,8 @@ from state.redis_store import (
     RedisStores,
 )
 
-T0 = 1_780_000_000.0  # 2026-05-28, epoch seconds
-FAMILIES = ["skincare", "shoes", "outerwear", None]
-LANES = ["dhl:DE-NL", "ups:FR-FR", "gls:DE-AT", None]
-OUTCOMES = ["refunded", "kept", "exchanged", "chargeback", "cancelled", "open"]
-
-
-def random_outcomes(seed: int, n: int, customers: int = 40) -> list[dict[str, Any]]:
-    """Closed-case outcomes in roughly increasing event time, with some disorder."""
-    rng = random.Random(seed)
-    t = T0
-    out = []
-    for _ in range(n):
-        t += rng.uniform(-6 * 3600, 18 * 3600)  # out-of-order resolutions happen
-        out.append(
-            {
-                "customer_id": rng.choice([f"c{rng.randrange(customers)}", None, ""]),
-                "outcome": rng.choice(OUTCOMES),
-                "refund_value": round(rng.uniform(0, 250), 2) if rng.random() < 0.5 else None,
-                "order_value": rng.uniform(5, 400),
-                "sku_family": rng.choice(FAMILIES),
-                "courier_lane": rng.choice(LANES),
-                "delayed": rng.random() < 0.3,
-                "resolved_at_ts": t,
-            }
-        )
-    return out
+#: The servers every Redis test runs against: fixture name per implementation.
+SERVERS = {"redis": "redis_url", "cluster": "redis_cluster_url"}
 
 
 def assert_same_context(
@@ -81,11 +63,66 @@ def assert_same_context(
         assert red.lane_delay_rate(lane, now) == mem.lane_delay_rate(lane, now), lane
 
 
+@pytest.fixture(params=sorted(SERVERS))
+def store_url(request: pytest.FixtureRequest) -> str:
+    """A flushed redis-server, then a flushed Redis Cluster (``redis+cluster://``)."""
+    return str(request.getfixturevalue(SERVERS[request.param]))
+
+
 @pytest.fixture
-def client(redis_url: str) -> redis.Redis:
-    c = connect(redis_url)
+def client(store_url: str) -> Iterator[RedisClient]:
+    c = connect(store_url)
     yield c
     c.close()
+
+
+# --- the store contract, every implementation -------------------------------------------------
+
+_IN_MEMORY: dict[str, Callable[[], Any]] = {
+    "context": InMemoryContextStore,
+    "cases": InMemoryCaseStore,
+    "dispatch": InMemoryDispatchLedger,
+    "models": lambda: InMemoryModelStore(keep=3),
+}
+_REDIS: dict[str, Callable[[RedisClient], Any]] = {
+    "context": RedisContextStore,
+    "cases": RedisCaseStore,
+    "dispatch": RedisDispatchLedger,
+    "models": lambda c: RedisModelStore(c, keep=3),
+}
+
+
+def _contract_cases() -> list[Any]:
+    cases = []
+    for kind, checks in CHECKS.items():
+        for check in checks:
+            name = check.__name__.removeprefix("check_")
+            cases.append(pytest.param("memory", kind, check, id=f"memory-{name}"))
+            for impl in sorted(SERVERS):
+                mark = pytest.mark.services
+                cases.append(pytest.param(impl, kind, check, id=f"{impl}-{name}", marks=mark))
+    return cases
+
+
+@pytest.mark.parametrize(("impl", "kind", "check"), _contract_cases())
+def test_store_contract(impl: str, kind: str, check: Check, request: pytest.FixtureRequest) -> None:
+    """One contract, every implementation: in memory, one redis-server, a Redis Cluster."""
+    if impl == "memory":
+        shared = _IN_MEMORY[kind]()
+        check(lambda: shared)
+        return
+    url = request.getfixturevalue(SERVERS[impl])
+    clients: list[RedisClient] = []
+
+    def open_store() -> Any:  # a new client on the same server: another worker or process
+        clients.append(connect(url))
+        return _REDIS[kind](clients[-1])
+
+    try:
+        check(open_store)
+    finally:
+        for c in clients:
+            c.close()
 
 
 # --- URLs, masking, settings (no server) -----------------------------------------------------
@@ -191,7 +228,7 @@ def test_keys_of_one_entity_share_a_slot_and_entities_spread() -> None:
 
 @pytest.mark.services
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_context_matches_in_memory_for_the_same_outcomes(client: redis.Redis, seed: int) -> None:
+def test_context_matches_in_memory_for_the_same_outcomes(client: RedisClient, seed: int) -> None:
     outcomes = random_outcomes(seed, 600)
     mem = InMemoryContextStore()
     red = RedisContextStore(client, flush_max_pending=10_000)
@@ -211,7 +248,7 @@ def test_context_matches_in_memory_for_the_same_outcomes(client: redis.Redis, se
 
 
 @pytest.mark.services
-def test_outcomes_wait_for_flush_then_are_visible(client: redis.Redis) -> None:
+def test_outcomes_wait_for_flush_then_are_visible(client: RedisClient) -> None:
     red = RedisContextStore(client, flush_max_pending=1000, flush_max_delay=3600)
     o = random_outcomes(5, 1)[0] | {"customer_id": "c1", "outcome": "refunded"}
     assert red.customer("c1") is None  # cached as unknown
@@ -224,7 +261,7 @@ def test_outcomes_wait_for_flush_then_are_visible(client: redis.Redis) -> None:
 
 
 @pytest.mark.services
-def test_flush_runs_by_itself_when_full_or_old(client: redis.Redis) -> None:
+def test_flush_runs_by_itself_when_full_or_old(client: RedisClient) -> None:
     clock = [0.0]
     red = RedisContextStore(
         client, flush_max_pending=3, flush_max_delay=2.0, clock=lambda: clock[0]
@@ -249,7 +286,7 @@ def test_flush_runs_by_itself_when_full_or_old(client: redis.Redis) -> None:
 
 
 @pytest.mark.services
-def test_read_cache_serves_stale_rates_until_its_ttl(client: redis.Redis) -> None:
+def test_read_cache_serves_stale_rates_until_its_ttl(client: RedisClient) -> None:
     clock = [0.0]
     reader = RedisContextStore(client, cache_seconds=5.0, clock=lambda: clock[0])
     writer = RedisContextStore(client)
@@ -271,7 +308,7 @@ def test_read_cache_serves_stale_rates_until_its_ttl(client: redis.Redis) -> Non
 
 
 @pytest.mark.services
-def test_prefetch_loads_a_batch_of_customers_in_one_round_trip(client: redis.Redis) -> None:
+def test_prefetch_loads_a_batch_of_customers_in_one_round_trip(client: RedisClient) -> None:
     writer = RedisContextStore(client, flush_max_pending=10_000)
     mem = InMemoryContextStore()
     for o in random_outcomes(9, 400, customers=80):
@@ -292,7 +329,7 @@ def test_prefetch_loads_a_batch_of_customers_in_one_round_trip(client: redis.Red
 
 
 @pytest.mark.services
-def test_context_keys_have_the_documented_ttls(client: redis.Redis) -> None:
+def test_context_keys_have_the_documented_ttls(client: RedisClient) -> None:
     red = RedisContextStore(client, customer_ttl_days=10)
     red.record_outcome(
         {"customer_id": "c1", "outcome": "kept", "sku_family": "shoes",
@@ -309,47 +346,19 @@ def test_context_keys_have_the_documented_ttls(client: redis.Redis) -> None:
 
 
 @pytest.mark.services
-def test_dispatch_claims_are_at_most_once_across_connections_and_restarts(
-    redis_url: str,
-) -> None:
-    ids = [f"iv-{i}" for i in range(300)]
-    wins: list[list[str]] = [[], []]
-    barrier = threading.Barrier(2)
-
-    def worker(n: int) -> None:
-        ledger = RedisDispatchLedger(connect(redis_url))  # its own connection
-        barrier.wait()
-        order = ids if n == 0 else list(reversed(ids))
-        wins[n] = [iv for iv in order if ledger.claim(iv, 3600)]
-        ledger.close()
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(wins[0] + wins[1]) == sorted(ids)  # every id claimed exactly once
-    assert not set(wins[0]) & set(wins[1])
-
-    restarted = RedisDispatchLedger(connect(redis_url))  # a new process after a restart
-    assert restarted.claim("iv-7", 3600) is False
-    assert restarted.claim_many(["iv-1", "iv-new", "iv-new"], 3600) == [False, True, False]
-    assert restarted.status("iv-7") == "claimed"
-    assert 3500 < restarted.client.ttl(restarted.keys.dispatch("iv-7")) <= 3600
-
-
-@pytest.mark.services
-def test_dispatch_release_and_delivery_marks(client: redis.Redis) -> None:
+def test_dispatch_claim_many_in_one_pipeline_and_the_ttls(client: RedisClient) -> None:
     ledger = RedisDispatchLedger(client)
-    assert ledger.claim("iv-a", 60)
-    ledger.release("iv-a")
-    assert ledger.status("iv-a") is None
-    assert ledger.claim("iv-a", 60)  # a later run may retry
-    ledger.mark_delivered("iv-a", "delivered", 86400)
-    ledger.release("iv-a")  # too late: it was delivered
-    assert ledger.status("iv-a") == "delivered"
-    assert not ledger.claim("iv-a", 60)
-    assert client.ttl(ledger.keys.dispatch("iv-a")) > 86000
+    assert ledger.claim("iv-7", 3600)
+    assert ledger.claim_many(["iv-1", "iv-7", "iv-new", "iv-new"], 3600) == [
+        True,
+        False,
+        True,
+        False,
+    ]
+    assert ledger.claim_many([], 3600) == []
+    assert 3500 < client.ttl(ledger.keys.dispatch("iv-7")) <= 3600
+    ledger.mark_delivered("iv-7", "delivered", 86400)
+    assert client.ttl(ledger.keys.dispatch("iv-7")) > 86000
     with pytest.raises(ValueError, match="ttl_seconds"):
         ledger.claim("iv-b", 0)
 
@@ -359,7 +368,7 @@ def test_dispatch_release_and_delivery_marks(client: redis.Redis) -> None:
 
 @pytest.mark.services
 def test_model_store_keeps_the_last_versions_and_a_latest_pointer(
-    client: redis.Redis, redis_url: str
+    client: RedisClient, store_url: str
 ) -> None:
     store = RedisModelStore(client, keep=3)
     mem = InMemoryModelStore(keep=3)
@@ -379,7 +388,7 @@ def test_model_store_keeps_the_last_versions_and_a_latest_pointer(
     assert client.hlen(store.keys.model_blobs("propensity")) == 3
     store.save("propensity", 2, b"too old")  # older than every kept version: dropped
     assert store.versions("propensity") == [4, 5, 6]
-    fresh = RedisModelStore(connect(redis_url))  # a restarted process
+    fresh = RedisModelStore(connect(store_url))  # a restarted process
     assert fresh.latest("propensity") == (6, blob(6))
     assert client.ttl(store.keys.model_blobs("propensity")) == -1
     assert store.latest("other") is None
@@ -406,7 +415,7 @@ def _case_records(order_id: str, n_decisions: int) -> list[tuple[str, dict[str, 
 
 
 @pytest.mark.services
-def test_case_store_round_trip_matches_in_memory(client: redis.Redis) -> None:
+def test_case_store_round_trip_matches_in_memory(client: RedisClient) -> None:
     red = RedisCaseStore(client)
     mem = InMemoryCaseStore()
     items = _case_records("o1", 3) + _case_records("o2", 2)
@@ -422,7 +431,7 @@ def test_case_store_round_trip_matches_in_memory(client: redis.Redis) -> None:
 
 
 @pytest.mark.services
-def test_case_lists_are_bounded_and_replays_do_not_duplicate(client: redis.Redis) -> None:
+def test_case_lists_are_bounded_and_replays_do_not_duplicate(client: RedisClient) -> None:
     red = RedisCaseStore(client, max_list=4)
     items = _case_records("o1", 6)
     red.write_batch(items)
@@ -433,7 +442,7 @@ def test_case_lists_are_bounded_and_replays_do_not_duplicate(client: redis.Redis
 
 
 @pytest.mark.services
-def test_case_keys_expire_open_ttl_then_closed_ttl_after_the_outcome(client: redis.Redis) -> None:
+def test_case_keys_expire_open_ttl_then_closed_ttl_after_the_outcome(client: RedisClient) -> None:
     red = RedisCaseStore(client, open_ttl_days=20, closed_ttl_days=90)
     red.write_batch(_case_records("o1", 1))
     keys = red.keys.case_keys("o1")
@@ -446,7 +455,7 @@ def test_case_keys_expire_open_ttl_then_closed_ttl_after_the_outcome(client: red
 
 
 @pytest.mark.services
-def test_case_store_rejects_records_it_cannot_file(client: redis.Redis) -> None:
+def test_case_store_rejects_records_it_cannot_file(client: RedisClient) -> None:
     red = RedisCaseStore(client)
     with pytest.raises(ValueError, match="unknown case record kind"):
         red.write_batch([("example", {"order_id": "o1"})])
@@ -455,13 +464,13 @@ def test_case_store_rejects_records_it_cannot_file(client: redis.Redis) -> None:
 
 
 @pytest.mark.services
-def test_case_sink_writes_each_batch_to_the_store(redis_url: str) -> None:
+def test_case_sink_writes_each_batch_to_the_store(store_url: str) -> None:
     items = _case_records("o1", 2) + _case_records("o2", 1)
     flow = Dataflow("case_sink_test")
     stream = op.input("in", flow, TestingSource(items, batch_size=3))
-    op.output("out", stream, CaseStoreSink(lambda: RedisCaseStore(connect(redis_url))))
+    op.output("out", stream, CaseStoreSink(lambda: RedisCaseStore(connect(store_url))))
     run_main(flow)
-    store = RedisCaseStore(connect(redis_url))
+    store = RedisCaseStore(connect(store_url))
     mem = InMemoryCaseStore()
     write_case_records(mem, items)
     assert store.get("o1") == mem.get("o1")
@@ -479,7 +488,7 @@ def _event(type_: str, order_id: str, hours: float, **fields: Any) -> dict[str, 
 
 
 @pytest.mark.services
-def test_flow_with_case_views_fills_the_case_store(redis_url: str) -> None:
+def test_flow_with_case_views_fills_the_case_store(store_url: str) -> None:
     """The real dataflow with ``emit_case_views``: every order ends up in the store with
     its view, decisions and outcome, exactly as the flow emitted them."""
     promised = T0 + 48 * 3600
@@ -518,14 +527,14 @@ def test_flow_with_case_views_fills_the_case_store(redis_url: str) -> None:
         emit_case_views=True,
     )
     streams = build_streams(parts)
-    attach_case_store(streams, lambda: RedisCaseStore(connect(redis_url)))
+    attach_case_store(streams, lambda: RedisCaseStore(connect(store_url)))
     emitted: dict[str, list[dict[str, Any]]] = {}
     for name in ("cases", "decisions", "interventions", "outcomes"):
         emitted[name] = []
         op.output(f"test_{name}", streams.records[name], TestingSink(emitted[name]))
     run_main(streams.flow)
 
-    store = RedisCaseStore(connect(redis_url))
+    store = RedisCaseStore(connect(store_url))
     for oid in ("o1", "o2"):
         case = store.get(oid)
         assert case is not None, oid
@@ -546,14 +555,14 @@ def test_flow_with_case_views_fills_the_case_store(redis_url: str) -> None:
 
 
 @pytest.mark.services
-def test_stores_share_one_client_and_close_flushes(redis_url: str) -> None:
-    stores = RedisStores.open(RedisStoreConfig(redis_url, prefix="t1"))
+def test_stores_share_one_client_and_close_flushes(store_url: str) -> None:
+    stores = RedisStores.open(RedisStoreConfig(store_url, prefix="t1"))
     assert stores.context.client is stores.cases.client is stores.dispatch.client
     stores.context.record_outcome({"customer_id": "c9", "outcome": "kept", "resolved_at_ts": T0})
     stores.close()
-    check = RedisContextStore(connect(redis_url), "t1")
+    check = RedisContextStore(connect(store_url), "t1")
     assert check.customer("c9") is not None
-    assert RedisContextStore(connect(redis_url)).customer("c9") is None  # other prefix
+    assert RedisContextStore(connect(store_url)).customer("c9") is None  # other prefix
 
 
 @pytest.mark.services

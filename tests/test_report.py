@@ -53,7 +53,7 @@ def outcome(
     reason: str | None = None,
 ) -> dict[str, Any]:
     retained = value if kind in ("kept", "exchanged") else max(value - refund, 0.0)
-    if kind in ("open", "cancelled", "chargeback"):
+    if kind in ("censored", "cancelled", "chargeback"):
         retained = 0.0
     return {
         "order_id": oid,
@@ -182,7 +182,7 @@ def test_daily_leakage_sums_resolved_cases_per_day_and_fills_gaps() -> None:
         outcome("c", "kept", "2026-06-01", value=80.0),
         outcome("d", "kept", "2026-06-01", value=999.0, at_risk=False),
         outcome("e", "refunded", "2026-06-03", refund=10.0),
-        outcome("f", "open", None),
+        outcome("f", "censored", None),
         outcome("g", "exchanged", "2026-06-03", value=60.0),
     ]
     for o in rows:
@@ -200,7 +200,7 @@ def test_daily_leakage_sums_resolved_cases_per_day_and_fills_gaps() -> None:
     assert third.retained_revenue == pytest.approx(90.0 + 60.0)
     assert agg.refund_leakage == pytest.approx(observed_totals(rows)["refund_leakage"])
     assert agg.retained_revenue == pytest.approx(observed_totals(rows)["retained_revenue"])
-    assert agg.outcome_counts["open"] == 1
+    assert agg.outcome_counts["censored"] == 1
 
 
 def test_recovery_rate_by_segment_counts_resolved_at_risk_cases_only() -> None:
@@ -209,7 +209,7 @@ def test_recovery_rate_by_segment_counts_resolved_at_risk_cases_only() -> None:
         outcome("1", "kept", "2026-06-02", lane="DE-NL"),
         outcome("2", "exchanged", "2026-06-02", lane="DE-NL"),
         outcome("3", "refunded", "2026-06-02", refund=50.0, lane="DE-NL"),
-        outcome("4", "open", None, lane="DE-NL"),  # still open: not in the rate
+        outcome("4", "censored", None, lane="DE-NL"),  # still open: not in the rate
         outcome("5", "cancelled", "2026-06-02", lane="DE-NL"),  # cancelled: not in the rate
         outcome("6", "kept", "2026-06-02", lane="DE-NL", at_risk=False),  # never at risk
         outcome("7", "refunded", "2026-06-02", refund=30.0, lane="FR-ES"),
@@ -381,9 +381,9 @@ def test_calibration_uses_the_models_block_and_the_first_scores() -> None:
 def demo_model(n: int = 40, **kwargs: Any) -> Any:
     outcomes = []
     for i in range(n):
-        kind = ("refunded", "kept", "exchanged", "open", "chargeback")[i % 5]
+        kind = ("refunded", "kept", "exchanged", "censored", "chargeback")[i % 5]
         refund = 30.0 + i if kind in ("refunded", "chargeback") else 0.0
-        day = None if kind == "open" else f"2026-06-{1 + i % 20:02d}"
+        day = None if kind == "censored" else f"2026-06-{1 + i % 20:02d}"
         arm = "control" if i % 4 == 0 else "treatment"
         action = ("proactive_reassurance", "exchange_first_offer")[i % 2]
         outcomes.append(

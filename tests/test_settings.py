@@ -152,6 +152,51 @@ def test_config_show_masks_every_secret(tmp_path: Path, capsys, monkeypatch) -> 
     assert shown["webhooks"]["endpoints"]["messaging"]["secret"] == "****"
     assert shown["webhooks"]["endpoints"]["support"]["secret"] == "(not set)"
     assert shown["workers"] == 2
+    assert shown["metrics_addr"] == "127.0.0.1"
+
+
+def test_config_show_masks_url_tokens_and_header_values(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    from flows.cli import main
+    from flows.dispatch import Dispatcher
+    from state.dispatch import InMemoryDispatchLedger
+
+    for name in list(__import__("os").environ):
+        if name.startswith("SALVAGE_"):
+            monkeypatch.delenv(name)
+    text = FILE.replace(
+        '"https://msg.example/hooks"',
+        '"https://bot:url-pw-1@msg.example/services/T0/url-token-2?token=url-token-3"',
+    ).replace(
+        "secret_env: SUPPORT_SECRET}",
+        "secret_env: SUPPORT_SECRET, headers: {Authorization: Bearer header-token-4}}",
+    )
+    monkeypatch.setenv("SALVAGE_CONFIG", str(write(tmp_path, text)))
+    monkeypatch.setenv("SALVAGE_REDIS_PASSWORD", "redis-pw-5")
+    monkeypatch.setenv("SALVAGE_KAFKA__SECURITY__SASL_PASSWORD", "kafka-pw-6")
+    monkeypatch.setenv("MSG_SECRET", "hook-secret-7")
+    assert main(["config", "show"]) == 0
+    out = capsys.readouterr().out
+    secrets = ["url-pw-1", "url-token-2", "url-token-3", "header-token-4", "redis-pw-5",
+               "kafka-pw-6", "hook-secret-7"]  # fmt: skip
+    assert [s for s in secrets if s in out] == []
+    shown = yaml.safe_load(out)["webhooks"]["endpoints"]
+    assert shown["messaging"]["url"] == "https://bot:****@msg.example/****?token=****"
+    assert shown["support"]["headers"] == {"Authorization": "****"}
+    # No repr holds a secret: settings, the dispatcher and its endpoints.
+    settings = load_settings(tmp_path / "salvage.yaml", env=dict(__import__("os").environ))
+    dispatcher = Dispatcher(
+        settings.webhooks,
+        {"messaging": "hook-secret-7", "support": "hook-secret-7"},
+        InMemoryDispatchLedger(),
+        lambda _r: None,
+    )
+    try:
+        texts = [repr(settings), repr(dispatcher), *map(repr, dispatcher._endpoints.values())]
+        assert [s for s in secrets if any(s in t for t in texts)] == []
+    finally:
+        dispatcher.close(0)
 
 
 def test_config_show_reports_bad_settings_as_usage_errors(capsys, monkeypatch) -> None:
@@ -216,7 +261,10 @@ def test_compose_file_is_consistent(tmp_path: Path) -> None:
     for ep in settings.webhooks.endpoints.values():
         assert f"//webhook-receiver:{port}/" in ep.url
         assert ep.secret_env in receiver["environment"]
-    assert f"{settings.metrics_port}:{settings.metrics_port}" in salvage["ports"]
+    # Inside the container the port binds every interface (the default is loopback), and
+    # the host publishes it on its own loopback only.
+    assert settings.metrics_addr == "0.0.0.0"
+    assert f"127.0.0.1:{settings.metrics_port}:{settings.metrics_port}" in salvage["ports"]
     assert settings.recovery.dir.startswith("/var/lib/salvage")
     assert any(v.endswith(":/var/lib/salvage") for v in salvage["volumes"])
 
@@ -268,6 +316,7 @@ def test_kubernetes_manifests_are_consistent(tmp_path: Path) -> None:
     container = sts["spec"]["template"]["spec"]["containers"][0]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["metrics"] == settings.metrics_port
+    assert settings.metrics_addr == "0.0.0.0"  # the default (loopback) is unreachable in a pod
     [svc_port] = svc["spec"]["ports"]
     assert svc_port["targetPort"] in ports and svc_port["port"] == settings.metrics_port
     annotations = sts["spec"]["template"]["metadata"]["annotations"]

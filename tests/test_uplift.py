@@ -131,7 +131,7 @@ def test_rows_from_outcomes_keep_decided_closed_orders_with_an_action() -> None:
         outcome("a", "refunded", "treatment", [EXCHANGE, REASSURE], 40.0),
         outcome("b", "chargeback", "control", [EXCHANGE], 55.0),
         outcome("c", "kept", "control", [REASSURE]),
-        outcome("d", "open", "treatment", [EXCHANGE]),  # no label yet
+        outcome("d", "censored", "treatment", [EXCHANGE]),  # no label yet
         outcome("e", "cancelled", "treatment", [EXCHANGE]),  # never a refund question
         outcome("f", "refunded", "treatment", [], 10.0),  # no action: nothing to compare
         outcome("g", "refunded", None, [EXCHANGE], 10.0),  # never decided

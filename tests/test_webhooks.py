@@ -126,3 +126,82 @@ def test_cli_verify_exit_codes(tmp_path: Path, capsys, monkeypatch) -> None:
     )
     assert code == 2
     assert "HOOK_SECRET is not set" in err
+
+
+# --- hostile headers, tolerances and replays -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "t=5,v1=é" + "0" * 63,  # non-ASCII signature: hmac.compare_digest raised TypeError
+        "t=" + "9" * 400 + ",v1=" + "0" * 64,  # the age check overflowed a float
+        "t=-5,v1=" + "0" * 64,
+        "t=٣,v1=" + "0" * 64,  # a digit, but not an ASCII one
+    ],
+)
+def test_verify_never_raises_on_hostile_headers(header: str) -> None:
+    receiver = _example_receiver()
+    assert verify("k", b"{}", header, now=5) is False
+    assert receiver.verify("k", b"{}", header, now=5) is False
+    assert isinstance(explain("k", b"{}", header, now=5), str)
+
+
+@given(st.text(max_size=300), st.floats() | st.integers(-(10**30), 10**30))
+def test_verify_never_raises(header: str, tolerance: float) -> None:
+    assert verify("k", b"{}", header, tolerance_seconds=tolerance, now=5) in (True, False)
+
+
+@pytest.mark.parametrize("tolerance", [float("nan"), float("inf"), -1.0])
+def test_non_finite_or_negative_tolerance_accepts_nothing(tolerance: float) -> None:
+    old = sign("k", b"{}", timestamp=0)  # signed in 1970
+    assert not verify("k", b"{}", old, tolerance_seconds=tolerance, now=1_700_000_000)
+    assert not verify("k", b"{}", sign("k", b"{}", 100), tolerance_seconds=tolerance, now=100)
+    receiver = _example_receiver()
+    assert not receiver.verify("k", b"{}", old, now=1_700_000_000, tolerance=tolerance)
+
+
+def test_cli_refuses_a_non_finite_tolerance(tmp_path: Path, capsys, monkeypatch) -> None:
+    path = tmp_path / "body.json"
+    path.write_bytes(b"{}")
+    header = sign("clisecret", b"{}", timestamp=0)
+    with pytest.raises(SystemExit) as exc:
+        _cli("--secret-env", "HOOK_SECRET", "--header", header, "--body-file", str(path),
+             "--tolerance", "nan", capsys=capsys, monkeypatch=monkeypatch)  # fmt: skip
+    assert exc.value.code == 2
+    assert "finite" in capsys.readouterr().err
+
+
+def test_example_receiver_deduplicates_on_the_signed_intervention_id() -> None:
+    """A captured request replayed with fresh Idempotency-Keys is processed once."""
+    import json
+    import threading
+    import urllib.request
+
+    module = _example_receiver()
+    server = module.Receiver(("127.0.0.1", 0), "s3cret")
+    assert "s3cret" not in repr(server)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/"
+        body = json.dumps(
+            {"intervention_id": "iv-1", "intervention": {"action": "a", "order_id": "o"}}
+        ).encode()
+        header = sign("s3cret", body)
+        answers = []
+        for key in ("k-1", "k-2", "k-3"):
+            request = urllib.request.Request(
+                url,
+                data=body,
+                method="POST",
+                headers={"X-Salvage-Signature": header, "Idempotency-Key": key},
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:
+                answers.append(response.read().decode())
+        assert answers == ["ok", "already processed", "already processed"]
+        assert server.processed == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import tracemalloc
 from collections import Counter
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from operators.case import OrderCase
-from operators.contract import DeadLetter, Event
+from operators.contract import DeadLetter, Event, format_ts
 from operators.window import CaseWindow, Expire, ExpiryClock, WindowConfig, run_in_memory
 from tests.helpers import (
     DAY,
@@ -26,6 +27,9 @@ from tests.helpers import (
 )
 
 CFG = WindowConfig()  # 6 h lateness, 30 d after delivery, 45 d after placed, 14 d tombstones
+# Most tests below move event time with single events days apart (each stands for days of
+# traffic): a jump needs no second event to confirm it there.
+CFG = dataclasses.replace(CFG, max_jump=None)
 
 
 def run(records: Iterable[dict[str, Any]], config: WindowConfig = CFG, close_at_eof: bool = True):
@@ -141,7 +145,7 @@ def test_out_of_order_within_lateness_is_accepted_and_the_timeline_sorted() -> N
 
 
 def test_lateness_is_configurable() -> None:
-    strict = WindowConfig(allowed_lateness=0.0)
+    strict = WindowConfig(allowed_lateness=0.0, max_jump=None)
     *_, dead, _ = run([order_placed("o-1", 0), filler(2), body("shipped", "o-1", 1)], strict)
     assert [d.reason.split(":")[0] for d in dead] == ["late"]
     *_, dead, _ = run([order_placed("o-1", 0), filler(2), body("shipped", "o-1", 1)])
@@ -183,9 +187,12 @@ def test_undelivered_case_expires_45_days_after_the_order() -> None:
 
 
 def test_expiry_does_not_happen_at_eof_before_the_deadline_even_late_in_wall_time() -> None:
-    outputs, windows, clock, *_ = run([order_placed("o-1", 0), body("delivered", "o-1", 50)])
-    assert outcomes(outputs)["o-1"]["outcome"] == "open"
-    assert outcomes(outputs)["o-1"]["resolved_at"] is None
+    outputs, windows, clock, *_ = run(
+        [order_placed("o-1", 0), body("delivered", "o-1", 50), filler(60)]
+    )
+    # Censored at the end of input (the last event of the whole input, not of this case).
+    assert outcomes(outputs)["o-1"]["outcome"] == "censored"
+    assert outcomes(outputs)["o-1"]["resolved_at"] == format_ts(epoch(60))
     assert windows == {}  # EOF closes every window
     assert clock.windows  # the clock still tracks it: no Expire was emitted
 
@@ -204,7 +211,7 @@ def test_delivery_moves_the_deadline_earlier_or_later() -> None:
     assert outcomes(outputs)["o-1"]["outcome"] == "kept"
     late = [order_placed("o-2", 0), body("delivered", "o-2", 20 * 24)]  # 20 + 30 days > 45
     outputs, *_ = run([*late, filler(46 * 24)])
-    assert outcomes(outputs)["o-2"]["outcome"] == "open"
+    assert outcomes(outputs)["o-2"]["outcome"] == "censored"
 
 
 def test_exactly_one_outcome_per_order_across_resolutions_and_expiries() -> None:
@@ -259,7 +266,7 @@ def test_pending_case_anchor_moves_to_the_order_when_it_arrives() -> None:
     assert windows["o-1"].case.shipped_at == epoch(10)
     # Past the first signal's deadline, short of the order's: still open at EOF.
     outputs, *_ = run([*records, filler(12 + 45 * 24 - 0.01)])
-    assert outcomes(outputs)["o-1"]["outcome"] == "open"
+    assert outcomes(outputs)["o-1"]["outcome"] == "censored"
     outputs, *_ = run([*records, filler(12 + 45 * 24 + 6)])
     assert outcomes(outputs)["o-1"]["resolved_at"] == "2026-07-16T12:00:00Z"
 
@@ -471,7 +478,7 @@ def _placed(order_id: str, hours: float, source: str) -> Event:
 
 def test_a_partition_read_ahead_makes_no_event_of_a_slower_one_late() -> None:
     cfg = WindowConfig(allowed_lateness=3600.0, window_after_placed=10 * 3600.0,
-                       sources=("p0", "p1"))  # fmt: skip
+                       sources=("p0", "p1"), max_jump=None)  # fmt: skip
     clock = ExpiryClock(cfg)
     # p0 is read three days ahead (a backlog): with one input its events would make p1's late.
     for i in range(4):
@@ -501,3 +508,48 @@ def test_a_quiet_partition_is_taken_as_caught_up_on_idle_advance() -> None:
     out = clock.advance_idle(placed.occurred_at + 2 * 3600)
     assert out == [Expire("o-quiet", placed.occurred_at + 3600)]
     assert clock.source_max == {"p0": placed.occurred_at + 7200, "p1": placed.occurred_at + 7200}
+
+
+def test_a_single_outlier_cannot_advance_the_watermark() -> None:
+    from operators.contract import decode
+
+    clock = ExpiryClock(WindowConfig(max_future_skew=None))  # a bad clock the guard missed
+    for i, h in enumerate([0, 1, 2]):
+        clock.on_event(decode("orders", order_placed(f"o-{i}", h)))
+    wm = clock.watermark
+    outlier = decode("orders", order_placed("o-2100", 24 * 365 * 74))
+    assert clock.on_event(outlier) == [outlier]  # accepted: it may be the next day's traffic
+    assert clock.watermark == wm
+    # The stream goes on where it was: nothing late, and a restore keeps the outlier pending.
+    following = decode("orders", order_placed("o-3", 3))
+    assert clock.on_event(following) == [following]
+    clock = ExpiryClock.restore(clock.config, clock.snapshot())
+    assert clock.pending == {"": [outlier.occurred_at]}
+    assert clock.on_eof() == []  # end of input does not expire up to 2100 either
+    # A second event near the jump confirms it: a real gap in the traffic.
+    later = [decode("orders", order_placed(f"o-next-{i}", 24 * 3 + i)) for i in range(2)]
+    clock.on_event(later[0])
+    assert clock.watermark == following.occurred_at - CFG.allowed_lateness
+    clock.on_event(later[1])
+    assert clock.watermark == later[0].occurred_at - CFG.allowed_lateness
+
+
+def test_events_per_case_are_bounded_and_a_resolution_still_closes() -> None:
+    from operators.contract import MAX_EVENTS_PER_CASE, decode
+
+    clock = ExpiryClock(CFG)
+    admitted = dead = 0
+    for i in range(MAX_EVENTS_PER_CASE + 5):
+        ev = decode("support", support("customer_message", "o-noisy", i / 1000, event_id=f"m{i}"))
+        (out,) = clock.on_event(ev)
+        if isinstance(out, DeadLetter):
+            assert out.kind == "too_many_events" and out.order_id == "o-noisy"
+            dead += 1
+        else:
+            admitted += 1
+    assert (admitted, dead) == (MAX_EVENTS_PER_CASE, 5)
+    restored = ExpiryClock.restore(CFG, clock.snapshot())
+    noisy = decode("support", support("customer_message", "o-noisy", 2.0, event_id="m-x"))
+    assert isinstance(restored.on_event(noisy)[0], DeadLetter)
+    closing = decode("refunds", body("refund_issued", "o-noisy", 2.0, amount=1.0))
+    assert restored.on_event(closing)[0] is closing

@@ -7,6 +7,7 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,7 @@ def simulate(
     invalid_rate: float = 0.0,
     world_seed: int = DEFAULT_WORLD_SEED,
     misspecified: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> SimulationStats:
     """Generate ``orders`` orders of ``scenario`` into ``out_dir``; deterministic in the seeds.
 
@@ -173,7 +175,8 @@ def simulate(
     each sorted by ``occurred_at`` apart from the injected late and duplicate deliveries, plus
     ``ground_truth.jsonl`` (one row per order), ``world.json`` and ``scenario.json``.
     ``invalid_rate`` mixes clearly invalid lines into the streams, for testing validation
-    paths only.
+    paths only. ``progress(n)`` is told the number of orders generated so far (a progress
+    display).
     """
     if orders < 1:
         raise ValueError("orders must be >= 1")
@@ -212,6 +215,8 @@ def simulate(
                 row = model.generate(idx, t0, emit)
                 stats.at_risk += row["at_risk"]
                 truth.write(orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n")
+                if progress is not None:
+                    progress(idx + 1)
         del times
         for name, spill in zip(STREAM_NAMES, spills, strict=True):
             stream_path(out_dir, name, compress=not compress).unlink(missing_ok=True)

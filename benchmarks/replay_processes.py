@@ -1,0 +1,99 @@
+"""Scaling with processes: one replay on 1 process against the same replay on N processes.
+
+Simulates ``launch-week-backlog`` once, replays it with one process (``run_replay``, one
+worker) and with a local Bytewax cluster of ``--processes`` processes (``salvage replay
+--processes N``, ``flows/cluster.py``), and prints, from this one run: wall time and
+events/s of each, the ratio N-process / 1-process, the CPU seconds each used (so a
+loaded machine shows as wall time well above CPU time), and whether every order closed
+with the same outcome (kind, resolution time, values) in both.
+
+The 1-process figure includes the same start-up the cluster pays (a fresh interpreter per
+run), so the ratio compares like with like. Learning is off by default: with learning on,
+processes without the learner step score with the heuristic (their context and models
+are their own, see flows/cluster.py), which would flatter the cluster.
+
+Run: ``python benchmarks/replay_processes.py [--orders 100000] [--processes 2] [--learning]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from flows.cluster import run_cluster_replay  # noqa: E402
+from flows.replay import ReplayOptions, run_replay  # noqa: E402
+from flows.sinks import read_jsonl  # noqa: E402
+from operators.simulation import simulate  # noqa: E402
+
+OUTCOME_FIELDS = ("outcome", "resolved_at", "refund_value", "retained_value", "order_value")
+
+
+def _one_process(data: str, out: str, options: ReplayOptions) -> None:
+    run_replay(Path(data), Path(out), options=options)
+
+
+def children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def outcomes(out: Path) -> dict[str, tuple[Any, ...]]:
+    return {
+        o["order_id"]: tuple(o[k] for k in OUTCOME_FIELDS)
+        for o in read_jsonl(out / "outcomes.jsonl")
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--orders", type=int, default=100_000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--learning", action="store_true", help="online models on (see above)")
+    args = ap.parse_args()
+    options = ReplayOptions(learn=args.learning)
+    ctx = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "input"
+        stats = simulate("launch-week-backlog", args.orders, args.seed, data)
+        events = sum(stats.events.values())
+        print(f"simulated {args.orders:,} orders, {events:,} events")
+
+        one_out = Path(tmp) / "one"
+        cpu0, t0 = children_cpu(), time.perf_counter()
+        proc = ctx.Process(target=_one_process, args=(str(data), str(one_out), options))
+        proc.start()
+        proc.join()
+        if proc.exitcode != 0:
+            raise SystemExit(f"the 1-process replay failed ({proc.exitcode})")
+        one_s, one_cpu = time.perf_counter() - t0, children_cpu() - cpu0
+
+        many_out = Path(tmp) / "many"
+        cpu0, t0 = children_cpu(), time.perf_counter()
+        done = run_cluster_replay(data, many_out, None, options, args.processes)
+        many_s, many_cpu = time.perf_counter() - t0, children_cpu() - cpu0
+
+        a, b = outcomes(one_out), outcomes(many_out)
+        same = sum(1 for k, v in a.items() if b.get(k) == v)
+        rate = events / one_s
+        print(f"{'1 process':<14} {one_s:7.1f} s  {rate:>9,.0f} events/s  cpu {one_cpu:6.1f} s")
+        print(
+            f"{f'{args.processes} processes':<14} {many_s:7.1f} s  {events / many_s:>9,.0f} "
+            f"events/s  cpu {many_cpu:6.1f} s  (records per process {done['process_records']})"
+        )
+        print(f"ratio {args.processes} processes / 1 process: {one_s / many_s:.2f}")
+        print(f"orders with the same outcome: {same:,} of {len(a):,} ({len(b):,} in the cluster)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

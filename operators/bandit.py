@@ -1,0 +1,348 @@
+"""Which action to take: Thompson sampling over Bayesian logistic models of
+P(refund within the label horizon | action, context), one model per action (``none`` too).
+
+Each model is a logistic regression on one-hot *segment* features (decision point, courier
+lane, SKU family, support intent, customer tier, campaign, and an intercept) with the
+heuristic prior as a fixed offset::
+
+    logit P(refund | none, x) = logit(prior_none(x))            + sum_k w_none[k]
+    logit P(refund | a,    x) = logit(prior_none(x) * (1 - r_a(x))) + sum_k w_a[k]
+
+where ``prior_none`` and ``r_a`` are :class:`~operators.scoring.HeuristicScorer`'s
+P(refund | no action) and P(recovered | a). Every weight has an independent Gaussian
+posterior (mean, precision) that starts at (0, ``prior_precision``) and is updated online
+with the Laplace approximation of Chapelle & Li (2011), "An Empirical Evaluation of
+Thompson Sampling", Algorithm 3, one outcome at a time. The weights of one case are a few
+one-hot keys, so the logit of an arm is a sum of independent Gaussians: one normal draw
+per arm samples it.
+
+How fast data overrule the prior: an outcome at predicted rate ``p`` adds ``p (1 - p)`` to
+the precision of every key it touches, so a key (e.g. ``lane=DE-NL`` for reassurance) has
+learned as much from ``n`` outcomes as the prior says once ``n p (1 - p) = prior_precision``.
+``prior_precision = prior_outcomes / 4`` makes that ``prior_outcomes`` outcomes at p = 0.5
+(more at rarer rates: 1.6x at p = 0.2).
+
+>>> post = BanditLearner(prior_precision=2.0)
+>>> keys = ("*", "lane=A")
+>>> for i in range(400):  # 3 in 10 cases reassured in lane A still ask for a refund
+...     post.update("proactive_reassurance", keys, 0.0, int(i % 10 < 3))
+>>> snap = post.posterior()
+>>> mu, var = snap.moments("proactive_reassurance", keys, 0.0)
+>>> round(sigmoid(mu), 2), var < 0.03
+(0.3, True)
+>>> snap.moments("none", keys, 0.0)  # no outcome of doing nothing yet: the prior
+(0.0, 1.0)
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from operators.decision import unit_hash
+from operators.vocabulary import DecisionPoint
+
+NONE = "none"
+
+#: Event type -> decision point (Interface B of the decision records).
+POINT_OF_TYPE: dict[str, DecisionPoint] = {
+    "order_placed": DecisionPoint.ORDER,
+    "delayed": DecisionPoint.DELAY,
+    "exception": DecisionPoint.DELAY,
+    "failed_attempt": DecisionPoint.DELAY,
+    "lost": DecisionPoint.DELAY,
+    "returned_to_sender": DecisionPoint.DELAY,
+    "ticket_opened": DecisionPoint.TICKET,
+    "customer_message": DecisionPoint.TICKET,
+    "refund_requested": DecisionPoint.REQUEST,
+    "return_requested": DecisionPoint.REQUEST,
+    "exchange_requested": DecisionPoint.REQUEST,
+}
+
+#: Thompson draws per decision: the choice is one of them (picked by the decision's seed),
+#: so the logged propensity is exact given the draws, at a resolution of 1/DRAWS.
+DRAWS = 32
+
+
+def point_of(event_type: str) -> DecisionPoint:
+    """The decision point of a trigger event type.
+
+    >>> point_of("delayed"), point_of("ticket_resolved")
+    (<DecisionPoint.DELAY: 'delay'>, <DecisionPoint.OTHER: 'other'>)
+    """
+    return POINT_OF_TYPE.get(event_type, DecisionPoint.OTHER)
+
+
+def customer_tier(orders_before: int | None) -> str:
+    """``new`` (no earlier order), ``regular`` (1-5) or ``loyal`` (6 or more).
+
+    >>> [customer_tier(n) for n in (None, 0, 3, 9)]
+    ['new', 'new', 'regular', 'loyal']
+    """
+    if not orders_before:
+        return "new"
+    return "loyal" if orders_before >= 6 else "regular"
+
+
+def _lane(lane: str | None) -> str:
+    # "dhl:DE-NL" -> "DE-NL": the route is what the effect depends on, the courier is in it.
+    if not lane:
+        return "-"
+    return lane.rsplit(":", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """The segment of a decision: what the bandit's models condition on."""
+
+    point: str
+    lane: str
+    family: str
+    intent: str
+    tier: str
+    campaign: str
+
+    @classmethod
+    def of(
+        cls,
+        point: str,
+        lane: str | None,
+        family: str | None,
+        intent: str | None,
+        orders_before: int | None,
+        campaign: str | None,
+    ) -> Context:
+        """
+        >>> c = Context.of("request", "dhl:DE-NL", "skincare", None, 2, None)
+        >>> c.segment
+        'request|DE-NL|skincare|regular'
+        >>> c.keys()
+        ('*', 'p=request', 'l=DE-NL', 'f=skincare', 'i=-', 't=regular', 'c=-')
+        """
+        return cls(
+            str(point), _lane(lane), family or "-", intent or "-",
+            customer_tier(orders_before), campaign or "-",
+        )  # fmt: skip
+
+    @property
+    def segment(self) -> str:
+        """The short key logged on decision records."""
+        return f"{self.point}|{self.lane}|{self.family}|{self.tier}"
+
+    def keys(self) -> tuple[str, ...]:
+        """The one-hot features (``*``: the intercept, shared by every case of an arm)."""
+        return (
+            "*", f"p={self.point}", f"l={self.lane}", f"f={self.family}",
+            f"i={self.intent}", f"t={self.tier}", f"c={self.campaign}",
+        )  # fmt: skip
+
+
+def logit(p: float) -> float:
+    p = min(max(p, 1e-4), 1.0 - 1e-4)
+    return math.log(p / (1.0 - p))
+
+
+def sigmoid(z: float) -> float:
+    if z < -35.0:
+        return 0.0
+    if z > 35.0:
+        return 1.0
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def prior_offsets(
+    p_none: float, recovery: dict[str, float], actions: Iterable[str]
+) -> dict[str, float]:
+    """The fixed offsets: logit of the heuristic P(refund | arm) for ``none`` and ``actions``.
+
+    >>> o = prior_offsets(0.5, {"a": 0.5}, ["a"])
+    >>> round(o["none"], 3), round(o["a"], 3)
+    (0.0, -1.099)
+    """
+    out = {NONE: logit(p_none)}
+    for a in actions:
+        out[a] = logit(p_none * (1.0 - recovery.get(a, 0.0)))
+    return out
+
+
+@dataclass(frozen=True)
+class BanditPosterior:
+    """An immutable copy of the posteriors (what scorers read): per arm, per key, the
+    weight's (mean, precision); keys never updated are at (0, ``prior_precision``)."""
+
+    prior_precision: float
+    arms: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def moments(self, arm: str, keys: Sequence[str], offset: float) -> tuple[float, float]:
+        """Mean and variance of the arm's logit for a case with these keys."""
+        weights = self.arms.get(arm)
+        prior_var = 1.0 / self.prior_precision
+        if not weights:
+            return offset, len(keys) * prior_var
+        mu, var = offset, 0.0
+        for k in keys:
+            w = weights.get(k)
+            if w is None:
+                var += prior_var
+            else:
+                mu += w[0]
+                var += 1.0 / w[1]
+        return mu, var
+
+
+class BanditLearner:
+    """The mutable posteriors; only the learner step writes them."""
+
+    def __init__(self, prior_precision: float = 12.5) -> None:
+        if prior_precision <= 0:
+            raise ValueError("prior_precision must be > 0")
+        self.prior_precision = prior_precision
+        self.arms: dict[str, dict[str, tuple[float, float]]] = {}
+        self.outcomes: dict[str, int] = {}
+
+    def update(self, arm: str, keys: Sequence[str], offset: float, label: int) -> None:
+        """Learn one outcome (1 = refunded within the horizon) of ``arm`` in a segment.
+
+        One Newton step of the Laplace approximation on the current Gaussian: the mean moves
+        along the prior covariance by ``(y - p) / (1 + p (1 - p) v)`` (``v``: the variance
+        of the logit), and each touched key gains ``p (1 - p)`` precision.
+        """
+        lam = self.prior_precision
+        weights = self.arms.setdefault(arm, {})
+        z, v = offset, 0.0
+        current = []
+        for k in keys:
+            m, q = weights.get(k, (0.0, lam))
+            current.append((k, m, q))
+            z += m
+            v += 1.0 / q
+        p = sigmoid(z)
+        h = p * (1.0 - p)
+        step = (label - p) / (1.0 + h * v)
+        for k, m, q in current:
+            weights[k] = (m + step / q, q + h)
+        self.outcomes[arm] = self.outcomes.get(arm, 0) + 1
+
+    def posterior(self) -> BanditPosterior:
+        return BanditPosterior(
+            self.prior_precision,
+            {a: dict(w) for a, w in self.arms.items()},
+            dict(self.outcomes),
+        )
+
+
+def seed_of(order_id: str, trigger_event_id: str) -> int:
+    """The decision's random seed: the same order and trigger always draw the same."""
+    return int(unit_hash(f"thompson:{order_id}:{trigger_event_id}") * 2.0**53)
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """An action that may be chosen, with what choosing it costs and would save."""
+
+    action: str
+    cost: float  # contact cost plus credit
+    value: float  # money a prevented refund keeps (margin at risk + customer value)
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The chosen action, the probability the policy chose it, and each option's share."""
+
+    action: str
+    propensity: float
+    shares: dict[str, float]
+    explored: bool
+    mean_saving: float
+
+
+def _mixed(shares: dict[str, float], epsilon: float) -> dict[str, float]:
+    n = len(shares)
+    return {a: (1.0 - epsilon) * s + epsilon / n for a, s in shares.items()}
+
+
+def static_choice(best: str, options: Sequence[str], epsilon: float, rng: random.Random) -> Choice:
+    """The static rules' ``best`` with an epsilon of uniform exploration over ``options``.
+
+    >>> c = static_choice("a", ["none", "a", "b"], 0.3, random.Random(1))
+    >>> round(sum(c.shares.values()), 9), round(c.shares["a"], 3)
+    (1.0, 0.8)
+    """
+    shares = _mixed({a: 1.0 if a == best else 0.0 for a in options}, epsilon)
+    explored = len(options) > 1 and rng.random() < epsilon
+    action = options[int(rng.random() * len(options))] if explored else best
+    return Choice(action, shares[action], shares, explored, 0.0)
+
+
+def thompson_choice(
+    posterior: BanditPosterior,
+    keys: Sequence[str],
+    offsets: dict[str, float],
+    options: Sequence[Option],
+    epsilon: float,
+    rng: random.Random,
+    min_saving: float = 0.0,
+    draws: int = DRAWS,
+) -> Choice:
+    """Thompson sampling over ``none`` and ``options`` with an epsilon floor.
+
+    Each of ``draws`` draws samples P(refund | none) and P(refund | a) from the posteriors
+    and picks the option with the largest sampled saving
+    ``(p_none - p_a) * value - cost`` (``none``: 0). The decision is one of the draws,
+    picked at random, so ``shares`` (each option's share of the draws, mixed with the
+    epsilon floor) is the exact probability of each choice given the draws.
+
+    >>> post = BanditPosterior(4.0)
+    >>> opts = [Option("a", 1.0, 100.0)]
+    >>> c = thompson_choice(post, ("*",), {"none": 0.0, "a": -1.0}, opts, 0.1, random.Random(3))
+    >>> round(sum(c.shares.values()), 9), c.shares["none"] >= 0.05, c.shares["a"] >= 0.05
+    (1.0, True, True)
+    """
+    arms = [NONE, *(o.action for o in options)]
+    stats = []
+    for arm in arms:
+        mu, var = posterior.moments(arm, keys, offsets[arm])
+        stats.append((mu, math.sqrt(var)))
+    mu_n, sd_n = stats[0]
+    gauss = rng.gauss
+    counts = dict.fromkeys(arms, 0)
+    picks = []
+    for _ in range(draws):
+        p_none = sigmoid(mu_n + sd_n * gauss(0.0, 1.0))
+        best, best_v = NONE, 0.0
+        for o, (mu, sd) in zip(options, stats[1:], strict=True):
+            v = (p_none - sigmoid(mu + sd * gauss(0.0, 1.0))) * o.value - o.cost - min_saving
+            if v > best_v:
+                best, best_v = o.action, v
+        counts[best] += 1
+        picks.append(best)
+    shares = _mixed({a: c / draws for a, c in counts.items()}, epsilon)
+    explored = rng.random() < epsilon
+    pick = rng.random()
+    action = arms[int(pick * len(arms))] if explored else picks[int(pick * draws)]
+    mean_none = sigmoid(mu_n)
+    chosen = next((o for o in options if o.action == action), None)
+    saving = 0.0
+    if chosen is not None:
+        mu_a = stats[arms.index(action)][0]
+        saving = (mean_none - sigmoid(mu_a)) * chosen.value - chosen.cost
+    return Choice(action, shares[action], shares, explored, saving)
+
+
+__all__ = [
+    "DRAWS",
+    "BanditLearner",
+    "BanditPosterior",
+    "Choice",
+    "Context",
+    "Option",
+    "customer_tier",
+    "point_of",
+    "prior_offsets",
+    "seed_of",
+    "static_choice",
+    "thompson_choice",
+]
