@@ -172,8 +172,10 @@ class DispatchCaps:
         message = intervention.get("message")
         message = message if isinstance(message, dict) else {}
         decided_at = _ts(intervention.get("decided_at"))
-        credit = offered_credit(intervention)
         facing = spec is not None and spec.customer_facing and action != REVIEW_ACTION
+        # A review request's offer is a proposal to a person, not credit given: it is
+        # checked and reserved when (and if) it is approved.
+        credit = offered_credit(intervention) if action != REVIEW_ACTION else 0.0
         order_value = intervention.get("order_value")
         check = CapCheck(
             action=action,

@@ -237,3 +237,10 @@ def test_a_reviewed_intervention_is_not_share_checked_again_at_dispatch() -> Non
                   review_id="iv-r")  # fmt: skip
     assert g(approved) is None
     assert g(iv("b", action="exchange_first_offer", offer=credit(5.0))) is not None
+
+
+def test_a_review_request_offer_is_not_reserved_at_dispatch() -> None:
+    g = guard()
+    request = iv("r", action="human_review", message=None, offer=credit(15.0), automated=False)
+    assert g(request) is None
+    assert g.credit.used("c1", parse_ts("2026-01-15T12:00:00Z")) == 0.0
