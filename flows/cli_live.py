@@ -1,5 +1,6 @@
 """Live-mode subcommands: ``run``, ``config show``, ``topics create``, ``produce``,
-``review``, ``webhook verify``. Registered into ``salvage`` by :func:`register`."""
+``review``, ``dispatch retry``, ``webhook verify``. Registered into ``salvage`` by
+:func:`register`."""
 
 from __future__ import annotations
 
@@ -168,12 +169,18 @@ def _cmd_produce(args: argparse.Namespace) -> int:
 
 
 def _cmd_review(args: argparse.Namespace) -> int:
-    import orjson
 
     from flows.kafka import make_producer
     from operators.contract import format_ts
+    from operators.review import sign_decision
 
     settings = _settings(args)
+    secret = settings.review.secret()
+    if secret is None:
+        raise _usage(
+            f"environment variable {settings.review.secret_env} is not set: review decisions "
+            "are signed with the review secret (review.secret_env)"
+        )
     edits: dict[str, Any] = {}
     if args.decision == "reject" and (args.action or args.credit is not None or args.message):
         raise _usage("--action, --credit and --message only go with approve")
@@ -195,7 +202,7 @@ def _cmd_review(args: argparse.Namespace) -> int:
     producer = make_producer(settings.kafka)
     producer.produce(
         settings.kafka.review_decisions_topic,
-        value=orjson.dumps(record),
+        value=sign_decision(secret, record),
         key=args.order_id.encode(),
     )
     if producer.flush(30.0):
@@ -203,6 +210,79 @@ def _cmd_review(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.decision} for review {args.review_id} sent")
     return 0
+
+
+# --- dispatch retry -----------------------------------------------------------------------
+
+
+def _cmd_dispatch_retry(args: argparse.Namespace) -> int:
+    from flows.dispatch import Dispatcher
+    from state.redis_conn import RedisStoreConfig
+    from state.redis_retry import RedisRetryQueue
+    from state.redis_store import RedisDispatchLedger
+
+    settings = _settings(args)
+    if settings.redis.url is None:
+        raise _usage("dispatch retry needs redis.url: dead-lettered deliveries are kept in Redis")
+    config = RedisStoreConfig.from_env(
+        url=settings.redis.url,
+        prefix=settings.redis.prefix,
+        password=settings.redis.password,
+        ca_file=settings.redis.ca_file,
+    )
+    client = config.connect()
+    queue = RedisRetryQueue(client, config.prefix)
+    try:
+        buried = queue.buried()
+        if args.endpoint:
+            buried = [b for b in buried if b.endpoint == args.endpoint]
+        if not args.intervention_ids and not args.all:
+            for b in buried:
+                print(
+                    f"{b.iid}  {b.endpoint}  {b.attempts} attempts  "
+                    f"buried {_when(b.buried_at)}  {b.reason}"
+                )
+            print(f"{len(buried)} dead-lettered deliveries", file=sys.stderr)
+            return 0
+        wanted = list(args.intervention_ids) or [b.iid for b in buried]
+        routed = set(settings.webhooks.routes.values())
+        try:
+            secrets = {name: settings.webhooks.endpoints[name].secret() for name in routed}
+        except SettingsError as exc:
+            raise _usage(str(exc)) from None
+
+        def dead_letter(record: dict[str, Any]) -> None:
+            # Given up again: kept (buried) for the next re-send; reported here.
+            print(f"dead-lettered again: {record['event_id']}: {record['reason']}")
+
+        dispatcher = Dispatcher(
+            settings.webhooks,
+            secrets,
+            RedisDispatchLedger(client, config.prefix),
+            dead_letter,
+            retries=queue,
+        )
+        failed = 0
+        try:
+            for iid in wanted:
+                result = dispatcher.resend(iid)
+                if result is None:
+                    print(f"{iid}: not dead-lettered (unknown, or already re-sent)")
+                    failed += 1
+                    continue
+                print(f"{iid}: {result.status} ({result.attempts} attempts)")
+                failed += result.status not in ("delivered", "retrying", "skipped_duplicate")
+        finally:
+            dispatcher.close()
+        return 1 if failed else 0
+    finally:
+        client.close()
+
+
+def _when(ts: float | None) -> str:
+    from operators.contract import format_ts
+
+    return format_ts(ts) if ts is not None else "-"
 
 
 # --- webhook verify -----------------------------------------------------------------------
@@ -305,7 +385,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     rv = sub.add_parser(
         "review",
         help="send a reviewer's decision on a human-review request",
-        description="Produce an approve/reject decision to the review-decisions topic.",
+        description="Produce an approve/reject decision to the review-decisions topic, "
+        "signed with the review secret ($SALVAGE_REVIEW_SECRET, or the variable named by "
+        "review.secret_env). The reviewer must be on review.reviewers.",
     )
     rv.add_argument("decision", choices=["approve", "reject"])
     rv.add_argument("order_id")
@@ -317,6 +399,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     rv.add_argument("--note", help="free-text note for the audit trail")
     _add_config_arg(rv)
     rv.set_defaults(func=_cmd_review)
+
+    d = sub.add_parser("dispatch", help="webhook deliveries")
+    dsub = d.add_subparsers(dest="dispatch_command", required=True, metavar="COMMAND")
+    dr = dsub.add_parser(
+        "retry",
+        help="list or re-send dead-lettered webhook deliveries",
+        description="Without arguments, list the dead-lettered deliveries kept in Redis. "
+        "With intervention ids (or --all), send them again: each is re-claimed in the "
+        "dispatch ledger first, so a delivery that went through, or one another re-send "
+        "has taken, is not sent again (at most one delivery per Idempotency-Key). A "
+        "re-send that still fails goes back to the retry schedule. Exit 1 if any id "
+        "was not re-sent.",
+    )
+    dr.add_argument("intervention_ids", nargs="*", metavar="INTERVENTION_ID")
+    dr.add_argument("--all", action="store_true", help="re-send every dead-lettered delivery")
+    dr.add_argument("--endpoint", help="only deliveries to this endpoint")
+    _add_config_arg(dr)
+    dr.set_defaults(func=_cmd_dispatch_retry)
 
     w = sub.add_parser("webhook", help="webhook tools")
     wsub = w.add_subparsers(dest="webhook_command", required=True, metavar="COMMAND")

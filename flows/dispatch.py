@@ -56,6 +56,7 @@ from operators.webhooks import (
     sign,
 )
 from state.dispatch import DispatchLedger
+from state.retry import DEFAULT_LEASE_SECONDS, RetryItem, RetryQueue
 
 log = logging.getLogger("salvage.dispatch")
 
@@ -90,7 +91,9 @@ class DeliveryResult:
 
     intervention_id: str
     endpoint: str
-    status: str  # delivered | dead_letter | skipped_duplicate | unrouted | abandoned
+    #: delivered | dead_letter | skipped_duplicate | unrouted | abandoned | blocked |
+    #: retrying (parked in the retry queue for a later attempt)
+    status: str
     attempts: int = 0
     http_status: int | None = None
     error: str | None = None
@@ -106,6 +109,26 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
     True
     """
     return rng.uniform(0.0, min(cap, base * (2 ** (attempt - 1))))
+
+
+def retry_delay(retry: int, base: float, cap: float, rng: random.Random) -> float:
+    """The wait before slow retry number ``retry`` (1-based), after the quick attempts:
+    exponential from ``base``, capped at ``cap``, with equal jitter (between half and all
+    of it, so retries from one outage spread out but the schedule still spans its hours).
+
+    >>> rng = random.Random(1)
+    >>> all(0.5 * min(1800, 60 * 2 ** (r - 1)) <= retry_delay(r, 60, 1800, rng)
+    ...     <= min(1800, 60 * 2 ** (r - 1)) for r in range(1, 30))
+    True
+    """
+    nominal = min(cap, base * (2 ** min(retry - 1, 60)))
+    return rng.uniform(0.5 * nominal, nominal)
+
+
+def _quick_phase_bound(ep: EndpointSettings) -> float:
+    """Longer than the quick attempts can take (each times out, each backoff is the
+    longest), plus a minute: a written-ahead delivery is not taken before that."""
+    return ep.max_attempts * (ep.timeout_seconds + ep.backoff_max_seconds) + 60.0
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -289,6 +312,16 @@ class Dispatcher:
     clock: Callable[[], float] = time.time
     on_result: Callable[[DeliveryResult], None] | None = None
     metrics: DispatchMetrics | None = None
+    #: Checked once an intervention is claimed, before it is sent: the reason it must not
+    #: go out (``operators.caps.DispatchCaps``: the policy's caps), or None.
+    guard: Callable[[dict[str, Any]], str | None] | None = None
+    #: Where deliveries wait between slow retries and where those given up on are kept
+    #: (None: no slow retries; a delivery is dead-lettered after its quick attempts).
+    retries: RetryQueue | None = None
+    #: How often the retry loop looks for due deliveries (0: no loop; call
+    #: :meth:`retry_due` yourself, as the tests do with their own clock).
+    retry_poll_seconds: float = 0.0
+    retry_lease_seconds: float = DEFAULT_LEASE_SECONDS
 
     def __post_init__(self) -> None:
         self._endpoints: dict[str, _Endpoint] = {}
@@ -306,6 +339,12 @@ class Dispatcher:
         self._futures: set[Future[DeliveryResult]] = set()
         self._rng_lock = threading.Lock()
         self._ttl = int(self.webhooks.ledger_ttl_days * DAY)
+        self._pump_thread: threading.Thread | None = None
+        if self.retries is not None and self.retry_poll_seconds > 0:
+            self._pump_thread = threading.Thread(
+                target=self._pump, name="salvage-dispatch-retries", daemon=True
+            )
+            self._pump_thread.start()
 
     # --- submitting ------------------------------------------------------------------------
 
@@ -339,6 +378,8 @@ class Dispatcher:
             return None
         if not self._claim(iid):
             self._report(DeliveryResult(iid, endpoint.settings.name, "skipped_duplicate"))
+            return None
+        if self._refused(endpoint, intervention) is not None:
             return None
         endpoint.slots.acquire()
         if self.metrics is not None:
@@ -377,32 +418,68 @@ class Dispatcher:
             return DeliveryResult(iid, "-", "unrouted")
         if not self._claim(iid):
             return DeliveryResult(iid, endpoint.settings.name, "skipped_duplicate")
+        refused = self._refused(endpoint, intervention)
+        if refused is not None:
+            return refused
         return self._deliver(endpoint, intervention)
 
+    def _refused(self, endpoint: _Endpoint, intervention: dict[str, Any]) -> DeliveryResult | None:
+        """Dead-letter a claimed intervention that breaks the guard's caps (never sent)."""
+        why = self.guard(intervention) if self.guard is not None else None
+        if why is None:
+            return None
+        iid = intervention["intervention_id"]
+        name = endpoint.settings.name
+        reason = f"not sent, breaks the policy caps: {why}"
+        self.dead_letter(dead_letter_record(intervention, name, reason, self.clock()))
+        self.ledger.mark_delivered(iid, "blocked", self._ttl)
+        log.warning("webhook %s for %s not sent: it breaks the policy caps", name, iid)
+        result = DeliveryResult(iid, name, "blocked", error=why)
+        self._report(result)
+        return result
+
+    def _attempt(
+        self, endpoint: _Endpoint, intervention: dict[str, Any], body: bytes, attempt: int
+    ) -> AttemptResult:
+        """One signed HTTP attempt (headers, POST, metrics)."""
+        ep = endpoint.settings
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            **ep.headers,
+            SIGNATURE_HEADER: sign(endpoint.secret, body, int(self.clock())),
+            IDEMPOTENCY_HEADER: intervention["intervention_id"],
+            EVENT_HEADER: "intervention",
+            CONTRACT_VERSION_HEADER: CONTRACT_VERSION,
+            "X-Salvage-Attempt": str(attempt),
+        }
+        result = self.post(ep.url, body, headers, ep.timeout_seconds)
+        if self.metrics is not None:
+            self.metrics.attempts.labels(ep.name, _attempt_outcome(result)).inc()
+        return result
+
     def _deliver(self, endpoint: _Endpoint, intervention: dict[str, Any]) -> DeliveryResult:
+        """The quick attempts (``max_attempts``, backoff in seconds, in this thread); then
+        parked for the slow retries, or given up."""
         ep = endpoint.settings
         iid = intervention["intervention_id"]
         body = webhook_body(intervention)
         started = time.monotonic()
+        first_at = self.clock()
+        if self.retries is not None:
+            # Written ahead: if this process dies during the quick attempts, the delivery
+            # is not lost with it; another dispatcher takes it when the lease ends.
+            lease = _quick_phase_bound(ep)
+            self.retries.park(RetryItem(intervention, ep.name, 0, first_at, first_at + lease))
         result = AttemptResult(None, "not attempted")
         attempt = 0
         while attempt < ep.max_attempts:
             attempt += 1
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": USER_AGENT,
-                **ep.headers,
-                SIGNATURE_HEADER: sign(endpoint.secret, body, int(self.clock())),
-                IDEMPOTENCY_HEADER: iid,
-                EVENT_HEADER: "intervention",
-                CONTRACT_VERSION_HEADER: CONTRACT_VERSION,
-                "X-Salvage-Attempt": str(attempt),
-            }
-            result = self.post(ep.url, body, headers, ep.timeout_seconds)
-            if self.metrics is not None:
-                self.metrics.attempts.labels(ep.name, _attempt_outcome(result)).inc()
+            result = self._attempt(endpoint, intervention, body, attempt)
             if result.ok:
                 self.ledger.mark_delivered(iid, "delivered", self._ttl)
+                if self.retries is not None:
+                    self.retries.done(iid)
                 return self._finish(iid, ep, "delivered", attempt, result, started)
             if not result.retryable or attempt >= ep.max_attempts:
                 break
@@ -412,18 +489,134 @@ class Dispatcher:
                 ep.name, iid, result.error, attempt, ep.max_attempts, delay,
             )  # fmt: skip
             if self._stopping.wait(delay):
+                if self.retries is not None:
+                    # Shutting down: the next attempt is due now, from the retry queue.
+                    item = RetryItem(intervention, ep.name, attempt, first_at, self.clock())
+                    return self._park(item, result, started)
                 # Shutting down: give the claim back so the next run delivers it.
                 self.ledger.release(iid)
                 return self._finish(iid, ep, "abandoned", attempt, result, started)
+        item = RetryItem(intervention, ep.name, attempt, first_at, first_at, result.error)
+        if result.retryable and self._slow_retries(ep):
+            item.due_at = self.clock() + self._retry_delay(1, ep)
+            return self._park(item, result, started)
+        return self._give_up(item, ep, result, started)
+
+    def _slow_retries(self, ep: EndpointSettings) -> bool:
+        return self.retries is not None and ep.retry_hours > 0
+
+    def _retry_delay(self, retry: int, ep: EndpointSettings) -> float:
+        with self._rng_lock:
+            return retry_delay(retry, ep.retry_base_seconds, ep.retry_max_seconds, self.rng)
+
+    def _park(self, item: RetryItem, result: AttemptResult, started: float) -> DeliveryResult:
+        assert self.retries is not None
+        self.retries.park(item)
+        self.ledger.mark_delivered(item.iid, "retrying", self._ttl)
+        log.info(
+            "webhook %s for %s: %s after %d attempts; next attempt at %s",
+            item.endpoint, item.iid, result.error, item.attempts, format_ts(item.due_at),
+        )  # fmt: skip
+        ep = self._endpoints[item.endpoint].settings
+        return self._finish(item.iid, ep, "retrying", item.attempts, result, started)
+
+    def _give_up(
+        self, item: RetryItem, ep: EndpointSettings, result: AttemptResult, started: float
+    ) -> DeliveryResult:
+        intervention, iid, attempt = item.intervention, item.iid, item.attempts
         reason = result.error or f"HTTP {result.status}"
         if result.retryable:
             reason += f" after {attempt} attempts"
+            span = self.clock() - item.first_at
+            if span >= 60:
+                reason += f" over {span / 3600:.1f} h"
         else:
             reason += " (not retried)"
         self.dead_letter(dead_letter_record(intervention, ep.name, reason, self.clock()))
         self.ledger.mark_delivered(iid, "dead_letter", self._ttl)
+        if self.retries is not None:
+            item.reason, item.buried_at, item.error = reason, self.clock(), result.error
+            self.retries.bury(item)
+            self.retries.done(iid)
         log.warning("webhook %s for %s dead-lettered: %s", ep.name, iid, reason)
         return self._finish(iid, ep, "dead_letter", attempt, result, started)
+
+    # --- slow retries ----------------------------------------------------------------------
+
+    def retry_due(self, now: float | None = None, limit: int = 100) -> list[DeliveryResult]:
+        """One attempt for each parked delivery due by ``now`` (default: the clock); each
+        is parked again for its next retry, delivered, or given up. Runs in the calling
+        thread (the retry loop's, or a test's)."""
+        if self.retries is None:
+            return []
+        t = self.clock() if now is None else now
+        taken = self.retries.take_due(t, limit, self.retry_lease_seconds)
+        return [self._retry_one(item) for item in taken]
+
+    def _retry_one(self, item: RetryItem) -> DeliveryResult:
+        assert self.retries is not None
+        started = time.monotonic()
+        iid = item.iid
+        endpoint = self._endpoints.get(item.endpoint) or self.route(item.intervention)
+        if endpoint is None:
+            # The endpoint was removed from the settings: keep it for a deliberate re-send.
+            item.reason = f"endpoint {item.endpoint} is no longer configured"
+            item.buried_at = self.clock()
+            self.retries.bury(item)
+            self.retries.done(iid)
+            return DeliveryResult(iid, item.endpoint, "unrouted", item.attempts)
+        ep = endpoint.settings
+        item.endpoint = ep.name
+        if self.ledger.status(iid) == "delivered":
+            self.retries.done(iid)  # delivered meanwhile (e.g. by a re-send)
+            return DeliveryResult(iid, ep.name, "skipped_duplicate", item.attempts)
+        item.attempts += 1
+        result = self._attempt(endpoint, item.intervention, webhook_body(item.intervention),
+                               item.attempts)  # fmt: skip
+        if result.ok:
+            self.ledger.mark_delivered(iid, "delivered", self._ttl)
+            self.retries.done(iid)
+            log.info("webhook %s for %s delivered on attempt %d", ep.name, iid, item.attempts)
+            return self._finish(iid, ep, "delivered", item.attempts, result, started)
+        now = self.clock()
+        deadline = item.first_at + ep.retry_hours * 3600.0
+        if not result.retryable or now >= deadline:
+            return self._give_up(item, ep, result, started)
+        retry = max(item.attempts - ep.max_attempts, 0) + 1
+        # The last attempt is made at the deadline, so the schedule spans all of it.
+        item.due_at = min(now + self._retry_delay(retry, ep), deadline)
+        item.error = result.error
+        return self._park(item, result, started)
+
+    def _pump(self) -> None:
+        while not self._stopping.wait(self.retry_poll_seconds):
+            try:
+                self.retry_due()
+            except Exception as exc:  # a Redis blip: parked items wait for the next poll
+                log.warning("retry loop: %s; trying again", type(exc).__name__)
+
+    def resend(self, intervention_id: str) -> DeliveryResult | None:
+        """Send a dead-lettered delivery again (``salvage dispatch retry``): take it from
+        the buried ones, re-claim its id in the ledger (only a dead-lettered or forgotten
+        id can be), then deliver it as new: quick attempts, then the slow retries.
+        None if it is not buried (never, or already re-sent)."""
+        if self.retries is None:
+            raise ValueError("re-sending needs a retry queue")
+        item = self.retries.unbury(intervention_id)
+        if item is None:
+            return None
+        iid = item.iid
+        if not (self.ledger.reopen(iid, self._ttl) or self.ledger.claim(iid, self._ttl)):
+            # Delivered, or being sent by another re-send: at most one delivery per key.
+            return DeliveryResult(iid, item.endpoint, "skipped_duplicate", item.attempts)
+        endpoint = self._endpoints.get(item.endpoint) or self.route(item.intervention)
+        if endpoint is None:
+            self.ledger.mark_delivered(iid, "dead_letter", self._ttl)
+            self.retries.bury(item)
+            return DeliveryResult(iid, item.endpoint, "unrouted", item.attempts)
+        with self._lock:
+            self._claimed_here.add(iid)
+        return self._deliver(endpoint, item.intervention)
 
     def _finish(
         self,
@@ -459,6 +652,8 @@ class Dispatcher:
         """Stop retrying (pending retries give their claims back), wait up to
         ``grace_seconds`` for requests on the wire, then stop the pool."""
         self._stopping.set()
+        if self._pump_thread is not None:
+            self._pump_thread.join(grace_seconds)
         deadline = time.monotonic() + grace_seconds
         while self.in_flight() and time.monotonic() < deadline:
             time.sleep(0.01)

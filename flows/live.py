@@ -45,25 +45,33 @@ from flows.dispatch import DeliveryResult, Dispatcher, DispatchMetrics, Dispatch
 from flows.kafka import KafkaInputSource, KafkaRecordSink, make_producer
 from flows.runtime import tune_gc
 from flows.settings import Settings, load_settings
+from operators.caps import DispatchCaps
 from operators.contract import DeadLetter
+from operators.credit import CreditLedger, InMemoryCreditLedger
 from operators.engine import DecisionEngine
 from operators.models import OnlineScorer
 from operators.policy import RecoveryPolicy
 from operators.review import (
     REVIEW_ACTION,
     REVIEW_STREAM,
+    CapStores,
+    ReviewAuth,
     ReviewBook,
     ReviewDecision,
     parse_decision,
 )
 from state.cases import CaseStore, InMemoryCaseStore
+from state.contacts import ContactBook, InMemoryContactBook
 from state.context import ContextStore, InMemoryContextStore
 from state.dispatch import DispatchLedger, InMemoryDispatchLedger
 from state.models import InMemoryModelStore, ModelStore
+from state.retry import InMemoryRetryQueue, RetryQueue
 
 log = logging.getLogger("salvage.live")
 
 HOUR = 3600.0
+#: How often each dispatcher looks for webhook deliveries due for a slow retry.
+RETRY_POLL_SECONDS = 1.0
 
 
 @dataclass
@@ -75,6 +83,12 @@ class LiveStores:
     cases: Callable[[], CaseStore] | None = None
     kind: str = "memory"
     models: Callable[[], ModelStore] | None = None
+    #: Credit granted per customer (30-day cap) and contacts per order (contact limit):
+    #: checked at approval and at dispatch. None: one in-memory store per flow.
+    credit: Callable[[], CreditLedger] | None = None
+    contacts: Callable[[], ContactBook] | None = None
+    #: Webhook deliveries waiting for a slow retry, and those given up on.
+    retries: Callable[[], RetryQueue] | None = None
 
 
 def _once(make: Callable[[], Any]) -> Callable[[], Any]:
@@ -92,14 +106,17 @@ def stores_from_settings(settings: Settings) -> LiveStores:
     """Redis stores when ``redis.url`` is set, else in-memory ones (with a warning)."""
     if settings.redis.url is None:
         log.warning(
-            "redis.url is not set: dispatch dedup, case views and context live in memory "
-            "and are lost on restart"
+            "redis.url is not set: dispatch dedup, case views, context, the credit ledger, "
+            "contact counts and webhook retries live in memory and are lost on restart"
         )
         return LiveStores(
             ledger=_once(InMemoryDispatchLedger),
             context=_once(InMemoryContextStore),
             cases=_once(InMemoryCaseStore),
             models=_once(InMemoryModelStore),
+            credit=_once(InMemoryCreditLedger),
+            contacts=_once(InMemoryContactBook),
+            retries=_once(InMemoryRetryQueue),
         )
     # Imported by name: the Redis stores are optional at import time of this module.
     from state.redis_conn import RedisStoreConfig
@@ -112,13 +129,43 @@ def stores_from_settings(settings: Settings) -> LiveStores:
         password=settings.redis.password,
         ca_file=settings.redis.ca_file,
     )
+    from state.redis_credit import RedisContactBook, RedisCreditLedger
+    from state.redis_retry import RedisRetryQueue
+
     opened = _once(lambda: RedisStores.open(config))
+    # The guard stores share the stores' client (its connection pool is thread-safe).
+    credit = _once(lambda: RedisCreditLedger(opened().dispatch.client, config.prefix))
+    contacts = _once(lambda: RedisContactBook(opened().dispatch.client, config.prefix))
+    retries = _once(lambda: RedisRetryQueue(opened().dispatch.client, config.prefix))
     return LiveStores(
         ledger=lambda: opened().dispatch,
         context=lambda: opened().context,
         cases=lambda: opened().cases,
         kind="redis",
         models=lambda: opened().models,
+        credit=credit,
+        contacts=contacts,
+        retries=retries,
+    )
+
+
+def review_auth(settings: Settings) -> ReviewAuth:
+    """Who may decide reviews, from the settings; warns when nobody can."""
+    rv = settings.review
+    secret = rv.secret()
+    if secret is None:
+        log.warning(
+            "review decisions will be dead-lettered: %s (review.secret_env) is not set",
+            rv.secret_env,
+        )
+    if not rv.reviewers:
+        log.warning("review decisions will be dead-lettered: review.reviewers is empty")
+    return ReviewAuth.create(
+        secret,
+        rv.reviewers,
+        rv.link_hosts,
+        max_message_chars=rv.max_message_chars,
+        max_age_seconds=rv.signature_max_age_hours * HOUR,
     )
 
 
@@ -134,10 +181,12 @@ class ReviewLogic(StatefulLogic[tuple[str, Any], tuple[str, dict[str, Any]], byt
         book: ReviewBook,
         policy: RecoveryPolicy,
         clock: Callable[[], float],
+        stores: CapStores | None = None,
     ) -> None:
         self.book = book
         self.policy = policy
         self.clock = clock
+        self.stores = stores
 
     def _discard(self, now: float) -> bool:
         return StatefulLogic.DISCARD if self.book.finished(now) else StatefulLogic.RETAIN
@@ -149,7 +198,8 @@ class ReviewLogic(StatefulLogic[tuple[str, Any], tuple[str, dict[str, Any]], byt
         if kind == "request":
             return book.on_request(payload, now, self.policy), self._discard(now)
         if kind == "decision":
-            return book.on_decision(payload, self.policy, now), self._discard(now)
+            out = book.on_decision(payload, self.policy, now, self.stores)
+            return out, self._discard(now)
         # kind == "closed": only orders with review state need to remember it.
         if book.empty():
             return [], StatefulLogic.DISCARD
@@ -177,12 +227,16 @@ def add_review_loop(
     expires_seconds: float,
     retention_seconds: float,
     clock: Callable[[], float] = time.time,
+    auth: ReviewAuth | None = None,
+    stores: CapStores | Callable[[], CapStores] | None = None,
 ) -> Stream[dict[str, Any]]:
     """Join review requests, reviewer decisions and case closes per order. Approved
     interventions are merged into ``streams.records["interventions"]``; review-decision
-    dead letters into ``streams.records["dead_letter"]``. Returns the review records."""
+    dead letters (bad input, failed authentication with ``auth``, decisions for requests
+    never issued) into ``streams.records["dead_letter"]``. ``stores``: the contacts and
+    credit the caps of an approval are checked against. Returns the review records."""
     records = streams.records
-    parsed = op.map("review_parse", decisions, lambda item: parse_decision(item[1], item[2]))
+    parsed = op.map("review_parse", decisions, lambda item: parse_decision(item[1], item[2], auth))
     valid = op.branch("review_valid", parsed, lambda x: isinstance(x, ReviewDecision))
     requests = op.filter_map(
         "review_requests",
@@ -200,10 +254,11 @@ def add_review_loop(
     keyed = op.key_on("review_key", joined, order_of)
 
     def builder(snap: bytes | None) -> ReviewLogic:
+        caps = stores() if callable(stores) else stores
         if snap is not None:
-            return ReviewLogic(pickle.loads(snap), policy, clock)
+            return ReviewLogic(pickle.loads(snap), policy, clock, caps)
         book = ReviewBook(expires_seconds=expires_seconds, retention_seconds=retention_seconds)
-        return ReviewLogic(book, policy, clock)
+        return ReviewLogic(book, policy, clock, caps)
 
     reviewed = op.map("review_unkey", op.stateful("review", keyed, builder), lambda kv: kv[1])
     approved = op.filter_map(
@@ -212,9 +267,12 @@ def add_review_loop(
     reviews = op.filter_map(
         "review_records", reviewed, lambda t: t[1] if t[0] == "review" else None
     )
+    refused = op.filter_map(
+        "review_refused", reviewed, lambda t: t[1] if t[0] == "dead_letter" else None
+    )
     records["interventions"] = op.merge("interventions_all", records["interventions"], approved)
     bad = op.map("review_dead_letter", valid.falses, DeadLetter.to_record)
-    records["dead_letter"] = op.merge("dead_letter_all", records["dead_letter"], bad)
+    records["dead_letter"] = op.merge("dead_letter_all", records["dead_letter"], bad, refused)
     return reviews
 
 
@@ -291,6 +349,8 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
     expires_hours = settings.review.expires_hours
     if expires_hours is None:
         expires_hours = policy.review_expires_hours
+    credit = stores.credit or _once(InMemoryCreditLedger)
+    contacts = stores.contacts or _once(InMemoryContactBook)
     reviews = add_review_loop(
         streams,
         decisions,
@@ -298,6 +358,9 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
         expires_hours * HOUR,
         settings.review.retention_hours * HOUR,
         opts.clock,
+        auth=review_auth(settings),
+        # Opened on the workers, on first use.
+        stores=lambda: CapStores(credit(), contacts()),
     )
     if observer.on_output is not None:
         # Reviewers' answers move cases out of review in the metrics.
@@ -325,6 +388,7 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
         op.output("out_case_store", all_records, CaseStoreSink(stores.cases))
 
     if settings.webhooks.routes:
+        retries = stores.retries or _once(InMemoryRetryQueue)
         secrets = {
             name: settings.webhooks.endpoints[name].secret()
             for name in set(settings.webhooks.routes.values())
@@ -358,6 +422,9 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
                 rng=random.Random(None if seed is None else seed + worker_index),
                 on_result=opts.on_delivery,
                 metrics=DispatchMetrics.create(),
+                guard=DispatchCaps(policy, credit(), contacts()),
+                retries=retries(),
+                retry_poll_seconds=RETRY_POLL_SECONDS,
             )
 
         op.output("dispatch", streams.records["interventions"], DispatchSink(make_dispatcher))

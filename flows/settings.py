@@ -263,6 +263,13 @@ class EndpointSettings:
     backoff_base_seconds: float = 0.5
     backoff_max_seconds: float = 30.0
     max_in_flight: int = 8
+    #: After the quick attempts fail, keep retrying for this many hours from the first
+    #: attempt (0: dead-letter after the quick attempts). Parked in Redis meanwhile.
+    retry_hours: float = 6.0
+    #: The first slow retry waits about this long; each next one twice as long...
+    retry_base_seconds: float = 60.0
+    #: ...but never longer than this.
+    retry_max_seconds: float = 1800.0
     #: Extra request headers (non-secret), e.g. a routing key of the receiving tool.
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -325,6 +332,21 @@ class ReviewSettings:
     expires_hours: float | None = None
     #: Hours a closed review is remembered, so late decisions are recorded as such.
     retention_hours: float = 72.0
+    #: The variable holding the review secret: decisions must be signed with it (HMAC, as
+    #: webhooks are). Unset variable: every decision is dead-lettered.
+    secret_env: str = "SALVAGE_REVIEW_SECRET"
+    #: Reviewer ids allowed to decide (empty: nobody; every decision is dead-lettered).
+    reviewers: tuple[str, ...] = ()
+    #: Hosts a reviewer's customer text may link to (and their subdomains).
+    link_hosts: tuple[str, ...] = ()
+    #: The longest customer text a reviewer may write.
+    max_message_chars: int = 500
+    #: How long after signing a decision is accepted (a backlog after an outage is fine).
+    signature_max_age_hours: float = 168.0
+
+    def secret(self, env: Mapping[str, str] | None = None) -> str | None:
+        """The review secret from the environment, or None if the variable is not set."""
+        return (os.environ if env is None else env).get(self.secret_env) or None
 
 
 @dataclass(frozen=True)
@@ -377,7 +399,10 @@ class Settings:
                 },
             },
             "recovery": asdict(self.recovery),
-            "review": asdict(self.review),
+            "review": {
+                **asdict(self.review),
+                "secret": MASK if self.review.secret(e) else "(not set)",
+            },
             "window": {
                 "allowed_lateness_hours": self.window.allowed_lateness / HOUR,
                 "window_after_delivery_days": self.window.window_after_delivery / DAY,
@@ -548,6 +573,9 @@ def _endpoint(name: str, sec: _Section) -> EndpointSettings:
         backoff_base_seconds=sec.number("backoff_base_seconds", 0.5, lo=0.0),
         backoff_max_seconds=sec.number("backoff_max_seconds", 30.0, lo=0.0),
         max_in_flight=sec.integer("max_in_flight", 8, lo=1, hi=1024),
+        retry_hours=sec.number("retry_hours", 6.0, lo=0.0, hi=24 * 30),
+        retry_base_seconds=sec.number("retry_base_seconds", 60.0, lo=0.001),
+        retry_max_seconds=sec.number("retry_max_seconds", 1800.0, lo=0.001),
         headers=headers,
     )
     sec.done()
@@ -605,6 +633,19 @@ def _window(sec: _Section) -> WindowConfig:
     return cfg
 
 
+def _names(sec: _Section, name: str) -> tuple[str, ...]:
+    """A list of names: a YAML/TOML list, or a comma-separated string (from a variable)."""
+    value = sec.raw(name, [])
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise SettingsError(f"{sec.key(name)}: must be a list of names, got {value!r}")
+    names = tuple(v.strip() for v in value if v.strip())
+    if any(len(n) > 200 or any(c.isspace() for c in n) for n in names):
+        raise SettingsError(f"{sec.key(name)}: names must be short and have no spaces")
+    return names
+
+
 def build_settings(
     raw: Mapping[str, Any], source: str = "<values>", env_secrets: Mapping[str, Any] | None = None
 ) -> Settings:
@@ -631,9 +672,22 @@ def build_settings(
     rec.done()
     rv = top.sub("review")
     expires = rv.raw("expires_hours")
+    secret_env = rv.string("secret_env", ReviewSettings.secret_env) or ReviewSettings.secret_env
+    if not secret_env.replace("_", "").isalnum():
+        raise SettingsError(f"review.secret_env: must be a variable name, got {secret_env!r}")
+    if "secret" in rv.value:
+        raise SettingsError(
+            "review.secret: secrets are not read from settings; set review.secret_env to the "
+            "name of the environment variable that holds it"
+        )
     review = ReviewSettings(
         expires_hours=None if expires is None else rv.number("expires_hours", 48.0, lo=0.0),
         retention_hours=rv.number("retention_hours", 72.0, lo=0.0),
+        secret_env=secret_env,
+        reviewers=_names(rv, "reviewers"),
+        link_hosts=tuple(h.lower().rstrip(".") for h in _names(rv, "link_hosts")),
+        max_message_chars=rv.integer("max_message_chars", 500, lo=1, hi=2000),
+        signature_max_age_hours=rv.number("signature_max_age_hours", 168.0, lo=0.01),
     )
     rv.done()
     settings = Settings(

@@ -38,10 +38,17 @@ time; event time in a backlog replay can be days behind).
 
 from __future__ import annotations
 
+import re
+import time
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
+from operators.caps import CapCheck, check_caps, offered_credit
 from operators.case import OrderCase
 from operators.contract import (
     ContractError,
@@ -51,14 +58,21 @@ from operators.contract import (
     load_json,
     parse_ts,
 )
+from operators.credit import CreditLedger
 from operators.decision import intervention_id
 from operators.engine import message_text
 from operators.policy import RecoveryPolicy
+from operators.webhooks import explain, sign, verify
+from state.contacts import ContactBook
 
 REVIEW_ACTION = "human_review"
 APPROVE = "approve"
 REJECT = "reject"
-MAX_MESSAGE_CHARS = 2000
+MAX_MESSAGE_CHARS = 2000  # notes, and message text when decisions are not authenticated
+#: Default bound of a reviewer's customer text: a few short paragraphs, well under an
+#: SMS-sized chat message times four; configurable as ``review.max_message_chars``.
+DEFAULT_MAX_MESSAGE_CHARS = 500
+DEFAULT_SIGNATURE_MAX_AGE_SECONDS = 7 * 86400.0
 REVIEW_STREAM = "review_decisions"
 
 #: Tagged outputs: ("intervention" | "review", record).
@@ -80,6 +94,130 @@ class ReviewDecision:
     note: str | None = None
 
 
+# --- authentication and the reviewer's text ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReviewAuth:
+    """Who may decide reviews, and what a reviewer may write to a customer.
+
+    ``secret``: the review secret (from the environment; None: every decision is refused).
+    ``reviewers``: the reviewer ids allowed to decide. ``link_hosts``: hosts a reviewer's
+    text may link to (their subdomains too); any other link is refused.
+    ``max_message_chars``: the bound of a reviewer's text. ``max_age_seconds``: how long
+    after signing a decision is still accepted (a backlog read after an outage is fine;
+    a decision captured and replayed weeks later is not).
+    """
+
+    secret: str | None
+    reviewers: frozenset[str] = frozenset()
+    link_hosts: frozenset[str] = frozenset()
+    max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS
+    max_age_seconds: float = DEFAULT_SIGNATURE_MAX_AGE_SECONDS
+
+    @classmethod
+    def create(
+        cls,
+        secret: str | None,
+        reviewers: Iterable[str],
+        link_hosts: Iterable[str] = (),
+        max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
+        max_age_seconds: float = DEFAULT_SIGNATURE_MAX_AGE_SECONDS,
+    ) -> ReviewAuth:
+        hosts = frozenset(h.strip().lower().rstrip(".") for h in link_hosts if h.strip())
+        return cls(secret or None, frozenset(reviewers), hosts, max_message_chars, max_age_seconds)
+
+
+def sign_decision(secret: str, decision: dict[str, Any], timestamp: int | None = None) -> bytes:
+    """The signed envelope of a review decision, as produced to the review-decisions topic::
+
+        {"body": "<the decision as JSON text>", "signature": "t=<unix s>,v1=<hex>"}
+
+    The signature is the webhook scheme (:func:`operators.webhooks.sign`): HMAC-SHA256
+    under the review secret over ``"<t>.<body>"``, the body being the exact UTF-8 bytes of
+    the ``body`` string.
+
+    >>> envelope = orjson.loads(sign_decision("k", {"review_id": "r"}, timestamp=100))
+    >>> envelope["body"], envelope["signature"][:8]
+    ('{"review_id":"r"}', 't=100,v1')
+    >>> parse_decision(sign_decision("k", {}, 100), 100.0, ReviewAuth.create("x", [])).reason
+    'review signature refused: signature does not match the body and secret'
+    """
+    body = orjson.dumps(decision).decode()
+    ts = int(time.time()) if timestamp is None else int(timestamp)
+    return orjson.dumps({"body": body, "signature": sign(secret, body, ts)})
+
+
+#: A link with a scheme (``https://host/...``); the host is group 2.
+_SCHEME_LINK = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*)://([^\s/?#<>\"'\\]*)")
+#: Schemes that are links without ``//``.
+_BARE_SCHEME = re.compile(r"(?i)\b(mailto|javascript|vbscript|data|file|tel|sms):")
+#: Anything that reads as a host name, in any script (``shop.example``, ``www.x.co``,
+#: the domain of an e-mail address); non-ASCII hosts never match an allowed ASCII host.
+_HOST = re.compile(r"(?<![\w.-])((?:[^\W_](?:[\w-]*[^\W_])?\.)+[^\W\d_]{2,})(?![\w-])")
+
+
+def _host_allowed(host: str, allowed: frozenset[str]) -> bool:
+    host = host.lower().rstrip(".")
+    return any(host == a or host.endswith("." + a) for a in allowed)
+
+
+def check_message_text(text: str, auth: ReviewAuth) -> str | None:
+    """Why a reviewer's customer text is refused, or None. The reason names the broken
+    rule and the offending host, never the text.
+
+    >>> auth = ReviewAuth.create("k", ["a"], ["shop.example"], max_message_chars=60)
+    >>> check_message_text("See https://help.shop.example/returns", auth) is None
+    True
+    >>> check_message_text("Claim it at evil.example/login", auth)
+    'edits.message_text links to evil.example, which is not on review.link_hosts'
+    >>> check_message_text("Log in: http://shop.example@evil.example", auth)
+    'edits.message_text links to evil.example, which is not on review.link_hosts'
+    >>> check_message_text("x" * 61, auth)
+    'edits.message_text is longer than 60 characters'
+    """
+    if len(text) > auth.max_message_chars:
+        return f"edits.message_text is longer than {auth.max_message_chars} characters"
+    for ch in text:
+        category = unicodedata.category(ch)
+        if (category == "Cc" and ch not in "\n\t") or category == "Cf":
+            return "edits.message_text holds control or invisible characters"
+    bare = _BARE_SCHEME.search(text)
+    if bare is not None:
+        return f"edits.message_text holds a {bare.group(1).lower()}: link"
+    hosts: list[str] = []
+    for m in _SCHEME_LINK.finditer(text):
+        if m.group(1).lower() not in ("http", "https"):
+            return f"edits.message_text holds a {m.group(1).lower()[:20]}:// link"
+        authority = m.group(2)
+        # The host is after any user info and before any port.
+        hosts.append(authority.rpartition("@")[2].partition(":")[0])
+    hosts.extend(m.group(1) for m in _HOST.finditer(text))
+    for host in hosts:
+        if not host or not _host_allowed(host, auth.link_hosts):
+            shown = host[:60] or "(empty host)"
+            return f"edits.message_text links to {shown}, which is not on review.link_hosts"
+    return None
+
+
+def _open_envelope(obj: Any, auth: ReviewAuth, received_at: float) -> bytes:
+    """The signed body of an envelope; raises ContractError saying why it is refused."""
+    if auth.secret is None:
+        raise ContractError(
+            "review decisions are refused: no review secret is set (review.secret_env)"
+        )
+    if not isinstance(obj, dict) or set(obj) != {"body", "signature"}:
+        raise ContractError('unsigned review decision: expected {"body": ..., "signature": ...}')
+    body, header = obj["body"], obj["signature"]
+    if not isinstance(body, str) or not isinstance(header, str):
+        raise ContractError("unsigned review decision: body and signature must be strings")
+    raw = body.encode()
+    if not verify(auth.secret, raw, header, auth.max_age_seconds, now=received_at):
+        why = explain(auth.secret, raw, header, auth.max_age_seconds, now=received_at)
+        raise ContractError(f"review signature refused: {why}")
+    return raw
+
+
 def _opt_str(obj: dict[str, Any], key: str, limit: int = 200) -> str | None:
     value = obj.get(key)
     if value is None:
@@ -98,8 +236,14 @@ def _req_str(obj: dict[str, Any], key: str) -> str:
     return value
 
 
-def parse_decision(raw: Any, received_at: float) -> ReviewDecision | DeadLetter:
+def parse_decision(
+    raw: Any, received_at: float, auth: ReviewAuth | None = None
+) -> ReviewDecision | DeadLetter:
     """Parse a review decision (JSON bytes or a parsed object); a DeadLetter if invalid.
+
+    With ``auth`` (live mode), ``raw`` must be a signed envelope (:func:`sign_decision`)
+    under the review secret, from a reviewer on the allowlist, and edited text must pass
+    :func:`check_message_text`; anything else is a dead letter with the reason.
 
     >>> parse_decision(b'{"review_id": "r", "order_id": "o", "decision": "maybe", '
     ...                b'"reviewer_id": "a"}', 0.0).reason
@@ -108,6 +252,8 @@ def parse_decision(raw: Any, received_at: float) -> ReviewDecision | DeadLetter:
     obj: Any = raw
     try:
         obj = load_json(raw)
+        if auth is not None:
+            obj = load_json(_open_envelope(obj, auth, received_at))
         if not isinstance(obj, dict):
             raise ContractError("a review decision must be a JSON object")
         review_id = _req_str(obj, "review_id")
@@ -132,6 +278,13 @@ def parse_decision(raw: Any, received_at: float) -> ReviewDecision | DeadLetter:
             isinstance(credit, bool) or not isinstance(credit, (int, float)) or credit < 0
         ):
             raise ContractError(f"edits.credit_amount must be a number >= 0, got {credit!r}")
+        if auth is not None and reviewer_id not in auth.reviewers:
+            raise ContractError("reviewer_id is not on the reviewer allowlist (review.reviewers)")
+        text = _opt_str(edits, "message_text", MAX_MESSAGE_CHARS)
+        if auth is not None and text is not None:
+            refused = check_message_text(text, auth)
+            if refused is not None:
+                raise ContractError(refused)
         return ReviewDecision(
             review_id=review_id,
             order_id=order_id,
@@ -140,7 +293,7 @@ def parse_decision(raw: Any, received_at: float) -> ReviewDecision | DeadLetter:
             decided_at=decided_at,
             action=_opt_str(edits, "action"),
             credit_amount=float(credit) if credit is not None else None,
-            message_text=_opt_str(edits, "message_text", MAX_MESSAGE_CHARS),
+            message_text=text,
             note=_opt_str(obj, "note", MAX_MESSAGE_CHARS),
         )
     except ContractError as exc:
@@ -169,9 +322,6 @@ class ReviewBook:
     retention_seconds: float = 72 * 3600.0
     pending: dict[str, PendingReview] = field(default_factory=dict)
     settled: dict[str, str] = field(default_factory=dict)  # review_id -> final status
-    #: Decisions read before their request (inputs are read independently): review_id ->
-    #: (decision, wall time it was read). Applied when the request shows up.
-    early: dict[str, tuple[ReviewDecision, float]] = field(default_factory=dict)
     closed: bool = False
     retain_until: float = 0.0
 
@@ -180,8 +330,8 @@ class ReviewBook:
     def on_request(
         self, request: dict[str, Any], now: float, policy: RecoveryPolicy | None = None
     ) -> list[Output]:
-        """A human_review intervention was emitted: wait for its decision (or apply one
-        that was read before it, which needs ``policy``)."""
+        """A human_review intervention was emitted: wait for its decision. (``policy`` is
+        not used; kept for callers of the earlier signature.)"""
         review_id = request["intervention_id"]
         if review_id in self.pending or review_id in self.settled:
             return []  # re-emitted after a resume
@@ -189,15 +339,22 @@ class ReviewBook:
             self.settled[review_id] = "closed"
             return [record_tuple(_system_review(request, "closed", "case already closed", now))]
         self.pending[review_id] = PendingReview(request, now, now + self.expires_seconds)
-        parked = self.early.pop(review_id, None)
-        if parked is not None:
-            return self.on_decision(parked[0], policy, now) if policy is not None else []
         return []
 
     def on_decision(
-        self, decision: ReviewDecision, policy: RecoveryPolicy, now: float
+        self,
+        decision: ReviewDecision,
+        policy: RecoveryPolicy,
+        now: float,
+        stores: CapStores | None = None,
     ) -> list[Output]:
-        """Apply a reviewer's decision; ignored (but recorded) when it cannot apply."""
+        """Apply a reviewer's decision; ignored (but recorded) when it cannot apply.
+
+        A decision for a request that was never issued here (forged, mistyped, or for a
+        request still to come) is refused: recorded and dead-lettered, never kept to be
+        applied later. ``stores`` (live mode) hold the contacts and credit the caps are
+        checked against; without them the earlier contacts and credit count as none.
+        """
         rid = decision.review_id
         if rid in self.settled:
             status = self.settled[rid]
@@ -211,10 +368,9 @@ class ReviewBook:
         if pending is None:
             if self.closed:
                 return [_review(decision, "ignored", "the case closed before the decision", now)]
-            # Perhaps read before its request: wait for it, up to the retention time.
-            self.early[rid] = (decision, now)
+            why = "no review request with this review_id was issued for the order"
             self.retain_until = max(self.retain_until, now + self.retention_seconds)
-            return []
+            return [_review(decision, "ignored", why, now), _dead_decision(decision, why, now)]
         if now >= pending.expires_at:
             out = self._settle(rid, pending, "expired", self._expiry_reason(pending), now)
             return [*out, _review(decision, "ignored", "review expired", now, pending.request)]
@@ -222,7 +378,7 @@ class ReviewBook:
             self._forget(rid, "rejected", now)
             return [_review(decision, "rejected", decision.note or "", now, pending.request)]
         try:
-            intervention = approved_intervention(pending.request, decision, policy, now)
+            intervention = approved_intervention(pending.request, decision, policy, now, stores)
         except ValueError as exc:
             # The request stays open: the reviewer can send a corrected decision.
             return [_review(decision, "invalid", str(exc), now, pending.request)]
@@ -239,19 +395,12 @@ class ReviewBook:
         reason = f"case closed: {outcome.get('outcome')}"
         for rid, pending in sorted(self.pending.items()):
             out.extend(self._settle(rid, pending, "closed", reason, now))
-        for rid, (parked, _) in sorted(self.early.items()):
-            del self.early[rid]
-            out.append(_review(parked, "ignored", "the case closed before the decision", now))
         self.retain_until = max(self.retain_until, now + self.retention_seconds)
         return out
 
     def on_time(self, now: float) -> list[Output]:
-        """Expire requests whose time is up, and decisions whose request never came."""
+        """Expire requests whose time is up."""
         out: list[Output] = []
-        for rid, (parked, read_at) in sorted(self.early.items()):
-            if now >= read_at + self.retention_seconds:
-                del self.early[rid]
-                out.append(_review(parked, "ignored", "unknown review", now))
         for rid, pending in sorted(self.pending.items()):
             if now >= pending.expires_at:
                 out.extend(self._settle(rid, pending, "expired", self._expiry_reason(pending), now))
@@ -276,18 +425,24 @@ class ReviewBook:
     def next_wakeup(self) -> float | None:
         """Wall-clock time of the next expiry, or of forgetting this order."""
         times = [p.expires_at for p in self.pending.values()]
-        times += [read_at + self.retention_seconds for _, read_at in self.early.values()]
         if times:
             return min(times)
         return self.retain_until or None
 
     def finished(self, now: float) -> bool:
         """Nothing open and the retention of settled requests has passed."""
-        return not self.pending and not self.early and now >= self.retain_until
+        return not self.pending and now >= self.retain_until
 
     def empty(self) -> bool:
-        """Nothing was ever raised, decided or parked for this order."""
-        return not self.pending and not self.settled and not self.early
+        """Nothing was ever raised or decided for this order."""
+        return not self.pending and not self.settled and not self.retain_until
+
+
+def _dead_decision(d: ReviewDecision, reason: str, now: float) -> Output:
+    """A dead letter for a decision refused by the book (ids only: no text, no note)."""
+    raw = {"review_id": d.review_id, "order_id": d.order_id, "decision": d.decision}
+    letter = dead_letter(REVIEW_STREAM, reason, raw, raw, now, "review_id")
+    return ("dead_letter", letter.to_record())
 
 
 def record_tuple(record: dict[str, Any]) -> Output:
@@ -336,10 +491,26 @@ def _system_review(request: dict[str, Any], status: str, reason: str, now: float
     }
 
 
+@dataclass
+class CapStores:
+    """What the caps of an approval are checked against: the contacts the order had
+    (the dispatcher's contact book) and the customer's credit (the credit ledger, where an
+    approved credit is reserved)."""
+
+    credit: CreditLedger
+    contacts: ContactBook
+
+
 def approved_intervention(
-    request: dict[str, Any], d: ReviewDecision, policy: RecoveryPolicy, now: float
+    request: dict[str, Any],
+    d: ReviewDecision,
+    policy: RecoveryPolicy,
+    now: float,
+    stores: CapStores | None = None,
 ) -> dict[str, Any]:
-    """The intervention a reviewer approved: the proposed (or edited) action, within caps.
+    """The intervention a reviewer approved: the proposed (or edited) action, within every
+    cap of the policy (:func:`operators.caps.check_caps`). An approved credit is reserved
+    in ``stores.credit`` under the new intervention id.
 
     Raises ValueError if the approval cannot be carried out under the policy.
     """
@@ -353,11 +524,6 @@ def approved_intervention(
     currency = request.get("currency")
     offer = request.get("offer")
     if d.credit_amount is not None:
-        if d.credit_amount > policy.max_credit_per_order:
-            raise ValueError(
-                f"credit {d.credit_amount:g} is above the policy cap "
-                f"limits.max_credit_per_order={policy.max_credit_per_order:g}"
-            )
         offer = (
             {"type": "store_credit", "amount": round(d.credit_amount, 2), "currency": currency}
             if d.credit_amount > 0
@@ -366,13 +532,15 @@ def approved_intervention(
     elif spec.credit_share <= 0 and action != request.get("proposed_action"):
         offer = None  # the proposed action's credit does not carry over to another action
     message = None
+    # Held for quiet hours from the later of the reviewer's time and now.
+    at = max(now, d.decided_at)
     if d.message_text is not None or spec.message_template is not None:
         text = d.message_text
         if text is None:
             text = message_text(spec, _case_for(request), offer)
         send_after = None
         if policy.quiet_hours is not None:
-            held = policy.quiet_hours.send_after(now)
+            held = policy.quiet_hours.send_after(at)
             send_after = format_ts(held) if held else None
         message = {
             "channel": spec.channel,
@@ -380,11 +548,41 @@ def approved_intervention(
             "text": text,
             "send_after": send_after,
         }
+    credit = offered_credit({"offer": offer})
+    customer = request.get("customer_id")
+    order_value = request.get("order_value")
+    check = CapCheck(
+        action=action,
+        credit=credit,
+        order_value=float(order_value) if isinstance(order_value, (int, float)) else None,
+        contacts_before=stores.contacts.count(request["order_id"]) if stores else 0,
+        credit_used_30d=(
+            stores.credit.used(customer, now) if stores and isinstance(customer, str) else 0.0
+        ),
+        at=at if message else None,
+        send_after=parse_ts(message["send_after"]) if message and message["send_after"] else None,
+        proposed_action=request.get("proposed_action"),
+        policy_credit=offered_credit(request),
+    )
+    broken = check_caps(policy, check)
+    if broken:
+        raise ValueError("; ".join(broken))
     review_id = request["intervention_id"]
     version = request.get("policy_version") or policy.version
+    new_id = intervention_id(request["order_id"], action, review_id, version)
+    if credit > 0 and stores is not None and isinstance(customer, str) and customer:
+        cap = policy.max_credit_per_customer_30d
+        granted = stores.credit.reserve(customer, now, credit, cap, grant_id=new_id)
+        if granted < credit:
+            # Another process spent the room between the check and the reservation. What
+            # was granted stays reserved under this id (a corrected approval re-uses it).
+            raise ValueError(
+                f"credit {credit:.2f} is over what is left of "
+                f"max_credit_per_customer_30d={cap:g} ({granted:.2f})"
+            )
     return {
         **request,
-        "intervention_id": intervention_id(request["order_id"], action, review_id, version),
+        "intervention_id": new_id,
         "action": action,
         "automated": False,
         "proposed_action": None,

@@ -25,11 +25,13 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from operators.credit import WINDOW_SECONDS, InMemoryCreditLedger
 from state.context import DAY, InMemoryContextStore
 
 Check = Callable[[Callable[[], Any]], None]
 
 T0 = 1_780_000_000.0  # 2026-05-28, epoch seconds
+CREDIT_CAP = 30.0
 FAMILIES = ("skincare", "shoes", "outerwear", None)
 LANES = ("dhl:DE-NL", "ups:FR-FR", "gls:DE-AT", None)
 OUTCOMES = ("refunded", "kept", "exchanged", "chargeback", "cancelled", "open")
@@ -229,6 +231,215 @@ def check_models_keep_the_newest_versions(open_store: Callable[[], Any]) -> None
     assert open_store().latest("other") is None
 
 
+# --- CreditLedger (operators.credit) ------------------------------------------------------
+
+
+def check_credit_cap_and_window(open_store: Callable[[], Any]) -> None:
+    ledger = open_store()
+    assert ledger.used("cw-1", T0) == 0.0
+    assert ledger.reserve("cw-1", T0, 12.5, CREDIT_CAP) == 12.5
+    assert ledger.reserve("cw-1", T0 + DAY, 12.5, CREDIT_CAP) == 12.5
+    assert ledger.reserve("cw-1", T0 + 2 * DAY, 12.5, CREDIT_CAP) == 5.0  # only the room left
+    assert ledger.reserve("cw-1", T0 + 3 * DAY, 1.0, CREDIT_CAP) == 0.0  # cap used up
+    other = open_store()
+    assert other.used("cw-1", T0 + 3 * DAY) == 30.0
+    assert other.used("cw-2", T0 + 3 * DAY) == 0.0  # customers are independent
+    # The first grant leaves the window exactly 30 days after it was made.
+    assert other.used("cw-1", T0 + WINDOW_SECONDS) == 17.5
+    assert other.reserve("cw-1", T0 + WINDOW_SECONDS, 20.0, CREDIT_CAP) == 12.5
+    assert other.used("cw-1", T0 + 61 * DAY) == 0.0
+    ledger.grant("cw-3", T0, 50.0)  # grant does not check the cap
+    ledger.grant("cw-3", T0, 0.0)  # nothing granted
+    assert open_store().used("cw-3", T0) == 50.0
+    assert open_store().reserve("cw-3", T0, 5.0, CREDIT_CAP) == 0.0
+
+
+def check_credit_grant_ids_are_idempotent(open_store: Callable[[], Any]) -> None:
+    ledger = open_store()
+    assert ledger.reserve("ci-1", T0, 20.0, CREDIT_CAP, grant_id="iv-1") == 20.0
+    # A restarted process re-makes the same decision: the same grant, not a second one.
+    again = open_store()
+    assert again.reserve("ci-1", T0 + 60, 20.0, CREDIT_CAP, grant_id="iv-1") == 20.0
+    assert again.used("ci-1", T0 + 60) == 20.0
+    assert again.reserve("ci-1", T0 + 60, 20.0, CREDIT_CAP, grant_id="iv-2") == 10.0
+    assert again.reserve("ci-1", T0 + 60, 20.0, CREDIT_CAP, grant_id="iv-2") == 10.0
+    assert open_store().used("ci-1", T0 + 60) == 30.0
+    # A refused grant is not remembered: with room again, it is granted.
+    assert again.reserve("ci-1", T0 + 60, 5.0, CREDIT_CAP, grant_id="iv-3") == 0.0
+    assert again.reserve("ci-1", T0 + WINDOW_SECONDS + 1, 5.0, CREDIT_CAP, grant_id="iv-3") == 5.0
+
+
+def check_credit_matches_the_reference(open_store: Callable[[], Any]) -> None:
+    """Random reservations in time order: every grant and total equals the in-memory
+    reference's exactly."""
+    rng = random.Random(5)
+    reference = InMemoryCreditLedger()
+    ledger = open_store()
+    t = T0
+    for n in range(300):
+        t += rng.uniform(0, 2 * DAY)
+        customer = f"cr-{rng.randrange(6)}"
+        amount = round(rng.uniform(0.01, 25.0), 2)
+        gid = f"g{rng.randrange(250)}" if rng.random() < 0.5 else None
+        want = reference.reserve(customer, t, amount, CREDIT_CAP, grant_id=gid)
+        assert ledger.reserve(customer, t, amount, CREDIT_CAP, grant_id=gid) == want, n
+    reader = open_store()
+    for c in range(6):
+        assert reader.used(f"cr-{c}", t) == reference.used(f"cr-{c}", t)
+
+
+def check_credit_reservations_are_atomic_across_handles(open_store: Callable[[], Any]) -> None:
+    """Four workers (own handles) race to reserve 1.00 each for one customer: exactly the
+    cap is granted, never more."""
+    granted: list[float] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(4)
+
+    def worker(n: int) -> None:
+        ledger = open_store()
+        barrier.wait()
+        mine = [ledger.reserve("race-1", T0 + n, 1.0, CREDIT_CAP) for _ in range(15)]
+        with lock:
+            granted.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(granted) == CREDIT_CAP
+    assert sorted(set(granted)) == [0.0, 1.0]
+    assert open_store().used("race-1", T0 + 10) == CREDIT_CAP
+
+
+CREDIT_CHECKS = (
+    check_credit_cap_and_window,
+    check_credit_grant_ids_are_idempotent,
+    check_credit_matches_the_reference,
+    check_credit_reservations_are_atomic_across_handles,
+)
+
+
+# --- ContactBook --------------------------------------------------------------------------
+
+
+def check_contacts_limit_per_order(open_store: Callable[[], Any]) -> None:
+    book = open_store()
+    assert book.count("ck-1") == 0
+    assert book.admit("ck-1", "iv-a", 2, 3600)
+    assert book.admit("ck-1", "iv-b", 2, 3600)
+    assert book.admit("ck-1", "iv-a", 2, 3600)  # the same contact again: still admitted
+    assert not open_store().admit("ck-1", "iv-c", 2, 3600)  # a restarted process
+    assert open_store().count("ck-1") == 2
+    assert book.admit("ck-2", "iv-c", 2, 3600)  # orders are independent
+
+
+def check_contacts_are_atomic_across_handles(open_store: Callable[[], Any]) -> None:
+    ids = [f"iv-{i}" for i in range(40)]
+    wins: list[list[str]] = [[], []]
+    barrier = threading.Barrier(2)
+
+    def worker(n: int) -> None:
+        book = open_store()
+        barrier.wait()
+        order = ids if n == 0 else list(reversed(ids))
+        wins[n] = [iv for iv in order if book.admit("ck-race", iv, 3, 3600)]
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    admitted = set(wins[0]) | set(wins[1])
+    assert len(admitted) == 3
+    assert open_store().count("ck-race") == 3
+
+
+CONTACT_CHECKS = (check_contacts_limit_per_order, check_contacts_are_atomic_across_handles)
+
+
+# --- RetryQueue ---------------------------------------------------------------------------
+
+
+def _retry_item(i: int, due: float) -> Any:
+    from state.retry import RetryItem
+
+    iv = {"intervention_id": f"rq-{i}", "order_id": f"o-{i}", "action": "a", "n": [i, None]}
+    return RetryItem(iv, "hook", attempts=i, first_at=T0, due_at=due, error="HTTP 500")
+
+
+def check_retry_park_take_and_done(open_store: Callable[[], Any]) -> None:
+    queue = open_store()
+    for i, due in enumerate((T0 + 30, T0 + 10, T0 + 20, T0 + 99)):
+        queue.park(_retry_item(i, due))
+    assert open_store().pending() == 4
+    taken = open_store().take_due(T0 + 30, limit=10, lease_seconds=100)
+    assert [t.iid for t in taken] == ["rq-1", "rq-2", "rq-0"]  # earliest first
+    assert taken[0] == _retry_item(1, T0 + 10)  # complete, as parked
+    assert open_store().take_due(T0 + 99, limit=10, lease_seconds=100) == [_retry_item(3, T0 + 99)]
+    assert open_store().take_due(T0 + 129) == []  # all leased
+    again = open_store().take_due(T0 + 130, limit=10, lease_seconds=100)  # leases ended
+    assert [t.iid for t in again] == ["rq-0", "rq-1", "rq-2"]
+    later = _retry_item(1, T0 + 500)
+    later.attempts = 9
+    queue.park(later)  # parked again with its next due time
+    for iid in ("rq-0", "rq-2", "rq-3"):
+        queue.done(iid)
+    assert open_store().pending() == 1
+    assert open_store().take_due(T0 + 499) == []
+    assert [t.attempts for t in open_store().take_due(T0 + 500)] == [9]
+
+
+def check_retry_items_are_taken_once_across_handles(open_store: Callable[[], Any]) -> None:
+    queue = open_store()
+    for i in range(60):
+        queue.park(_retry_item(i, T0 + i))
+    got: list[list[str]] = [[], [], []]
+    barrier = threading.Barrier(3)
+
+    def worker(n: int) -> None:
+        q = open_store()
+        barrier.wait()
+        for _ in range(10):
+            got[n].extend(t.iid for t in q.take_due(T0 + 100, limit=4, lease_seconds=1000))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = got[0] + got[1] + got[2]
+    assert sorted(every) == sorted(f"rq-{i}" for i in range(60))  # each exactly once
+
+
+def check_retry_bury_and_unbury(open_store: Callable[[], Any]) -> None:
+    queue = open_store()
+    assert queue.buried() == [] and queue.unbury("rq-x") is None
+    for i in (2, 1):
+        item = _retry_item(i, T0)
+        item.reason, item.buried_at = f"HTTP 500 after {i} attempts", T0 + i
+        queue.bury(item)
+    assert [b.iid for b in open_store().buried()] == ["rq-1", "rq-2"]  # oldest first
+    first, second = open_store().unbury("rq-1"), open_store().unbury("rq-1")
+    assert first is not None and first.reason == "HTTP 500 after 1 attempts"
+    assert second is None  # of two re-sends, one gets it
+    assert [b.iid for b in open_store().buried()] == ["rq-2"]
+
+
+def check_dispatch_only_dead_letters_reopen(open_store: Callable[[], Any]) -> None:
+    ledger = open_store()
+    assert not ledger.reopen("iv-r", 60)  # unknown: claim() is the way in
+    ledger.claim("iv-r", 60)
+    assert not ledger.reopen("iv-r", 60)  # being sent
+    for status in ("delivered", "retrying", "blocked"):
+        ledger.mark_delivered("iv-r", status, 60)
+        assert not open_store().reopen("iv-r", 60), status
+    ledger.mark_delivered("iv-r", "dead_letter", 60)
+    wins = [open_store().reopen("iv-r", 60) for _ in range(2)]
+    assert wins == [True, False]  # a deliberate re-send claims it once
+    assert open_store().status("iv-r") == "claimed"
+
+
 CHECKS: dict[str, tuple[Check, ...]] = {
     "context": (
         check_context_unknown_reads_give_the_prior,
@@ -239,13 +450,22 @@ CHECKS: dict[str, tuple[Check, ...]] = {
     "dispatch": (
         check_dispatch_claims_are_at_most_once_across_handles,
         check_dispatch_release_and_delivery,
+        check_dispatch_only_dead_letters_reopen,
+    ),
+    "credit": CREDIT_CHECKS,
+    "contacts": CONTACT_CHECKS,
+    "retries": (
+        check_retry_park_take_and_done,
+        check_retry_items_are_taken_once_across_handles,
+        check_retry_bury_and_unbury,
     ),
     "models": (check_models_keep_the_newest_versions,),
 }
 
 
 def yield_checks(kind: str) -> Iterator[Check]:
-    """The checks of one interface: ``context``, ``cases``, ``dispatch`` or ``models``."""
+    """The checks of one interface: ``context``, ``cases``, ``dispatch``, ``models``,
+    ``credit``, ``contacts`` or ``retries``."""
     if kind not in CHECKS:
         raise ValueError(f"unknown store kind {kind!r}; expected one of {sorted(CHECKS)}")
     yield from CHECKS[kind]

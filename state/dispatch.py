@@ -38,6 +38,11 @@ class DispatchLedger(Protocol):
         """``claimed``, ``delivered``, ``dead_letter`` or None."""
         ...
 
+    def reopen(self, intervention_id: str, ttl_seconds: int) -> bool:
+        """Claim a dead-lettered id again for a deliberate re-send: True if it was
+        ``dead_letter`` and is now ``claimed`` (atomic: of two re-sends, one wins)."""
+        ...
+
 
 class InMemoryDispatchLedger:
     """A process-local ledger (replay, tests). Thread-safe: workers are threads."""
@@ -75,3 +80,11 @@ class InMemoryDispatchLedger:
             if entry is None or entry[1] <= self._now():
                 return None
             return entry[0]
+
+    def reopen(self, intervention_id: str, ttl_seconds: int) -> bool:
+        with self._lock:
+            entry = self._entries.get(intervention_id)
+            if entry is None or entry[1] <= self._now() or entry[0] != "dead_letter":
+                return False
+            self._entries[intervention_id] = ("claimed", self._now() + ttl_seconds)
+            return True

@@ -179,6 +179,15 @@ return 0
 """
 
 
+_REOPEN_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
 ScriptCall = tuple[Script, Sequence[str], Sequence[Any]]
 
 
@@ -763,6 +772,7 @@ class RedisDispatchLedger:
         self.client = client
         self.keys = KeyLayout(prefix)
         self._release = client.register_script(_RELEASE_LUA)
+        self._reopen = client.register_script(_REOPEN_LUA)
 
     @classmethod
     def from_config(cls, config: RedisStoreConfig) -> RedisDispatchLedger:
@@ -801,6 +811,13 @@ class RedisDispatchLedger:
         """``claimed``, ``delivered``, ``dead_letter`` or None."""
         raw = self.client.get(self.keys.dispatch(intervention_id))
         return raw.decode() if raw is not None else None
+
+    def reopen(self, intervention_id: str, ttl_seconds: int) -> bool:
+        """Claim a dead-lettered id again for a deliberate re-send (one script: of two
+        re-sends, one wins; a delivered id is never reopened)."""
+        key = self.keys.dispatch(intervention_id)
+        args = ["dead_letter", CLAIMED, self._ttl(ttl_seconds)]
+        return bool(self._reopen(keys=[key], args=args))
 
     def close(self) -> None:
         self.client.close()

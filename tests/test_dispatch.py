@@ -326,6 +326,36 @@ def test_logs_carry_no_customer_data(server_factory, caplog) -> None:
     h.dispatcher.close()
 
 
+def test_interventions_breaking_the_caps_are_dead_lettered_not_sent(server_factory) -> None:
+    """The guard (operators.caps.DispatchCaps) runs after the claim: a third contact for
+    one order (a decision re-made differently after a restart) is never sent, and a
+    re-emission of a sent one is still a duplicate, not a new contact."""
+    from operators.caps import DispatchCaps
+    from operators.credit import InMemoryCreditLedger
+    from operators.policy import RecoveryPolicy
+    from state.contacts import InMemoryContactBook
+
+    srv = server_factory(lambda attempt: 200)
+    h = harness(settings(srv.url))
+    guard = DispatchCaps(RecoveryPolicy.default(), InMemoryCreditLedger(), InMemoryContactBook())
+    h.dispatcher.guard = guard
+    same_order = [{**intervention(i), "order_id": "o-1"} for i in (1, 2, 3)]
+    results = [h.dispatcher.deliver_now(iv).status for iv in same_order]
+    assert results == ["delivered", "delivered", "blocked"]
+    assert sorted(srv.statuses(k)[0] for k in ("iv-1", "iv-2")) == [200, 200]
+    assert srv.statuses("iv-3") == []
+    [record] = h.dead
+    assert record["event_id"] == "iv-3"
+    assert record["reason"] == (
+        "webhook hook: not sent, breaks the policy caps: contact limit: the order already "
+        "had 2 contacts (max_contacts_per_order=2)"
+    )
+    assert h.ledger.status("iv-3") == "blocked"
+    assert h.dispatcher.deliver_now(same_order[0]).status == "skipped_duplicate"
+    assert guard.contacts.count("o-1") == 2
+    h.dispatcher.close()
+
+
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 def test_redirects_are_not_followed_and_count_as_failed(server_factory, status: int) -> None:
     """A redirect would carry the signature and Authorization to another host, and that

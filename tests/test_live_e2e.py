@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 SALVAGE = [sys.executable, "-c", "import sys; from flows.cli import main; sys.exit(main())"]
 SECRET_MESSAGING = "e2e-messaging-" + uuid.uuid4().hex
 SECRET_SUPPORT = "e2e-support-" + uuid.uuid4().hex
+SECRET_REVIEW = "e2e-review-" + uuid.uuid4().hex
 PARTITIONS = 2
 
 
@@ -270,6 +271,7 @@ webhooks:
       max_attempts: 4
       backoff_base_seconds: 0.05
       backoff_max_seconds: 0.2
+      retry_hours: 0  # dead-letter after the quick attempts (slow retries: test_retries)
       max_in_flight: 4
     support:
       url: {base}/support
@@ -278,6 +280,8 @@ webhooks:
     proactive_reassurance: messaging
     exchange_first_offer: messaging
     human_review: support
+review:
+  reviewers: [agent-7, agent-8]
 recovery:
   dir: {tmp_path / "recovery"}
   snapshot_interval_seconds: 1
@@ -293,6 +297,7 @@ batch_size: 100
             "SALVAGE_REDIS_URL": redis_server,
             "E2E_MESSAGING_SECRET": SECRET_MESSAGING,
             "E2E_SUPPORT_SECRET": SECRET_SUPPORT,
+            "SALVAGE_REVIEW_SECRET": SECRET_REVIEW,
             "PYTHONPATH": str(REPO),
         }
     )
@@ -406,10 +411,25 @@ def test_live_mode_end_to_end(live: Live) -> None:
     assert second.poll() is None, (live.work / "run2.log").read_text()[-2000:]
 
     # --- the human-review round trip -------------------------------------------------------
+    # A credit the policy does not allow (the proposed exchange has no credit share) is
+    # refused at approval and the request stays open; a corrected decision goes through.
     r = live.salvage(
         "review", "approve", "o-rev", review["intervention_id"], "--reviewer", "agent-7",
         "--credit", "10",
     )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    invalid = wait_for(
+        "the refused approval",
+        lambda: [
+            r
+            for _, h, r in live.read("decisions")
+            if h["type"] == b"review" and r["order_id"] == "o-rev" and r["status"] == "invalid"
+        ],
+    )
+    assert "credit_share" in invalid[0]["reason"]
+    r = live.salvage(
+        "review", "approve", "o-rev", review["intervention_id"], "--reviewer", "agent-7"
+    )
     assert r.returncode == 0, r.stderr
     approved = wait_for(
         "the approved intervention",
@@ -418,7 +438,7 @@ def test_live_mode_end_to_end(live: Live) -> None:
     assert approved["automated"] is False
     assert approved["reviewer_id"] == "agent-7"
     assert approved["review_id"] == review["intervention_id"]
-    assert approved["offer"] == {"type": "store_credit", "amount": 10.0, "currency": "EUR"}
+    assert approved["offer"] is None
     wait_for(
         "the approved intervention at the webhook",
         lambda: any(

@@ -22,10 +22,12 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 from flows.case_sink import CaseStoreSink, attach_case_store, write_case_records
 from flows.dataflow import FlowParts, build_streams
 from operators.contract import format_ts
+from operators.credit import InMemoryCreditLedger
 from operators.engine import DecisionEngine
 from operators.policy import RecoveryPolicy
 from state.cases import InMemoryCaseStore
 from state.checks import CHECKS, FAMILIES, LANES, T0, Check, random_outcomes
+from state.contacts import InMemoryContactBook
 from state.context import DAY, InMemoryContextStore
 from state.dispatch import InMemoryDispatchLedger
 from state.models import InMemoryModelStore
@@ -39,6 +41,8 @@ from state.redis_conn import (
     mask_url,
     parse_url,
 )
+from state.redis_credit import RedisContactBook, RedisCreditLedger
+from state.redis_retry import RedisRetryQueue
 from state.redis_store import (
     RedisCaseStore,
     RedisContextStore,
@@ -46,6 +50,7 @@ from state.redis_store import (
     RedisModelStore,
     RedisStores,
 )
+from state.retry import InMemoryRetryQueue
 
 #: The servers every Redis test runs against: fixture name per implementation.
 SERVERS = {"redis": "redis_url", "cluster": "redis_cluster_url"}
@@ -83,12 +88,18 @@ _IN_MEMORY: dict[str, Callable[[], Any]] = {
     "cases": InMemoryCaseStore,
     "dispatch": InMemoryDispatchLedger,
     "models": lambda: InMemoryModelStore(keep=3),
+    "credit": InMemoryCreditLedger,
+    "contacts": InMemoryContactBook,
+    "retries": InMemoryRetryQueue,
 }
 _REDIS: dict[str, Callable[[RedisClient], Any]] = {
     "context": RedisContextStore,
     "cases": RedisCaseStore,
     "dispatch": RedisDispatchLedger,
     "models": lambda c: RedisModelStore(c, keep=3),
+    "credit": RedisCreditLedger,
+    "contacts": RedisContactBook,
+    "retries": RedisRetryQueue,
 }
 
 

@@ -1,0 +1,56 @@
+"""Contact book: which customer contacts an order has had, to hold the contact limit.
+
+The dispatcher admits each customer-facing intervention against the policy's
+``limits.max_contacts_per_order`` before sending it. Admission is keyed by the intervention
+id: admitting the same id again (a re-emitted intervention, a retry) is free, a new id
+past the limit is refused. The Redis book (``state.redis_credit.RedisContactBook``) is
+shared by every process and survives restarts, so a decision re-made differently after a
+crash cannot push an order over the limit.
+
+>>> book = InMemoryContactBook()
+>>> [book.admit("o1", iv, limit=2, ttl_seconds=60) for iv in ("a", "b", "a", "c")]
+[True, True, True, False]
+>>> book.count("o1")
+2
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+
+class ContactBook(Protocol):
+    """Customer contacts per order, admitted at most ``limit`` distinct ids."""
+
+    def admit(self, order_id: str, contact_id: str, limit: int, ttl_seconds: int) -> bool:
+        """True if ``contact_id`` is (or now becomes) one of the order's contacts; False if
+        the order already has ``limit`` other contacts. Atomic."""
+        ...
+
+    def count(self, order_id: str) -> int:
+        """How many contacts the order has had."""
+        ...
+
+
+class InMemoryContactBook:
+    """A process-local :class:`ContactBook` (replay, tests, live mode without Redis).
+    Entries are kept for the life of the process; ``ttl_seconds`` is ignored."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._contacts: dict[str, set[str]] = {}
+
+    def admit(self, order_id: str, contact_id: str, limit: int, ttl_seconds: int) -> bool:
+        with self._lock:
+            known = self._contacts.setdefault(order_id, set())
+            if contact_id in known:
+                return True
+            if len(known) >= limit:
+                return False
+            known.add(contact_id)
+            return True
+
+    def count(self, order_id: str) -> int:
+        with self._lock:
+            return len(self._contacts.get(order_id, ()))

@@ -1,0 +1,157 @@
+"""The credit ledger and the contact book in Redis (live mode), shared by every worker and
+process and surviving restarts (with Redis persistence on, see docs/operations.md).
+
+Keys (``<prefix>`` as for the other stores; the ``{...}`` part is the Redis Cluster hash
+tag, so one customer's or one order's keys share a slot)::
+
+    <prefix>:{credit:<customer_id>}:grants    sorted set  grant id -> granted at (epoch s)
+    <prefix>:{credit:<customer_id>}:amounts   hash        grant id -> amount
+    <prefix>:{contacts:<order_id>}:ids        set         intervention ids contacted
+
+A reservation reads the customer's grants, drops those past the 30-day window and adds the
+new grant in one ``WATCH``/``MULTI`` transaction on the two keys (retried when another
+process changed them meanwhile), so two processes cannot both spend the same room. The
+arithmetic is done in Python, exactly as :class:`operators.credit.InMemoryCreditLedger`
+does it. Keys expire ``ttl_seconds`` (31 days by default) after their last grant, past the
+30-day window. Contact admission is one Lua script.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any
+
+import redis
+
+from operators.credit import WINDOW_SECONDS, granted_amount
+from state.redis_conn import DEFAULT_PREFIX, KeyLayout
+
+DAY = 86400
+CREDIT_TTL_SECONDS = 31 * DAY
+
+
+def _key(prefix: str, entity: str, ident: str, what: str) -> str:
+    if not ident:
+        raise ValueError(f"empty {entity} id")
+    return f"{prefix}:{{{entity}:{ident}}}:{what}"
+
+
+class RedisCreditLedger:
+    """A :class:`~operators.credit.CreditLedger` in Redis; atomic per customer."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = DEFAULT_PREFIX,
+        ttl_seconds: int = CREDIT_TTL_SECONDS,
+    ) -> None:
+        if ttl_seconds <= WINDOW_SECONDS:
+            raise ValueError("ttl_seconds must be longer than the 30-day window")
+        self.client = client
+        self.prefix = KeyLayout(prefix).prefix  # validated like every store's prefix
+        self.ttl_seconds = int(ttl_seconds)
+
+    def keys(self, customer_id: str) -> tuple[str, str]:
+        """(grants, amounts) keys of one customer."""
+        return (
+            _key(self.prefix, "credit", customer_id, "grants"),
+            _key(self.prefix, "credit", customer_id, "amounts"),
+        )
+
+    @staticmethod
+    def _live(pipe: Any, grants: str, amounts: str, now: float) -> tuple[list[str], list[float]]:
+        ids = [m.decode() for m in pipe.zrangebyscore(grants, f"({now - WINDOW_SECONDS!r}", "+inf")]
+        values = pipe.hmget(amounts, ids) if ids else []
+        return ids, [float(v) if v is not None else 0.0 for v in values]
+
+    def used(self, customer_id: str, now: float) -> float:
+        grants, amounts = self.keys(customer_id)
+        _, values = self._live(self.client, grants, amounts, now)
+        return math.fsum(values)
+
+    def grant(self, customer_id: str, now: float, amount: float) -> None:
+        if amount > 0:
+            self._write(customer_id, now, amount, f"anon:{uuid.uuid4().hex}", [])
+
+    def _write(
+        self,
+        customer_id: str,
+        now: float,
+        amount: float,
+        gid: str,
+        expired: list[bytes],
+        pipe: Any = None,
+    ) -> None:
+        grants, amounts = self.keys(customer_id)
+        p = pipe if pipe is not None else self.client.pipeline(transaction=True)
+        if expired:
+            p.zrem(grants, *expired)
+            p.hdel(amounts, *expired)
+        p.zadd(grants, {gid: now})
+        p.hset(amounts, gid, repr(float(amount)))
+        p.expire(grants, self.ttl_seconds)
+        p.expire(amounts, self.ttl_seconds)
+        if pipe is None:
+            p.execute()
+
+    def reserve(
+        self,
+        customer_id: str,
+        now: float,
+        amount: float,
+        cap_30d: float,
+        grant_id: str | None = None,
+    ) -> float:
+        grants, amounts = self.keys(customer_id)
+        gid = grant_id if grant_id is not None else f"anon:{uuid.uuid4().hex}"
+        result: list[float] = []
+
+        def attempt(pipe: Any) -> None:
+            result.clear()
+            expired = pipe.zrangebyscore(grants, "-inf", repr(now - WINDOW_SECONDS))
+            ids, values = self._live(pipe, grants, amounts, now)
+            if grant_id is not None and grant_id in ids:
+                result.append(values[ids.index(grant_id)])
+                return
+            granted = granted_amount(amount, cap_30d, math.fsum(values))
+            result.append(granted)
+            pipe.multi()
+            if granted > 0:
+                self._write(customer_id, now, granted, gid, expired, pipe)
+            elif expired:
+                pipe.zrem(grants, *expired)
+                pipe.hdel(amounts, *expired)
+
+        self.client.transaction(attempt, grants, amounts)
+        return result[0]
+
+
+_ADMIT_LUA = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
+class RedisContactBook:
+    """A :class:`~state.contacts.ContactBook` in Redis: admission is one script."""
+
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+        self.client = client
+        self.prefix = KeyLayout(prefix).prefix
+        self._admit = client.register_script(_ADMIT_LUA)
+
+    def key(self, order_id: str) -> str:
+        return _key(self.prefix, "contacts", order_id, "ids")
+
+    def admit(self, order_id: str, contact_id: str, limit: int, ttl_seconds: int) -> bool:
+        if int(ttl_seconds) < 1:
+            raise ValueError(f"ttl_seconds must be >= 1, got {ttl_seconds}")
+        args = [contact_id, int(limit), int(ttl_seconds)]
+        return bool(self._admit(keys=[self.key(order_id)], args=args))
+
+    def count(self, order_id: str) -> int:
+        return int(self.client.scard(self.key(order_id)))

@@ -1,0 +1,143 @@
+"""Deliveries waiting for a retry, and deliveries given up on, outside the process.
+
+A webhook delivery that still fails after its quick attempts is *parked* here with the
+time of its next attempt, so the dataflow never waits for it and a restart does not lose
+it: the dispatcher's retry loop takes what is due (:meth:`RetryQueue.take_due`), tries
+once, and parks it again or ends it. A delivery given up on is *buried* with its reason,
+complete (the dead-letter topic holds a truncated copy), so ``salvage dispatch retry`` can
+send it again.
+
+Taking is a lease: a taken item's due time moves ``lease_seconds`` ahead, so several
+dispatchers (workers, processes) never take the same item at once, and an item whose
+dispatcher died mid-attempt comes back when the lease ends. Delivery is at least once per
+attempt; the receiver deduplicates by ``Idempotency-Key`` and the dispatch ledger makes
+sure a delivered intervention is never parked again.
+
+>>> q = InMemoryRetryQueue()
+>>> q.park(RetryItem({"intervention_id": "iv-1"}, "hook", attempts=5, first_at=0.0,
+...                  due_at=60.0))
+>>> [i.iid for i in q.take_due(59.0)], [i.iid for i in q.take_due(60.0)]
+([], ['iv-1'])
+>>> q.take_due(61.0)  # leased
+[]
+>>> q.done("iv-1"); q.pending()
+0
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+DEFAULT_LEASE_SECONDS = 300.0
+
+
+@dataclass
+class RetryItem:
+    """One delivery waiting for its next attempt (or buried, with ``reason``)."""
+
+    intervention: dict[str, Any]
+    endpoint: str
+    attempts: int  # HTTP attempts made so far
+    first_at: float  # when the first attempt was made (epoch s): the schedule's origin
+    due_at: float  # when the next attempt is due (epoch s)
+    error: str | None = None  # the last attempt's error
+    reason: str | None = None  # why it was given up (buried items only)
+    buried_at: float | None = None
+
+    @property
+    def iid(self) -> str:
+        return str(self.intervention["intervention_id"])
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> RetryItem:
+        return cls(**orjson.loads(raw))
+
+
+class RetryQueue(Protocol):
+    """Parked and buried deliveries, shared by every dispatcher of a deployment."""
+
+    def park(self, item: RetryItem) -> None:
+        """Store ``item`` (replacing an earlier one of its id) to be taken at ``due_at``."""
+        ...
+
+    def take_due(
+        self, now: float, limit: int = 100, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    ) -> list[RetryItem]:
+        """Items due by ``now``, earliest first; each is leased until ``now + lease``."""
+        ...
+
+    def done(self, intervention_id: str) -> None:
+        """Forget a parked item (delivered, or buried)."""
+        ...
+
+    def pending(self) -> int:
+        """How many deliveries are parked."""
+        ...
+
+    def bury(self, item: RetryItem) -> None:
+        """Keep a delivery given up on (``item.reason`` says why) for a deliberate re-send."""
+        ...
+
+    def buried(self, limit: int = 1000) -> list[RetryItem]:
+        """Buried deliveries, oldest first."""
+        ...
+
+    def unbury(self, intervention_id: str) -> RetryItem | None:
+        """Take one buried delivery out (to re-send it); None if it is not buried."""
+        ...
+
+
+@dataclass
+class InMemoryRetryQueue:
+    """A process-local :class:`RetryQueue` (tests; live mode without Redis, where parked
+    deliveries are lost with the process)."""
+
+    _parked: dict[str, RetryItem] = field(default_factory=dict)
+    _buried: dict[str, RetryItem] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def park(self, item: RetryItem) -> None:
+        with self._lock:
+            self._parked[item.iid] = RetryItem.from_json(item.to_json())
+
+    def take_due(
+        self, now: float, limit: int = 100, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    ) -> list[RetryItem]:
+        with self._lock:
+            due = sorted(
+                (i for i in self._parked.values() if i.due_at <= now),
+                key=lambda i: (i.due_at, i.iid),
+            )[:limit]
+            out = []
+            for item in due:
+                out.append(RetryItem.from_json(item.to_json()))
+                item.due_at = now + lease_seconds
+            return out
+
+    def done(self, intervention_id: str) -> None:
+        with self._lock:
+            self._parked.pop(intervention_id, None)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._parked)
+
+    def bury(self, item: RetryItem) -> None:
+        with self._lock:
+            self._buried[item.iid] = RetryItem.from_json(item.to_json())
+
+    def buried(self, limit: int = 1000) -> list[RetryItem]:
+        with self._lock:
+            items = sorted(self._buried.values(), key=lambda i: (i.buried_at or 0.0, i.iid))
+            return [RetryItem.from_json(i.to_json()) for i in items[:limit]]
+
+    def unbury(self, intervention_id: str) -> RetryItem | None:
+        with self._lock:
+            return self._buried.pop(intervention_id, None)
