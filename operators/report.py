@@ -1601,7 +1601,7 @@ class _Page:
             )
         total_iv = sum(m.interventions_by_action.values())
         tiles.append(
-            _kpi("Cases", count(m.cases), f"{count(m.outcome_counts.get('open', 0))} still open")
+            _kpi("Cases", count(m.cases), f"{count(m.outcome_counts.get('censored', 0))} censored")
         )
         human = m.interventions_by_action.get("human_review", 0)
         tiles.append(

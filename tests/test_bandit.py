@@ -93,8 +93,10 @@ def test_a_segment_learns_its_rate_and_keeps_the_prior_where_it_has_no_data() ->
     # Each of the 7 keys holds about 2000 * 0.16 outcomes of precision: the diagonal
     # posterior's variance of the logit is 7 / 332, wider than the exact 1 / 332.
     assert var == pytest.approx(len(keys) / (12.5 + 2000 * 0.16), rel=0.1)
-    # An action without outcomes is still at its prior offset with the prior's variance.
-    assert post.moments(REASSURE, keys, -1.0) == (-1.0, len(keys) / 12.5)
+    # An action without outcomes: the no-action part it shares, plus the prior's effect.
+    assert post.weights(REASSURE, keys) == (0.0, len(keys) / 12.5)
+    mu_a, var_a = post.moments(REASSURE, keys, -1.0)
+    assert mu_a == pytest.approx(mu - offset - 1.0) and var_a == pytest.approx(var + 7 / 12.5)
 
 
 @pytest.mark.parametrize("epsilon", [0.0, 0.05, 0.3])
