@@ -106,9 +106,16 @@ class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes]):
     ``pending`` examples and ``resolution`` records, learns each example at its label
     horizon, publishes every ``publish_every`` examples learned."""
 
-    def __init__(self, runtime: ModelRuntime, snap: bytes | None, observer: FlowObserver):
+    def __init__(
+        self,
+        runtime: ModelRuntime,
+        snap: bytes | None,
+        observer: FlowObserver,
+        snapshots: bool = True,
+    ):
         self.runtime = runtime
         self.observer = observer
+        self.snapshots = snapshots
         blob = snap
         if blob is None and runtime.store is not None:
             latest = runtime.store.latest(MODEL_SET)
@@ -155,8 +162,10 @@ class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes]):
             self._publish()
         return [], StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> bytes:
-        return self.learner.to_bytes()
+    def snapshot(self) -> bytes | None:
+        # The learner holds its pending examples (a horizon's worth of decisions): pickling
+        # them at every epoch is the cost of recovery, not worth paying without it.
+        return self.learner.to_bytes() if self.snapshots else None
 
 
 @dataclass
@@ -443,7 +452,7 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
         )
         keyed = op.key_on("key_models", examples, lambda _r: MODEL_SET)
         learned = op.stateful_batch(
-            "learn", keyed, lambda snap: LearnerLogic(runtime, snap, observer)
+            "learn", keyed, lambda snap: LearnerLogic(runtime, snap, observer, snapshots)
         )
         # Bytewax calls on_eof only on steps whose output reaches an output or inspect step;
         # without this the examples after the last publish would never be published.

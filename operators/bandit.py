@@ -1,20 +1,24 @@
 """Which action to take: Thompson sampling over Bayesian logistic models of
-P(refund within the label horizon | action, context), one model per action (``none`` too).
+P(refund within the label horizon | action, context), one for doing nothing and one per
+action.
 
 Each model is a logistic regression on one-hot *segment* features (decision point, courier
 lane, SKU family, support intent, customer tier, campaign, and an intercept) with the
 heuristic prior as a fixed offset::
 
-    logit P(refund | none, x) = logit(prior_none(x))            + sum_k w_none[k]
-    logit P(refund | a,    x) = logit(prior_none(x) * (1 - r_a(x))) + sum_k w_a[k]
+    logit P(refund | none, x) = logit(prior_none(x))                   + sum_k w_none[k]
+    logit P(refund | a,    x) = logit(prior_none(x) * (1 - r_a(x)))    + sum_k w_none[k]
+                                                                       + sum_k w_a[k]
 
 where ``prior_none`` and ``r_a`` are :class:`~operators.scoring.HeuristicScorer`'s
-P(refund | no action) and P(recovered | a). Every weight has an independent Gaussian
-posterior (mean, precision) that starts at (0, ``prior_precision``) and is updated online
-with the Laplace approximation of Chapelle & Li (2011), "An Empirical Evaluation of
-Thompson Sampling", Algorithm 3, one outcome at a time. The weights of one case are a few
-one-hot keys, so the logit of an arm is a sum of independent Gaussians: one normal draw
-per arm samples it.
+P(refund | no action) and P(recovered | a). An action shares the no-action weights (how
+far the prior is off for the segment's refund level) and learns its own *effect* weights
+on top, so in a comparison the level's uncertainty moves both sides alike. Every weight
+has an independent Gaussian posterior (mean, precision) that starts at (0,
+``prior_precision``) and is updated online with the Laplace approximation of Chapelle & Li
+(2011), "An Empirical Evaluation of Thompson Sampling", Algorithm 3, one outcome at a time.
+The weights of one case are a few one-hot keys, so each part of a logit is a sum of
+independent Gaussians: one normal draw samples it.
 
 How fast data overrule the prior: an outcome at predicted rate ``p`` adds ``p (1 - p)`` to
 the precision of every key it touches, so a key (e.g. ``lane=DE-NL`` for reassurance) has
@@ -27,7 +31,7 @@ learned as much from ``n`` outcomes as the prior says once ``n p (1 - p) = prior
 >>> for i in range(400):  # 3 in 10 cases reassured in lane A still ask for a refund
 ...     post.update("proactive_reassurance", keys, 0.0, int(i % 10 < 3))
 >>> snap = post.posterior()
->>> mu, var = snap.moments("proactive_reassurance", keys, 0.0)
+>>> mu, var = snap.weights("proactive_reassurance", keys)
 >>> round(sigmoid(mu), 2), var < 0.03
 (0.3, True)
 >>> snap.moments("none", keys, 0.0)  # no outcome of doing nothing yet: the prior
@@ -40,6 +44,7 @@ import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 from operators.decision import unit_hash
 from operators.vocabulary import DecisionPoint
@@ -64,6 +69,25 @@ POINT_OF_TYPE: dict[str, DecisionPoint] = {
 #: Thompson draws per decision: the choice is one of them (picked by the decision's seed),
 #: so the logged propensity is exact given the draws, at a resolution of 1/DRAWS.
 DRAWS = 32
+
+
+def _quantiles(n: int) -> tuple[float, ...]:
+    unit = NormalDist()
+    return tuple(unit.inv_cdf((k + 0.5) / n) for k in range(n))
+
+
+def _orders(n: int, count: int = 1024) -> tuple[tuple[int, ...], ...]:
+    rnd = random.Random(f"salvage-thompson-orders-{n}")  # fixed: the same in every process
+    out = []
+    for _ in range(count):
+        order = list(range(n))
+        rnd.shuffle(order)
+        out.append(tuple(order))
+    return tuple(out)
+
+
+_QUANTILES = {n: _quantiles(n) for n in (8, 16, 32, 64)}
+_ORDERS = {n: _orders(n) for n in (8, 16, 32, 64)}
 
 
 def point_of(event_type: str) -> DecisionPoint:
@@ -176,13 +200,13 @@ class BanditPosterior:
     arms: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)
 
-    def moments(self, arm: str, keys: Sequence[str], offset: float) -> tuple[float, float]:
-        """Mean and variance of the arm's logit for a case with these keys."""
+    def weights(self, arm: str, keys: Sequence[str]) -> tuple[float, float]:
+        """Mean and variance of the sum of ``arm``'s weights over ``keys``."""
         weights = self.arms.get(arm)
         prior_var = 1.0 / self.prior_precision
         if not weights:
-            return offset, len(keys) * prior_var
-        mu, var = offset, 0.0
+            return 0.0, len(keys) * prior_var
+        mu, var = 0.0, 0.0
         for k in keys:
             w = weights.get(k)
             if w is None:
@@ -191,6 +215,15 @@ class BanditPosterior:
                 mu += w[0]
                 var += 1.0 / w[1]
         return mu, var
+
+    def moments(self, arm: str, keys: Sequence[str], offset: float) -> tuple[float, float]:
+        """Mean and variance of the arm's logit for a case with these keys (an action's
+        includes the no-action weights it shares)."""
+        mu, var = self.weights(NONE, keys)
+        if arm != NONE:
+            mu_a, var_a = self.weights(arm, keys)
+            mu, var = mu + mu_a, var + var_a
+        return offset + mu, var
 
 
 class BanditLearner:
@@ -208,11 +241,21 @@ class BanditLearner:
 
         One Newton step of the Laplace approximation on the current Gaussian: the mean moves
         along the prior covariance by ``(y - p) / (1 + p (1 - p) v)`` (``v``: the variance
-        of the logit), and each touched key gains ``p (1 - p)`` precision.
+        of the logit), and each touched key gains ``p (1 - p)`` precision. An action's
+        outcome updates its own (effect) weights, with the no-action weights' current means
+        in its offset.
         """
         lam = self.prior_precision
+        z = offset
+        if arm != NONE:
+            base = self.arms.get(NONE)
+            if base:
+                for k in keys:
+                    w = base.get(k)
+                    if w is not None:
+                        z += w[0]
         weights = self.arms.setdefault(arm, {})
-        z, v = offset, 0.0
+        v = 0.0
         current = []
         for k in keys:
             m, q = weights.get(k, (0.0, lam))
@@ -259,6 +302,15 @@ class Choice:
     mean_saving: float
 
 
+def _draws(mu: float, sd: float, n: int, rng: random.Random) -> list[float]:
+    """``n`` stratified draws from N(mu, sd²) in a random order (a Latin hypercube sample
+    when several are paired): exact quantiles, cheaper and less noisy than ``n`` normal
+    draws."""
+    order = _ORDERS[n][int(rng.random() * len(_ORDERS[n]))]
+    q = _QUANTILES[n]
+    return [mu + sd * q[i] for i in order]
+
+
 def _mixed(shares: dict[str, float], epsilon: float) -> dict[str, float]:
     n = len(shares)
     return {a: (1.0 - epsilon) * s + epsilon / n for a, s in shares.items()}
@@ -302,19 +354,29 @@ def thompson_choice(
     (1.0, True, True)
     """
     arms = [NONE, *(o.action for o in options)]
-    stats = []
-    for arm in arms:
-        mu, var = posterior.moments(arm, keys, offsets[arm])
-        stats.append((mu, math.sqrt(var)))
-    mu_n, sd_n = stats[0]
-    gauss = rng.gauss
+    # An action's logit is the no-action logit (its offset, its segment weights) plus the
+    # action's offset difference and its own effect weights: the draws of the no-action
+    # part are shared, so what is uncertain about the refund level of a segment moves both
+    # sides of a comparison alike and only the effects decide.
+    mu_n, var_n = posterior.weights(NONE, keys)
+    mu_n += offsets[NONE]
+    base = _draws(mu_n, math.sqrt(var_n), draws, rng)
+    stats = [(mu_n, var_n)]
+    samples = [[sigmoid(z) for z in base]]
+    for o in options:
+        mu_e, var_e = posterior.weights(o.action, keys)
+        mu_e += offsets[o.action] - offsets[NONE]
+        stats.append((mu_n + mu_e, var_n + var_e))
+        effect = _draws(mu_e, math.sqrt(var_e), draws, rng)
+        samples.append([sigmoid(z + e) for z, e in zip(base, effect, strict=True)])
     counts = dict.fromkeys(arms, 0)
     picks = []
-    for _ in range(draws):
-        p_none = sigmoid(mu_n + sd_n * gauss(0.0, 1.0))
+    p_none = samples[0]
+    for k in range(draws):
         best, best_v = NONE, 0.0
-        for o, (mu, sd) in zip(options, stats[1:], strict=True):
-            v = (p_none - sigmoid(mu + sd * gauss(0.0, 1.0))) * o.value - o.cost - min_saving
+        pn = p_none[k]
+        for o, ps in zip(options, samples[1:], strict=True):
+            v = (pn - ps[k]) * o.value - o.cost - min_saving
             if v > best_v:
                 best, best_v = o.action, v
         counts[best] += 1

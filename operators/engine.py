@@ -133,7 +133,17 @@ class DecisionEngine:
         # before events already folded into the features.
         now = max(trigger.occurred_at, case.last_event_at)
         features = build_features(case, self.context, now)
-        scores, recover = self.scorer.score(features)
+        with_prior = getattr(self.scorer, "score_with_prior", None)
+        # The heuristic prior is the bandit's fixed offset (and the static rules' scorer).
+        if with_prior is not None:
+            scores, recover, prior_p, prior_rec = with_prior(features)
+        else:
+            scores, recover = self.scorer.score(features)
+            if isinstance(self.scorer, HeuristicScorer):
+                prior_p, prior_rec = scores.return_propensity, recover
+            else:
+                prior_p = self.prior.return_propensity(features)
+                prior_rec = self.prior.recovery(features, scores.abuse_risk)
         if case.arm is None:
             case.arm = arm_of(case.order_id, self.policy.holdout_share, self.policy.holdout_salt)
         if case.first_propensity is None:
@@ -143,12 +153,6 @@ class DecisionEngine:
             point, case.lane, case.sku_family, case.support_reason(), case.customer_orders,
             case.campaign,
         )  # fmt: skip
-        # The heuristic prior is the bandit's fixed offset (and the static rules' scorer).
-        if isinstance(self.scorer, HeuristicScorer):
-            prior_p, prior_rec = scores.return_propensity, recover
-        else:
-            prior_p = self.prior.return_propensity(features)
-            prior_rec = self.prior.recovery(features, scores.abuse_risk)
         decision = self._choose(
             case, trigger, now, features, scores, recover, point, ctx, prior_p, prior_rec
         )

@@ -124,7 +124,8 @@ class HeuristicScorer:
         x += -1.2 * min(f.get("min_sentiment", 0.0), 0.0)
         x += 0.25 * min(f.get("contacts", 0.0), 4.0)
         x += 3.0 * (f.get("customer_return_rate", 0.1) - 0.1)
-        x += 4.0 * (f.get("family_refund_rate", 0.08) - 0.08)
+        # Not the flow's family refund rate: it is biased upwards by label delay until the
+        # context store has seen a whole recovery window (see operators.models.CONTEXT_RATES).
         return _sigmoid(x)
 
     def recovery(self, f: dict[str, float], abuse: float | None = None) -> dict[str, float]:

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flows.dataflow import FlowObserver
 from flows.replay import ReplayOptions, run_replay
@@ -26,7 +28,9 @@ from operators.models import (
     Learner,
     ModelSnapshot,
     OnlineScorer,
+    Pending,
     ProgressiveValidation,
+    Resolution,
     SnapshotBoard,
 )
 from operators.scoring import HeuristicScorer
@@ -341,3 +345,128 @@ def test_a_scorer_in_another_process_polls_the_store_for_newer_checkpoints() -> 
     expected = snap.propensity.predict(to_vector(features))
     assert scorer.snapshot is not None
     assert scorer.snapshot.propensity.predict(to_vector(features)) == pytest.approx(expected)
+
+
+# --- labels at the horizon --------------------------------------------------------------------
+
+H = 10 * 24 * HOUR
+
+
+def pending(order_id: str, t: float, action: str | None = None, arm: str = "treatment",
+            first: bool = False, source: int = 0) -> Pending:  # fmt: skip
+    return Pending(
+        order_id, t, to_vector(BASE_FEATURES), 0.3, action, arm, "delay", first,
+        ("*", "p=delay"), -1.0, source,
+    )  # fmt: skip
+
+
+class Recording(Learner):
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.learned: list[tuple[float, Example]] = []  # (learner clock when learned, example)
+
+    def learn(self, ex: Example) -> None:
+        self.learned.append((self.clock, ex))
+        super().learn(ex)
+
+
+def test_labels_are_released_at_the_horizon_and_say_refunded_within_it() -> None:
+    learner = Recording(horizon=H, margin=0.0)
+    learner.feed(pending("a", 0.0))  # refunded 3 days later: label 1
+    learner.feed(pending("b", 1 * HOUR))  # refunded 12 days later: after the horizon, 0
+    learner.feed(pending("c", 2 * HOUR))  # kept (expired weeks later): 0
+    learner.feed(Resolution("a", "refunded", 3 * 24 * HOUR))
+    assert learner.learned == []  # known refunded, but not released before its horizon
+    learner.feed(pending("z", H - 1.0))
+    assert learner.learned == []
+    learner.feed(pending("z2", H + 1.5 * HOUR))
+    assert [(ex.decided_at, ex.label) for _, ex in learner.learned] == [(0.0, 1), (HOUR, 0)]
+    learner.feed(Resolution("b", "refunded", 12 * 24 * HOUR))
+    learner.feed(Resolution("c", "kept", 40 * 24 * HOUR))
+    labels = {ex.decided_at: ex.label for _, ex in learner.learned}
+    assert labels[2 * HOUR] == 0 and labels[0.0] == 1
+    # Never before decided_at + horizon on the learner's clock, and labelled at exactly it.
+    for clock, ex in learner.learned:
+        assert clock >= ex.decided_at + H and ex.labelled_at == ex.decided_at + H
+
+
+def test_a_first_action_drops_the_no_action_points_its_horizon_overlaps() -> None:
+    learner = Recording(horizon=H, margin=0.0)
+    learner.feed(pending("o", 0.0))
+    learner.feed(pending("o", 11 * 24 * HOUR))  # the first point was released by now
+    learner.feed(pending("o", 12 * 24 * HOUR, action="proactive_reassurance"))
+    learner.feed(Resolution("o", "kept", 30 * 24 * HOUR))
+    learner.feed(pending("later", 40 * 24 * HOUR))
+    got = [(ex.decided_at / (24 * HOUR), ex.action) for _, ex in learner.learned]
+    # Day 0 (released before the action) stays; day 11 overlapped the action: dropped.
+    assert got == [(0.0, None), (12.0, "proactive_reassurance")]
+    assert learner.dropped == 1
+    assert learner.recovery_examples["proactive_reassurance"] == 1
+    assert learner.bandit.outcomes == {"none": 1, "proactive_reassurance": 1}
+
+
+def test_censored_cases_never_become_examples_before_their_horizon() -> None:
+    learner = Recording(horizon=H, margin=0.0)
+    learner.feed(pending("early", 0.0))
+    learner.feed(pending("late", 15 * 24 * HOUR))
+    end = 20 * 24 * HOUR
+    learner.feed(Resolution("early", "censored", end))
+    learner.feed(Resolution("late", "censored", end))
+    learner.finish()
+    # The early point's horizon passed before the end: no refund within it, label 0. The
+    # late point's horizon is after the end: unknown, so never learned.
+    assert [(ex.decided_at, ex.label) for _, ex in learner.learned] == [(0.0, 0)]
+    assert learner.dropped == 1 and learner.pending_count == 0
+
+
+def test_a_cancellation_drops_the_points_whose_horizon_ends_after_it() -> None:
+    learner = Recording(horizon=H, margin=0.0)
+    learner.feed(pending("o", 0.0))
+    learner.feed(pending("o", 5 * 24 * HOUR))
+    learner.feed(Resolution("o", "cancelled", 12 * 24 * HOUR))
+    learner.finish()
+    assert [ex.decided_at for _, ex in learner.learned] == [0.0]
+
+
+def test_a_worker_running_behind_holds_releases_back() -> None:
+    """Two workers out of step: the clock is the slower one's, so a refund it reports
+    late still labels the point it belongs to."""
+    learner = Recording(horizon=H, margin=0.0)
+    learner.feed_batch([pending("slow", 0.0, source=1)])
+    learner.feed_batch([pending("fast", 30 * 24 * HOUR, source=2)])
+    assert learner.learned == []  # source 1 has not been heard from past day 0
+    learner.feed_batch([Resolution("slow", "refunded", 2 * 24 * HOUR, source=1)])
+    learner.feed_batch([pending("slow2", 12 * 24 * HOUR, source=1)])
+    assert [(ex.decided_at, ex.label) for _, ex in learner.learned] == [(0.0, 1)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 5), st.integers(0, 60), st.sampled_from(["p", "a", "r", "k"])),
+        min_size=1, max_size=40,
+    ),
+    st.randoms(use_true_random=False),
+)  # fmt: skip
+def test_no_label_is_released_before_its_horizon_in_any_arrival_order(
+    steps: list[tuple[int, int, str]], rnd: random.Random
+) -> None:
+    items: list[Pending | Resolution] = []
+    for order, day, kind in steps:
+        t = day * 24 * HOUR
+        oid = f"o{order}"
+        if kind == "p":
+            items.append(pending(oid, t))
+        elif kind == "a":
+            items.append(pending(oid, t, action="exchange_first_offer"))
+        else:
+            items.append(Resolution(oid, "refunded" if kind == "r" else "kept", t))
+    rnd.shuffle(items)
+    learner = Recording(horizon=H, margin=0.0)
+    for i in range(0, len(items), 3):
+        learner.feed_batch(items[i : i + 3])
+    learner.finish()
+    for clock, ex in learner.learned:
+        assert ex.labelled_at == ex.decided_at + H
+        assert max(clock, learner.latest) >= ex.labelled_at
+    assert learner.pending_count == 0 and len(learner.learned) <= len(items)

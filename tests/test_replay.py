@@ -19,10 +19,18 @@ from flows.replay import ReplayOptions, run_replay
 from flows.sinks import OUTPUTS, read_jsonl
 from flows.sources import MergedFiles, ReplaySource, find_stream_files
 from operators.contract import STREAMS, parse_ts
+from operators.policy import RecoveryPolicy
 from operators.simulation import simulate
 from tests.helpers import VALIDATORS, at, body, order_placed, support
 
 REPO = Path(__file__).resolve().parents[1]
+#: The default policy with labels at 3 days, so that a 2,000-order launch week learns (and
+#: decides from learned posteriors) well before its input ends.
+SHORT_HORIZON_YAML = (
+    (REPO / "flows" / "policies" / "default.yaml")
+    .read_text(encoding="utf-8")
+    .replace("label_horizon_days: 14", "label_horizon_days: 3")
+)
 
 
 def write_stream(path: Path, lines: list[Any], *, gz: bool = False) -> Path:
@@ -230,20 +238,33 @@ def _input_order_ids(input_dir: Path) -> set[str]:
 
 @pytest.mark.slow
 def test_two_replays_are_byte_identical_and_valid(simulated: Path, tmp_path: Path) -> None:
-    run_replay(simulated, tmp_path / "a")
-    run_replay(simulated, tmp_path / "b")
+    policy_file = tmp_path / "short.yaml"
+    policy_file.write_text(SHORT_HORIZON_YAML, encoding="utf-8")
+    policy = RecoveryPolicy.load(policy_file)
+    assert policy.label_horizon_days == 3
+    opts = ReplayOptions(publish_every=50)
+    run_replay(simulated, tmp_path / "a", policy, opts)
+    run_replay(simulated, tmp_path / "b", policy, opts)
     first, second = _output_bytes(tmp_path / "a"), _output_bytes(tmp_path / "b")
     assert all(first[name] for name in ("decisions", "interventions", "outcomes"))
+    # The learned policy decided from published posteriors (Thompson draws included), so
+    # byte-identity covers learned, sampled decisions, not only the prior's.
+    decided = read_jsonl(tmp_path / "a" / "decisions.jsonl")
+    assert sum(d["model_version"].startswith("river-lr-v") for d in decided) > 1000
+    assert all(d["segment"] for d in decided)
+    assert any(0 < d["propensity"] < 1 for d in decided)
     for name in OUTPUTS:
         assert first[name] == second[name], f"{name}.jsonl differs between two replays"
     # Also in a fresh interpreter with another string-hash seed (set iteration order).
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     code = (
-        "import sys; from pathlib import Path; from flows.replay import run_replay; "
-        "run_replay(Path(sys.argv[1]), Path(sys.argv[2]))"
+        "import sys; from pathlib import Path; from flows.replay import ReplayOptions, "
+        "run_replay; from operators.policy import RecoveryPolicy; "
+        "run_replay(Path(sys.argv[1]), Path(sys.argv[2]), RecoveryPolicy.load(sys.argv[3]), "
+        "ReplayOptions(publish_every=50))"
     )
     subprocess.run(
-        [sys.executable, "-c", code, str(simulated), str(tmp_path / "c")],
+        [sys.executable, "-c", code, str(simulated), str(tmp_path / "c"), str(policy_file)],
         check=True, cwd=REPO, env=env, timeout=300,
     )  # fmt: skip
     third = _output_bytes(tmp_path / "c")
@@ -302,3 +323,22 @@ def test_replay_tunes_the_garbage_collector() -> None:
     finally:
         gc.set_threshold(*before)
         gc.unfreeze()
+
+
+def test_no_learning_is_the_static_rules_arm_and_learning_changes_decisions(
+    simulated: Path, tmp_path: Path
+) -> None:
+    policy = RecoveryPolicy.from_text(SHORT_HORIZON_YAML, "short.yaml")
+    run_replay(simulated, tmp_path / "learned", policy)
+    run_replay(simulated, tmp_path / "static", policy, ReplayOptions(learn=False))
+    learned = read_jsonl(tmp_path / "learned" / "decisions.jsonl")
+    static = read_jsonl(tmp_path / "static" / "decisions.jsonl")
+    assert {d["model_version"] for d in static} == {"heuristic-1"}
+    assert {d["segment"] for d in static} == {None}
+    # The same triggers (eligibility differs only where earlier actions set cooldowns or
+    # used up the contact limit), other choices.
+    assert [d["trigger_event_id"] for d in learned] == [d["trigger_event_id"] for d in static]
+    differ = sum(a["action"] != b["action"] for a, b in zip(learned, static, strict=True))
+    assert differ > 20
+    # Static rules are deterministic except for their exploration share.
+    assert {d["propensity"] for d in static if not d["eligible"]} == {1.0}

@@ -1,0 +1,208 @@
+"""The bandit: per-action Bayesian logistic posteriors, Thompson choices with an epsilon
+floor, exact propensities, and exploration that stays inside the policy."""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections import Counter
+from typing import Any
+
+import pytest
+import yaml
+
+from operators.bandit import (
+    NONE,
+    BanditLearner,
+    BanditPosterior,
+    Context,
+    Option,
+    logit,
+    prior_offsets,
+    seed_of,
+    sigmoid,
+    thompson_choice,
+)
+from operators.engine import DecisionEngine
+from operators.models import Learner, OnlineScorer, SnapshotBoard
+from operators.policy import RecoveryPolicy
+from tests.helpers import body, order_placed, support
+from tests.test_engine import DEFAULT_DOC, Orders
+
+REASSURE = "proactive_reassurance"
+CREDIT = "delayed_shipment_intervention"
+
+
+def lane_keys(lane: str) -> tuple[str, ...]:
+    return Context.of("request", f"dhl:{lane}", "skincare", "refund_request", 2, None).keys()
+
+
+def test_choice_shares_move_apart_per_lane_once_outcomes_arrive() -> None:
+    """The world of the issue: late-parcel customers ask for a refund (60 %). Reassurance
+    recovers 70 % of them in lane X and none in lane Y; a delayed-shipment credit recovers
+    40 % in X and 70 % in Y. The prior says 50 % for both everywhere, so before any
+    outcome both lanes get the same shares (mostly reassurance: it is cheaper); after
+    enough outcomes the bandit reassures in X and pays the credit in Y."""
+    p_none, value = 0.6, 60.0
+    offsets = prior_offsets(p_none, {REASSURE: 0.5, CREDIT: 0.5}, [REASSURE, CREDIT])
+    recovers = {"X": {REASSURE: 0.7, CREDIT: 0.4}, "Y": {REASSURE: 0.0, CREDIT: 0.7}}
+    options = [Option(REASSURE, 0.15, value), Option(CREDIT, 10.5, value)]
+    bandit = BanditLearner(prior_precision=12.5)
+
+    def shares(lane: str, posterior: BanditPosterior, n: int = 200) -> dict[str, float]:
+        total: Counter[str] = Counter()
+        for i in range(n):
+            c = thompson_choice(
+                posterior, lane_keys(lane), offsets, options, 0.05, random.Random(i), 0.5
+            )
+            total.update(c.shares)
+        return {a: v / n for a, v in total.items()}
+
+    prior = bandit.posterior()
+    assert shares("X", prior) == pytest.approx(shares("Y", prior), abs=1e-9)
+    assert shares("X", prior)[REASSURE] > 0.5  # the static answer: reassure everywhere
+
+    world = random.Random(5)
+    for i in range(4000):
+        lane = "XY"[i % 2]
+        keys = lane_keys(lane)
+        choice = thompson_choice(
+            bandit.posterior(), keys, offsets, options, 0.05,
+            random.Random(seed_of(str(i), "t")), 0.5,
+        )  # fmt: skip
+        p = p_none * (1.0 - recovers[lane].get(choice.action, 0.0))
+        bandit.update(choice.action, keys, offsets[choice.action], int(world.random() < p))
+
+    learned = bandit.posterior()
+    x, y = shares("X", learned), shares("Y", learned)
+    assert x[REASSURE] > 0.8 and x[CREDIT] < 0.15
+    assert y[CREDIT] > 0.7 and y[REASSURE] < 0.2
+    # Doing nothing kept its epsilon floor in both lanes: the holdout-free comparison.
+    assert min(x[NONE], y[NONE]) >= 0.05 / 3 - 1e-9
+
+
+def test_a_segment_learns_its_rate_and_keeps_the_prior_where_it_has_no_data() -> None:
+    bandit = BanditLearner(prior_precision=12.5)
+    keys = lane_keys("X")
+    offset = logit(0.5)
+    for i in range(2000):  # 20 % refund when nothing is done in lane X
+        bandit.update(NONE, keys, offset, int(i % 5 == 0))
+    post = bandit.posterior()
+    mu, var = post.moments(NONE, keys, offset)
+    assert sigmoid(mu) == pytest.approx(0.2, abs=0.02)
+    # Each of the 7 keys holds about 2000 * 0.16 outcomes of precision: the diagonal
+    # posterior's variance of the logit is 7 / 332, wider than the exact 1 / 332.
+    assert var == pytest.approx(len(keys) / (12.5 + 2000 * 0.16), rel=0.1)
+    # An action without outcomes: the no-action part it shares, plus the prior's effect.
+    assert post.weights(REASSURE, keys) == (0.0, len(keys) / 12.5)
+    mu_a, var_a = post.moments(REASSURE, keys, -1.0)
+    assert mu_a == pytest.approx(mu - offset - 1.0) and var_a == pytest.approx(var + 7 / 12.5)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.05, 0.3])
+def test_propensities_sum_to_one_and_respect_the_epsilon_floor(epsilon: float) -> None:
+    post = BanditPosterior(12.5)
+    options = [Option(REASSURE, 0.15, 40.0), Option(CREDIT, 6.0, 40.0)]
+    offsets = prior_offsets(0.6, {REASSURE: 0.3, CREDIT: 0.6}, [REASSURE, CREDIT])
+    seen = Counter()
+    for i in range(300):
+        c = thompson_choice(post, lane_keys("X"), offsets, options, epsilon, random.Random(i))
+        assert set(c.shares) == {NONE, REASSURE, CREDIT}
+        assert sum(c.shares.values()) == pytest.approx(1.0)
+        assert min(c.shares.values()) >= epsilon / 3 - 1e-12
+        assert c.propensity == c.shares[c.action] > 0
+        seen[c.action] += 1
+    # Every option is chosen at about the rate its mean share says.
+    assert set(seen) == {NONE, REASSURE, CREDIT}
+
+
+def test_the_same_seed_draws_the_same_choice() -> None:
+    post = BanditPosterior(12.5)
+    options = [Option(REASSURE, 0.15, 40.0)]
+    offsets = prior_offsets(0.6, {REASSURE: 0.3}, [REASSURE])
+
+    def draw(order_id: str) -> Any:
+        return thompson_choice(
+            post, lane_keys("X"), offsets, options, 0.05, random.Random(seed_of(order_id, "e1"))
+        )
+
+    assert [draw(f"o{i}") for i in range(50)] == [draw(f"o{i}") for i in range(50)]
+    assert len({draw(f"o{i}").action for i in range(50)}) == 2
+
+
+# --- the engine with a learning scorer ---------------------------------------------------------
+
+
+def learning_policy(exploration: float) -> RecoveryPolicy:
+    doc = copy.deepcopy(DEFAULT_DOC)
+    doc["holdout"]["share"] = 0.0
+    doc["ranking"]["exploration"] = exploration
+    return RecoveryPolicy.from_text(yaml.safe_dump(doc), "explore.yaml")
+
+
+def test_exploration_never_picks_human_review_or_an_ineligible_action() -> None:
+    policy = learning_policy(0.5)
+    engine = DecisionEngine(policy, OnlineScorer(SnapshotBoard()))
+    orders = Orders(engine)
+    decisions = []
+    for i in range(120):
+        oid = f"o-{i}"
+        value = 400.0 if i % 3 == 0 else 80.0  # above max_value_at_risk: a person decides
+        out = orders.feed(
+            order_placed(oid, 0, total=value, cost=value / 3),
+            body("delayed", oid, 40, estimated_delivery_at="2026-06-06T00:00:00Z"),
+            support("ticket_opened", oid, 90, intent="where_is_my_order", sentiment=-0.6),
+            body("refund_requested", oid, 100, reason="late_delivery"),
+        )
+        decisions.extend(r for tag, r in out if tag == "decision")
+    assert {d["segment"] is not None for d in decisions} == {True}
+    explored = [d for d in decisions if "exploration" in d["reasons"]]
+    assert explored  # half of the decisions with a choice explore
+    for d in decisions:
+        if d["action"] == "human_review":
+            # The automation boundary is deterministic: never explored, never sampled.
+            assert d["rule"] == "automation_boundary" and d["propensity"] == 1.0
+            assert "exploration" not in d["reasons"]
+        else:
+            assert d["action"] in (NONE, *d["eligible"])
+        if not d["eligible"]:
+            assert d["action"] in (NONE, "human_review") and d["propensity"] == 1.0
+        else:
+            assert 0 < d["propensity"] <= 1.0
+            if d["action"] != "human_review" and d["rule"] != "below_propensity_threshold":
+                # The epsilon floor: every option had at least e / (1 + eligible).
+                assert d["propensity"] >= 0.5 / (1 + len(d["eligible"])) - 1e-6
+    assert {d["point"] for d in decisions} == {"order", "delay", "ticket", "request"}
+
+
+def test_the_engine_samples_the_posterior_the_learner_published() -> None:
+    """A learner that has seen reassurance fail in a segment makes the engine stop
+    choosing it there; the prior alone would reassure."""
+    policy = learning_policy(0.0)
+    board = SnapshotBoard()
+
+    def reassured(tag: str) -> float:
+        orders = Orders(DecisionEngine(policy, OnlineScorer(board)))
+        acted = []
+        for i in range(60):
+            oid = f"{tag}-{i}"
+            out = orders.feed(
+                order_placed(oid, 0, total=80.0, cost=30.0, lane="dhl:DE-NL"),
+                body("delayed", oid, 40, estimated_delivery_at="2026-06-04T00:00:00Z"),
+                support("ticket_opened", oid, 80, intent="where_is_my_order", sentiment=-0.9),
+            )
+            last = [r for t, r in out if t == "decision"][-1]
+            assert last["eligible"] == [REASSURE]
+            acted.append(last["action"] == REASSURE)
+        return sum(acted) / len(acted)
+
+    before = reassured("a")
+    assert before > 0.5
+    learner = Learner(prior_precision=policy.prior_precision)
+    keys = Context.of("ticket", "dhl:DE-NL", "skincare", "where_is_my_order", None, None).keys()
+    for i in range(1000):  # reassured customers ask for their money back more (60 % vs 50 %)
+        learner.bandit.update(REASSURE, keys, logit(0.2), int(i % 5 < 3))
+        learner.bandit.update(NONE, keys, logit(0.4), int(i % 2 == 0))
+    board.post(learner.publish())
+    after = reassured("b")
+    assert after < 0.2
