@@ -322,9 +322,13 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
     model_store = stores.models() if stores.models is not None else None
     models = ModelRuntime(store=model_store)
 
+    # One credit ledger for the engine, the review loop and the dispatcher (durable and
+    # shared across processes in Redis), so every 30-day cap counts every grant once.
+    credit = stores.credit or _once(InMemoryCreditLedger)
+
     def decider() -> DecisionEngine:
         scorer = OnlineScorer(models.board, store=model_store)
-        return DecisionEngine(policy, scorer=scorer, context=stores.context())
+        return DecisionEngine(policy, scorer=scorer, context=stores.context(), ledger=credit())
 
     inputs = {kafka.topic_of(s): s for s in kafka.topics}
     source = KafkaInputSource(kafka, inputs, settings.batch_size, on_lag=observer.on_kafka_lag)
@@ -349,7 +353,6 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
     expires_hours = settings.review.expires_hours
     if expires_hours is None:
         expires_hours = policy.review_expires_hours
-    credit = stores.credit or _once(InMemoryCreditLedger)
     contacts = stores.contacts or _once(InMemoryContactBook)
     reviews = add_review_loop(
         streams,

@@ -74,6 +74,9 @@ class Decision:
     eligible: tuple[str, ...] = ()  # eligible and not blocked, before the propensity threshold
     propensity: float = 1.0  # probability the policy chose ``action`` here
     segment: str | None = None  # the bandit's context key (None: static rules)
+    #: Each option's probability at this point (off-policy evaluation needs the chance of
+    #: "none" where something else was chosen); empty for a deterministic decision.
+    probabilities: tuple[tuple[str, float], ...] = ()
 
 
 def unit_hash(text: str) -> float:

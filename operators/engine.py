@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import random
 import threading
-from dataclasses import dataclass, field
 from typing import Any
 
 from operators.bandit import (
     BanditPosterior,
+    Choice,
     Context,
     Option,
     logit,
@@ -35,8 +35,9 @@ from operators.bandit import (
     static_choice,
     thompson_choice,
 )
-from operators.case import DAY, HOUR, OrderCase
+from operators.case import HOUR, OrderCase
 from operators.contract import Event, format_ts, parse_ts
+from operators.credit import CreditLedger, InMemoryCreditLedger
 from operators.decision import (
     CONTROL,
     NO_ACTION,
@@ -56,42 +57,11 @@ from state.context import ContextStore, InMemoryContextStore
 Output = tuple[str, Any]
 
 
-@dataclass
-class CreditLedger:
-    """Store credit granted per customer, to enforce the rolling 30-day cap.
-
-    Worker threads of a process share one engine, so granting is check-and-add under a lock.
-    """
-
-    grants: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def used(self, customer_id: str, now: float) -> float:
-        with self._lock:
-            return self._used(customer_id, now)
-
-    def _used(self, customer_id: str, now: float) -> float:
-        entries = self.grants.get(customer_id)
-        if not entries:
-            return 0.0
-        cutoff = now - 30 * DAY
-        live = [(t, a) for t, a in entries if t > cutoff]
-        if len(live) != len(entries):
-            self.grants[customer_id] = live
-        return sum(a for _, a in live)
-
-    def grant(self, customer_id: str, now: float, amount: float) -> None:
-        if amount > 0:
-            with self._lock:
-                self.grants.setdefault(customer_id, []).append((now, amount))
-
-    def reserve(self, customer_id: str, now: float, amount: float, cap_30d: float) -> float:
-        """Grant up to ``amount`` within the customer's 30-day cap; returns what was granted."""
-        with self._lock:
-            granted = round(max(min(amount, cap_30d - self._used(customer_id, now)), 0.0), 2)
-            if granted > 0:
-                self.grants.setdefault(customer_id, []).append((now, granted))
-            return granted
+def _probabilities(choice: Choice | None) -> tuple[tuple[str, float], ...]:
+    """Each option's probability, rounded, in a stable order (empty without a choice)."""
+    if choice is None or len(choice.shares) < 2:
+        return ()
+    return tuple((a, round(p, 6)) for a, p in sorted(choice.shares.items()))
 
 
 class DecisionEngine:
@@ -119,7 +89,7 @@ class DecisionEngine:
         self.policy = policy
         self.scorer: Scorer = scorer or HeuristicScorer()
         self.context: ContextStore = context if context is not None else InMemoryContextStore()
-        self.ledger = ledger or CreditLedger()
+        self.ledger: CreditLedger = ledger if ledger is not None else InMemoryCreditLedger()
         self.emit_examples = emit_examples
         self.prior = HeuristicScorer()
         # Thompson sampling before the first published posterior: the prior alone.
@@ -266,11 +236,12 @@ class DecisionEngine:
             candidates.append((ev, spec, clause.name, credit))
         eligible = tuple(sorted(c[1].name for c in candidates))
 
-        def none(rule: str, *why: str, propensity: float = 1.0) -> Decision:
+        def none(rule: str, *why: str, choice: Choice | None = None) -> Decision:
             return Decision(
                 case.order_id, now, trigger.event_id, NO_ACTION, arm, True, rule,
                 tuple(reasons + list(why)), scores, value_at_risk, 0.0, None,
-                point, eligible, round(propensity, 6), segment,
+                point, eligible, round(choice.propensity, 6) if choice else 1.0, segment,
+                _probabilities(choice),
             )  # fmt: skip
 
         if p_refund < policy.min_return_propensity:
@@ -323,14 +294,10 @@ class DecisionEngine:
             kind = "exploration" if choice.explored else "static rules"
             if choice.action == NO_ACTION and not choice.explored:
                 return none(
-                    "below_expected_saving", f"best {spec.name} saves {ev:.2f}",
-                    propensity=choice.propensity,
-                )  # fmt: skip
+                    "below_expected_saving", f"best {spec.name} saves {ev:.2f}", choice=choice
+                )
         if choice.action == NO_ACTION:
-            return none(
-                "exploration" if choice.explored else "thompson_none", kind,
-                propensity=choice.propensity,
-            )  # fmt: skip
+            return none("exploration" if choice.explored else "thompson_none", kind, choice=choice)
         _, spec, clause_name, credit = by_name[choice.action]
         reasons.append(kind)
         reasons.append(f"P(recovered|{spec.name})={recover.get(spec.name, 0.0):.2f}")
@@ -341,6 +308,7 @@ class DecisionEngine:
             case.order_id, now, trigger.event_id, spec.name, arm, True,
             f"{spec.name}.{clause_name}", tuple(reasons), scores, value_at_risk,
             round(mean_saving, 2), None, point, eligible, round(choice.propensity, 6), segment,
+            _probabilities(choice),
         )  # fmt: skip
 
     def _posterior(self) -> BanditPosterior | None:
@@ -396,11 +364,13 @@ class DecisionEngine:
             "point": d.point,
             "eligible": list(d.eligible),
             "propensity": d.propensity,
+            "probabilities": dict(d.probabilities) if d.probabilities else None,
             "segment": d.segment,
         }
 
     def _intervention_record(self, d: Decision, case: OrderCase, now: float) -> dict[str, Any]:
         spec = self.policy.actions[d.action]
+        iid = intervention_id(d.order_id, d.action, d.trigger_event_id, self.policy.version)
         offer = None
         proposed = self.policy.actions.get(d.proposed_action or "")
         credit_spec = spec if spec.credit_share > 0 else proposed
@@ -408,7 +378,9 @@ class DecisionEngine:
             credit = self._credit(credit_spec, case, now)
             if credit > 0 and d.automated and case.customer_id:
                 cap = self.policy.max_credit_per_customer_30d
-                credit = self.ledger.reserve(case.customer_id, now, credit, cap)
+                # Keyed by the intervention id: a dispatcher that reserves the same grant
+                # again (the caps check at dispatch) does not count it twice.
+                credit = self.ledger.reserve(case.customer_id, now, credit, cap, grant_id=iid)
             if credit > 0:
                 offer = {"type": "store_credit", "amount": credit, "currency": case.currency}
         eta = case.estimate_at or case.promised_at
@@ -424,11 +396,10 @@ class DecisionEngine:
                 "send_after": format_ts(send_after) if send_after else None,
             }
         return {
-            "intervention_id": intervention_id(
-                d.order_id, d.action, d.trigger_event_id, self.policy.version
-            ),
+            "intervention_id": iid,
             "order_id": d.order_id,
             "customer_id": case.customer_id,
+            "order_value": round(case.order_value, 2),
             "action": d.action,
             "automated": d.automated,
             "proposed_action": d.proposed_action,
@@ -494,7 +465,6 @@ def render_message(template: str, case: OrderCase, offer: dict[str, Any] | None)
 __all__ = [
     "CONTROL",
     "TREATMENT",
-    "CreditLedger",
     "DecisionEngine",
     "message_text",
     "render_message",

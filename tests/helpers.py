@@ -295,6 +295,14 @@ def validate_decision(record: Any) -> list[str]:
     if c.r.get("propensity") == 0:
         c.fail("a chosen action has propensity 0")
     c.str_("segment", null=True)
+    probabilities = c.r.get("probabilities")
+    if probabilities is not None:
+        if not isinstance(probabilities, dict) or not probabilities:
+            c.fail(f"probabilities={probabilities!r} is not a non-empty object")
+        elif abs(sum(probabilities.values()) - 1.0) > 1e-4:
+            c.fail(f"probabilities sum to {sum(probabilities.values())}, not 1")
+        elif abs(probabilities.get(c.r.get("action"), -1.0) - c.r.get("propensity", -2.0)) > 1e-6:
+            c.fail("the chosen action's probability is not its propensity")
     return c.errors
 
 
