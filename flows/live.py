@@ -262,7 +262,7 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
     # Online models: one learner step (a single writer) checkpoints to the model store;
     # scorers read its snapshots in this process and its checkpoints in the others.
     model_store = stores.models() if stores.models is not None else None
-    models = ModelRuntime(store=model_store)
+    models = ModelRuntime.for_policy(policy, settings.window, store=model_store)
 
     def decider() -> DecisionEngine:
         scorer = OnlineScorer(models.board, store=model_store)
