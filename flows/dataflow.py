@@ -32,6 +32,7 @@ from bytewax.outputs import Sink
 from operators.case import OrderCase
 from operators.contract import DeadLetter, Event, decode
 from operators.models import DAY, MODEL_SET, Learner, SnapshotBoard, TruthLookup
+from operators.policy import RecoveryPolicy
 from operators.window import CaseWindow, Decider, Expire, ExpiryClock, WindowConfig, shard_of
 from state.models import ModelStore
 
@@ -91,6 +92,19 @@ class ModelRuntime:
     prior_precision: float = 12.5
     #: Simulator ground truth for treated examples (backtests); never checkpointed.
     truth: TruthLookup | None = None
+
+    @classmethod
+    def for_policy(
+        cls, policy: RecoveryPolicy, window: WindowConfig, **kwargs: Any
+    ) -> ModelRuntime:
+        """A runtime with the policy's ``learning`` settings (label horizon, prior) and a
+        release margin of at least the window's allowed lateness."""
+        return cls(
+            horizon=policy.label_horizon_days * DAY,
+            margin=max(DAY, window.allowed_lateness),
+            prior_precision=policy.prior_precision,
+            **kwargs,
+        )
 
     def __post_init__(self) -> None:
         # Warm start: scorers read the last checkpoint from the first decision on, not

@@ -320,7 +320,7 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
     # Online models: one learner step (a single writer) checkpoints to the model store;
     # scorers read its snapshots in this process and its checkpoints in the others.
     model_store = stores.models() if stores.models is not None else None
-    models = ModelRuntime(store=model_store)
+    models = ModelRuntime.for_policy(policy, settings.window, store=model_store)
 
     # One credit ledger for the engine, the review loop and the dispatcher (durable and
     # shared across processes in Redis), so every 30-day cap counts every grant once.

@@ -17,7 +17,7 @@ from flows.sinks import OUTPUTS, JsonlSink
 from flows.sources import ReplaySource
 from operators.engine import DecisionEngine
 from operators.evaluation import load_ground_truth
-from operators.models import DAY, OnlineScorer, truth_lookup
+from operators.models import OnlineScorer, truth_lookup
 from operators.policy import RecoveryPolicy
 from operators.scoring import HeuristicScorer
 from operators.window import Decider, WindowConfig
@@ -92,13 +92,8 @@ def run_replay(
     truth = None
     if opts.ground_truth is not None and opts.learn:
         truth = truth_lookup(load_ground_truth(opts.ground_truth))
-    models = ModelRuntime(
-        store=opts.model_store,
-        publish_every=opts.publish_every,
-        horizon=pol.label_horizon_days * DAY,
-        margin=max(DAY, opts.window.allowed_lateness),
-        prior_precision=pol.prior_precision,
-        truth=truth,
+    models = ModelRuntime.for_policy(
+        pol, opts.window, store=opts.model_store, publish_every=opts.publish_every, truth=truth
     )
 
     def default_factory() -> Decider:
