@@ -72,7 +72,7 @@ TIMELINE_LIMIT = 48
 POINTS_LIMIT = 6
 
 # --- memory -------------------------------------------------------------------------------
-# A million open cases must fit in about 2 GB (benchmarks/memory_per_case.py). Every JSON
+# The target is about 2 KB per open case (benchmarks/memory_per_case.py). Every JSON
 # string decoded from an event is a new object, so low-cardinality values (currency, SKU
 # family, courier, lane, campaign, intents, reasons, event types) would be stored once per
 # case; they are shared through a bounded table instead. Bounded, so arbitrary input
@@ -160,9 +160,8 @@ class OrderCase:
     arm: str | None = None
     actions: list[tuple[float, str]] = field(default_factory=list)
     first_propensity: float | None = None
-    #: Decision points kept for learning: (event time, predicted P(refund), features in
-    #: FEATURE_NAMES order packed as doubles, ``features.pack_vector``), oldest first, at
-    #: most POINTS_LIMIT.
+    #: Decision points kept for learning: (event time, predicted P(refund), features
+    #: packed by ``features.pack_vector``), oldest first, at most POINTS_LIMIT.
     points: list[tuple[float, float, bytes]] = field(default_factory=list)
     #: The decision point at which the first action was chosen (learning its effect).
     action_point: tuple[float, float, bytes] | None = None
