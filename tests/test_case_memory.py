@@ -127,3 +127,32 @@ def _with_id(event_id: str) -> Event:
     decoded = decode("delivery", raw)
     assert isinstance(decoded, Event), decoded
     return decoded
+
+
+def test_the_packed_timeline_behaves_like_the_list_it_replaces() -> None:
+    from operators.case import TIMELINE_LIMIT, Timeline
+
+    case = OrderCase("o1")
+    reference: list[tuple[float, str]] = []
+    rng = random.Random(5)
+    types = ["shipped", "in_transit", "delayed", "ticket_opened", "refund_requested"]
+    for i in range(TIMELINE_LIMIT + 20):
+        ts = 1_780_000_000.0 + rng.uniform(0, 10 * 86400)
+        type_ = rng.choice(types)
+        case._record(ts, type_)
+        reference.append((ts, type_))
+        reference.sort(key=lambda e: e[0])  # stable: ties keep arrival order, as inserted
+        del reference[: max(len(reference) - TIMELINE_LIMIT, 0)]
+        assert list(case.timeline) == reference, i
+    assert case.timeline == reference and len(case.timeline) == TIMELINE_LIMIT
+    assert case.timeline[-1] == reference[-1] and case.timeline[2:5] == reference[2:5]
+    copy = pickle.loads(pickle.dumps(case, pickle.HIGHEST_PROTOCOL))
+    assert copy == case and isinstance(copy.timeline, Timeline)
+    assert pickle.loads(pickle.dumps(case.timeline)) == reference
+    old = OrderCase("o2")
+    old.timeline = [(1.0, "shipped")]  # type: ignore[assignment]  # a snapshot from before
+    old._record(0.5, "order_placed")
+    assert isinstance(old.timeline, Timeline)
+    assert list(old.timeline) == [(0.5, "order_placed"), (1.0, "shipped")]
+    with pytest.raises(IndexError):
+        Timeline()[0]
