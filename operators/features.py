@@ -105,8 +105,8 @@ def _names() -> tuple[str, ...]:
 FEATURE_NAMES: tuple[str, ...] = _names()
 
 
-#: Stored decision points hold their features as packed doubles, in FEATURE_NAMES order.
-_PACKED = struct.Struct(f"<{len(FEATURE_NAMES)}d")
+_MASK = struct.Struct("<Q")  # which features are stored (not +0.0); at most 64 features
+assert len(FEATURE_NAMES) <= 64
 
 
 def to_vector(features: dict[str, float]) -> tuple[float, ...]:
@@ -115,10 +115,24 @@ def to_vector(features: dict[str, float]) -> tuple[float, ...]:
 
 
 def pack_vector(features: dict[str, float]) -> bytes:
-    """The features as packed doubles, for storing a decision point in an open case:
-    8 bytes per feature, against 8 plus a 24-byte float object in a tuple. Exact: every
-    double comes back bit for bit (all features are floats)."""
-    return _PACKED.pack(*[features[name] for name in FEATURE_NAMES])
+    """The features packed for storing a decision point in an open case: a 64-bit mask of
+    the features that are not +0.0, then those as doubles. Most features of a point are
+    0 (flags, counts): about 150 bytes instead of a 38-float tuple's 1,000. Exact: every
+    double comes back bit for bit, -0.0 included (all features are floats)."""
+    mask = 0
+    kept: list[float] = []
+    for i, name in enumerate(FEATURE_NAMES):
+        value = features[name]
+        if value != 0.0 or math.copysign(1.0, value) < 0:
+            mask |= 1 << i
+            kept.append(value)
+    return _MASK.pack(mask) + struct.pack(f"<{len(kept)}d", *kept)
+
+
+def _unpack(blob: bytes) -> tuple[float, ...]:
+    (mask,) = _MASK.unpack_from(blob)
+    kept = iter(struct.unpack_from(f"<{(len(blob) - 8) // 8}d", blob, 8))
+    return tuple(next(kept) if mask >> i & 1 else 0.0 for i in range(len(FEATURE_NAMES)))
 
 
 def from_vector(vector: tuple[float, ...] | bytes) -> dict[str, float]:
@@ -129,5 +143,5 @@ def from_vector(vector: tuple[float, ...] | bytes) -> dict[str, float]:
     True
     """
     if isinstance(vector, bytes):
-        vector = _PACKED.unpack(vector)
+        vector = _unpack(vector)
     return dict(zip(FEATURE_NAMES, vector, strict=True))

@@ -275,16 +275,23 @@ class ExpiryClock:
     def _track(self, event: Event) -> None:
         oid, ts, type_ = event.order_id, event.occurred_at, event.type
         w = self.windows.get(oid)
+        before = None
         if w is None:
             w = self.windows[oid] = _Window(ts, type_ == "order_placed", None)
-        elif type_ == "order_placed":
-            w.anchor, w.placed = ts, True
-        elif not w.placed and ts < w.anchor:
-            w.anchor = ts
+        else:
+            before = self.deadline(w)
+            if type_ == "order_placed":
+                w.anchor, w.placed = ts, True
+            elif not w.placed and ts < w.anchor:
+                w.anchor = ts
         if type_ == "delivered":
             w.delivered = ts
         w.events += 1
-        heapq.heappush(self._heap, (self.deadline(w), oid))
+        deadline = self.deadline(w)
+        # The heap already holds this deadline unless it moved: one entry per change, not
+        # per event (a heap entry per event was about 350 bytes per open case).
+        if deadline != before:
+            heapq.heappush(self._heap, (deadline, oid))
 
     def _close(self, oid: str, ts: float) -> None:
         self.windows.pop(oid, None)

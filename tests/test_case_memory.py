@@ -75,9 +75,9 @@ def test_the_shared_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert case_module._shared(3.5) == 3.5 and case_module._shared(None) is None
 
 
-def test_dedup_and_snapshots_with_the_tuple_of_event_ids() -> None:
+def test_dedup_and_snapshots_with_the_string_of_event_ids() -> None:
     case = opened("o1")
-    assert isinstance(case.seen, tuple) and len(case.seen) == 3
+    assert isinstance(case.seen, str) and case.seen.count("\x1f") == 4  # three ids
     again = event("refunds", "o1", 3, type="refund_requested",
                   occurred_at="2026-06-02T11:00:00Z", reason="late_delivery")  # fmt: skip
     assert case.is_duplicate(again)
@@ -85,7 +85,7 @@ def test_dedup_and_snapshots_with_the_tuple_of_event_ids() -> None:
     assert copy == case and copy.is_duplicate(again)
     # A snapshot taken before this representation holds a set: it still dedups and grows.
     old = pickle.loads(pickle.dumps(case, pickle.HIGHEST_PROTOCOL))
-    old.seen = set(case.seen)  # type: ignore[assignment]
+    old.seen = {"o1-01", "o1-02", "o1-03"}  # type: ignore[assignment]
     assert old.is_duplicate(again)
     new = event("delivery", "o1", 4, type="delayed", occurred_at="2026-06-02T12:00:00Z")
     assert not old.is_duplicate(new)
@@ -96,7 +96,8 @@ def test_dedup_and_snapshots_with_the_tuple_of_event_ids() -> None:
 def test_packed_decision_points_give_back_every_feature_bit_for_bit() -> None:
     features = build_features(opened("o1"), None, 1_780_400_000.0)
     packed = pack_vector(features)
-    assert isinstance(packed, bytes) and len(packed) == 8 * len(FEATURE_NAMES)
+    nonzero = sum(1 for v in features.values() if v != 0.0)
+    assert isinstance(packed, bytes) and len(packed) == 8 + 8 * nonzero < 8 * len(FEATURE_NAMES)
     assert from_vector(packed) == features
     rng = random.Random(3)
     for _ in range(200):
@@ -107,3 +108,51 @@ def test_packed_decision_points_give_back_every_feature_bit_for_bit() -> None:
             struct.pack("<d", values[n]) for n in FEATURE_NAMES
         ]
     assert from_vector(tuple(features[n] for n in FEATURE_NAMES)) == features  # old snapshots
+
+
+def test_event_ids_cannot_match_across_their_neighbours() -> None:
+    """Ids holding the separator or backslashes are escaped: no false duplicates."""
+    tricky = ["a", "b", "a\x1fb", "a\\x1fb", "\\", "\\1", "\x1f", "a\\1b"]
+    for applied in range(len(tricky)):
+        case = OrderCase("o1")
+        for eid in tricky[:applied]:
+            case.apply(_with_id(eid))
+        for i, eid in enumerate(tricky):
+            assert case.is_duplicate(_with_id(eid)) == (i < applied), (applied, eid)
+
+
+def _with_id(event_id: str) -> Event:
+    raw = orjson.dumps({"order_id": "o1", "event_id": event_id, "type": "in_transit",
+                        "occurred_at": "2026-06-02T12:00:00Z"})  # fmt: skip
+    decoded = decode("delivery", raw)
+    assert isinstance(decoded, Event), decoded
+    return decoded
+
+
+def test_the_packed_timeline_behaves_like_the_list_it_replaces() -> None:
+    from operators.case import TIMELINE_LIMIT, Timeline
+
+    case = OrderCase("o1")
+    reference: list[tuple[float, str]] = []
+    rng = random.Random(5)
+    types = ["shipped", "in_transit", "delayed", "ticket_opened", "refund_requested"]
+    for i in range(TIMELINE_LIMIT + 20):
+        ts = 1_780_000_000.0 + rng.uniform(0, 10 * 86400)
+        type_ = rng.choice(types)
+        case._record(ts, type_)
+        reference.append((ts, type_))
+        reference.sort(key=lambda e: e[0])  # stable: ties keep arrival order, as inserted
+        del reference[: max(len(reference) - TIMELINE_LIMIT, 0)]
+        assert list(case.timeline) == reference, i
+    assert case.timeline == reference and len(case.timeline) == TIMELINE_LIMIT
+    assert case.timeline[-1] == reference[-1] and case.timeline[2:5] == reference[2:5]
+    copy = pickle.loads(pickle.dumps(case, pickle.HIGHEST_PROTOCOL))
+    assert copy == case and isinstance(copy.timeline, Timeline)
+    assert pickle.loads(pickle.dumps(case.timeline)) == reference
+    old = OrderCase("o2")
+    old.timeline = [(1.0, "shipped")]  # type: ignore[assignment]  # a snapshot from before
+    old._record(0.5, "order_placed")
+    assert isinstance(old.timeline, Timeline)
+    assert list(old.timeline) == [(0.5, "order_placed"), (1.0, "shipped")]
+    with pytest.raises(IndexError):
+        Timeline()[0]
