@@ -199,18 +199,6 @@ class FlowParts:
     observer: FlowObserver = field(default_factory=FlowObserver)
 
 
-@dataclass
-class InputEnd:
-    """The latest event time of the whole input, known once every clock shard reached the
-    end of input: cases still open then are censored at it (replays)."""
-
-    at: float | None = None
-
-    def reach(self, t: float | None) -> None:
-        if t is not None and (self.at is None or t > self.at):
-            self.at = t
-
-
 class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
     """Bytewax wrapper of :class:`~operators.window.ExpiryClock` (one per shard)."""
 
@@ -220,9 +208,9 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         snap: dict[str, Any] | None,
         observer: FlowObserver,
         snapshots: bool = True,
-        end: InputEnd | None = None,
+        censor_at_eof: bool = False,
     ) -> None:
-        self.end = end
+        self.censor_at_eof = censor_at_eof
         self.clock = ExpiryClock.restore(config, snap)
         self.observer = observer
         self.snapshots = snapshots
@@ -303,9 +291,7 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         return targets
 
     def on_eof(self) -> tuple[list[Any], bool]:
-        if self.end is not None:
-            self.end.reach(self.clock.max_event_at)
-        return list(self.clock.on_eof()), StatefulBatchLogic.RETAIN
+        return list(self.clock.on_eof(self.censor_at_eof)), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> dict[str, Any] | None:
         return self.clock.snapshot() if self.snapshots else None
@@ -314,7 +300,7 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
 class CaseLogic(StatefulLogic[Event | Expire, tuple[str, dict[str, Any]], bytes]):
     """Bytewax wrapper of :class:`~operators.window.CaseWindow` (one per order)."""
 
-    __slots__ = ("close_at_eof", "end", "on_latency", "snapshots", "window")
+    __slots__ = ("close_at_eof", "on_latency", "snapshots", "window")
 
     def __init__(
         self,
@@ -322,9 +308,7 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, dict[str, Any]], bytes]
         close_at_eof: bool,
         on_latency: Callable[[float], None] | None = None,
         snapshots: bool = True,
-        end: InputEnd | None = None,
     ) -> None:
-        self.end = end
         self.window = window
         self.close_at_eof = close_at_eof
         self.on_latency = on_latency
@@ -345,9 +329,9 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, dict[str, Any]], bytes]
 
     def on_eof(self) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
         if self.close_at_eof:
-            # Every clock shard is past its end of input here (the frontier), so the
-            # censoring time is the same for every case and every run.
-            return self.window.on_eof(self.end.at if self.end is not None else None)
+            # The clock censored every case it tracked at its shard's end of input; a case
+            # still here was never tracked (nothing valid arrived): its last event it is.
+            return self.window.on_eof(None)
         return [], StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes | None:
@@ -425,10 +409,11 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
 
     shards = cfg.shards
     snapshots = parts.snapshots
-    input_end = InputEnd()
     by_shard = op.key_on("key_shard", valid.trues, lambda e: shard_of(e.order_id, shards))
     clocked = op.stateful_batch(
-        "clock", by_shard, lambda snap: ClockLogic(cfg, snap, observer, snapshots, input_end)
+        "clock",
+        by_shard,
+        lambda snap: ClockLogic(cfg, snap, observer, snapshots, parts.close_open_cases_at_eof),
     )
     admitted = op.map("unkey_clock", clocked, lambda kv: kv[1])
     admitted_ok = op.branch("admitted", admitted, lambda x: not isinstance(x, DeadLetter))
@@ -441,7 +426,7 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
     def case_builder(snap: bytes | None) -> CaseLogic:
         case: OrderCase = pickle.loads(snap) if snap is not None else OrderCase("")
         window = CaseWindow(case.order_id, decider(), cfg, case, parts.emit_case_views)
-        return CaseLogic(window, close_at_eof, observer.on_latency, snapshots, input_end)
+        return CaseLogic(window, close_at_eof, observer.on_latency, snapshots)
 
     cases = op.stateful("case", by_order, case_builder)
     tagged = op.map("unkey_case", cases, lambda kv: kv[1])

@@ -98,10 +98,12 @@ def shard_of(order_id: str, shards: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Expire:
-    """Command from the clock: the order's recovery window ended at ``deadline``."""
+    """Command from the clock: the order's recovery window ended at ``deadline``; or, with
+    ``censored``, the input ended at ``deadline`` while the case was still open (replays)."""
 
     order_id: str
     deadline: float
+    censored: bool = False
 
 
 @dataclass(slots=True)
@@ -359,11 +361,18 @@ class ExpiryClock:
         self.max_event_at = event_time
         return self._advance(event_time - self.config.allowed_lateness)
 
-    def on_eof(self) -> list[Expire]:
-        """End of input: expire everything whose deadline is at or before the last event."""
+    def on_eof(self, censor: bool = False) -> list[Expire]:
+        """End of input: expire everything whose deadline is at or before the last event
+        and, with ``censor``, censor every order still open at the shard's last event time
+        (the same time for the shard's orders in every run, whatever the workers or
+        processes: a shard's events all pass through this clock)."""
         if self.max_event_at is None:
             return []
-        return self._advance(self.max_event_at)
+        out = self._advance(self.max_event_at)
+        if censor:
+            end = self.max_event_at
+            out.extend(Expire(oid, end, censored=True) for oid in sorted(self.windows))
+        return out
 
     def state_size(self) -> int:
         """Orders and tombstones held (for metrics and memory tests)."""
@@ -471,11 +480,13 @@ class CaseWindow:
         return out, False
 
     def on_expire(self, expire: Expire) -> tuple[list[Output], bool]:
+        if expire.censored:
+            return self.on_eof(expire.deadline)
         return self._close(expire.deadline), True
 
     def on_eof(self, end_at: float | None = None) -> tuple[list[Output], bool]:
         """End of a replay: the case is censored at the end of input, ``end_at`` (the
-        latest event time of the whole input; this case's last event if unknown)."""
+        latest event time of the order's clock shard; this case's last event if unknown)."""
         at = self.case.last_event_at if end_at is None else max(end_at, self.case.last_event_at)
         return self._close(at, censored=True), True
 

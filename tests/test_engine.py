@@ -27,8 +27,8 @@ import yaml
 
 from operators.case import DAY, HOUR
 from operators.contract import format_ts
-from operators.decision import ACTIONS, CONTROL, TREATMENT, Scores, arm_of
 from operators.credit import InMemoryCreditLedger as CreditLedger
+from operators.decision import ACTIONS, CONTROL, TREATMENT, Scores, arm_of
 from operators.engine import DecisionEngine
 from operators.features import build_features
 from operators.policy import QuietHours, RecoveryPolicy
