@@ -435,7 +435,7 @@ def test_the_action_with_the_higher_expected_saving_wins(
 
 
 def test_below_the_minimum_saving_nothing_is_done() -> None:
-    policy = make_policy()
+    policy = make_policy({"ranking.min_expected_saving": 0.5})
     engine = DecisionEngine(policy, StubScorer(0.5, {"proactive_reassurance": 0.01}))
     orders = Orders(engine)
     orders.feed(order_placed("o-low", 0, total=80.0, cost=30.0))
@@ -450,7 +450,8 @@ def test_below_the_minimum_saving_nothing_is_done() -> None:
 
 def test_below_the_minimum_propensity_nothing_is_done() -> None:
     policy = make_policy()
-    engine = DecisionEngine(policy, StubScorer(0.1, {"proactive_reassurance": 0.9}))
+    below = policy.min_return_propensity * 0.8
+    engine = DecisionEngine(policy, StubScorer(below, {"proactive_reassurance": 0.9}))
     orders = Orders(engine)
     orders.feed(order_placed("o-unlikely", 0))
     d = last_decision(orders.feed(wismo("o-unlikely", 80)))
