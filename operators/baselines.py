@@ -51,15 +51,17 @@ from operators.vocabulary import Action, DecisionPoint, Outcome
 REFUND_KINDS = frozenset({Outcome.REFUNDED, Outcome.CHARGEBACK})
 #: Actions that reach the customer (a contact); human review is an agent looking first.
 CUSTOMER_FACING = frozenset(Action.interventions()) - {Action.HUMAN_REVIEW}
-ARM_ORDER = (
-    "status_quo",
-    "blanket_refund",
-    "always_contact",
-    "random_eligible",
-    "static_rules",
-    "policy",
-    "oracle",
-)
+#: The arms in the order every table lists them, with their short names.
+ARM_LABELS: dict[str, str] = {
+    "status_quo": "status quo",
+    "blanket_refund": "blanket refund",
+    "always_contact": "always contact",
+    "random_eligible": "random eligible",
+    "static_rules": "static rules",
+    "policy": "this policy",
+    "oracle": "oracle",
+}
+ARM_ORDER = tuple(ARM_LABELS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,27 +107,36 @@ class Choice:
     actions: tuple[str, ...] = ()
 
 
-def truth_outcome(row: Mapping[str, Any], action: str, at: float | None) -> Mapping[str, Any]:
-    """The truth's outcome of an order whose first action is ``action``, taken at ``at``.
+def truth_for(row: Mapping[str, Any], action: str, at: float | None) -> Mapping[str, Any] | None:
+    """The truth's outcome of an order whose first action is ``action``, taken at ``at``:
+    ``outcomes_late[action]`` when it came at or after the customer's first request
+    (``request_at``), else ``outcomes[action]``; None where the truth does not say.
 
     >>> row = {"request_at": "2026-06-02T00:00:00Z",
     ...        "outcomes": {"none": {"outcome": "refunded"}, "a": {"outcome": "kept"}},
     ...        "outcomes_late": {"a": {"outcome": "refunded"}}}
-    >>> truth_outcome(row, "a", parse_ts("2026-06-01T00:00:00Z"))["outcome"]
+    >>> truth_for(row, "a", parse_ts("2026-06-01T00:00:00Z"))["outcome"]
     'kept'
-    >>> truth_outcome(row, "a", parse_ts("2026-06-03T00:00:00Z"))["outcome"]
+    >>> truth_for(row, "a", parse_ts("2026-06-03T00:00:00Z"))["outcome"]
     'refunded'
+    >>> truth_for(row, "b", None) is None
+    True
     """
-    outcomes = row["outcomes"]
-    if action == Action.NONE:
-        return outcomes["none"]
-    request_at = row.get("request_at")
-    late = row.get("outcomes_late")
-    if late and request_at and at is not None and at >= parse_ts(request_at):
-        found = late.get(action)
-        if found is not None:
-            return found
-    return outcomes.get(action) or outcomes["none"]
+    outcomes = row.get("outcomes") or {}
+    if action != Action.NONE:
+        request_at = row.get("request_at")
+        late = row.get("outcomes_late")
+        if late and request_at and at is not None and at >= parse_ts(request_at):
+            found = late.get(action)
+            if found is not None:
+                return found
+    return outcomes.get(action)
+
+
+def truth_outcome(row: Mapping[str, Any], action: str, at: float | None) -> Mapping[str, Any]:
+    """:func:`truth_for`, with the ``none`` outcome where the truth does not know the
+    action (an arm is scored on every order)."""
+    return truth_for(row, action, at) or row["outcomes"]["none"]
 
 
 def spending(choice: Choice, order_value: float, costs: ActionCosts) -> tuple[float, float]:
@@ -333,30 +344,29 @@ def compare_arms(
     }
 
 
+def percent(x: float | None) -> str:
+    """A share as a percentage for tables ("n/a" when unknown).
+
+    >>> percent(0.1234), percent(None)
+    ('12.3%', 'n/a')
+    """
+    return "n/a" if x is None else f"{x:.1%}"
+
+
 def format_arms(block: Mapping[str, Any]) -> list[str]:
     """The arms as table lines (for the demo, replay and backtest printouts)."""
     lines = [
         f"  {'':<18}{'captured':>10}{'refund leakage':>16}{'cost':>12}{'contacted':>11}"
         f"{'of them keepers':>17}",
     ]
-    labels = {
-        "status_quo": "status quo",
-        "blanket_refund": "blanket refund",
-        "always_contact": "always contact",
-        "random_eligible": "random eligible",
-        "static_rules": "static rules",
-        "policy": "this policy",
-        "oracle": "oracle",
-    }
     for name in ARM_ORDER:
         arm = block["arms"].get(name)
         if arm is None:
             continue
-        share = arm["captured_share"]
-        cell = "n/a" if share is None else f"{share:.1%}"
+        cell = percent(arm["captured_share"])
         lines.append(
-            f"  {labels[name]:<18}{cell:>10}{arm['refund_leakage']:>16,.2f}{arm['cost']:>12,.2f}"
-            f"{arm['contacted_orders']:>11,}{arm['contacted_keepers']:>17,}"
+            f"  {ARM_LABELS[name]:<18}{cell:>10}{arm['refund_leakage']:>16,.2f}"
+            f"{arm['cost']:>12,.2f}{arm['contacted_orders']:>11,}{arm['contacted_keepers']:>17,}"
         )
     return lines
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,24 +35,6 @@ def load_ground_truth(path: Path) -> dict[str, dict[str, Any]]:
                 row = orjson.loads(line)
                 truth[row["order_id"]] = row
     return truth
-
-
-def ground_truth_labels(
-    truth: dict[str, dict[str, Any]],
-) -> Callable[[str, str | None], int | None]:
-    """A label function for backtests: 1 if the order ends in a refund under ``action``
-    according to the ground truth, 0 if not, None if the truth does not know."""
-
-    def label(order_id: str, action: str | None) -> int | None:
-        row = truth.get(order_id)
-        if row is None:
-            return None
-        o = row["outcomes"].get(action or "none")
-        if o is None:
-            return None
-        return 1 if o["outcome"] in REFUNDED else 0
-
-    return label
 
 
 @dataclass

@@ -46,7 +46,7 @@ from operator import mul
 from typing import Any
 
 from operators.bandit import NONE, BanditLearner, BanditPosterior
-from operators.contract import parse_ts
+from operators.baselines import truth_for
 from operators.decision import ACTIONS, Scores
 from operators.features import FEATURE_NAMES, from_vector, to_vector
 from operators.scoring import HeuristicScorer, abuse_risk, customer_value, promise_sensitivity
@@ -171,27 +171,17 @@ def truth_lookup(truth: dict[str, dict[str, Any]]) -> TruthLookup:
     >>> rows = {"o": {"outcomes": {"none": {"outcome": "refunded"}, "a": {"outcome": "kept"}},
     ...               "outcomes_late": {"a": {"outcome": "refunded"}},
     ...               "request_at": "2026-06-02T00:00:00Z"}}
+    >>> from operators.contract import parse_ts
     >>> look = truth_lookup(rows)
     >>> look("o", "a", parse_ts("2026-06-01T00:00:00Z")), look("o", "a", 1.0e10)
     ((False, True), (True, True))
     """
-    request_at = {}
-    for oid, row in truth.items():
-        at = row.get("request_at")
-        if at:
-            request_at[oid] = parse_ts(at)
 
     def look(order_id: str, action: str, decided_at: float) -> tuple[bool | None, bool | None]:
         row = truth.get(order_id)
         if row is None:
             return None, None
-        outcomes = row.get("outcomes") or {}
-        table = outcomes
-        late = row.get("outcomes_late")
-        at = request_at.get(order_id)
-        if late and at is not None and decided_at >= at and action in late:
-            table = late
-        o, n = table.get(action), outcomes.get(NONE)
+        o, n = truth_for(row, action, decided_at), truth_for(row, NONE, None)
         return (
             None if o is None else o["outcome"] in _REFUNDS,
             None if n is None else n["outcome"] in _REFUNDS,

@@ -21,9 +21,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from operators.baselines import (
+    ARM_LABELS,
     ARM_ORDER,
     ActionCosts,
     compare_arms,
+    percent,
     policy_choices,
     spending,
     truth_outcome,
@@ -144,15 +146,7 @@ def summarize_worlds(worlds: list[Mapping[str, Any]]) -> dict[str, Any]:
 
 def format_worlds(summary: Mapping[str, Any]) -> str:
     """The spread table printed by ``benchmarks/decision_worlds.py`` (and in the docs)."""
-    labels = {
-        "status_quo": "status quo",
-        "blanket_refund": "blanket refund",
-        "always_contact": "always contact",
-        "random_eligible": "random eligible",
-        "static_rules": "static rules",
-        "policy": "learned policy",
-        "oracle": "oracle",
-    }
+    labels = {**ARM_LABELS, "policy": "learned policy"}
     lines = [
         "| arm | captured share: median | p10 | p90 | refund leakage (median) | "
         "cost (median) | contacted keepers (median) |",
@@ -160,12 +154,9 @@ def format_worlds(summary: Mapping[str, Any]) -> str:
     ]
     for name, arm in summary["arms"].items():
         cs = arm["captured_share"]
-
-        def pct(x: float | None) -> str:
-            return "n/a" if x is None else f"{x:.1%}"
-
         lines.append(
-            f"| {labels[name]} | {pct(cs['median'])} | {pct(cs['p10'])} | {pct(cs['p90'])} | "
+            f"| {labels[name]} | {percent(cs['median'])} | {percent(cs['p10'])} | "
+            f"{percent(cs['p90'])} | "
             f"{arm['refund_leakage']['median']:,.0f} | {arm['cost']['median']:,.0f} | "
             f"{arm['contacted_keepers']['median']:,.0f} |"
         )
