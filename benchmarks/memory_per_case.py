@@ -11,7 +11,10 @@ The events are realistic: ``launch-week-backlog`` is simulated for a few thousan
 and each case replays one of those orders' events up to ``--open-days`` after it was
 placed (nothing resolving), with its own order, event and customer ids, decoded from JSON
 bytes as the flow decodes them. So a case holds what an open case of the demo holds at
-that age: its timeline, the event ids it has seen, its decision points.
+that age: its timeline, the event ids it has seen, its decision bookkeeping. The learning
+examples of its decision points are not in the case: the learner step holds them until
+their label horizon (one per decision point, for every case, open or closed), and they are
+not counted here.
 
 In the same run, as a yardstick for the RSS reading, N empty dicts are made on top and
 measured the same way (CPython: 64 bytes each), and ``--breakdown`` walks a sample of
@@ -190,7 +193,7 @@ def breakdown(logics: dict[str, CaseLogic], sample: int) -> list[tuple[str, floa
         for name in OrderCase.__slots__:
             value = getattr(case, name)
             key = f"  .{name}"
-            if name not in ("timeline", "seen", "points", "action_point", "actions"):
+            if name not in ("timeline", "seen", "actions"):
                 key = "  scalar fields (strings, floats)"
             parts[key] = parts.get(key, 0) + deep_size(value, seen)
     n = len(picked)
@@ -245,7 +248,7 @@ def main() -> int:
 
     sizes = [len(logic.snapshot() or b"") for logic in logics.values()]
     sizes.sort()
-    points = statistics.mean(len(logic.window.case.points) for logic in logics.values())
+    points = statistics.mean(logic.window.case.example_points for logic in logics.values())
     tracked = sum(c.state_size() for c in clocks)
 
     print(
