@@ -329,6 +329,61 @@ def static_choice(best: str, options: Sequence[str], epsilon: float, rng: random
     return Choice(action, shares[action], shares, explored, 0.0)
 
 
+def guarded_choice(
+    posterior: BanditPosterior,
+    keys: Sequence[str],
+    offsets: dict[str, float],
+    options: Sequence[Option],
+    epsilon: float,
+    rng: random.Random,
+    min_saving: float = 0.0,
+    baseline: str = NONE,
+    confidence: float = 0.99,
+    draws: int = DRAWS,
+) -> Choice:
+    """The best option under the posterior means, but only where the posterior is sure:
+    the learned choice replaces the ``baseline`` (the static rules' choice) only when it
+    saves more than the baseline in at least ``confidence`` of ``draws`` posterior draws.
+    An epsilon of uniform exploration over ``none`` and ``options`` (exact propensities).
+
+    This is safe policy improvement with a baseline (Laroche et al., 2019): without
+    outcomes the choice *is* the static rules', and it changes segment by segment as the
+    data become conclusive.
+
+    >>> post = BanditPosterior(4.0)
+    >>> opts = [Option("a", 1.0, 100.0)]
+    >>> wide = guarded_choice(post, ("*",), {"none": 0.0, "a": -0.1}, opts, 0.1,
+    ...                       random.Random(3), baseline="none")
+    >>> wide.action, round(wide.shares["none"], 3)  # a small, uncertain gain: keep the baseline
+    ('none', 0.95)
+    """
+    arms = [NONE, *(o.action for o in options)]
+    mu_n, var_n = posterior.weights(NONE, keys)
+    mu_n += offsets[NONE]
+    base = _draws(mu_n, math.sqrt(var_n), draws, rng)
+    p_none = sigmoid(mu_n)
+    means: dict[str, float] = {NONE: 0.0}
+    sampled: dict[str, list[float]] = {NONE: [0.0] * draws}
+    for o in options:
+        mu_e, var_e = posterior.weights(o.action, keys)
+        mu_e += offsets[o.action] - offsets[NONE]
+        means[o.action] = (p_none - sigmoid(mu_n + mu_e)) * o.value - o.cost - min_saving
+        effect = _draws(mu_e, math.sqrt(var_e), draws, rng)
+        sampled[o.action] = [
+            (sigmoid(z) - sigmoid(z + e)) * o.value - o.cost - min_saving
+            for z, e in zip(base, effect, strict=True)
+        ]
+    best = max(arms, key=lambda a: means[a])
+    keep = baseline if baseline in sampled else NONE
+    if best != keep:
+        wins = sum(v > w for v, w in zip(sampled[best], sampled[keep], strict=True))
+        if wins < confidence * draws:
+            best = keep
+    choice = static_choice(best, arms, epsilon, rng)
+    saving = means[choice.action] + (min_saving if choice.action != NONE else 0.0)
+    return Choice(choice.action, choice.propensity, choice.shares, choice.explored, saving)
+
+
 def thompson_choice(
     posterior: BanditPosterior,
     keys: Sequence[str],
@@ -402,6 +457,7 @@ __all__ = [
     "Context",
     "Option",
     "customer_tier",
+    "guarded_choice",
     "point_of",
     "prior_offsets",
     "seed_of",

@@ -28,6 +28,7 @@ from operators.bandit import (
     Choice,
     Context,
     Option,
+    guarded_choice,
     logit,
     point_of,
     prior_offsets,
@@ -138,11 +139,15 @@ class DecisionEngine:
         if self.emit_examples and not acted_before:
             action = decision.action if treated and decision.action != NO_ACTION else None
             p_arm = prior_p if action is None else prior_p * (1.0 - prior_rec.get(action, 0.0))
+            # Only points where the policy could act teach the bandit: "doing nothing" is
+            # compared with the actions on the same kind of case (an exchange request, or a
+            # point where nothing was eligible, says nothing about what an action would do).
+            keys = ctx.keys() if decision.eligible or action is not None else ()
             out.append(
                 ("pending", Pending(
                     case.order_id, now, to_vector(features), scores.return_propensity,
                     action, case.arm or TREATMENT, point, case.example_points == 0,
-                    ctx.keys(), logit(p_arm), threading.get_ident(),
+                    keys, logit(p_arm), threading.get_ident(),
                 ))
             )  # fmt: skip
             case.example_points += 1
@@ -244,7 +249,10 @@ class DecisionEngine:
                 _probabilities(choice),
             )  # fmt: skip
 
-        if p_refund < policy.min_return_propensity:
+        # The gate reads the heuristic prior, as the static rules do: the learned return
+        # propensity is calibrated on average but not at every rare point, and a gate it
+        # closes wrongly would stop the bandit from ever learning there.
+        if prior_p < policy.min_return_propensity:
             return none("below_propensity_threshold", f"below {policy.min_return_propensity:.2f}")
 
         best = max(candidates, key=lambda c: c[0]) if candidates else None
@@ -280,12 +288,26 @@ class DecisionEngine:
         if posterior is not None:
             offsets = prior_offsets(prior_p, prior_rec, by_name)
             options = [Option(n, c[1].cost + c[3], value) for n, c in by_name.items()]
-            choice = thompson_choice(
-                posterior, ctx.keys(), offsets, options, policy.exploration, rng,
-                policy.min_expected_saving,
-            )  # fmt: skip
+            if policy.choice == "thompson":
+                choice = thompson_choice(
+                    posterior, ctx.keys(), offsets, options, policy.exploration, rng,
+                    policy.min_expected_saving,
+                )  # fmt: skip
+            else:
+                # The baseline is the static rules' choice: expected savings under the
+                # heuristic prior, not under the learned scores.
+                static_ev = {
+                    n: prior_p * prior_rec.get(n, 0.0) * value - c[1].cost - c[3]
+                    for n, c in by_name.items()
+                }
+                top = max(static_ev, key=static_ev.__getitem__)
+                rule_choice = top if static_ev[top] >= policy.min_expected_saving else NO_ACTION
+                choice = guarded_choice(
+                    posterior, ctx.keys(), offsets, options, policy.exploration, rng,
+                    policy.min_expected_saving, rule_choice,
+                )  # fmt: skip
             mean_saving = choice.mean_saving
-            kind = "exploration" if choice.explored else "thompson sampling"
+            kind = "exploration" if choice.explored else f"learned ({policy.choice})"
         else:
             ev, spec, _, _ = best
             rule_choice = spec.name if ev >= policy.min_expected_saving else NO_ACTION
@@ -297,7 +319,7 @@ class DecisionEngine:
                     "below_expected_saving", f"best {spec.name} saves {ev:.2f}", choice=choice
                 )
         if choice.action == NO_ACTION:
-            return none("exploration" if choice.explored else "thompson_none", kind, choice=choice)
+            return none("exploration" if choice.explored else "learned_none", kind, choice=choice)
         _, spec, clause_name, credit = by_name[choice.action]
         reasons.append(kind)
         reasons.append(f"P(recovered|{spec.name})={recover.get(spec.name, 0.0):.2f}")

@@ -47,6 +47,8 @@ ACTION_NAMES = (
 )
 REQUEST_TYPE_NAMES = ("return_requested", "refund_requested", "exchange_requested")
 DEFAULT_POLICY = "default.yaml"
+#: How a learned policy may choose among its options (``learning.choice``).
+CHOICES = ("guarded", "thompson")
 
 
 class PolicyError(ValueError):
@@ -350,6 +352,10 @@ class RecoveryPolicy:
     label_horizon_days: float = 14.0
     #: Outcomes (at a 50 % rate) that weigh as much as the heuristic prior in a segment.
     prior_outcomes: float = 50.0
+    #: How the learned policy chooses: ``guarded`` (the best action under the posterior
+    #: means where the posterior is sure it beats the static rules' choice, else that
+    #: choice; plus the exploration floor) or ``thompson`` (Thompson sampling).
+    choice: str = "guarded"
     source: str = "<text>"
 
     @property
@@ -522,11 +528,16 @@ def _build(doc: _Doc) -> RecoveryPolicy:
             tz,
         )
         q.done()
-    horizon, prior_outcomes = 14.0, 50.0
+    horizon, prior_outcomes, choice = 14.0, 50.0, "guarded"
     if top.get("learning") is not None:
         learning = top.sub("learning")
         horizon = learning.number("label_horizon_days", 14.0, lo=0.1, hi=365.0)
         prior_outcomes = learning.number("prior_outcomes", 50.0, lo=0.1)
+        choice = learning.get("choice", "guarded")
+        if choice not in CHOICES:
+            raise doc.error(
+                "learning.choice", f"must be one of {', '.join(CHOICES)}, got {choice!r}"
+            )
         learning.done()
     top.done()
     return RecoveryPolicy(
@@ -547,5 +558,6 @@ def _build(doc: _Doc) -> RecoveryPolicy:
         quiet_hours=quiet,
         label_horizon_days=horizon,
         prior_outcomes=prior_outcomes,
+        choice=choice,
         source=doc.source,
     )
