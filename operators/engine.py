@@ -249,10 +249,11 @@ class DecisionEngine:
                 _probabilities(choice),
             )  # fmt: skip
 
-        # The gate reads the heuristic prior, as the static rules do: the learned return
-        # propensity is calibrated on average but not at every rare point, and a gate it
-        # closes wrongly would stop the bandit from ever learning there.
-        if prior_p < policy.min_return_propensity:
+        # A learning policy's gate reads the heuristic prior, as the static rules do: the
+        # learned return propensity is calibrated on average but not at every rare point,
+        # and a gate it closes wrongly would stop the bandit from ever learning there.
+        gate_p = prior_p if posterior is not None else p_refund
+        if gate_p < policy.min_return_propensity:
             return none("below_propensity_threshold", f"below {policy.min_return_propensity:.2f}")
 
         best = max(candidates, key=lambda c: c[0]) if candidates else None

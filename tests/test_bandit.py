@@ -17,6 +17,7 @@ from operators.bandit import (
     BanditPosterior,
     Context,
     Option,
+    guarded_choice,
     logit,
     prior_offsets,
     seed_of,
@@ -206,3 +207,32 @@ def test_the_engine_samples_the_posterior_the_learner_published() -> None:
     board.post(learner.publish())
     after = reassured("b")
     assert after < 0.2
+
+
+def test_the_guard_keeps_the_static_choice_until_the_data_are_conclusive() -> None:
+    """An action the prior likes backfires in lane X. The guarded choice keeps the static
+    rules' choice without data and after a handful of outcomes, and drops the action once
+    the outcomes are conclusive."""
+    offsets = {NONE: logit(0.3), "a": logit(0.3 * (1 - 0.5))}  # prior: a saves half
+    options = [Option("a", 1.0, 100.0)]
+
+    def choose(learner: BanditLearner) -> str:
+        c = guarded_choice(
+            learner.posterior(), lane_keys("X"), offsets, options, 0.0, random.Random(1),
+            baseline="a",
+        )  # fmt: skip
+        return c.action
+
+    learner = BanditLearner(12.5)
+    assert choose(learner) == "a"  # no data: the baseline
+    rng = random.Random(7)
+
+    def feed(n: int) -> None:
+        for _ in range(n):
+            learner.update(NONE, lane_keys("X"), offsets[NONE], int(rng.random() < 0.3))
+            learner.update("a", lane_keys("X"), offsets["a"], int(rng.random() < 0.6))
+
+    feed(5)
+    assert choose(learner) == "a"  # a handful of outcomes is not conclusive
+    feed(3000)
+    assert choose(learner) == NONE  # it backfires there, and the data say so
