@@ -135,11 +135,16 @@ def summarize_worlds(worlds: list[Mapping[str, Any]]) -> dict[str, Any]:
         and w["arms"]["static_rules"]["captured_share"] is not None
     ]
     out["learned_minus_static"] = spread(gaps)
-    covered = [w["ope_static_rules"]["covered"] for w in worlds if "ope_static_rules" in w]
+    ope = [w["ope_static_rules"] for w in worlds if "ope_static_rules" in w]
+    covered = [o["covered"] for o in ope]
+    widths = [(o["ci_high"] - o["ci_low"]) / 2 / o["true_loss"] for o in ope if o["true_loss"]]
+    errors = [abs(o["loss"] - o["true_loss"]) / o["true_loss"] for o in ope if o["true_loss"]]
     out["ope_coverage"] = {
         "covered": sum(covered),
         "worlds": len(covered),
         "share": round(sum(covered) / len(covered), 4) if covered else None,
+        "half_width_relative": spread(widths),
+        "error_relative": spread(errors),
     }
     return out
 
@@ -170,9 +175,12 @@ def format_worlds(summary: Mapping[str, Any]) -> str:
         )
     cov = summary["ope_coverage"]
     if cov["worlds"]:
+        width, error = cov["half_width_relative"], cov["error_relative"]
         lines.append(
             f"off-policy (doubly robust) 95% interval for the static rules, estimated from "
             f"the learned run's log, covers the true loss in {cov['covered']} of "
-            f"{cov['worlds']} worlds"
+            f"{cov['worlds']} worlds; interval half-width {percent(width['median'])} of the "
+            f"true loss (median; widest {percent(width['max'])}), estimate off by "
+            f"{percent(error['median'])} (median)"
         )
     return "\n".join(lines)
