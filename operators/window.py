@@ -342,7 +342,7 @@ class ExpiryClock:
         ...     "currency": "EUR", "total": 1, "items": [{"sku": "s", "sku_family": "f",
         ...     "quantity": 1, "unit_price": 1}]}))
         >>> clock.advance_idle(clock.max_event_at + 5), clock.advance_idle(clock.max_event_at + 5)
-        ([], [Expire(order_id='o', deadline=1780272010.0)])
+        ([], [Expire(order_id='o', deadline=1780272010.0, censored=False)])
         """
         if self.config.sources:
             before = self.watermark
