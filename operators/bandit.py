@@ -329,6 +329,41 @@ def static_choice(best: str, options: Sequence[str], epsilon: float, rng: random
     return Choice(action, shares[action], shares, explored, 0.0)
 
 
+def _savings(
+    posterior: BanditPosterior,
+    keys: Sequence[str],
+    offsets: dict[str, float],
+    options: Sequence[Option],
+    rng: random.Random,
+    min_saving: float,
+    draws: int,
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Each option's saving over the threshold, ``(p_none - p_a) * value - cost -
+    min_saving`` (``none``: 0), under the posterior means and in ``draws`` draws.
+
+    An action's logit is the no-action logit (its offset, its segment weights) plus the
+    action's offset difference and its own effect weights: the draws of the no-action part
+    are shared, so what is uncertain about the refund level of a segment moves both sides
+    of a comparison alike and only the effects decide.
+    """
+    mu_n, var_n = posterior.weights(NONE, keys)
+    mu_n += offsets[NONE]
+    base = _draws(mu_n, math.sqrt(var_n), draws, rng)
+    p_none = sigmoid(mu_n)
+    means: dict[str, float] = {NONE: 0.0}
+    sampled: dict[str, list[float]] = {NONE: [0.0] * draws}
+    for o in options:
+        mu_e, var_e = posterior.weights(o.action, keys)
+        mu_e += offsets[o.action] - offsets[NONE]
+        means[o.action] = (p_none - sigmoid(mu_n + mu_e)) * o.value - o.cost - min_saving
+        effect = _draws(mu_e, math.sqrt(var_e), draws, rng)
+        sampled[o.action] = [
+            (sigmoid(z) - sigmoid(z + e)) * o.value - o.cost - min_saving
+            for z, e in zip(base, effect, strict=True)
+        ]
+    return means, sampled
+
+
 def guarded_choice(
     posterior: BanditPosterior,
     keys: Sequence[str],
@@ -358,21 +393,7 @@ def guarded_choice(
     ('none', 0.95)
     """
     arms = [NONE, *(o.action for o in options)]
-    mu_n, var_n = posterior.weights(NONE, keys)
-    mu_n += offsets[NONE]
-    base = _draws(mu_n, math.sqrt(var_n), draws, rng)
-    p_none = sigmoid(mu_n)
-    means: dict[str, float] = {NONE: 0.0}
-    sampled: dict[str, list[float]] = {NONE: [0.0] * draws}
-    for o in options:
-        mu_e, var_e = posterior.weights(o.action, keys)
-        mu_e += offsets[o.action] - offsets[NONE]
-        means[o.action] = (p_none - sigmoid(mu_n + mu_e)) * o.value - o.cost - min_saving
-        effect = _draws(mu_e, math.sqrt(var_e), draws, rng)
-        sampled[o.action] = [
-            (sigmoid(z) - sigmoid(z + e)) * o.value - o.cost - min_saving
-            for z, e in zip(base, effect, strict=True)
-        ]
+    means, sampled = _savings(posterior, keys, offsets, options, rng, min_saving, draws)
     best = max(arms, key=lambda a: means[a])
     keep = baseline if baseline in sampled else NONE
     if best != keep:
@@ -409,29 +430,13 @@ def thompson_choice(
     (1.0, True, True)
     """
     arms = [NONE, *(o.action for o in options)]
-    # An action's logit is the no-action logit (its offset, its segment weights) plus the
-    # action's offset difference and its own effect weights: the draws of the no-action
-    # part are shared, so what is uncertain about the refund level of a segment moves both
-    # sides of a comparison alike and only the effects decide.
-    mu_n, var_n = posterior.weights(NONE, keys)
-    mu_n += offsets[NONE]
-    base = _draws(mu_n, math.sqrt(var_n), draws, rng)
-    stats = [(mu_n, var_n)]
-    samples = [[sigmoid(z) for z in base]]
-    for o in options:
-        mu_e, var_e = posterior.weights(o.action, keys)
-        mu_e += offsets[o.action] - offsets[NONE]
-        stats.append((mu_n + mu_e, var_n + var_e))
-        effect = _draws(mu_e, math.sqrt(var_e), draws, rng)
-        samples.append([sigmoid(z + e) for z, e in zip(base, effect, strict=True)])
+    means, sampled = _savings(posterior, keys, offsets, options, rng, min_saving, draws)
     counts = dict.fromkeys(arms, 0)
     picks = []
-    p_none = samples[0]
     for k in range(draws):
         best, best_v = NONE, 0.0
-        pn = p_none[k]
-        for o, ps in zip(options, samples[1:], strict=True):
-            v = (pn - ps[k]) * o.value - o.cost - min_saving
+        for o in options:
+            v = sampled[o.action][k]
             if v > best_v:
                 best, best_v = o.action, v
         counts[best] += 1
@@ -440,12 +445,7 @@ def thompson_choice(
     explored = rng.random() < epsilon
     pick = rng.random()
     action = arms[int(pick * len(arms))] if explored else picks[int(pick * draws)]
-    mean_none = sigmoid(mu_n)
-    chosen = next((o for o in options if o.action == action), None)
-    saving = 0.0
-    if chosen is not None:
-        mu_a = stats[arms.index(action)][0]
-        saving = (mean_none - sigmoid(mu_a)) * chosen.value - chosen.cost
+    saving = means[action] + min_saving if action != NONE else 0.0
     return Choice(action, shares[action], shares, explored, saving)
 
 
