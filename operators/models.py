@@ -602,7 +602,10 @@ class Learner:
         elif ex.action in self.recovery:
             self.recovery[ex.action].learn_one(x, bool(ex.label))
             self.recovery_examples[ex.action] += 1
-        if ex.keys and (untreated or ex.action in self.recovery):
+        # "Doing nothing" is learned from the holdout only: a random share of orders, so it
+        # is compared with the actions on the same kind of case. Treatment-arm points left
+        # alone are those the policy judged not worth an action, a biased sample.
+        if ex.keys and (ex.arm == "control" if untreated else ex.action in self.recovery):
             self.bandit.update(NONE if untreated else str(ex.action), ex.keys, ex.offset, ex.label)
 
     def publish(self) -> ModelSnapshot:
