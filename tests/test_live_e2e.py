@@ -401,7 +401,15 @@ def test_live_mode_end_to_end(live: Live) -> None:
             h.headers.get("Idempotency-Key") == new["intervention_id"] for h in receiver.accepted()
         ),
     )
-    reemitted = [r["intervention_id"] for _, _, r in live.read("interventions")]
+
+    # The new order's intervention can reach the topic before the re-read of another
+    # partition re-emits the old ones (partitions run independently): wait for the re-emit
+    # itself, which must come, rather than reading the topic once.
+    def reemitted_all() -> list[str] | None:
+        ids = [r["intervention_id"] for _, _, r in live.read("interventions")]
+        return ids if all(ids.count(iid) >= 2 for iid in before) else None
+
+    reemitted = wait_for("the restart to re-emit every intervention", reemitted_all, timeout=60)
     assert all(reemitted.count(iid) >= 2 for iid in before), "the restart did not re-emit"
     time.sleep(1.5)  # a duplicate delivery, if any, would arrive by now
     keys = [h.headers["Idempotency-Key"] for h in receiver.accepted()]
