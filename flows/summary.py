@@ -10,7 +10,13 @@ import orjson
 
 from flows.sinks import read_jsonl
 from operators.backtest import realized_rows, uplift_block
-from operators.baselines import ActionCosts, compare_arms, format_arms, regret_by_day
+from operators.baselines import (
+    ActionCosts,
+    compare_arms,
+    format_arms,
+    policy_choices,
+    regret_by_day,
+)
 from operators.evaluation import (
     calibration,
     ground_truth_block,
@@ -23,8 +29,6 @@ from operators.evaluation import (
 from operators.policy import RecoveryPolicy
 from operators.quality import format_quality, quality_at_decision
 from operators.uplift import rows_from_outcomes
-
-DEFAULT_LABEL_HORIZON_DAYS = 10.0
 
 
 def summarize(
@@ -87,7 +91,7 @@ def summarize(
     summary["quality_at_decision"] = quality_at_decision(
         decisions,
         outcomes,
-        horizon_days=label_horizon_days(policy),
+        horizon_days=policy.label_horizon_days,
         heuristic_decisions=static,
     )
     contact, credit = intervention_costs(interventions, policy.action_costs())
@@ -101,18 +105,13 @@ def summarize(
         summary["regret_by_day"] = regret_by_day(truth, costs, decisions)
         summary["uplift"] = {
             "source": "ground_truth",
-            **uplift_block(realized_rows(outcomes, truth)),
+            **uplift_block(realized_rows(outcomes, truth, policy_choices(decisions))),
         }
     else:
         summary["uplift"] = {"source": "observed", **uplift_block(rows_from_outcomes(outcomes))}
     if extra:
         summary.update(extra)
     return summary
-
-
-def label_horizon_days(policy: RecoveryPolicy) -> float:
-    """The policy's label horizon (the default where a policy predates the setting)."""
-    return float(getattr(policy, "label_horizon_days", DEFAULT_LABEL_HORIZON_DAYS))
 
 
 def _round(x: float | None) -> float | None:

@@ -9,8 +9,10 @@ action mix, review load, contact and credit cost) is reported.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from operators.baselines import Choice, truth_outcome
 from operators.evaluation import REFUNDED
 from operators.policy import RecoveryPolicy
 from operators.uplift import SEGMENTS, UpliftRow, uplift_by_action, uplift_by_segment
@@ -26,10 +28,15 @@ NEEDS_TRUTH = (
 
 
 def realized_rows(
-    outcomes: list[dict[str, Any]], truth: dict[str, dict[str, Any]]
+    outcomes: list[dict[str, Any]],
+    truth: dict[str, dict[str, Any]],
+    chosen: Mapping[str, Choice] | None = None,
 ) -> list[UpliftRow]:
-    """Uplift rows whose refund outcome comes from the truth under the arm's action."""
+    """Uplift rows whose refund outcome comes from the truth under the arm's action, taken
+    when ``chosen`` (the run's first action per order, :func:`policy_choices`) says: an
+    action after the customer's request uses the truth's late outcome, as every arm does."""
     rows = []
+    chosen = chosen or {}
     for o in outcomes:
         actions = o.get("actions") or []
         row = truth.get(o["order_id"])
@@ -37,7 +44,8 @@ def realized_rows(
             continue
         action = actions[0]
         key = action if o["arm"] == "treatment" else "none"
-        realized = row["outcomes"].get(key) or row["outcomes"]["none"]
+        first = chosen.get(o["order_id"])
+        realized = truth_outcome(row, key, first.at if first is not None else None)
         rows.append(
             UpliftRow(
                 o["arm"],
