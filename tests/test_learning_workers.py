@@ -137,7 +137,9 @@ def test_the_learner_publishes_versions_in_order_during_the_run(runs) -> None:
         # at the end.
         assert counts == sorted(counts) and counts[0] >= PUBLISH_EVERY, name
         assert all(b // PUBLISH_EVERY > a // PUBLISH_EVERY for a, b in pairwise(counts[:-1]))
-        assert len(versions) >= 5, name
+        # One worker releases at every crossing; with two, how many crossings share a
+        # release depends on how far apart the workers run, so only "several" is certain.
+        assert len(versions) >= (5 if name.endswith("-1") else 2), name
 
 
 # Not "default-2": with two workers and actions, a no-action point can be learned before
