@@ -13,6 +13,17 @@ import pytest
 
 from flows.cli import main as salvage
 from flows.report import find_ground_truth, load_model, render_report, write_report
+from flows.report.aggregate import (
+    CounterfactualAggregates,
+    InterventionAggregates,
+    OutcomeAggregates,
+    SegmentRecovery,
+    build_model,
+    first_decision_days,
+    top_values,
+)
+from flows.report.format import money
+from flows.report.page import render_html
 from operators.baselines import (
     ActionCosts,
     compare_arms,
@@ -21,17 +32,6 @@ from operators.baselines import (
     regret_by_day,
 )
 from operators.evaluation import observed_totals
-from operators.report import (
-    CounterfactualAggregates,
-    InterventionAggregates,
-    OutcomeAggregates,
-    SegmentRecovery,
-    build_model,
-    first_decision_days,
-    money,
-    render_html,
-    top_values,
-)
 
 # --- helpers ------------------------------------------------------------------------------
 

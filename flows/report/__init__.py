@@ -22,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from operators.report import ReportModel, build_model, render_html
+from flows.report.aggregate import ReportModel, build_model
+from flows.report.page import render_html
 
 log = logging.getLogger(__name__)
 
