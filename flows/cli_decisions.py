@@ -156,7 +156,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from operators.importer import ImportFileError, MappingError, get_mapping, import_csv
+    from flows.importers import ImportFileError, MappingError, get_mapping, import_csv
 
     try:
         mapping = get_mapping(args.mapping)

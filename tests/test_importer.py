@@ -13,10 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
-from operators.contract import Event, decode
-from operators.importer import (
+from flows.importers import (
     BUILTIN_MAPPINGS,
-    MAX_LINES_PER_ORDER,
     ColumnMap,
     CsvMapping,
     ImportStats,
@@ -28,6 +26,8 @@ from operators.importer import (
     load_mapping,
     sku_family_function,
 )
+from flows.importers.limits import MAX_LINES_PER_ORDER
+from operators.contract import Event, decode
 
 SAMPLE = Path(__file__).parent / "data" / "online_retail_sample.csv"
 ONLINE_RETAIL = BUILTIN_MAPPINGS["online-retail"]
