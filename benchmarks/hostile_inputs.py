@@ -231,7 +231,7 @@ def _serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
 
 
 def redirect_case() -> str:
-    from flows.dispatch import post_json
+    from flows.connectors.webhooks import post_json
 
     hits: list[dict[str, str]] = []
 
@@ -281,7 +281,7 @@ def receiver_replay_case() -> str:
     import importlib.util
     import urllib.request
 
-    from operators.webhooks import sign
+    from operators.signature import sign
 
     spec = importlib.util.spec_from_file_location("rx", CODE / "examples" / "webhook_receiver.py")
     module = importlib.util.module_from_spec(spec)
@@ -306,7 +306,7 @@ def receiver_replay_case() -> str:
 
 
 def verify_cases() -> list[tuple[str, Callable[[], str]]]:
-    from operators.webhooks import sign, verify
+    from operators.signature import sign, verify
 
     def run(header: str, tolerance: float = 300.0, now: float = 5.0) -> Callable[[], str]:
         def go() -> str:
@@ -349,7 +349,7 @@ def secrets_cases(work: Path) -> list[tuple[str, Callable[[], str]]]:
         return f"leaked {len(leaked)}" if leaked else "ok"
 
     def reprs() -> str:
-        from flows.dispatch import Dispatcher
+        from flows.connectors.webhooks import Dispatcher
         from flows.settings import EndpointSettings, WebhookSettings
         from state.dispatch import InMemoryDispatchLedger
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
-from flows.kafka import create_topics, iter_input_dir  # noqa: E402
+from flows.connectors.kafka import create_topics, iter_input_dir  # noqa: E402
 from flows.settings import load_settings  # noqa: E402
 from tests.fixtures.kafka_broker import start_broker, stop_process  # noqa: E402
 

@@ -13,7 +13,7 @@ Run::
     export SALVAGE_WEBHOOK_SECRET=$(python -c "import secrets; print(secrets.token_hex(32))")
     python examples/webhook_receiver.py --port 8080 --secret-env SALVAGE_WEBHOOK_SECRET
 
-Signature scheme (see ``operators/webhooks.py``)::
+Signature scheme (see ``operators/signature.py``)::
 
     X-Salvage-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>
 """

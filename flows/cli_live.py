@@ -134,7 +134,7 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_topics_create(args: argparse.Namespace) -> int:
-    from flows.kafka import create_topics
+    from flows.connectors.kafka import create_topics
 
     settings = _settings(args)
     try:
@@ -150,7 +150,7 @@ def _cmd_topics_create(args: argparse.Namespace) -> int:
 
 
 def _cmd_produce(args: argparse.Namespace) -> int:
-    from flows.kafka import iter_input_dir, make_producer, produce_events
+    from flows.connectors.kafka import iter_input_dir, make_producer, produce_events
 
     settings = _settings(args)
     if args.rate is not None and args.rate <= 0:
@@ -170,7 +170,7 @@ def _cmd_produce(args: argparse.Namespace) -> int:
 
 def _cmd_review(args: argparse.Namespace) -> int:
 
-    from flows.kafka import make_producer
+    from flows.connectors.kafka import make_producer
     from operators.contract import format_ts
     from operators.review import sign_decision
 
@@ -216,7 +216,7 @@ def _cmd_review(args: argparse.Namespace) -> int:
 
 
 def _cmd_dispatch_retry(args: argparse.Namespace) -> int:
-    from flows.dispatch import Dispatcher
+    from flows.connectors.webhooks import Dispatcher
     from state.redis_conn import RedisStoreConfig
     from state.redis_retry import RedisRetryQueue
     from state.redis_store import RedisDispatchLedger
@@ -291,7 +291,7 @@ def _when(ts: float | None) -> str:
 def _tolerance(text: str) -> float:
     """A signature tolerance: a finite number of seconds >= 0 (``nan`` would accept any
     age, ``inf`` every replay)."""
-    from operators.webhooks import valid_tolerance
+    from operators.signature import valid_tolerance
 
     try:
         value = float(text)
@@ -303,7 +303,7 @@ def _tolerance(text: str) -> float:
 
 
 def _cmd_webhook_verify(args: argparse.Namespace) -> int:
-    from operators.webhooks import explain
+    from operators.signature import explain
 
     secret = os.environ.get(args.secret_env)
     if not secret:

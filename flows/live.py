@@ -33,6 +33,8 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import StatefulLogic
 
+from flows.connectors.kafka import KafkaInputSource, KafkaRecordSink, make_producer
+from flows.connectors.webhooks import DeliveryResult, Dispatcher, DispatchMetrics, DispatchSink
 from flows.dataflow import (
     FlowObserver,
     FlowParts,
@@ -41,8 +43,6 @@ from flows.dataflow import (
     attach_outputs,
     build_streams,
 )
-from flows.dispatch import DeliveryResult, Dispatcher, DispatchMetrics, DispatchSink
-from flows.kafka import KafkaInputSource, KafkaRecordSink, make_producer
 from flows.runtime import tune_gc
 from flows.settings import Settings, load_settings
 from operators.caps import DispatchCaps

@@ -121,7 +121,7 @@ DEAD_LETTER_REASONS: tuple[str, ...] = tuple(
 )
 #: How a human review is settled (operators.review ``review`` records); else ``other``.
 REVIEW_STATUSES = frozenset({"approved", "rejected", "expired", "closed", "ignored"})
-#: How a webhook delivery ends (flows.dispatch.DeliveryResult.status); else ``other``.
+#: How a webhook delivery ends (flows.connectors.webhooks.DeliveryResult.status); else ``other``.
 WEBHOOK_RESULTS = frozenset(
     {"delivered", "dead_letter", "skipped_duplicate", "unrouted", "abandoned"}
 )
@@ -130,7 +130,7 @@ WEBHOOK_RESULTS = frozenset(
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 #: Redis call durations, seconds.
 CALL_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
-#: Webhook deliveries, seconds, retries included (same buckets as flows.dispatch).
+#: Webhook deliveries, seconds, retries included (same buckets as flows.connectors.webhooks).
 WEBHOOK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
@@ -500,7 +500,7 @@ class SalvageMetrics:
             buckets=CALL_BUCKETS,
             registry=reg,
         )
-        # The webhook dispatcher (flows.dispatch.DispatchMetrics) registers the same four
+        # The webhook dispatcher (flows.connectors.webhooks.DispatchMetrics) registers the same four
         # metrics on the default registry: whichever comes first, both use one set.
         self.webhook_deliveries = _shared(
             reg,

@@ -62,7 +62,7 @@ from operators.credit import CreditLedger
 from operators.decision import intervention_id
 from operators.engine import message_text
 from operators.policy import RecoveryPolicy
-from operators.webhooks import explain, sign, verify
+from operators.signature import explain, sign, verify
 from state.contacts import ContactBook
 
 REVIEW_ACTION = "human_review"
@@ -133,7 +133,7 @@ def sign_decision(secret: str, decision: dict[str, Any], timestamp: int | None =
 
         {"body": "<the decision as JSON text>", "signature": "t=<unix s>,v1=<hex>"}
 
-    The signature is the webhook scheme (:func:`operators.webhooks.sign`): HMAC-SHA256
+    The signature is the webhook scheme (:func:`operators.signature.sign`): HMAC-SHA256
     under the review secret over ``"<t>.<body>"``, the body being the exact UTF-8 bytes of
     the ``body`` string.
 

@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 import pytest
 
-from flows.dispatch import DeliveryResult, Dispatcher, backoff_delay, webhook_body
+from flows.connectors.webhooks import DeliveryResult, Dispatcher, backoff_delay, webhook_body
 from flows.settings import EndpointSettings, WebhookSettings
-from operators.webhooks import verify
+from operators.signature import verify
 from state.dispatch import InMemoryDispatchLedger
 from tests.fixtures.processes import free_port
 

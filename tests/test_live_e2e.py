@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 import pytest
 
-from operators.webhooks import verify
+from operators.signature import verify
 from tests.fixtures.kafka_broker import KafkaBroker
 from tests.fixtures.processes import free_port, stop_process
 from tests.helpers import at, body, order_placed, support

@@ -590,7 +590,7 @@ def test_live_component_reports() -> None:
 
 def test_webhook_metrics_are_shared_with_the_dispatcher() -> None:
     registry = CollectorRegistry()
-    # The dispatcher registered its counter first (flows.dispatch.DispatchMetrics).
+    # The dispatcher registered its counter first (flows.connectors.webhooks.DispatchMetrics).
     theirs = PromCounter(
         "salvage_webhook_deliveries", "x", ["endpoint", "result"], registry=registry
     )

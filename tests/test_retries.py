@@ -21,9 +21,9 @@ import orjson
 import pytest
 import redis
 
-from flows.dispatch import DeliveryResult, Dispatcher
+from flows.connectors.webhooks import DeliveryResult, Dispatcher
 from flows.settings import EndpointSettings, WebhookSettings
-from operators.webhooks import verify
+from operators.signature import verify
 from state.dispatch import InMemoryDispatchLedger
 from state.redis_retry import RedisRetryQueue
 from state.redis_store import RedisDispatchLedger

@@ -159,7 +159,7 @@ def test_config_show_masks_url_tokens_and_header_values(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:
     from flows.cli import main
-    from flows.dispatch import Dispatcher
+    from flows.connectors.webhooks import Dispatcher
     from state.dispatch import InMemoryDispatchLedger
 
     for name in list(__import__("os").environ):

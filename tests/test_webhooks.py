@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operators.webhooks import SignatureError, explain, parse_header, sign, verify
+from operators.signature import SignatureError, explain, parse_header, sign, verify
 
 REPO = Path(__file__).resolve().parents[1]
 

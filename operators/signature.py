@@ -1,4 +1,5 @@
-"""Webhook signatures: how Salvage signs the requests it sends and how receivers check them.
+"""Signatures: how Salvage signs the webhooks it sends and the review decisions it reads,
+and how receivers check them.
 
 Every webhook request carries::
 
@@ -30,10 +31,6 @@ import hmac
 import math
 import time
 
-SIGNATURE_HEADER = "X-Salvage-Signature"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-EVENT_HEADER = "X-Salvage-Event"
-CONTRACT_VERSION_HEADER = "X-Salvage-Contract-Version"
 SCHEME = "v1"
 DEFAULT_TOLERANCE_SECONDS = 300
 #: A signature timestamp has at most this many digits (unix seconds until the year 33658).
@@ -80,7 +77,7 @@ def parse_header(header: str) -> tuple[int, list[str]]:
     >>> parse_header("v1=ab")
     Traceback (most recent call last):
     ...
-    operators.webhooks.SignatureError: signature header has no t= timestamp
+    operators.signature.SignatureError: signature header has no t= timestamp
     """
     timestamp: int | None = None
     sigs: list[str] = []

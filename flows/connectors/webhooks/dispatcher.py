@@ -6,7 +6,7 @@ For each intervention the dispatcher
 2. claims its ``intervention_id`` in the :class:`~state.dispatch.DispatchLedger` — a
    Bytewax resume re-emits the last epoch's interventions, and a claimed id is not sent
    again, so a restart does not deliver twice,
-3. POSTs the JSON body with ``X-Salvage-Signature`` (see :mod:`operators.webhooks`),
+3. POSTs the JSON body with ``X-Salvage-Signature`` (see :mod:`flows.connectors.webhooks.signing`),
    ``Idempotency-Key: <intervention_id>``, ``X-Salvage-Event`` and
    ``X-Salvage-Contract-Version``,
 4. retries 5xx, 408, 429, timeouts and connection errors with exponential backoff and full
@@ -30,59 +30,28 @@ or message text.
 
 from __future__ import annotations
 
-import http.client
 import logging
 import random
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
-
+from flows.connectors.webhooks.backoff import backoff_delay, quick_phase_bound, retry_delay
+from flows.connectors.webhooks.http import AttemptResult, post_json
+from flows.connectors.webhooks.payload import dead_letter_record, webhook_body
+from flows.connectors.webhooks.signing import signed_headers
 from flows.settings import EndpointSettings, WebhookSettings
-from operators.contract import CONTRACT_VERSION, format_ts, payload_digest, redact
-from operators.vocabulary import DeadLetterKind
-from operators.webhooks import (
-    CONTRACT_VERSION_HEADER,
-    EVENT_HEADER,
-    IDEMPOTENCY_HEADER,
-    SIGNATURE_HEADER,
-    sign,
-)
+from operators.contract import format_ts
 from state.dispatch import DispatchLedger
 from state.retry import DEFAULT_LEASE_SECONDS, RetryItem, RetryQueue
 
 log = logging.getLogger("salvage.dispatch")
 
+
 DAY = 86400
-USER_AGENT = "salvage-webhooks/1"
-RETRYABLE_4XX = frozenset({408, 425, 429})
-DISPATCH_STREAM = "dispatch"
-
-
-@dataclass(frozen=True)
-class AttemptResult:
-    """One HTTP attempt: the status (None if no response) and an error description."""
-
-    status: int | None
-    error: str | None = None
-    retry_after: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
-
-    @property
-    def retryable(self) -> bool:
-        if self.status is None:
-            return True  # timeout or connection error
-        return self.status >= 500 or self.status in RETRYABLE_4XX
 
 
 @dataclass(frozen=True)
@@ -98,134 +67,6 @@ class DeliveryResult:
     http_status: int | None = None
     error: str | None = None
     seconds: float = 0.0
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Full-jitter exponential backoff before retry number ``attempt`` (1-based).
-
-    >>> rng = random.Random(1)
-    >>> all(0 <= backoff_delay(a, 0.5, 4.0, rng) <= min(4.0, 0.5 * 2 ** (a - 1))
-    ...     for a in range(1, 10))
-    True
-    """
-    return rng.uniform(0.0, min(cap, base * (2 ** (attempt - 1))))
-
-
-def retry_delay(retry: int, base: float, cap: float, rng: random.Random) -> float:
-    """The wait before slow retry number ``retry`` (1-based), after the quick attempts:
-    exponential from ``base``, capped at ``cap``, with equal jitter (between half and all
-    of it, so retries from one outage spread out but the schedule still spans its hours).
-
-    >>> rng = random.Random(1)
-    >>> all(0.5 * min(1800, 60 * 2 ** (r - 1)) <= retry_delay(r, 60, 1800, rng)
-    ...     <= min(1800, 60 * 2 ** (r - 1)) for r in range(1, 30))
-    True
-    """
-    nominal = min(cap, base * (2 ** min(retry - 1, 60)))
-    return rng.uniform(0.5 * nominal, nominal)
-
-
-def _quick_phase_bound(ep: EndpointSettings) -> float:
-    """Longer than the quick attempts can take (each times out, each backoff is the
-    longest), plus a minute: a written-ahead delivery is not taken before that."""
-    return ep.max_attempts * (ep.timeout_seconds + ep.backoff_max_seconds) + 60.0
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Redirects are not followed: urllib would re-send the signature and the endpoint's
-    headers (``Authorization`` included) to whatever host the ``Location`` names, and count
-    that host's 200 as delivered. A 3xx is a failed, final attempt instead."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
-def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> AttemptResult:
-    """One HTTP POST with the standard library; never raises for network trouble, never
-    follows a redirect."""
-    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
-    try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            response.read(65536)
-            return AttemptResult(response.status)
-    except urllib.error.HTTPError as exc:
-        retry_after = None
-        value = exc.headers.get("Retry-After") if exc.headers else None
-        if value and value.strip().isdigit():
-            retry_after = float(value.strip())
-        exc.close()
-        if 300 <= exc.code < 400:
-            return AttemptResult(exc.code, f"HTTP {exc.code}: redirects are not followed")
-        return AttemptResult(exc.code, f"HTTP {exc.code}", retry_after)
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, TimeoutError):
-            return AttemptResult(None, f"timeout after {timeout:g} s")
-        return AttemptResult(None, f"connection error: {reason}")
-    except TimeoutError:
-        return AttemptResult(None, f"timeout after {timeout:g} s")
-    except (ConnectionError, http.client.HTTPException, OSError) as exc:
-        return AttemptResult(None, f"connection error: {type(exc).__name__}")
-
-
-def message_text(intervention: dict[str, Any]) -> str:
-    """A one-line text for chat-style receivers (Slack-style incoming webhooks read
-    ``text``). Customer messages use the rendered template; review requests a summary.
-
-    >>> message_text({"action": "human_review", "order_id": "o1",
-    ...               "proposed_action": "exchange_first_offer", "reasons": ["P(refund)=0.6"],
-    ...               "review_expires_at": "2026-06-03T10:00:00Z"})
-    'Review order o1: proposed exchange_first_offer (P(refund)=0.6); decide by 2026-06-03T10:00:00Z'
-    """
-    message = intervention.get("message")
-    if isinstance(message, dict) and message.get("text"):
-        return str(message["text"])
-    proposed = intervention.get("proposed_action") or "no action"
-    reasons = "; ".join(str(r) for r in intervention.get("reasons") or [])
-    text = f"Review order {intervention.get('order_id')}: proposed {proposed}"
-    if reasons:
-        text += f" ({reasons})"
-    if intervention.get("review_expires_at"):
-        text += f"; decide by {intervention['review_expires_at']}"
-    return text
-
-
-def webhook_body(intervention: dict[str, Any]) -> bytes:
-    """The JSON body POSTed for an intervention."""
-    message = intervention.get("message") or {}
-    return orjson.dumps(
-        {
-            "type": "intervention",
-            "contract_version": CONTRACT_VERSION,
-            "intervention_id": intervention["intervention_id"],
-            "order_id": intervention.get("order_id"),
-            "action": intervention.get("action"),
-            "automated": intervention.get("automated"),
-            "text": message_text(intervention),
-            "send_after": message.get("send_after") if isinstance(message, dict) else None,
-            "intervention": intervention,
-        }
-    )
-
-
-def dead_letter_record(
-    intervention: dict[str, Any], endpoint: str, reason: str, now: float
-) -> dict[str, Any]:
-    """The dead-letter record of a delivery that failed for good: ids, action and times of
-    the intervention, not its message text or customer fields."""
-    return {
-        "stream": DISPATCH_STREAM,
-        "kind": str(DeadLetterKind.DISPATCH_FAILED),
-        "reason": f"webhook {endpoint}: {reason}",
-        "raw": redact(intervention),
-        "payload_sha256": payload_digest(intervention),
-        "received_at": format_ts(now),
-        "event_id": intervention.get("intervention_id"),
-        "order_id": intervention.get("order_id"),
-    }
 
 
 @dataclass
@@ -443,16 +284,14 @@ class Dispatcher:
     ) -> AttemptResult:
         """One signed HTTP attempt (headers, POST, metrics)."""
         ep = endpoint.settings
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            **ep.headers,
-            SIGNATURE_HEADER: sign(endpoint.secret, body, int(self.clock())),
-            IDEMPOTENCY_HEADER: intervention["intervention_id"],
-            EVENT_HEADER: "intervention",
-            CONTRACT_VERSION_HEADER: CONTRACT_VERSION,
-            "X-Salvage-Attempt": str(attempt),
-        }
+        headers = signed_headers(
+            endpoint.secret,
+            body,
+            timestamp=int(self.clock()),
+            intervention_id=intervention["intervention_id"],
+            attempt=attempt,
+            extra=ep.headers,
+        )
         result = self.post(ep.url, body, headers, ep.timeout_seconds)
         if self.metrics is not None:
             self.metrics.attempts.labels(ep.name, _attempt_outcome(result)).inc()
@@ -469,7 +308,7 @@ class Dispatcher:
         if self.retries is not None:
             # Written ahead: if this process dies during the quick attempts, the delivery
             # is not lost with it; another dispatcher takes it when the lease ends.
-            lease = _quick_phase_bound(ep)
+            lease = quick_phase_bound(ep)
             self.retries.park(RetryItem(intervention, ep.name, 0, first_at, first_at + lease))
         result = AttemptResult(None, "not attempted")
         attempt = 0
@@ -658,29 +497,3 @@ class Dispatcher:
         while self.in_flight() and time.monotonic() < deadline:
             time.sleep(0.01)
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-# --- the Bytewax sink ----------------------------------------------------------------------
-
-
-class _DispatchPartition(StatelessSinkPartition[dict[str, Any]]):
-    def __init__(self, dispatcher: Dispatcher) -> None:
-        self.dispatcher = dispatcher
-
-    def write_batch(self, items: list[dict[str, Any]]) -> None:
-        for intervention in items:
-            self.dispatcher.submit(intervention)
-
-    def close(self) -> None:
-        self.dispatcher.close()
-
-
-class DispatchSink(DynamicSink[dict[str, Any]]):
-    """Bytewax sink that hands each intervention to a :class:`Dispatcher` (one per worker,
-    built on the worker by ``make_dispatcher(worker_index)``)."""
-
-    def __init__(self, make_dispatcher: Callable[[int], Dispatcher]) -> None:
-        self.make_dispatcher = make_dispatcher
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _DispatchPartition:
-        return _DispatchPartition(self.make_dispatcher(worker_index))
