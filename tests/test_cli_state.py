@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from flows.cli_state import RowError, detect_format, format_case, parse_row
+from flows.cli.context_rows import RowError, detect_format, parse_row
+from flows.cli.state import format_case
 from state.context import DAY, DecayedRate
 from state.redis_conn import connect
 from state.redis_store import RedisCaseStore, RedisContextStore, RedisDispatchLedger
@@ -21,15 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_780_000_000.0
 
 
-def salvage(
-    *args: str, env: dict[str, str] | None = None, module: str = "flows.cli_state"
-) -> subprocess.CompletedProcess[str]:
-    """Run the subcommands in a subprocess (no inherited Redis settings). By default through
-    ``flows.cli_state``'s own entry point, which registers the same parsers and handlers
-    as ``salvage`` without importing the dataflow; ``module="flows.cli"`` is the real CLI."""
+def salvage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the subcommands through ``python -m flows.cli`` in a subprocess (no inherited
+    Redis settings)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("SALVAGE_REDIS")}
     return subprocess.run(
-        [sys.executable, "-m", module, *args],
+        [sys.executable, "-m", "flows.cli", *args],
         cwd=ROOT,
         env=base | (env or {}),
         capture_output=True,
@@ -263,7 +261,7 @@ def test_case_command_prints_the_case_and_its_json(redis_url: str) -> None:
     RedisDispatchLedger(client).claim("iv-77", 3600)
 
     # The real entry point, with the URL from the environment.
-    shown = salvage("case", "o-77", env={"SALVAGE_REDIS_URL": redis_url}, module="flows.cli")
+    shown = salvage("case", "o-77", env={"SALVAGE_REDIS_URL": redis_url})
     assert shown.returncode == 0, shown.stderr
     assert "order o-77   stage at_risk" in shown.stdout
     assert "rule     exchange_first_offer.size_fit" in shown.stdout
@@ -307,7 +305,7 @@ def test_cli_masks_the_password_and_uses_it(
 
 
 def test_the_redis_url_falls_back_to_the_live_settings_file(tmp_path, monkeypatch) -> None:
-    from flows.cli_state import _redis_url
+    from flows.cli.state import _redis_url
 
     config = tmp_path / "salvage.yaml"
     config.write_text("redis:\n  url: redis://127.0.0.1:16390/2\n")

@@ -17,15 +17,10 @@ from typing import Any
 
 import yaml
 
+from flows.cli.common import UsageError
 from flows.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("salvage.live")
-
-
-def _usage(message: str) -> Exception:
-    from flows.cli import UsageError
-
-    return UsageError(message)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -40,7 +35,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             changes["policy"] = args.policy
         return dataclasses.replace(settings, **changes) if changes else settings
     except SettingsError as exc:
-        raise _usage(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def _add_config_arg(p: argparse.ArgumentParser) -> None:
@@ -76,7 +71,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         settings.check_secrets()
     except SettingsError as exc:
-        raise _usage(str(exc)) from None
+        raise UsageError(str(exc)) from None
     flow = build_live_flow(settings)
     recovery = None
     rec = settings.recovery
@@ -140,7 +135,7 @@ def _cmd_topics_create(args: argparse.Namespace) -> int:
     try:
         results = create_topics(settings.kafka, args.partitions, args.replication_factor)
     except ValueError as exc:
-        raise _usage(str(exc)) from None
+        raise UsageError(str(exc)) from None
     for r in results:
         print(f"{r.topic:<40} {r.note}")
     return 0
@@ -154,7 +149,7 @@ def _cmd_produce(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if args.rate is not None and args.rate <= 0:
-        raise _usage("--rate must be > 0")
+        raise UsageError("--rate must be > 0")
     producer = make_producer(settings.kafka)
     started = time.perf_counter()
     n = produce_events(
@@ -177,13 +172,13 @@ def _cmd_review(args: argparse.Namespace) -> int:
     settings = _settings(args)
     secret = settings.review.secret()
     if secret is None:
-        raise _usage(
+        raise UsageError(
             f"environment variable {settings.review.secret_env} is not set: review decisions "
             "are signed with the review secret (review.secret_env)"
         )
     edits: dict[str, Any] = {}
     if args.decision == "reject" and (args.action or args.credit is not None or args.message):
-        raise _usage("--action, --credit and --message only go with approve")
+        raise UsageError("--action, --credit and --message only go with approve")
     if args.action:
         edits["action"] = args.action
     if args.credit is not None:
@@ -223,7 +218,9 @@ def _cmd_dispatch_retry(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if settings.redis.url is None:
-        raise _usage("dispatch retry needs redis.url: dead-lettered deliveries are kept in Redis")
+        raise UsageError(
+            "dispatch retry needs redis.url: dead-lettered deliveries are kept in Redis"
+        )
     config = RedisStoreConfig.from_env(
         url=settings.redis.url,
         prefix=settings.redis.prefix,
@@ -249,7 +246,7 @@ def _cmd_dispatch_retry(args: argparse.Namespace) -> int:
         try:
             secrets = {name: settings.webhooks.endpoints[name].secret() for name in routed}
         except SettingsError as exc:
-            raise _usage(str(exc)) from None
+            raise UsageError(str(exc)) from None
 
         def dead_letter(record: dict[str, Any]) -> None:
             # Given up again: kept (buried) for the next re-send; reported here.
@@ -307,14 +304,14 @@ def _cmd_webhook_verify(args: argparse.Namespace) -> int:
 
     secret = os.environ.get(args.secret_env)
     if not secret:
-        raise _usage(f"environment variable {args.secret_env} is not set")
+        raise UsageError(f"environment variable {args.secret_env} is not set")
     if args.body_file == "-":
         body = sys.stdin.buffer.read()
     else:
         try:
             body = Path(args.body_file).read_bytes()
         except OSError as exc:
-            raise _usage(f"{args.body_file}: {exc.strerror}") from None
+            raise UsageError(f"{args.body_file}: {exc.strerror}") from None
     why = explain(secret, body, args.header, args.tolerance, args.now)
     if why == "ok":
         print("valid signature")

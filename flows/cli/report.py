@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from flows.cli import UsageError
+from flows.cli.common import UsageError
 from flows.report import ReportError, write_report
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from flows.cli import UsageError, add_run_args, replay_and_summarize
+from flows.cli.common import UsageError, add_run_args, replay_and_summarize
 from flows.progress import add_progress_args, count_lines, progress
 from flows.sinks import read_jsonl
 from operators.backtest import NEEDS_TRUTH, format_backtest, policy_figures
