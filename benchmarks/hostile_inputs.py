@@ -379,7 +379,7 @@ def secrets_cases(work: Path) -> list[tuple[str, Callable[[], str]]]:
     def campaign_label() -> str:
         from prometheus_client import CollectorRegistry, generate_latest
 
-        from flows.metrics import SalvageMetrics
+        from flows.observability.metrics import SalvageMetrics
 
         m = SalvageMetrics(CollectorRegistry(), top_n=5, admit_after=1)
         obs = m.observer()
@@ -394,9 +394,9 @@ def secrets_cases(work: Path) -> list[tuple[str, Callable[[], str]]]:
     def metrics_bind() -> str:
         import inspect
 
-        from flows import metrics
+        from flows.observability import server
 
-        addr = inspect.signature(metrics.start_http).parameters["addr"].default
+        addr = inspect.signature(server.start_http).parameters["addr"].default
         return "ok (127.0.0.1)" if addr == "127.0.0.1" else f"binds {addr}"
 
     return [

@@ -297,7 +297,7 @@ class LiveOptions:
 
     stores: LiveStores | None = None
     policy: RecoveryPolicy | None = None
-    #: None: the Prometheus metrics of flows.metrics on the default registry.
+    #: None: the Prometheus metrics of flows.observability on the default registry.
     observer: FlowObserver | None = None
     clock: Callable[[], float] = time.time
     on_delivery: Callable[[DeliveryResult], None] | None = None
@@ -435,9 +435,9 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
 
 
 def _metrics_observer() -> FlowObserver:
-    """The flow metrics (flows.metrics) on the default registry, if they can be set up."""
+    """The flow metrics (flows.observability) on the default registry, if they can be set up."""
     try:
-        from flows.metrics import SalvageMetrics
+        from flows.observability.metrics import SalvageMetrics
 
         return SalvageMetrics().observer()
     except (ImportError, ValueError) as exc:  # e.g. registered twice in one process

@@ -18,19 +18,18 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 from prometheus_client.parser import text_string_to_metric_families
 
+from flows.cli.metrics_options import add_metrics_args, metrics_session
 from flows.dataflow import FlowObserver
-from flows.metrics import (
+from flows.observability.labels import (
     DEAD_LETTER_REASONS,
     MAX_LABEL_CHARS,
     OTHER,
-    STAGES,
     BoundedLabel,
-    SalvageMetrics,
-    add_metrics_args,
     endpoint_label,
-    metrics_session,
-    start_http,
 )
+from flows.observability.metrics import SalvageMetrics
+from flows.observability.server import start_http
+from flows.observability.stages import STAGES
 from flows.replay import ReplayOptions, run_replay
 from operators.contract import decode, format_ts, parse_ts
 from operators.simulation import simulate
@@ -379,7 +378,7 @@ def test_a_decision_seen_after_its_outcome_does_not_reopen_the_case(
 ) -> None:
     # Decisions and outcomes are two output streams: within one batch the outcome of a
     # case can be observed before its decision.
-    monkeypatch.setattr("flows.metrics.CLOSED_MEMORY", 3)
+    monkeypatch.setattr("flows.observability.stages.CLOSED_MEMORY", 3)
     m = _metrics()
     on = m.observer().on_output
     on("outcomes", outcome("o1", "cancelled", at_risk=False))
@@ -387,7 +386,7 @@ def test_a_decision_seen_after_its_outcome_does_not_reopen_the_case(
     assert sum(_value(m, "salvage_open_cases", stage=s) for s in STAGES) == 0
     for i in range(2, 6):
         on("outcomes", outcome(f"o{i}", "kept"))
-    assert len(m._closed) == 3  # the memory of closed orders is bounded
+    assert m.stages.remembered_closed == 3  # the memory of closed orders is bounded
     on("decisions", decision("o1", "proactive_reassurance"))  # long forgotten: a new case
     assert _value(m, "salvage_open_cases", stage="intervened") == 1
 

@@ -32,7 +32,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from flows.metrics import SalvageMetrics, start_http
+from flows.observability.metrics import SalvageMetrics
+from flows.observability.server import start_http
 from flows.replay import run_replay
 from operators.simulation import simulate
 from tests.fixtures.prometheus_server import (

@@ -160,7 +160,7 @@ def replay_and_summarize(
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    from flows.metrics import metrics_session
+    from flows.cli.metrics_options import metrics_session
 
     processes = getattr(args, "processes", 1)
     if processes < 1:

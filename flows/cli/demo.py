@@ -14,7 +14,7 @@ from flows.cli.common import (
     print_world,
     replay_and_summarize,
 )
-from flows.metrics import add_metrics_args
+from flows.cli.metrics_options import add_metrics_args
 from flows.progress import add_progress_args, progress
 from flows.summary import format_summary
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from flows.cli.common import add_run_args, load_policy, replay_and_summarize
-from flows.metrics import add_metrics_args
+from flows.cli.metrics_options import add_metrics_args
 from flows.progress import add_progress_args
 from flows.summary import format_summary
 
