@@ -1,8 +1,9 @@
-"""Redis connection settings, URL masking and the key layout shared by the Redis stores.
+"""Redis connection settings and the key layout shared by the Redis stores.
 
 The URL comes from the command line or ``SALVAGE_REDIS_URL`` (``redis://`` or ``rediss://``
 for TLS); the password may be in the URL or, better, in ``SALVAGE_REDIS_PASSWORD``. It is
-never logged or printed: use :func:`mask_url` for anything a person sees.
+never logged or printed: use :func:`operators.masking.mask_url` for anything a person
+sees.
 
 A ``redis+cluster://`` (or ``rediss+cluster://``) URL names one node of a Redis Cluster:
 :func:`connect` then returns redis-py's ``RedisCluster``, which finds the other nodes and
@@ -17,8 +18,6 @@ so the multi-key scripts and transactions of one entity work on a cluster.
 ('salvage:{cust:c1}:stats', 'salvage:{order:o-9}:case')
 >>> key_slot(keys.case("o-9")) == key_slot(keys.decisions("o-9"))
 True
->>> mask_url("rediss://app:s3cret@cache.internal:6380/0")
-'rediss://app:****@cache.internal:6380/0'
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from typing import Any, TypeAlias
-from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -34,6 +33,8 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot as _key_slot
 from redis.exceptions import AuthenticationError, RedisClusterException
 from redis.retry import Retry
+
+from operators.masking import mask_url
 
 #: What :func:`connect` returns: one server, or a cluster client routing keys by slot. Both
 #: have the same commands, pipelines and scripts (see ``state.redis_store`` for the one
@@ -57,36 +58,6 @@ _SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
 
 class RedisConfigError(ValueError):
     """A Redis URL or setting that cannot be used; the message never holds the password."""
-
-
-MASK = "****"
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password (if any) replaced by ``****``; safe to log or print.
-
-    >>> mask_url("redis://:hunter2@localhost:6379/1")
-    'redis://:****@localhost:6379/1'
-    >>> mask_url("redis://localhost:6379/0")
-    'redis://localhost:6379/0'
-    >>> mask_url("not a url with a :pass@word")
-    '<unparseable redis url>'
-    """
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # raises ValueError on a malformed port
-    except ValueError:
-        return "<unparseable redis url>"
-    if parts.scheme not in _SCHEMES:
-        return "<unparseable redis url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = f"{user}:{MASK}@{host}" + (f":{parts.port}" if parts.port is not None else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def parse_url(url: str) -> dict[str, Any]:

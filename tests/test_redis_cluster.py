@@ -16,7 +16,8 @@ from redis.exceptions import RedisClusterException
 
 from flows.live import stores_from_settings
 from flows.settings import SettingsError, load_settings
-from state.redis_conn import RedisConfigError, RedisStoreConfig, connect, key_slot, mask_url
+from operators.masking import mask_url
+from state.redis_conn import RedisConfigError, RedisStoreConfig, connect, key_slot
 from state.redis_conn import parse_url as parse_redis_url
 from state.redis_store import RedisCaseStore, run_scripts
 from tests.fixtures.processes import free_port

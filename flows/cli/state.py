@@ -36,11 +36,11 @@ from flows.cli.context_rows import (
     load_context,
     row_timestamp,
 )
+from operators.masking import mask_url
 from state.redis_conn import (
     PREFIX_ENV,
     RedisConfigError,
     connect,
-    mask_url,
     resolve_url,
 )
 from state.redis_store import RedisCaseStore, RedisContextStore, RedisDispatchLedger
