@@ -31,8 +31,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from flows.jsonl import read_jsonl  # noqa: E402
 from flows.replay import ReplayOptions, run_replay  # noqa: E402
-from flows.sinks import read_jsonl  # noqa: E402
 from operators.baselines import ActionCosts  # noqa: E402
 from operators.evaluation import load_ground_truth  # noqa: E402
 from operators.policy import RecoveryPolicy  # noqa: E402

@@ -45,14 +45,13 @@ sys.path.insert(0, str(ROOT))
 
 from flows.dataflow import CaseLogic  # noqa: E402
 from flows.sources import find_stream_files  # noqa: E402
-from operators.case import OrderCase  # noqa: E402
+from operators.case import DAY, OrderCase  # noqa: E402
 from operators.contract import RESOLVING_TYPES, Event, decode, parse_ts  # noqa: E402
 from operators.engine import DecisionEngine  # noqa: E402
 from operators.policy import RecoveryPolicy  # noqa: E402
 from operators.simulation import simulate  # noqa: E402
 from operators.window import CaseWindow, ExpiryClock, WindowConfig, shard_of  # noqa: E402
 
-DAY = 86400.0
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 

@@ -28,13 +28,14 @@ sys.path.insert(0, str(ROOT))
 
 from flows.importers import BUILTIN_MAPPINGS, import_csv  # noqa: E402
 from flows.sources import MergedFiles, find_stream_files  # noqa: E402
+from operators.case import DAY  # noqa: E402
 from operators.contract import Event, decode  # noqa: E402
 from operators.engine import DecisionEngine  # noqa: E402
 from operators.evaluation import roc_auc  # noqa: E402
 from operators.features import FEATURE_NAMES  # noqa: E402
 from operators.models import Example, Learner, OnlineScorer, SnapshotBoard  # noqa: E402
 from operators.policy import RecoveryPolicy  # noqa: E402
-from operators.window import DAY, WindowConfig, run_in_memory  # noqa: E402
+from operators.window import WindowConfig, run_in_memory  # noqa: E402
 
 DEFAULT_CSV = ROOT.parent / "shared/data/online-retail/online-retail-2010-12_2011-06.csv.gz"
 

@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from flows.cluster import run_cluster_replay  # noqa: E402
+from flows.jsonl import read_jsonl  # noqa: E402
 from flows.replay import ReplayOptions, run_replay  # noqa: E402
-from flows.sinks import read_jsonl  # noqa: E402
 from operators.simulation import simulate  # noqa: E402
 
 OUTCOME_FIELDS = ("outcome", "resolved_at", "refund_value", "retained_value", "order_value")

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.decision_worlds import parse_seeds  # noqa: E402
+from flows.jsonl import read_jsonl  # noqa: E402
 from flows.replay import ReplayOptions, run_replay  # noqa: E402
-from flows.sinks import read_jsonl  # noqa: E402
 from operators.baselines import ActionCosts, compare_arms  # noqa: E402
 from operators.evaluation import load_ground_truth  # noqa: E402
 from operators.policy import RecoveryPolicy  # noqa: E402

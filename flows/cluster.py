@@ -26,7 +26,7 @@ How the work is split, and why outcomes match one process:
   mode shares both through Redis (``docs/state.md``).
 - **Outputs are written per worker**: ``decisions.jsonl`` by worker 0,
   ``decisions.w<i>.jsonl`` by worker ``i`` (and so on for every output). Readers
-  (``flows.sinks.read_jsonl``, the summary, the report) read all parts; records of one
+  (``flows.jsonl.read_jsonl``, the summary, the report) read all parts; records of one
   order are all in one part, in order.
 
 A process that fails makes the others fail (Bytewax stops the cluster); the parent

@@ -46,6 +46,7 @@ from flows.dataflow import (
 from flows.runtime import tune_gc
 from flows.settings import Settings, load_settings
 from operators.caps import DispatchCaps
+from operators.case import HOUR
 from operators.contract import DeadLetter
 from operators.credit import CreditLedger, InMemoryCreditLedger
 from operators.engine import DecisionEngine
@@ -69,7 +70,6 @@ from state.retry import InMemoryRetryQueue, RetryQueue
 
 log = logging.getLogger("salvage.live")
 
-HOUR = 3600.0
 #: How often each dispatcher looks for webhook deliveries due for a slow retry.
 RETRY_POLL_SECONDS = 1.0
 

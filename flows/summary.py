@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from flows.sinks import read_jsonl
+from flows.jsonl import read_jsonl
 from operators.backtest import realized_rows, uplift_block
 from operators.baselines import (
     ActionCosts,

@@ -30,7 +30,8 @@ import math
 import threading
 from typing import Any, Protocol
 
-DAY = 86400.0
+from operators.case import DAY
+
 WINDOW_SECONDS = 30 * DAY
 
 

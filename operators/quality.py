@@ -27,11 +27,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from operators.case import DAY
 from operators.contract import parse_ts
 from operators.evaluation import calibration, log_loss, roc_auc
 from operators.vocabulary import DecisionPoint, Outcome
 
-DAY = 86_400.0
 _NO_LABEL = frozenset({Outcome.CANCELLED, Outcome.CENSORED, "open"})
 
 

@@ -43,7 +43,6 @@ RedisClient: TypeAlias = redis.Redis | RedisCluster
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "salvage"
-DAY = 86400
 
 URL_ENV = "SALVAGE_REDIS_URL"
 PASSWORD_ENV = "SALVAGE_REDIS_PASSWORD"

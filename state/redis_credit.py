@@ -24,11 +24,11 @@ from typing import Any
 
 import redis
 
+from operators.case import DAY
 from operators.credit import WINDOW_SECONDS, granted_amount
 from state.redis_conn import DEFAULT_PREFIX, KeyLayout
 
-DAY = 86400
-CREDIT_TTL_SECONDS = 31 * DAY
+CREDIT_TTL_SECONDS = int(31 * DAY)
 
 
 def _key(prefix: str, entity: str, ident: str, what: str) -> str:

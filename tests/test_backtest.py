@@ -29,7 +29,7 @@ import orjson
 import pytest
 
 from flows.cli import main
-from flows.sinks import read_jsonl
+from flows.jsonl import read_jsonl
 from operators.backtest import NEEDS_TRUTH
 from operators.decision import ACTIONS, CONTROL, TREATMENT, arm_of
 from operators.policy import RecoveryPolicy

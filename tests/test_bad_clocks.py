@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from flows.dataflow import ClockLogic, FlowObserver
+from flows.jsonl import read_jsonl
 from flows.replay import ReplayOptions, run_replay
-from flows.sinks import read_jsonl
 from operators.contract import Event, decode
 from operators.simulation import simulate
 from operators.window import Expire, WindowConfig

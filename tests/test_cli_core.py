@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from flows.cli import build_parser, main
-from flows.sinks import OUTPUTS, read_jsonl
+from flows.jsonl import read_jsonl
+from flows.sinks import OUTPUTS
 from tests.helpers import VALIDATORS
 
 REPO = Path(__file__).resolve().parents[1]

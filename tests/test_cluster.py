@@ -13,7 +13,7 @@ import pytest
 
 from flows.cli import main
 from flows.cluster import PartitionedReplaySource, process_of
-from flows.sinks import read_jsonl
+from flows.jsonl import read_jsonl
 from flows.sources import ReplaySource
 from operators.simulation import simulate
 

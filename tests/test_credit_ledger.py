@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import redis
 
+from operators.case import DAY
 from operators.credit import WINDOW_SECONDS, InMemoryCreditLedger
 from state.redis_credit import RedisContactBook, RedisCreditLedger
 
 T0 = 1_780_000_000.0
-DAY = 86400.0
 CAP = 30.0
 
 

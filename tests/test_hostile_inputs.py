@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flows.jsonl import read_jsonl
 from flows.replay import ReplayOptions, run_replay
-from flows.sinks import read_jsonl
 from operators.contract import (
     MAX_RAW_CHARS,
     STREAM_TYPES,

@@ -27,15 +27,11 @@ from flows.importers import (
     sku_family_function,
 )
 from flows.importers.limits import MAX_LINES_PER_ORDER
+from flows.jsonl import read_jsonl
 from operators.contract import Event, decode
 
 SAMPLE = Path(__file__).parent / "data" / "online_retail_sample.csv"
 ONLINE_RETAIL = BUILTIN_MAPPINGS["online-retail"]
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Return the objects of a JSONL file, in file order."""
-    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +44,13 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[ImportStats, Pat
 @pytest.fixture(scope="module")
 def orders(imported: tuple[ImportStats, Path]) -> dict[str, dict[str, Any]]:
     """The order_placed events by order id."""
-    return {event["order_id"]: event for event in _read_jsonl(imported[1] / "orders.jsonl")}
+    return {event["order_id"]: event for event in read_jsonl(imported[1] / "orders.jsonl")}
 
 
 @pytest.fixture(scope="module")
 def refunds(imported: tuple[ImportStats, Path]) -> list[dict[str, Any]]:
     """The refund_issued events in file order."""
-    return _read_jsonl(imported[1] / "refunds.jsonl")
+    return read_jsonl(imported[1] / "refunds.jsonl")
 
 
 def test_invoice_lines_are_grouped_into_one_order(orders: dict[str, dict[str, Any]]) -> None:
@@ -213,7 +209,7 @@ def test_output_is_deterministic_and_sorted(
     for name in ("orders.jsonl", "refunds.jsonl"):
         data = (first / name).read_bytes()
         assert data == (second / name).read_bytes()
-        events = _read_jsonl(first / name)
+        events = read_jsonl(first / name)
         keys = [(datetime.fromisoformat(e["occurred_at"]), e["event_id"]) for e in events]
         assert keys == sorted(keys)
         assert all(
@@ -342,7 +338,7 @@ def test_load_mapping_from_yaml(tmp_path: Path) -> None:
     assert mapping.sku_family == SkuFamilyRule(kind="prefix", length=3)
     stats = import_csv(SAMPLE, tmp_path / "out", mapping)
     assert (stats.orders, stats.refund_events) == (5, 3)
-    orders = {e["order_id"]: e for e in _read_jsonl(tmp_path / "out" / "orders.jsonl")}
+    orders = {e["order_id"]: e for e in read_jsonl(tmp_path / "out" / "orders.jsonl")}
     assert [item["sku_family"] for item in orders["500001"]["items"]] == ["851", "224"]
     assert orders["500001"]["lane"] == "uk"
     assert orders["500040"]["lane"] == "Germany"  # no lane configured: the country
@@ -412,8 +408,8 @@ def test_negative_quantity_rule_and_columns_in_any_order(tmp_path: Path) -> None
     )
     stats = import_csv(csv_path, tmp_path / "out", mapping)
     assert (stats.orders, stats.refund_events) == (1, 1)
-    (order,) = _read_jsonl(tmp_path / "out" / "orders.jsonl")
-    (refund,) = _read_jsonl(tmp_path / "out" / "refunds.jsonl")
+    (order,) = read_jsonl(tmp_path / "out" / "orders.jsonl")
+    (refund,) = read_jsonl(tmp_path / "out" / "refunds.jsonl")
     assert (order["currency"], order["total"], order["lane"]) == ("EUR", 10.0, None)
     assert refund["event_id"] == "rf-R1-A1"
     assert refund["amount"] == 5.0
@@ -488,7 +484,7 @@ def test_hostile_csv_gets_a_clear_error_or_a_rejected_row_never_a_traceback(
         _, reason, line = expect.split(":")
         assert report["rows_rejected"] == {reason: 1}
         assert report["rows_rejected_first_line"] == {reason: int(line)}
-    for event in _read_jsonl(out_dir / "orders.jsonl"):  # what is written replays cleanly
+    for event in read_jsonl(out_dir / "orders.jsonl"):  # what is written replays cleanly
         assert isinstance(decode("orders", event), Event), event
 
 
@@ -500,5 +496,5 @@ def test_an_order_with_more_lines_than_the_contract_allows_is_cut_with_a_reason(
     path.write_text(_HEADER + "".join(lines))
     stats = import_csv(path, tmp_path / "out", get_mapping("online-retail"))
     assert stats.rows_rejected == {"too_many_lines_in_order": 5}
-    (order,) = _read_jsonl(tmp_path / "out" / "orders.jsonl")
+    (order,) = read_jsonl(tmp_path / "out" / "orders.jsonl")
     assert isinstance(decode("orders", order), Event)

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from flows.dataflow import FlowObserver
+from flows.jsonl import read_jsonl
 from flows.replay import ReplayOptions, run_replay
-from flows.sinks import read_jsonl
 from operators.case import DAY
 from operators.contract import parse_ts
 from operators.policy import RecoveryPolicy

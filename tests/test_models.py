@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flows.dataflow import FlowObserver
+from flows.jsonl import read_jsonl
 from flows.replay import ReplayOptions, run_replay
-from flows.sinks import read_jsonl
 from operators.case import HOUR, OrderCase
 from operators.decision import ACTIONS
 from operators.evaluation import roc_auc

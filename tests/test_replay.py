@@ -15,8 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flows.jsonl import read_jsonl
 from flows.replay import ReplayOptions, run_replay
-from flows.sinks import OUTPUTS, read_jsonl
+from flows.sinks import OUTPUTS
 from flows.sources import MergedFiles, ReplaySource, find_stream_files
 from operators.contract import STREAMS, parse_ts
 from operators.policy import RecoveryPolicy

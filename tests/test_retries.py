@@ -23,6 +23,7 @@ import redis
 
 from flows.connectors.webhooks import DeliveryResult, Dispatcher
 from flows.settings import EndpointSettings, WebhookSettings
+from operators.case import HOUR
 from operators.signature import verify
 from state.dispatch import InMemoryDispatchLedger
 from state.redis_retry import RedisRetryQueue
@@ -32,7 +33,6 @@ from tests.fixtures.processes import free_port
 
 SECRET = "retry-test-secret"
 T0 = 1_780_000_000.0
-HOUR = 3600.0
 
 
 @dataclass

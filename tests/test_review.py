@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from operators.case import HOUR
 from operators.contract import DeadLetter, parse_ts
 from operators.credit import InMemoryCreditLedger
 from operators.decision import intervention_id
@@ -23,7 +24,6 @@ from operators.review import (
 from state.contacts import InMemoryContactBook
 
 POLICY = RecoveryPolicy.default()
-HOUR = 3600.0
 
 
 def request(oid: str = "o1", rid: str = "iv-r1", **extra: Any) -> dict[str, Any]:

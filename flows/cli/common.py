@@ -12,8 +12,9 @@ from pathlib import Path
 from flows.progress import progress, stream_lines
 from flows.replay import ReplayOptions, ReplayRun, run_replay
 from flows.summary import summarize, write_summary
+from operators.case import HOUR
 from operators.policy import RecoveryPolicy
-from operators.window import HOUR, WindowConfig
+from operators.window import WindowConfig
 
 log = logging.getLogger("salvage")
 

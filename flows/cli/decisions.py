@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 
 from flows.cli.common import UsageError, add_run_args, replay_and_summarize
+from flows.jsonl import read_jsonl
 from flows.progress import add_progress_args, count_lines, progress
-from flows.sinks import read_jsonl
 from operators.backtest import NEEDS_TRUTH, format_backtest, policy_figures
 from operators.baselines import ActionCosts, policy_choices, spending
 from operators.ope import build_log, doubly_robust

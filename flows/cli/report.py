@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from flows.cli.common import UsageError
+from flows.jsonl import JsonlError
 from flows.report import ReportError, write_report
 
 
@@ -17,7 +18,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             ground_truth=Path(args.ground_truth) if args.ground_truth else None,
             title=args.title,
         )
-    except ReportError as exc:
+    except (ReportError, JsonlError) as exc:
         raise UsageError(str(exc)) from None
     size = path.stat().st_size
     print(f"report: {path}  ({size / 1024:,.0f} KiB, self-contained: open it in any browser)")

@@ -14,14 +14,14 @@ and uplift realized from ground truth.
 
 from __future__ import annotations
 
-import gzip
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from flows.jsonl import iter_jsonl
 from flows.report.aggregate import ReportModel, build_model
 from flows.report.page import render_html
 
@@ -32,30 +32,8 @@ GROUND_TRUTH_FILE = "ground_truth.jsonl"
 
 
 class ReportError(ValueError):
-    """An input file of the report is not what a Salvage run writes; names the file."""
-
-
-def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Records of a JSONL file and of its worker parts (``name.w1.jsonl``...), streamed.
-
-    A missing file yields nothing; ``.gz`` files are decompressed.
-    """
-    parts = [path, *sorted(path.parent.glob(path.name.replace(".jsonl", ".w*.jsonl")))]
-    for p in parts:
-        if not p.exists():
-            continue
-        opener = gzip.open if p.suffix == ".gz" else open
-        with opener(p, "rb") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    raise ReportError(f"{p}:{lineno}: not valid JSON ({exc})") from None
-                if not isinstance(record, dict):
-                    raise ReportError(f"{p}:{lineno}: expected a JSON object")
-                yield record
+    """An input file of the report is not what a Salvage run writes; names the file.
+    (A JSONL line that is not a JSON object raises :class:`flows.jsonl.JsonlError`.)"""
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -25,8 +25,9 @@ from flows.settings.section import (
     Section,
     SettingsError,
 )
+from operators.case import DAY, HOUR
 from operators.policy import ACTION_NAMES
-from operators.window import DAY, HOUR, WindowConfig
+from operators.window import WindowConfig
 
 # --- building from raw values ---------------------------------------------------------------
 

@@ -15,8 +15,9 @@ from flows.settings.section import (
     REVIEW_TOPIC,
     SettingsError,
 )
+from operators.case import DAY, HOUR
 from operators.masking import MASK, mask_url
-from operators.window import DAY, HOUR, WindowConfig
+from operators.window import WindowConfig
 
 # --- the settings model ---------------------------------------------------------------------
 

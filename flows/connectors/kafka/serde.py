@@ -4,21 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from operators.contract import CONTRACT_VERSION, ContractError, parse_ts
+from operators.contract import CONTRACT_VERSION
 
 #: An input item: (stream, parsed JSON or raw bytes, wall-clock receive time in epoch
 #: seconds, partition ``p<i>``); the partition feeds the clock's per-partition watermark.
 InputItem = tuple[str, Any, float, str]
-
-
-def event_time(payload: Any) -> float:
-    """``occurred_at`` of a parsed payload, or -inf (unreadable: emitted at once)."""
-    if isinstance(payload, dict):
-        try:
-            return parse_ts(payload.get("occurred_at"))
-        except ContractError:
-            pass
-    return float("-inf")
 
 
 def record_headers(event_type: str) -> list[tuple[str, bytes]]:

@@ -11,6 +11,7 @@ concrete offsets when the partition is built, so the first snapshot already pins
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -23,8 +24,9 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from flows.connectors.kafka.admin import topic_partitions
-from flows.connectors.kafka.serde import InputItem, event_time
+from flows.connectors.kafka.serde import InputItem
 from flows.settings import KafkaSettings
+from flows.sources import _event_time as occurred_at
 
 log = logging.getLogger("salvage.kafka")
 
@@ -88,7 +90,9 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
                 payload = raw  # decoded downstream into a dead letter with the reason
             topic = msg.topic()
             offset = msg.offset()
-            self._buffers[topic].append((event_time(payload), offset, payload))
+            # An unreadable time sorts first: the record is emitted (and dead-lettered) at once.
+            at = occurred_at(payload)
+            self._buffers[topic].append((-math.inf if at is None else at, offset, payload))
             self._next[topic] = offset + 1
 
     def _caught_up(self, topic: str, now: float) -> bool:

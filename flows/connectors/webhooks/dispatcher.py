@@ -44,14 +44,12 @@ from flows.connectors.webhooks.http import AttemptResult, post_json
 from flows.connectors.webhooks.payload import dead_letter_record, webhook_body
 from flows.connectors.webhooks.signing import signed_headers
 from flows.settings import EndpointSettings, WebhookSettings
+from operators.case import DAY
 from operators.contract import format_ts
 from state.dispatch import DispatchLedger
 from state.retry import DEFAULT_LEASE_SECONDS, RetryItem, RetryQueue
 
 log = logging.getLogger("salvage.dispatch")
-
-
-DAY = 86400
 
 
 @dataclass(frozen=True)
