@@ -44,13 +44,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from operators.actions import action_names, definition
 from operators.contract import parse_ts
 from operators.decision import unit_hash
 from operators.vocabulary import Action, DecisionPoint, Outcome
 
 REFUND_KINDS = frozenset({Outcome.REFUNDED, Outcome.CHARGEBACK})
-#: Actions that reach the customer (a contact); human review is an agent looking first.
-CUSTOMER_FACING = frozenset(Action.interventions()) - {Action.HUMAN_REVIEW}
 #: The arms in the order every table lists them, with their short names.
 ARM_LABELS: dict[str, str] = {
     "status_quo": "status quo",
@@ -211,7 +210,7 @@ def evaluate_arm(
         contact, credit = spending(choice, value, costs)
         arm.contact_cost += contact
         arm.credit_cost += credit
-        if any(a in CUSTOMER_FACING for a in taken):
+        if any(definition(a).customer_facing for a in taken):
             arm.contacted_orders += 1
             if row["outcomes"]["none"]["outcome"] not in REFUND_KINDS:
                 arm.contacted_keepers += 1
@@ -239,8 +238,9 @@ def oracle_choices(truth: Mapping[str, Mapping[str, Any]], costs: ActionCosts) -
     for oid, row in truth.items():
         value = float(row.get("order_value") or 0.0)
         best, best_loss = Action.NONE.value, float(row["outcomes"]["none"]["refund_value"])
+        registered = action_names()
         for action, o in row["outcomes"].items():
-            if action not in CUSTOMER_FACING and action != Action.HUMAN_REVIEW:
+            if action not in registered:
                 continue  # "none" and the blanket-refund practice are not actions
             loss = float(o["refund_value"]) + costs.of(action, value)
             if loss < best_loss - 1e-9:

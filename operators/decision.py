@@ -1,7 +1,7 @@
 """Decisions and intervention events: the records the decide step emits.
 
->>> arm_of("order-1", 0.0, "s"), arm_of("order-1", 1.0, "s")
-('treatment', 'control')
+>>> [str(arm_of("order-1", share, "s")) for share in (0.0, 1.0)]
+['treatment', 'control']
 >>> intervention_id("o1", "proactive_reassurance", "e9", "v1") == intervention_id(
 ...     "o1", "proactive_reassurance", "e9", "v1")
 True
@@ -12,16 +12,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-ACTIONS: tuple[str, ...] = (
-    "proactive_reassurance",
-    "exchange_first_offer",
-    "product_guidance",
-    "delayed_shipment_intervention",
-    "human_review",
-)
-NO_ACTION = "none"
-TREATMENT = "treatment"
-CONTROL = "control"
+from operators.vocabulary import Action, Arm
+
+# Plain strings (``.value``): they become keys of output records, which orjson requires to
+# be exactly ``str``.
+NO_ACTION: str = Action.NONE.value
+TREATMENT: str = Arm.TREATMENT.value
+CONTROL: str = Arm.CONTROL.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +58,7 @@ class Decision:
     order_id: str
     decided_at: float
     trigger_event_id: str
-    action: str  # one of ACTIONS or NO_ACTION
+    action: str  # a registered action (operators.actions) or NO_ACTION
     arm: str
     automated: bool
     rule: str

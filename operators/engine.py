@@ -49,13 +49,16 @@ from operators.decision import (
     intervention_id,
 )
 from operators.features import build_features, to_vector
+from operators.messages import MessageFields, message_text
 from operators.models import Pending, Resolution
 from operators.policy import ActionSpec, RecoveryPolicy
 from operators.scoring import HeuristicScorer, Scorer, abuse_risk
-from operators.vocabulary import Outcome
+from operators.vocabulary import Action, Outcome
 from state.context import ContextStore, InMemoryContextStore
 
 Output = tuple[str, Any]
+#: A plain string: decisions are counted by action, and record keys must be exactly ``str``.
+HUMAN_REVIEW: str = Action.HUMAN_REVIEW.value
 
 
 def _probabilities(choice: Choice | None) -> tuple[tuple[str, float], ...]:
@@ -188,12 +191,25 @@ class DecisionEngine:
         amount = min(spec.credit_share * case.order_value, self.policy.max_credit_per_order, room)
         return round(max(amount, 0.0), 2)
 
+    @staticmethod
+    def _recovery(recover: dict[str, float], spec: ActionSpec) -> float:
+        """P(recovered | the action) from the scorer, or the policy's fixed
+        ``base_recovery``. Neither: an error, never a silent 0 (an action missing from a
+        scorer would otherwise never be chosen)."""
+        p = recover.get(spec.name, spec.base_recovery)
+        if p is None:
+            raise KeyError(
+                f"the scorer has no P(recovered) for {spec.name!r} and the policy sets no "
+                "base_recovery for it: register the action in operators/actions.py"
+            )
+        return p
+
     def _blocked(self, spec: ActionSpec, case: OrderCase, now: float) -> str | None:
         for ts, action in reversed(case.actions):
             if action == spec.name and now - ts < spec.cooldown_hours * HOUR:
                 return f"{spec.name} cooldown ({spec.cooldown_hours:g}h)"
         if spec.customer_facing:
-            contacts = sum(1 for _, a in case.actions if a != "human_review")
+            contacts = sum(1 for _, a in case.actions if a != HUMAN_REVIEW)
             if contacts >= self.policy.max_contacts_per_order:
                 return f"contact limit ({self.policy.max_contacts_per_order} per order)"
         return None
@@ -226,7 +242,7 @@ class DecisionEngine:
         candidates: list[tuple[float, ActionSpec, str, float]] = []
         blocked: list[str] = []
         for spec in policy.actions.values():
-            if spec.name == "human_review":
+            if spec.name == HUMAN_REVIEW:
                 continue
             clause = next((c for c in spec.eligible if c.holds(case, now)), None)
             if clause is None:
@@ -236,7 +252,7 @@ class DecisionEngine:
                 blocked.append(why)
                 continue
             credit = self._credit(spec, case, now)
-            p_rec = recover.get(spec.name, spec.base_recovery or 0.0)
+            p_rec = self._recovery(recover, spec)
             ev = p_refund * p_rec * value - spec.cost - credit
             candidates.append((ev, spec, clause.name, credit))
         eligible = tuple(sorted(c[1].name for c in candidates))
@@ -261,11 +277,11 @@ class DecisionEngine:
         review = self._review_reasons(case, value_at_risk, abuse, abuse_reasons)
         if (
             review
-            and "human_review" in policy.actions
+            and HUMAN_REVIEW in policy.actions
             and case.order_value >= policy.automation.min_value_for_review
         ):
             # The automation boundary: deterministic, never explored.
-            spec = policy.actions["human_review"]
+            spec = policy.actions[HUMAN_REVIEW]
             why = self._blocked(spec, case, now)
             if why is not None:
                 # A person already has this case: acting alone now would cross the boundary.
@@ -276,7 +292,7 @@ class DecisionEngine:
             if proposed:
                 reasons.append(f"proposed {proposed}")
             return Decision(
-                case.order_id, now, trigger.event_id, "human_review", arm, False,
+                case.order_id, now, trigger.event_id, HUMAN_REVIEW, arm, False,
                 "automation_boundary", tuple(reasons), scores, value_at_risk,
                 saving, proposed, point, eligible, 1.0, segment,
             )  # fmt: skip
@@ -415,7 +431,7 @@ class DecisionEngine:
             message = {
                 "channel": spec.channel,
                 "template": d.action,
-                "text": message_text(spec, case, offer),
+                "text": message_text(spec, MessageFields.of_case(case), offer),
                 "send_after": format_ts(send_after) if send_after else None,
             }
         return {
@@ -441,7 +457,7 @@ class DecisionEngine:
             "estimated_delivery_at": format_ts(eta) if eta else None,
             "review_expires_at": (
                 format_ts(now + self.policy.review_expires_hours * HOUR)
-                if d.action == "human_review"
+                if d.action == HUMAN_REVIEW
                 else None
             ),
             "sku_family": case.sku_family,
@@ -451,44 +467,8 @@ class DecisionEngine:
         }
 
 
-class _Fields(dict):
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
-
-
-def message_text(spec: ActionSpec, case: OrderCase, offer: dict[str, Any] | None) -> str:
-    """An action's message for a case: its template, plus its credit sentence when the
-    intervention offers credit."""
-    template = spec.message_template or ""
-    if offer and spec.message_credit_template:
-        template = f"{template} {spec.message_credit_template}"
-    return render_message(template, case, offer)
-
-
-def render_message(template: str, case: OrderCase, offer: dict[str, Any] | None) -> str:
-    """Render an action's message template with the case's fields.
-
-    Only non-identifying fields are offered (no name, email or address: the messaging
-    system adds those from its own customer record).
-
-    >>> render_message("Order {order_id}: {credit}", OrderCase("o-1", currency="EUR"), None)
-    'Order o-1: '
-    """
-    eta = case.estimate_at or case.promised_at
-    fields = _Fields(
-        order_id=case.order_id,
-        sku_family=case.sku_family or "",
-        estimated_delivery=format_ts(eta)[:10] if eta else "",
-        credit=f"{offer['amount']:.2f} {offer['currency']}" if offer else "",
-        currency=case.currency or "",
-    )
-    return template.format_map(fields)
-
-
 __all__ = [
     "CONTROL",
     "TREATMENT",
     "DecisionEngine",
-    "message_text",
-    "render_message",
 ]

@@ -45,9 +45,10 @@ from dataclasses import dataclass
 from operator import mul
 from typing import Any
 
+from operators.actions import action_names
 from operators.bandit import NONE, BanditLearner, BanditPosterior
 from operators.baselines import truth_for
-from operators.decision import ACTIONS, Scores
+from operators.decision import Scores
 from operators.features import FEATURE_NAMES, from_vector, to_vector
 from operators.scoring import HeuristicScorer, abuse_risk, customer_value, promise_sensitivity
 from state.models import ModelStore
@@ -417,9 +418,9 @@ class Learner:
         prior_precision: float = 12.5,
     ) -> None:
         self.propensity = _model()
-        self.recovery: dict[str, Any] = {a: _model() for a in ACTIONS}
+        self.recovery: dict[str, Any] = {a: _model() for a in action_names()}
         self.propensity_examples = 0
-        self.recovery_examples: dict[str, int] = dict.fromkeys(ACTIONS, 0)
+        self.recovery_examples: dict[str, int] = dict.fromkeys(action_names(), 0)
         self.validation = ProgressiveValidation(validation_window)
         #: Quality at each case's first decision point, and per decision point.
         self.first_point = _Histogram()
@@ -776,7 +777,7 @@ class OnlineScorer:
             learned_p = snap.propensity.predict(x)
             p_refund = self._blend(learned_p, prior_p, snap.propensity_examples)
             recover = {}
-            for action in ACTIONS:
+            for action in action_names():
                 n = snap.recovery_examples.get(action, 0)
                 if n == 0:
                     recover[action] = prior_rec[action]

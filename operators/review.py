@@ -49,7 +49,6 @@ from typing import Any
 import orjson
 
 from operators.caps import CapCheck, check_caps, offered_credit
-from operators.case import OrderCase
 from operators.contract import (
     ContractError,
     DeadLetter,
@@ -60,12 +59,13 @@ from operators.contract import (
 )
 from operators.credit import CreditLedger
 from operators.decision import intervention_id
-from operators.engine import message_text
+from operators.messages import MessageFields, message_text
 from operators.policy import RecoveryPolicy
+from operators.vocabulary import Action
 from operators.webhooks import explain, sign, verify
 from state.contacts import ContactBook
 
-REVIEW_ACTION = "human_review"
+REVIEW_ACTION: str = Action.HUMAN_REVIEW.value
 APPROVE = "approve"
 REJECT = "reject"
 MAX_MESSAGE_CHARS = 2000  # notes, and message text when decisions are not authenticated
@@ -537,7 +537,7 @@ def approved_intervention(
     if d.message_text is not None or spec.message_template is not None:
         text = d.message_text
         if text is None:
-            text = message_text(spec, _case_for(request), offer)
+            text = message_text(spec, MessageFields.of_record(request), offer)
         send_after = None
         if policy.quiet_hours is not None:
             held = policy.quiet_hours.send_after(at)
@@ -596,17 +596,6 @@ def approved_intervention(
         "review_id": review_id,
         "reviewer_id": d.reviewer_id,
     }
-
-
-def _case_for(request: dict[str, Any]) -> OrderCase:
-    """A minimal case with the non-identifying fields a message template may use."""
-    estimate = request.get("estimated_delivery_at")
-    return OrderCase(
-        request["order_id"],
-        sku_family=request.get("sku_family"),
-        currency=request.get("currency"),
-        estimate_at=parse_ts(estimate, "estimated_delivery_at") if estimate else None,
-    )
 
 
 def wall_now() -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from operators.actions import action_names, customer_facing_names
 from operators.case import OrderCase
 from operators.contract import (
     MAX_RAW_CHARS,
@@ -20,7 +21,7 @@ from operators.contract import (
     decode,
     parse_ts,
 )
-from operators.decision import ACTIONS, NO_ACTION
+from operators.decision import NO_ACTION
 
 BASE = datetime(2026, 6, 1, tzinfo=UTC)
 HOUR = 3600.0
@@ -226,7 +227,7 @@ def _decision_common(c: _Checker) -> None:
     # Additional fields (emitted by operators/engine.py, not required by the contract).
     c.str_("trigger_event_id")
     c.bool_("automated")
-    c.str_("proposed_action", null=True, choices=ACTIONS)
+    c.str_("proposed_action", null=True, choices=action_names())
     c.num("value_at_risk", lo=0.0)
     c.num("expected_saving")
     c.str_("policy_version")
@@ -241,7 +242,7 @@ def validate_intervention(record: Any) -> list[str]:
     _decision_common(c)
     c.str_("intervention_id")
     c.str_("customer_id")
-    c.str_("action", choices=ACTIONS)
+    c.str_("action", choices=action_names())
     c.str_("currency")
     c.ts("review_expires_at", null=True)
     r = c.r
@@ -278,7 +279,7 @@ def validate_decision(record: Any) -> list[str]:
     c = _Checker(record)
     _decision_common(c)
     c.str_("arm", choices=ARMS)
-    c.str_("action", choices=(*ACTIONS, NO_ACTION))
+    c.str_("action", choices=(*action_names(), NO_ACTION))
     c.str_("support_reason", null=True)
     # What off-policy evaluation needs: the decision point, the eligible actions (never
     # human review), the probability of the choice, and the bandit's segment.
@@ -286,7 +287,7 @@ def validate_decision(record: Any) -> list[str]:
     c.str_list("eligible")
     eligible = c.r.get("eligible")
     if isinstance(eligible, list):
-        if eligible != sorted(eligible) or not set(eligible) <= set(ACTIONS) - {"human_review"}:
+        if eligible != sorted(eligible) or not set(eligible) <= set(customer_facing_names()):
             c.fail(f"eligible={eligible!r} is not a sorted list of automatable actions")
         action = c.r.get("action")
         if c.r.get("automated") and action not in (*eligible, NO_ACTION):

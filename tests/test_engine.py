@@ -25,10 +25,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from operators.actions import action_names
 from operators.case import DAY, HOUR
 from operators.contract import format_ts
 from operators.credit import InMemoryCreditLedger as CreditLedger
-from operators.decision import ACTIONS, CONTROL, TREATMENT, Scores, arm_of
+from operators.decision import CONTROL, TREATMENT, Scores, arm_of
 from operators.engine import DecisionEngine
 from operators.features import build_features
 from operators.policy import QuietHours, RecoveryPolicy
@@ -82,7 +83,7 @@ class StubScorer:
     version: str = "stub-1"
 
     def score(self, features: dict[str, float]) -> tuple[Scores, dict[str, float]]:
-        recover = {a: self.recover.get(a, 0.0) for a in ACTIONS}
+        recover = {a: self.recover.get(a, 0.0) for a in action_names()}
         scores = Scores(
             max(recover.values()), self.customer_value, 0.5, self.p_refund, 0.5,
             abuse_risk(features)[0],
@@ -459,7 +460,7 @@ def test_below_the_minimum_propensity_nothing_is_done() -> None:
 
 
 def test_with_nothing_eligible_the_rule_says_so() -> None:
-    engine = DecisionEngine(make_policy(), StubScorer(0.9, dict.fromkeys(ACTIONS, 0.9)))
+    engine = DecisionEngine(make_policy(), StubScorer(0.9, dict.fromkeys(action_names(), 0.9)))
     d = last_decision(Orders(engine).feed(order_placed("o-calm", 0)))
     assert (d["action"], d["rule"]) == ("none", "no_eligible_action")
 

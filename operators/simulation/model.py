@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from operators.actions import action_names
 from operators.contract import STREAMS
 from operators.simulation.clock import DAY, HOUR, MINUTE, TimestampFormatter, parse_timestamp
 from operators.simulation.response import Facts, Latents, World, customer_tier
@@ -28,15 +29,13 @@ from operators.simulation.world import Catalog, CustomerPool, Sku, cumulative, p
 ORDERS, DELIVERY, SUPPORT, REFUNDS = range(4)
 STREAM_NAMES: tuple[str, ...] = STREAMS
 
-ACTIONS: tuple[str, ...] = (
-    "none",
-    "blanket_refund",
-    "proactive_reassurance",
-    "exchange_first_offer",
-    "product_guidance",
-    "delayed_shipment_intervention",
-    "human_review",
-)
+
+def ground_truth_arms() -> tuple[str, ...]:
+    """What the ground truth has an outcome under: no action, refunding every request, and
+    each registered action (``scenario.json`` lists them)."""
+    return ("none", "blanket_refund", *action_names())
+
+
 Emit = Callable[[int, int, dict[str, Any]], None]
 
 _CHANNELS = ("email", "chat", "phone", "social")
