@@ -42,11 +42,11 @@ STAGE_AT_RISK = "at_risk"
 STAGE_RESOLVED = "resolved"
 
 #: Outcome of a case, by the event that resolved it.
-OUTCOME_BY_TYPE = {
-    "refund_issued": "refunded",
-    "exchange_completed": "exchanged",
-    "order_cancelled": "cancelled",
-    "chargeback_opened": "chargeback",
+OUTCOME_BY_TYPE: dict[str, str] = {
+    "refund_issued": Outcome.REFUNDED.value,
+    "exchange_completed": Outcome.EXCHANGED.value,
+    "order_cancelled": Outcome.CANCELLED.value,
+    "chargeback_opened": Outcome.CHARGEBACK.value,
 }
 
 #: Event types that can change a decision; routine tracking scans do not.
@@ -402,11 +402,11 @@ class OrderCase:
     def outcome_record(self, closed_at: float, *, censored: bool = False) -> dict[str, Any]:
         """The ``outcomes`` output record. ``censored``: the input ended (at ``closed_at``)
         before the case resolved; it counts as no refund as of then."""
-        outcome = Outcome.CENSORED.value if censored else (self.outcome or "kept")
-        refunded = self.refund_value if outcome in ("refunded", "chargeback") else 0.0
-        if outcome in ("kept", "exchanged", "censored"):
+        outcome = Outcome.CENSORED.value if censored else (self.outcome or Outcome.KEPT.value)
+        refunded = self.refund_value if Outcome(outcome).is_refund else 0.0
+        if outcome in (Outcome.KEPT, Outcome.EXCHANGED, Outcome.CENSORED):
             retained = self.order_value
-        elif outcome == "refunded":
+        elif outcome == Outcome.REFUNDED:
             retained = max(self.order_value - refunded, 0.0)
         else:
             retained = 0.0

@@ -51,6 +51,7 @@ from operators.baselines import truth_for
 from operators.decision import Scores
 from operators.features import FEATURE_NAMES, from_vector, to_vector
 from operators.scoring import HeuristicScorer, abuse_risk, customer_value, promise_sensitivity
+from operators.vocabulary import Outcome
 from state.models import ModelStore
 
 PROPENSITY = "return_propensity"
@@ -161,7 +162,7 @@ class Resolution:
 #: action) from a simulator's ground truth, each None where the truth does not say.
 TruthLookup = Callable[[str, str, float], tuple[bool | None, bool | None]]
 
-_REFUNDS = frozenset({"refunded", "chargeback"})
+_REFUNDS = frozenset({Outcome.REFUNDED, Outcome.CHARGEBACK})
 
 
 def truth_lookup(truth: dict[str, dict[str, Any]]) -> TruthLookup:
@@ -519,7 +520,7 @@ class Learner:
         heapq.heappush(self._heap, (h.release_at, self._seq, h))
 
     def _resolve(self, r: Resolution) -> None:
-        if r.outcome == "cancelled":
+        if r.outcome == Outcome.CANCELLED:
             # Points whose horizon ended before the cancellation keep their label (no
             # refund); the others have no refund question left.
             self._drop_after(r.order_id, r.resolved_at)

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from operators.credit import WINDOW_SECONDS, InMemoryCreditLedger
+from operators.vocabulary import Outcome
 from state.context import DAY, InMemoryContextStore
 
 Check = Callable[[Callable[[], Any]], None]
@@ -34,7 +35,12 @@ T0 = 1_780_000_000.0  # 2026-05-28, epoch seconds
 CREDIT_CAP = 30.0
 FAMILIES = ("skincare", "shoes", "outerwear", None)
 LANES = ("dhl:DE-NL", "ups:FR-FR", "gls:DE-AT", None)
-OUTCOMES = ("refunded", "kept", "exchanged", "chargeback", "cancelled", "open")
+#: Every outcome a closed case can have, plus "open" (a case the store must ignore).
+OUTCOMES = (
+    *(o.value for o in (Outcome.REFUNDED, Outcome.KEPT, Outcome.EXCHANGED)),
+    *(o.value for o in (Outcome.CHARGEBACK, Outcome.CANCELLED)),
+    "open",
+)
 
 
 def _settle(store: Any) -> None:

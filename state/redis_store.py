@@ -42,6 +42,7 @@ import orjson
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
+from operators.vocabulary import Outcome
 from state.context import DAY, CustomerStats, DecayedRate
 from state.redis_conn import DEFAULT_PREFIX, KeyLayout, RedisClient, RedisStoreConfig
 
@@ -499,9 +500,9 @@ class RedisContextStore:
             family=outcome.get("sku_family") or None,
             lane=outcome.get("courier_lane") or None,
             now=float(outcome.get("resolved_at_ts") or 0.0),
-            refunded=kind in ("refunded", "chargeback"),
-            exchanged=kind == "exchanged",
-            chargeback=kind == "chargeback",
+            refunded=kind in (Outcome.REFUNDED, Outcome.CHARGEBACK),
+            exchanged=kind == Outcome.EXCHANGED,
+            chargeback=kind == Outcome.CHARGEBACK,
             refund_value=float(outcome.get("refund_value") or 0.0),
             spend=float(outcome.get("order_value") or 0.0),
             delayed=bool(outcome.get("delayed")),

@@ -427,7 +427,9 @@ class World:
         for a in self._actions:
             if latents.save < self.backfire_probability(a, facts.family):
                 refund = facts.family_value
-                outcomes[a] = _outcome(Outcome.REFUNDED.value, refund, round(facts.total - refund, 2))
+                outcomes[a] = _outcome(
+                    Outcome.REFUNDED.value, refund, round(facts.total - refund, 2)
+                )
             else:
                 outcomes[a] = none  # kept; a credit paid here is pure cost to the merchant
         return outcomes, {a: outcomes[a] for a in self._actions}
