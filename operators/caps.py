@@ -40,8 +40,8 @@ from typing import Any
 from operators.contract import ContractError, format_ts, parse_ts
 from operators.credit import CreditLedger
 from operators.policy import RecoveryPolicy
+from operators.stores import ContactBook
 from operators.vocabulary import Action
-from state.contacts import ContactBook
 
 #: Amounts are compared at cent precision: 20.000000001 is not above a cap of 20.
 EPSILON = 1e-6

@@ -53,8 +53,8 @@ from operators.messages import MessageFields, message_text
 from operators.models import Pending, Resolution
 from operators.policy import ActionSpec, RecoveryPolicy
 from operators.scoring import HeuristicScorer, Scorer, abuse_risk
+from operators.stores import ContextStore
 from operators.vocabulary import Action, Outcome
-from state.context import ContextStore, InMemoryContextStore
 
 Output = tuple[str, Any]
 #: A plain string: decisions are counted by action, and record keys must be exactly ``str``.
@@ -86,13 +86,14 @@ class DecisionEngine:
         self,
         policy: RecoveryPolicy,
         scorer: Scorer | None = None,
-        context: ContextStore | None = None,
+        *,
+        context: ContextStore,
         ledger: CreditLedger | None = None,
         emit_examples: bool = True,
     ) -> None:
         self.policy = policy
         self.scorer: Scorer = scorer or HeuristicScorer()
-        self.context: ContextStore = context if context is not None else InMemoryContextStore()
+        self.context: ContextStore = context
         self.ledger: CreditLedger = ledger if ledger is not None else InMemoryCreditLedger()
         self.emit_examples = emit_examples
         self.prior = HeuristicScorer()

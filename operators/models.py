@@ -51,8 +51,8 @@ from operators.baselines import truth_for
 from operators.decision import Scores
 from operators.features import FEATURE_NAMES, from_vector, to_vector
 from operators.scoring import HeuristicScorer, abuse_risk, customer_value, promise_sensitivity
+from operators.stores import ModelStore
 from operators.vocabulary import Outcome
-from state.models import ModelStore
 
 PROPENSITY = "return_propensity"
 MODEL_SET = "salvage-models"

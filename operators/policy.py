@@ -383,9 +383,12 @@ class RecoveryPolicy:
 
     @classmethod
     def default(cls) -> RecoveryPolicy:
-        """The policy that ships with Salvage (``flows/policies/default.yaml``)."""
-        ref = resources.files("flows") / "policies" / DEFAULT_POLICY
-        return cls.from_text(ref.read_text(encoding="utf-8"), f"flows/policies/{DEFAULT_POLICY}")
+        """The policy that ships with Salvage (``operators/policies/default.yaml``, package
+        data next to this module)."""
+        ref = resources.files("operators") / "policies" / DEFAULT_POLICY
+        return cls.from_text(
+            ref.read_text(encoding="utf-8"), f"operators/policies/{DEFAULT_POLICY}"
+        )
 
 
 def _hhmm(doc: _Doc, path: str, value: Any) -> int:

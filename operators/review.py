@@ -61,9 +61,9 @@ from operators.credit import CreditLedger
 from operators.decision import intervention_id
 from operators.messages import MessageFields, message_text
 from operators.policy import RecoveryPolicy
+from operators.stores import ContactBook
 from operators.vocabulary import Action
 from operators.webhooks import explain, sign, verify
-from state.contacts import ContactBook
 
 REVIEW_ACTION: str = Action.HUMAN_REVIEW.value
 APPROVE = "approve"

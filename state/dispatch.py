@@ -15,33 +15,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Protocol
 
-
-class DispatchLedger(Protocol):
-    """At-most-once claims on intervention ids."""
-
-    def claim(self, intervention_id: str, ttl_seconds: int) -> bool:
-        """True if this caller now owns the id (first claim); False if already claimed."""
-        ...
-
-    def release(self, intervention_id: str) -> None:
-        """Give a claim back (a delivery that must be retried by a later run). A claim
-        already marked delivered or dead-lettered is kept."""
-        ...
-
-    def mark_delivered(self, intervention_id: str, status: str, ttl_seconds: int) -> None:
-        """Record how the delivery ended (``delivered`` or ``dead_letter``)."""
-        ...
-
-    def status(self, intervention_id: str) -> str | None:
-        """``claimed``, ``delivered``, ``dead_letter`` or None."""
-        ...
-
-    def reopen(self, intervention_id: str, ttl_seconds: int) -> bool:
-        """Claim a dead-lettered id again for a deliberate re-send: True if it was
-        ``dead_letter`` and is now ``claimed`` (atomic: of two re-sends, one wins)."""
-        ...
+# The protocol lives in the domain (operators.stores); re-exported for existing imports.
+from operators.stores import DispatchLedger
 
 
 class InMemoryDispatchLedger:
@@ -88,3 +64,6 @@ class InMemoryDispatchLedger:
                 return False
             self._entries[intervention_id] = ("claimed", self._now() + ttl_seconds)
             return True
+
+
+__all__ = ["DispatchLedger", "InMemoryDispatchLedger"]

@@ -35,6 +35,7 @@ from operators.scoring import HeuristicScorer
 from operators.simulation import World, ground_truth_arms, simulate
 from operators.simulation.scenarios import get_scenario
 from operators.vocabulary import Action
+from state.context import InMemoryContextStore
 from tests.helpers import order_placed, support
 from tests.test_engine import Orders, interventions, last_decision
 
@@ -102,7 +103,7 @@ def test_a_throwaway_action_is_complete_everywhere(
     assert name in learner.recovery and learner.recovery_examples[name] == 0
 
     # The engine chooses it where it is eligible and renders its message from the registry.
-    orders = Orders(DecisionEngine(policy, HeuristicScorer()))
+    orders = Orders(DecisionEngine(policy, HeuristicScorer(), context=InMemoryContextStore()))
     orders.feed(order_placed("o-1", sku_family="makeup"))
     out = orders.feed(support("customer_message", "o-1", 30, intent="product_question"))
     assert last_decision(out)["action"] == name

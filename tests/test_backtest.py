@@ -37,7 +37,7 @@ from operators.policy import RecoveryPolicy
 from tests.helpers import body, order_placed, support
 
 REPO = Path(__file__).resolve().parents[1]
-CONSERVATIVE = REPO / "flows" / "policies" / "conservative.yaml"
+CONSERVATIVE = REPO / "operators" / "policies" / "conservative.yaml"
 DEFAULT = RecoveryPolicy.default()
 
 

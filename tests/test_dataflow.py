@@ -16,6 +16,7 @@ from operators.contract import DeadLetter, Event, decode, parse_ts
 from operators.engine import DecisionEngine
 from operators.policy import RecoveryPolicy
 from operators.window import WindowConfig, run_in_memory
+from state.context import InMemoryContextStore
 from tests.helpers import (
     VALIDATORS,
     body,
@@ -98,7 +99,7 @@ def run_flow(
     parts = FlowParts(
         source=TestingSource(items),
         sinks={name: TestingSink(outputs[name]) for name in OUTPUT_NAMES},
-        decider_factory=lambda: DecisionEngine(POLICY),
+        decider_factory=lambda: DecisionEngine(POLICY, context=InMemoryContextStore()),
         window=window,
         observer=observer or FlowObserver(),
     )
@@ -197,7 +198,9 @@ def test_flow_matches_the_in_memory_join(single) -> None:
         result = decode(stream, payload, received)
         if isinstance(result, Event):
             evs.append(result)
-    outputs, _, _ = run_in_memory(evs, DecisionEngine(POLICY), ONE_SHARD)
+    outputs, _, _ = run_in_memory(
+        evs, DecisionEngine(POLICY, context=InMemoryContextStore()), ONE_SHARD
+    )
     mem: dict[str, list[dict[str, Any]]] = {"decision": [], "intervention": [], "outcome": []}
     for tag, rec in outputs:
         if tag in mem:

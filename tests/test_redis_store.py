@@ -534,7 +534,9 @@ def test_flow_with_case_views_fills_the_case_store(store_url: str) -> None:
     parts = FlowParts(
         source=TestingSource(inputs),
         sinks={},
-        decider_factory=lambda: DecisionEngine(RecoveryPolicy.default()),
+        decider_factory=lambda: DecisionEngine(
+            RecoveryPolicy.default(), context=InMemoryContextStore()
+        ),
         emit_case_views=True,
     )
     streams = build_streams(parts)

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: The default policy with labels at 3 days, so that a 2,000-order launch week learns (and
 #: decides from learned posteriors) well before its input ends.
 SHORT_HORIZON_YAML = (
-    (REPO / "flows" / "policies" / "default.yaml")
+    (REPO / "operators" / "policies" / "default.yaml")
     .read_text(encoding="utf-8")
     .replace("label_horizon_days: 14", "label_horizon_days: 3")
 )
