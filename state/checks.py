@@ -20,11 +20,13 @@ suite on a Redis Cluster is the proof that they do.
 
 from __future__ import annotations
 
+import inspect
 import random
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from operators import stores
 from operators.credit import WINDOW_SECONDS, InMemoryCreditLedger
 from operators.vocabulary import Outcome
 from state.context import DAY, InMemoryContextStore
@@ -446,6 +448,54 @@ def check_dispatch_only_dead_letters_reopen(open_store: Callable[[], Any]) -> No
     assert open_store().status("iv-r") == "claimed"
 
 
+# --- every store: the domain's protocol ---------------------------------------------------
+
+#: The domain protocol (``operators.stores``) each kind of store implements.
+PROTOCOLS: dict[str, type] = {
+    "context": stores.ContextStore,
+    "cases": stores.CaseStore,
+    "dispatch": stores.DispatchLedger,
+    "models": stores.ModelStore,
+    "credit": stores.CreditLedger,
+    "contacts": stores.ContactBook,
+    "retries": stores.RetryQueue,
+}
+
+
+def protocol_members(protocol: type) -> dict[str, inspect.Signature]:
+    """The methods a protocol declares (what the domain may call), with their signatures."""
+    return {
+        name: inspect.signature(value)
+        for name, value in vars(protocol).items()
+        if callable(value) and not name.startswith("_")
+    }
+
+
+def _implements(kind: str) -> Check:
+    protocol = PROTOCOLS[kind]
+
+    def check_implements_the_domain_protocol(open_store: Callable[[], Any]) -> None:
+        """Every method the domain may call exists, and takes the protocol's parameters
+        by the same names in the same order (extra optional parameters are allowed)."""
+        store = open_store()
+        for name, expected in protocol_members(protocol).items():
+            method = getattr(store, name, None)
+            assert callable(method), f"{type(store).__name__} has no {name}()"
+            got = list(inspect.signature(method).parameters.values())
+            want = [p for p in expected.parameters.values() if p.name != "self"]
+            assert [p.name for p in got[: len(want)]] == [p.name for p in want], (
+                f"{type(store).__name__}.{name}{inspect.signature(method)} does not take "
+                f"{protocol.__name__}.{name}{expected}"
+            )
+            extra = got[len(want) :]
+            assert all(p.default is not inspect.Parameter.empty for p in extra), (
+                f"{type(store).__name__}.{name} requires parameters the domain never passes"
+            )
+
+    check_implements_the_domain_protocol.__name__ = f"check_{kind}_implements_the_protocol"
+    return check_implements_the_domain_protocol
+
+
 CHECKS: dict[str, tuple[Check, ...]] = {
     "context": (
         check_context_unknown_reads_give_the_prior,
@@ -467,6 +517,7 @@ CHECKS: dict[str, tuple[Check, ...]] = {
     ),
     "models": (check_models_keep_the_newest_versions,),
 }
+CHECKS = {kind: (_implements(kind), *checks) for kind, checks in CHECKS.items()}
 
 
 def yield_checks(kind: str) -> Iterator[Check]:
