@@ -1,4 +1,4 @@
-"""Decoding and validation of contract v1 input events (operators/contract.py)."""
+"""Decoding and validation of contract v1 input events (the operators.contract package)."""
 
 from __future__ import annotations
 
