@@ -40,7 +40,7 @@ to every order, so that every arm covers the same orders.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -126,10 +126,11 @@ def truth_for(row: Mapping[str, Any], action: str, at: float | None) -> Mapping[
         request_at = row.get("request_at")
         late = row.get("outcomes_late")
         if late and request_at and at is not None and at >= parse_ts(request_at):
-            found = late.get(action)
+            found: Mapping[str, Any] | None = late.get(action)
             if found is not None:
                 return found
-    return outcomes.get(action)
+    chosen: Mapping[str, Any] | None = outcomes.get(action)
+    return chosen
 
 
 def truth_outcome(row: Mapping[str, Any], action: str, at: float | None) -> Mapping[str, Any]:
@@ -253,7 +254,7 @@ def oracle_choices(truth: Mapping[str, Mapping[str, Any]], costs: ActionCosts) -
 def blanket_refund_outcomes(truth: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     """The truth rows with ``none`` replaced by the blanket-refund practice, for
     :func:`evaluate_arm` (orders without a request are unchanged)."""
-    out = {}
+    out: dict[str, Mapping[str, Any]] = {}
     for oid, row in truth.items():
         blanket = row["outcomes"].get("blanket_refund", row["outcomes"]["none"])
         out[oid] = {**row, "outcomes": {**row["outcomes"], "none": blanket}}
@@ -310,8 +311,8 @@ def random_eligible_choices(
 def compare_arms(
     truth: Mapping[str, Mapping[str, Any]],
     costs: ActionCosts,
-    decisions: list[Mapping[str, Any]],
-    static_decisions: list[Mapping[str, Any]] | None = None,
+    decisions: Sequence[Mapping[str, Any]],
+    static_decisions: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Every arm on the same truth, with each arm's captured share of the oracle's
     avoidable loss. ``decisions`` are the evaluated run's; ``static_decisions`` those of
@@ -374,7 +375,7 @@ def format_arms(block: Mapping[str, Any]) -> list[str]:
 def regret_by_day(
     truth: Mapping[str, Mapping[str, Any]],
     costs: ActionCosts,
-    decisions: list[Mapping[str, Any]],
+    decisions: Sequence[Mapping[str, Any]],
 ) -> list[dict[str, Any]]:
     """Per day of order placement: the policy's loss above the oracle's (regret), the
     avoidable loss, and the captured share; a learning policy's share should rise."""

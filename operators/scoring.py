@@ -74,7 +74,10 @@ def promise_sensitivity(f: dict[str, float]) -> float:
 class Scorer(Protocol):
     """Scores a case from its features; learns from outcomes if it can."""
 
-    version: str
+    @property
+    def version(self) -> str:
+        """Written into every decision (``model_version``)."""
+        ...
 
     def score(self, features: dict[str, float]) -> tuple[Scores, dict[str, float]]:
         """The scores and, per action, P(no refund | action, context)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 # The protocol lives in the domain (operators.stores); re-exported for existing imports.
 from operators.stores import DispatchLedger
@@ -23,13 +24,13 @@ from operators.stores import DispatchLedger
 class InMemoryDispatchLedger:
     """A process-local ledger (replay, tests). Thread-safe: workers are threads."""
 
-    def __init__(self, clock: object = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[str, float]] = {}
         self._clock = clock
 
     def _now(self) -> float:
-        return self._clock()  # type: ignore[operator]
+        return self._clock()
 
     def claim(self, intervention_id: str, ttl_seconds: int) -> bool:
         with self._lock:

@@ -11,7 +11,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from operators.vocabulary import Outcome
 from state.context import DAY, CustomerStats, DecayedRate
@@ -32,6 +32,11 @@ REFUND = "refund"
 DELAY = "delay"
 
 _CUSTOMER_INT_FIELDS = ("orders", "refunds", "exchanges", "chargebacks")
+
+
+def _hash(reply: Any) -> dict[bytes, bytes]:
+    """An HGETALL reply: the client never decodes responses (RedisStoreConfig), so bytes."""
+    return cast("dict[bytes, bytes]", reply)
 
 
 def parse_customer(fields: dict[bytes, bytes]) -> CustomerStats | None:
@@ -170,7 +175,7 @@ class RedisContextStore:
                 self._customers.move_to_end(customer_id)  # least recently used goes first
                 return hit[1]
         self.round_trips += 1
-        stats = parse_customer(self.client.hgetall(self.keys.customer(customer_id)))
+        stats = parse_customer(_hash(self.client.hgetall(self.keys.customer(customer_id))))
         self._remember_customers({customer_id: stats}, now)
         return stats
 
@@ -193,7 +198,7 @@ class RedisContextStore:
             if hit is not None and hit[0] > now:
                 return hit[1]
         self.round_trips += 1
-        groups = parse_rates(self.client.hgetall(key))
+        groups = parse_rates(_hash(self.client.hgetall(key)))
         if self.cache_seconds > 0:
             with self._lock:
                 self._rates[key] = (now + self.cache_seconds, groups)

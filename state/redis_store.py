@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -219,13 +219,15 @@ class RedisDispatchLedger:
     def status(self, intervention_id: str) -> str | None:
         """``claimed``, ``delivered``, ``dead_letter`` or None."""
         raw = self.client.get(self.keys.dispatch(intervention_id))
-        return raw.decode() if raw is not None else None
+        if raw is None:
+            return None
+        return raw.decode() if isinstance(raw, bytes) else raw
 
     def reopen(self, intervention_id: str, ttl_seconds: int) -> bool:
         """Claim a dead-lettered id again for a deliberate re-send (one script: of two
         re-sends, one wins; a delivered id is never reopened)."""
         key = self.keys.dispatch(intervention_id)
-        args = ["dead_letter", CLAIMED, self._ttl(ttl_seconds)]
+        args: list[str | int] = ["dead_letter", CLAIMED, self._ttl(ttl_seconds)]
         return bool(self._reopen(keys=[key], args=args))
 
     def close(self) -> None:
@@ -274,11 +276,13 @@ class RedisModelStore:
 
     def load(self, name: str, version: int) -> bytes | None:
         """One kept version's blob, or None if it was never saved or was dropped."""
-        return self.client.hget(self.keys.model_blobs(name), str(version))
+        # The client never decodes responses (RedisStoreConfig): a blob is bytes.
+        return cast("bytes | None", self.client.hget(self.keys.model_blobs(name), str(version)))
 
     def versions(self, name: str) -> list[int]:
         """The kept versions, oldest first."""
-        return [int(v) for v in self.client.zrange(self.keys.model_versions(name), 0, -1)]
+        members = cast("list[bytes]", self.client.zrange(self.keys.model_versions(name), 0, -1))
+        return [int(v) for v in members]
 
     def close(self) -> None:
         self.client.close()

@@ -92,7 +92,8 @@ def test_a_throwaway_action_is_complete_everywhere(
     policy = RecoveryPolicy.from_text(POLICY, "p.yaml")
     spec = policy.actions[name]
     assert spec.cooldown_hours == 24.0 and spec.customer_facing and spec.channel == "phone"
-    assert spec.message_template == throwaway.message.template  # type: ignore[union-attr]
+    assert throwaway.message is not None
+    assert spec.message_template == throwaway.message.template
 
     # The heuristic scorer scores it from its registry prior (never a silent 0).
     _, recover = HeuristicScorer().score({"intent_product_question": 1.0})

@@ -298,7 +298,7 @@ class World:
         delay = _r(uniform(*DELAY_MEAN_DAYS))
         escalation = _r(uniform(*ESCALATION_RANGE))
 
-        candidates = [
+        candidates: list[dict[str, Any]] = [
             {
                 "kind": "useless_in_lane",
                 "action": rng.choice(actions),
