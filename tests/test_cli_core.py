@@ -15,7 +15,7 @@ import pytest
 
 from flows.cli import build_parser, main
 from flows.sinks import OUTPUTS, read_jsonl
-from tests.helpers import VALIDATORS
+from operators.contract import VALIDATORS
 
 REPO = Path(__file__).resolve().parents[1]
 

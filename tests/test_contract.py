@@ -25,6 +25,7 @@ from operators.contract import (
     RAW_FIELDS,
     STREAM_TYPES,
     STREAMS,
+    VALIDATORS,
     DeadLetter,
     Event,
     decode,
@@ -35,7 +36,7 @@ from operators.contract import (
     truncate_raw,
 )
 from operators.vocabulary import DeadLetterKind
-from tests.helpers import STREAM_OF, VALIDATORS, at, body, order_placed, support
+from tests.helpers import STREAM_OF, at, body, order_placed, support
 
 
 def minimal(type_: str) -> dict[str, Any]:

@@ -12,19 +12,12 @@ import pytest
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from flows.dataflow import OUTPUT_NAMES, CaseLogic, FlowObserver, FlowParts, build_flow
-from operators.contract import DeadLetter, Event, decode, parse_ts
+from operators.contract import VALIDATORS, DeadLetter, Event, decode, parse_ts
 from operators.engine import DecisionEngine
 from operators.policy import RecoveryPolicy
 from operators.window import WindowConfig, run_in_memory
 from state.context import InMemoryContextStore
-from tests.helpers import (
-    VALIDATORS,
-    body,
-    epoch,
-    item,
-    order_placed,
-    support,
-)
+from tests.helpers import body, epoch, item, order_placed, support
 
 POLICY = RecoveryPolicy.default()
 

@@ -27,7 +27,7 @@ import yaml
 
 from operators.actions import action_names
 from operators.case import DAY, HOUR
-from operators.contract import format_ts
+from operators.contract import format_ts, validate_decision, validate_intervention
 from operators.credit import InMemoryCreditLedger as CreditLedger
 from operators.decision import CONTROL, TREATMENT, Scores, arm_of
 from operators.engine import DecisionEngine
@@ -36,16 +36,7 @@ from operators.policy import QuietHours, RecoveryPolicy
 from operators.scoring import abuse_risk
 from operators.window import CaseWindow, WindowConfig
 from state.context import InMemoryContextStore
-from tests.helpers import (
-    BASE,
-    body,
-    epoch,
-    event,
-    order_placed,
-    support,
-    validate_decision,
-    validate_intervention,
-)
+from tests.helpers import BASE, body, epoch, event, order_placed, support
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DOC: dict[str, Any] = yaml.safe_load(

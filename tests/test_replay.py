@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from flows.replay import ReplayOptions, run_replay
 from flows.sinks import OUTPUTS, read_jsonl
 from flows.sources import MergedFiles, ReplaySource, find_stream_files
-from operators.contract import STREAMS, parse_ts
+from operators.contract import STREAMS, VALIDATORS, parse_ts
 from operators.policy import RecoveryPolicy
 from operators.simulation import simulate
-from tests.helpers import VALIDATORS, at, body, order_placed, support
+from tests.helpers import at, body, order_placed, support
 
 REPO = Path(__file__).resolve().parents[1]
 #: The default policy with labels at 3 days, so that a 2,000-order launch week learns (and

@@ -17,6 +17,13 @@ from __future__ import annotations
 
 from operators.contract.decode import dead_letter, decode, validate
 from operators.contract.errors import ContractError
+from operators.contract.outputs import (
+    VALIDATORS,
+    validate_dead_letter,
+    validate_decision,
+    validate_intervention,
+    validate_outcome,
+)
 from operators.contract.payload import (
     RAW_FIELDS,
     check_payload,
@@ -70,6 +77,7 @@ __all__ = [
     "RESOLVING_TYPES",
     "STREAMS",
     "STREAM_TYPES",
+    "VALIDATORS",
     "ContractError",
     "DeadLetter",
     "Event",
@@ -85,4 +93,8 @@ __all__ = [
     "redact",
     "truncate_raw",
     "validate",
+    "validate_dead_letter",
+    "validate_decision",
+    "validate_intervention",
+    "validate_outcome",
 ]
