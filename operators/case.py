@@ -400,34 +400,11 @@ class OrderCase:
         self.actions.append((ts, action))
 
     def outcome_record(self, closed_at: float, *, censored: bool = False) -> dict[str, Any]:
-        """The ``outcomes`` output record. ``censored``: the input ended (at ``closed_at``)
-        before the case resolved; it counts as no refund as of then."""
-        outcome = Outcome.CENSORED.value if censored else (self.outcome or Outcome.KEPT.value)
-        refunded = self.refund_value if Outcome(outcome).is_refund else 0.0
-        if outcome in (Outcome.KEPT, Outcome.EXCHANGED, Outcome.CENSORED):
-            retained = self.order_value
-        elif outcome == Outcome.REFUNDED:
-            retained = max(self.order_value - refunded, 0.0)
-        else:
-            retained = 0.0
-        return {
-            "order_id": self.order_id,
-            "customer_id": self.customer_id,
-            "outcome": outcome,
-            "resolved_at": format_ts(closed_at if censored else (self.resolved_at or closed_at)),
-            "refund_value": round(refunded, 2),
-            "retained_value": round(retained, 2),
-            "order_value": round(self.order_value, 2),
-            "currency": self.currency,
-            "arm": self.arm,
-            "actions": [a for _, a in self.actions],
-            "predicted_return_propensity": self.first_propensity,
-            "sku_family": self.sku_family,
-            "courier_lane": self.lane,
-            "campaign": self.campaign,
-            "support_reason": self.support_reason(),
-            "at_risk": self.is_at_risk(),
-        }
+        """The ``outcomes`` output record (:class:`operators.records.OutcomeRecord`).
+        ``censored``: the input ended (at ``closed_at``) before the case resolved."""
+        from operators.records import OutcomeRecord  # the records module reads cases
+
+        return OutcomeRecord.of_case(self, closed_at, censored=censored).to_record()
 
 
 # --- per-type handlers --------------------------------------------------------------------

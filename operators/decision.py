@@ -10,9 +10,14 @@ True
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from operators.contract import format_ts
 from operators.vocabulary import Action, Arm
+
+if TYPE_CHECKING:
+    from operators.case import OrderCase
 
 # Plain strings (``.value``): they become keys of output records, which orjson requires to
 # be exactly ``str``.
@@ -52,8 +57,33 @@ class Scores:
 
 
 @dataclass(frozen=True, slots=True)
+class CaseLabels:
+    """The segment labels every output record of a case carries (for reports and metrics;
+    never personal data)."""
+
+    sku_family: str | None = None
+    courier_lane: str | None = None
+    campaign: str | None = None
+    support_reason: str | None = None
+
+    @classmethod
+    def of_case(cls, case: OrderCase) -> CaseLabels:
+        return cls(case.sku_family, case.lane, case.campaign, case.support_reason())
+
+    def to_record(self) -> dict[str, str | None]:
+        return {
+            "sku_family": self.sku_family,
+            "courier_lane": self.courier_lane,
+            "campaign": self.campaign,
+            "support_reason": self.support_reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
-    """The outcome of one decision point for one case."""
+    """The outcome of one decision point for one case: chosen in
+    ``DecisionEngine._choose``, stamped with the versions and the case's labels in
+    ``DecisionEngine.decide``, written by :meth:`to_record` (the ``decisions`` output)."""
 
     order_id: str
     decided_at: float
@@ -74,6 +104,38 @@ class Decision:
     #: Each option's probability at this point (off-policy evaluation needs the chance of
     #: "none" where something else was chosen); empty for a deterministic decision.
     probabilities: tuple[tuple[str, float], ...] = ()
+    policy_version: str = ""
+    model_version: str = ""
+    labels: CaseLabels = field(default_factory=CaseLabels)
+
+    def to_record(self) -> dict[str, Any]:
+        """The ``decisions`` output record of contract v1."""
+        labels = self.labels
+        return {
+            "order_id": self.order_id,
+            "decided_at": format_ts(self.decided_at),
+            "trigger_event_id": self.trigger_event_id,
+            "arm": self.arm,
+            "action": self.action,
+            "automated": self.automated,
+            "proposed_action": self.proposed_action,
+            "rule": self.rule,
+            "reasons": list(self.reasons),
+            "scores": self.scores.to_record(),
+            "value_at_risk": self.value_at_risk,
+            "expected_saving": self.expected_saving,
+            "policy_version": self.policy_version,
+            "model_version": self.model_version,
+            "sku_family": labels.sku_family,
+            "courier_lane": labels.courier_lane,
+            "campaign": labels.campaign,
+            "support_reason": labels.support_reason,
+            "point": self.point,
+            "eligible": list(self.eligible),
+            "propensity": self.propensity,
+            "probabilities": dict(self.probabilities) if self.probabilities else None,
+            "segment": self.segment,
+        }
 
 
 def unit_hash(text: str) -> float:

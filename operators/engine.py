@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 import threading
+from dataclasses import replace
 from typing import Any
 
 from operators.bandit import (
@@ -37,12 +38,13 @@ from operators.bandit import (
     thompson_choice,
 )
 from operators.case import HOUR, OrderCase
-from operators.contract import Event, format_ts, parse_ts
+from operators.contract import Event, parse_ts
 from operators.credit import CreditLedger, InMemoryCreditLedger
 from operators.decision import (
     CONTROL,
     NO_ACTION,
     TREATMENT,
+    CaseLabels,
     Decision,
     Scores,
     arm_of,
@@ -52,6 +54,7 @@ from operators.features import build_features, to_vector
 from operators.messages import MessageFields, message_text
 from operators.models import Pending, Resolution
 from operators.policy import ActionSpec, RecoveryPolicy
+from operators.records import CustomerMessage, Intervention, Offer
 from operators.scoring import HeuristicScorer, Scorer, abuse_risk
 from operators.stores import ContextStore
 from operators.vocabulary import Action, Outcome
@@ -135,11 +138,17 @@ class DecisionEngine:
         # Once the treatment arm acted, later points teach nothing: the truth of the case is
         # keyed on its first action.
         acted_before = treated and bool(case.actions)
-        out: list[Output] = [("decision", self._decision_record(decision, case))]
+        decision = replace(
+            decision,
+            policy_version=self.policy.version,
+            model_version=self.scorer.version,
+            labels=CaseLabels.of_case(case),
+        )
+        out: list[Output] = [("decision", decision.to_record())]
         if decision.action != NO_ACTION:
             case.record_action(now, decision.action)
             if treated:
-                out.append(("intervention", self._intervention_record(decision, case, now)))
+                out.append(("intervention", self._intervention(decision, case, now).to_record()))
         if self.emit_examples and not acted_before:
             action = decision.action if treated and decision.action != NO_ACTION else None
             p_arm = prior_p if action is None else prior_p * (1.0 - prior_rec.get(action, 0.0))
@@ -381,34 +390,7 @@ class DecisionEngine:
 
     # --- records -----------------------------------------------------------------------
 
-    def _decision_record(self, d: Decision, case: OrderCase) -> dict[str, Any]:
-        return {
-            "order_id": d.order_id,
-            "decided_at": format_ts(d.decided_at),
-            "trigger_event_id": d.trigger_event_id,
-            "arm": d.arm,
-            "action": d.action,
-            "automated": d.automated,
-            "proposed_action": d.proposed_action,
-            "rule": d.rule,
-            "reasons": list(d.reasons),
-            "scores": d.scores.to_record(),
-            "value_at_risk": d.value_at_risk,
-            "expected_saving": d.expected_saving,
-            "policy_version": self.policy.version,
-            "model_version": self.scorer.version,
-            "sku_family": case.sku_family,
-            "courier_lane": case.lane,
-            "campaign": case.campaign,
-            "support_reason": case.support_reason(),
-            "point": d.point,
-            "eligible": list(d.eligible),
-            "propensity": d.propensity,
-            "probabilities": dict(d.probabilities) if d.probabilities else None,
-            "segment": d.segment,
-        }
-
-    def _intervention_record(self, d: Decision, case: OrderCase, now: float) -> dict[str, Any]:
+    def _intervention(self, d: Decision, case: OrderCase, now: float) -> Intervention:
         spec = self.policy.actions[d.action]
         iid = intervention_id(d.order_id, d.action, d.trigger_event_id, self.policy.version)
         offer = None
@@ -422,50 +404,28 @@ class DecisionEngine:
                 # again (the caps check at dispatch) does not count it twice.
                 credit = self.ledger.reserve(case.customer_id, now, credit, cap, grant_id=iid)
             if credit > 0:
-                offer = {"type": "store_credit", "amount": credit, "currency": case.currency}
-        eta = case.estimate_at or case.promised_at
+                offer = Offer(credit, case.currency)
         message = None
         if spec.message_template is not None:
             send_after = None
             if self.policy.quiet_hours is not None and spec.customer_facing:
                 send_after = self.policy.quiet_hours.send_after(now)
-            message = {
-                "channel": spec.channel,
-                "template": d.action,
-                "text": message_text(spec, MessageFields.of_case(case), offer),
-                "send_after": format_ts(send_after) if send_after else None,
-            }
-        return {
-            "intervention_id": iid,
-            "order_id": d.order_id,
-            "customer_id": case.customer_id,
-            "order_value": round(case.order_value, 2),
-            "action": d.action,
-            "automated": d.automated,
-            "proposed_action": d.proposed_action,
-            "decided_at": format_ts(d.decided_at),
-            "trigger_event_id": d.trigger_event_id,
-            "policy_version": self.policy.version,
-            "model_version": self.scorer.version,
-            "rule": d.rule,
-            "reasons": list(d.reasons),
-            "scores": d.scores.to_record(),
-            "value_at_risk": d.value_at_risk,
-            "expected_saving": d.expected_saving,
-            "currency": case.currency,
-            "offer": offer,
-            "message": message,
-            "estimated_delivery_at": format_ts(eta) if eta else None,
-            "review_expires_at": (
-                format_ts(now + self.policy.review_expires_hours * HOUR)
-                if d.action == HUMAN_REVIEW
-                else None
-            ),
-            "sku_family": case.sku_family,
-            "courier_lane": case.lane,
-            "campaign": case.campaign,
-            "support_reason": case.support_reason(),
-        }
+            text = message_text(
+                spec, MessageFields.of_case(case), offer.to_record() if offer else None
+            )
+            message = CustomerMessage(spec.channel, d.action, text, send_after)
+        review_hours = self.policy.review_expires_hours
+        return Intervention(
+            intervention_id=iid,
+            decision=d,
+            customer_id=case.customer_id,
+            order_value=case.order_value,
+            currency=case.currency,
+            offer=offer,
+            message=message,
+            estimated_delivery_at=case.estimate_at or case.promised_at,
+            review_expires_at=now + review_hours * HOUR if d.action == HUMAN_REVIEW else None,
+        )
 
 
 __all__ = [

@@ -55,6 +55,7 @@ from operators.credit import CreditLedger
 from operators.decision import intervention_id
 from operators.messages import MessageFields, message_text
 from operators.policy import RecoveryPolicy
+from operators.records import CustomerMessage, Offer
 from operators.review_auth import (
     DEFAULT_MAX_MESSAGE_CHARS,
     DEFAULT_SIGNATURE_MAX_AGE_SECONDS,
@@ -398,9 +399,7 @@ def approved_intervention(
     offer = request.get("offer")
     if d.credit_amount is not None:
         offer = (
-            {"type": "store_credit", "amount": round(d.credit_amount, 2), "currency": currency}
-            if d.credit_amount > 0
-            else None
+            Offer(round(d.credit_amount, 2), currency).to_record() if d.credit_amount > 0 else None
         )
     elif spec.credit_share <= 0 and action != request.get("proposed_action"):
         offer = None  # the proposed action's credit does not carry over to another action
@@ -411,16 +410,8 @@ def approved_intervention(
         text = d.message_text
         if text is None:
             text = message_text(spec, MessageFields.of_record(request), offer)
-        send_after = None
-        if policy.quiet_hours is not None:
-            held = policy.quiet_hours.send_after(at)
-            send_after = format_ts(held) if held else None
-        message = {
-            "channel": spec.channel,
-            "template": action,
-            "text": text,
-            "send_after": send_after,
-        }
+        held = policy.quiet_hours.send_after(at) if policy.quiet_hours is not None else None
+        message = CustomerMessage(spec.channel, action, text, held)
     credit = offered_credit({"offer": offer})
     customer = request.get("customer_id")
     order_value = request.get("order_value")
@@ -433,7 +424,7 @@ def approved_intervention(
             stores.credit.used(customer, now) if stores and isinstance(customer, str) else 0.0
         ),
         at=at if message else None,
-        send_after=parse_ts(message["send_after"]) if message and message["send_after"] else None,
+        send_after=message.send_after if message else None,
         proposed_action=request.get("proposed_action"),
         policy_credit=offered_credit(request),
     )
@@ -464,7 +455,7 @@ def approved_intervention(
         "rule": "human_review.approved",
         "reasons": [*request.get("reasons", []), f"approved by reviewer {d.reviewer_id}"],
         "offer": offer,
-        "message": message,
+        "message": message.to_record() if message else None,
         "review_expires_at": None,
         "review_id": review_id,
         "reviewer_id": d.reviewer_id,
