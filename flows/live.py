@@ -291,7 +291,7 @@ def review_case_record(review: dict[str, Any]) -> dict[str, Any]:
         "trigger_event_id": f"{review['review_id']}:{review['recorded_at']}",
         "action": f"review_{review['status']}",
         "decided_at": review.get("decided_at") or review.get("recorded_at"),
-        "rule": "human_review",
+        "rule": REVIEW_ACTION,
         "reasons": [r for r in (review.get("reason"),) if r],
     }
 

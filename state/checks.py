@@ -91,7 +91,7 @@ def check_context_one_outcome_by_hand(open_store: Callable[[], Any]) -> None:
     """One refunded order: the numbers worked out by hand from the Beta prior."""
     store = open_store()
     store.record_outcome(
-        {"customer_id": "hand-1", "outcome": "refunded", "refund_value": 40.0,
+        {"customer_id": "hand-1", "outcome": Outcome.REFUNDED.value, "refund_value": 40.0,
          "order_value": 55.5, "sku_family": "hand-fam", "courier_lane": "hand:lane",
          "delayed": True, "resolved_at_ts": T0}
     )  # fmt: skip
@@ -157,7 +157,7 @@ def check_case_round_trip(open_store: Callable[[], Any]) -> None:
     store.put_view(oid, last)
     case = open_store().get(oid)
     assert case == {"view": last, "decisions": decisions, "interventions": [iv], "outcome": None}
-    outcome = {"order_id": oid, "outcome": "kept"}
+    outcome = {"order_id": oid, "outcome": Outcome.KEPT.value}
     store.put_outcome(oid, outcome)
     assert open_store().get(oid)["outcome"] == outcome
     assert open_store().get("case-2") is None  # other orders untouched
