@@ -198,7 +198,7 @@ def idle_case() -> str:
 
     wall = [1_000_000.0]
     real = time.time
-    time.time = lambda: wall[0]  # type: ignore[assignment]
+    time.time = lambda: wall[0]  # type: ignore[assignment]  # a fake wall clock
     try:
         cfg = WindowConfig(allowed_lateness=6 * 3600.0, window_after_placed=10 * 3600.0,
                            idle_advance_seconds=60.0, sources=("p0", "p1"))  # fmt: skip
@@ -218,7 +218,7 @@ def idle_case() -> str:
         late = sum(1 for x in out if getattr(x, "reason", "").startswith("late"))
         return f"lost {late} (late)" if late else "ok"
     finally:
-        time.time = real  # type: ignore[assignment]
+        time.time = real  # type: ignore[assignment]  # restore the wall clock
 
 
 # --- webhooks and secrets -------------------------------------------------------------------------
@@ -285,7 +285,7 @@ def receiver_replay_case() -> str:
 
     spec = importlib.util.spec_from_file_location("rx", CODE / "examples" / "webhook_receiver.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]  # a .py file has a loader
     server = module.Receiver(("127.0.0.1", 0), "s3cret")
     threading.Thread(target=server.serve_forever, daemon=True).start()
     body = json.dumps({"intervention_id": "iv-1", "intervention": {

@@ -55,7 +55,7 @@ def main() -> int:
     ap.add_argument("--truth-labels", action="store_true", help="label treated points by truth")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    doc = yaml.safe_load((ROOT / "flows" / "policies" / "default.yaml").read_text())
+    doc = yaml.safe_load((ROOT / "operators" / "policies" / "default.yaml").read_text())
     if args.horizon_days is not None:
         doc["learning"]["label_horizon_days"] = args.horizon_days
     policy = RecoveryPolicy.from_text(yaml.safe_dump(doc), "default.yaml")

@@ -63,7 +63,7 @@ def simulate_events(orders: int, seed: int, work: Path) -> list[tuple[str, bytes
                 raise
             print(f"simulator not ready ({type(exc).__name__}); retrying", file=sys.stderr)
             time.sleep(2)
-    return [e for e in iter_input_dir(out) if e[2] and e[3]]  # type: ignore[misc]
+    return [e for e in iter_input_dir(out) if e[2] and e[3]]  # type: ignore[misc]  # tuples of known shape
 
 
 class Collector(threading.Thread):

@@ -51,6 +51,7 @@ from operators.engine import DecisionEngine  # noqa: E402
 from operators.policy import RecoveryPolicy  # noqa: E402
 from operators.simulation import simulate  # noqa: E402
 from operators.window import CaseWindow, ExpiryClock, WindowConfig, shard_of  # noqa: E402
+from state.context import InMemoryContextStore  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -120,7 +121,7 @@ def open_cases(
     # change in what a case holds).
     config = WindowConfig(allowed_lateness=30 * DAY)
     clocks = [ExpiryClock(config) for _ in range(config.shards)]
-    engine = DecisionEngine(RecoveryPolicy.default())
+    engine = DecisionEngine(RecoveryPolicy.default(), context=InMemoryContextStore())
     logics: dict[str, CaseLogic] = {}
     closed = 0
     for events in case_events(n, tmpl, customers):

@@ -36,6 +36,7 @@ from operators.features import FEATURE_NAMES  # noqa: E402
 from operators.models import Example, Learner, OnlineScorer, SnapshotBoard  # noqa: E402
 from operators.policy import RecoveryPolicy  # noqa: E402
 from operators.window import WindowConfig, run_in_memory  # noqa: E402
+from state.context import InMemoryContextStore  # noqa: E402
 
 DEFAULT_CSV = ROOT.parent / "shared/data/online-retail/online-retail-2010-12_2011-06.csv.gz"
 
@@ -65,7 +66,9 @@ def run(csv: Path, split: datetime, window_days: float, publish_every: int) -> d
 
         # Each order is labelled "refunded within the recovery window", at its end.
         learner = Recording(publish_every, horizon=window_days * DAY)
-        engine = DecisionEngine(RecoveryPolicy.default(), scorer=OnlineScorer(board))
+        engine = DecisionEngine(
+            RecoveryPolicy.default(), scorer=OnlineScorer(board), context=InMemoryContextStore()
+        )
 
         def on_output(out: tuple[str, Any]) -> None:
             if out[0] not in ("pending", "resolution"):

@@ -35,7 +35,7 @@ from operators.policy import RecoveryPolicy  # noqa: E402
 from operators.simulation import simulate  # noqa: E402
 from operators.worlds import spread  # noqa: E402
 
-DEFAULT = ROOT / "flows" / "policies" / "default.yaml"
+DEFAULT = ROOT / "operators" / "policies" / "default.yaml"
 PROPENSITY = (0.0, 0.05, 0.10, 0.15, 0.25)
 SAVING = (0.0, 0.5, 2.0)
 

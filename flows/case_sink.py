@@ -89,6 +89,15 @@ class CaseStoreSink(DynamicSink[CaseRecord]):
         return _CasePartition(self.store_factory())
 
 
+def _tagger(kind: str) -> Callable[[dict[str, Any]], CaseRecord]:
+    """Tags each record of one output stream with its case-record kind."""
+
+    def tag(record: dict[str, Any]) -> CaseRecord:
+        return (kind, record)
+
+    return tag
+
+
 def case_records(streams: FlowStreams) -> Stream[CaseRecord]:
     """The flow's case views, decisions, interventions and outcomes as one tagged stream.
 
@@ -100,7 +109,7 @@ def case_records(streams: FlowStreams) -> Stream[CaseRecord]:
         records = streams.records.get(name)
         if records is None:
             continue
-        tagged.append(op.map(f"case_store_tag_{name}", records, lambda r, k=kind: (k, r)))
+        tagged.append(op.map(f"case_store_tag_{name}", records, _tagger(kind)))
     return op.merge("case_store_records", *tagged)
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import StatefulLogic
+from bytewax.outputs import Sink
 
 from flows.connectors.kafka import KafkaInputSource, KafkaRecordSink, make_producer
 from flows.connectors.webhooks import DeliveryResult, Dispatcher, DispatchMetrics, DispatchSink
@@ -271,9 +272,16 @@ def add_review_loop(
         "review_refused", reviewed, lambda t: t[1] if t[0] == "dead_letter" else None
     )
     records["interventions"] = op.merge("interventions_all", records["interventions"], approved)
-    bad = op.map("review_dead_letter", valid.falses, DeadLetter.to_record)
+    bad = op.map("review_dead_letter", valid.falses, _dead_letter_record)
     records["dead_letter"] = op.merge("dead_letter_all", records["dead_letter"], bad, refused)
     return reviews
+
+
+def _dead_letter_record(parsed: ReviewDecision | DeadLetter) -> dict[str, Any]:
+    """The dead-letter record of a review decision that did not parse (the branch's false
+    side holds only dead letters)."""
+    assert isinstance(parsed, DeadLetter), parsed
+    return parsed.to_record()
 
 
 def review_case_record(review: dict[str, Any]) -> dict[str, Any]:
@@ -283,7 +291,7 @@ def review_case_record(review: dict[str, Any]) -> dict[str, Any]:
         "trigger_event_id": f"{review['review_id']}:{review['recorded_at']}",
         "action": f"review_{review['status']}",
         "decided_at": review.get("decided_at") or review.get("recorded_at"),
-        "rule": "human_review",
+        "rule": REVIEW_ACTION,
         "reasons": [r for r in (review.get("reason"),) if r],
     }
 
@@ -377,7 +385,9 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
         "outcomes": "outcome",
         "dead_letter": "dead_letter",
     }
-    sinks = {name: KafkaRecordSink(kafka, out[name], types[name]) for name in types}
+    sinks: dict[str, Sink[Any]] = {
+        name: KafkaRecordSink(kafka, out[name], types[name]) for name in types
+    }
     attach_outputs(streams, sinks, observer)
     op.output("out_reviews", reviews, KafkaRecordSink(kafka, out["decisions"], "review"))
 
@@ -402,7 +412,10 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
 
             producer = make_producer(kafka)
             topic = out["dead_letter"]
-            headers = [("type", b"dead_letter"), ("contract_version", b"1")]
+            headers: list[tuple[str, str | bytes | None]] = [
+                ("type", b"dead_letter"),
+                ("contract_version", b"1"),
+            ]
 
             def dead_letter(record: dict[str, Any]) -> None:
                 import orjson

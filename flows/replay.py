@@ -21,6 +21,7 @@ from operators.models import OnlineScorer, truth_lookup
 from operators.policy import RecoveryPolicy
 from operators.scoring import HeuristicScorer
 from operators.window import Decider, WindowConfig
+from state.context import InMemoryContextStore
 from state.models import ModelStore
 
 
@@ -98,7 +99,9 @@ def run_replay(
 
     def default_factory() -> Decider:
         scorer = OnlineScorer(models.board) if opts.learn else HeuristicScorer()
-        engine = DecisionEngine(pol, scorer=scorer, emit_examples=opts.learn)
+        engine = DecisionEngine(
+            pol, scorer=scorer, emit_examples=opts.learn, context=InMemoryContextStore()
+        )
         engines.append(engine)
         return engine
 

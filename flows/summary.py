@@ -29,6 +29,7 @@ from operators.evaluation import (
 from operators.policy import RecoveryPolicy
 from operators.quality import format_quality, quality_at_decision
 from operators.uplift import rows_from_outcomes
+from operators.vocabulary import Action
 
 
 def summarize(
@@ -72,7 +73,7 @@ def summarize(
         "interventions": len(interventions),
         "interventions_by_action": dict(sorted(interventions_by.items())),
         "interventions_automated": automated,
-        "human_review": interventions_by.get("human_review", 0),
+        "human_review": interventions_by.get(Action.HUMAN_REVIEW, 0),
         "dead_letters": len(dead),
         "dead_letters_by_reason": dict(sorted(dead_by.items())),
         "observed": observed_totals(outcomes),

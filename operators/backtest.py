@@ -16,6 +16,7 @@ from operators.baselines import Choice, truth_outcome
 from operators.evaluation import REFUNDED
 from operators.policy import RecoveryPolicy
 from operators.uplift import SEGMENTS, UpliftRow, uplift_by_action, uplift_by_segment
+from operators.vocabulary import Action
 
 #: Figures a backtest cannot know without ground truth.
 NEEDS_TRUTH = (
@@ -77,7 +78,7 @@ def policy_figures(summary: dict[str, Any], policy: RecoveryPolicy) -> dict[str,
     when the summary has it)."""
     cases = summary["cases"] or 1
     by_type: dict[str, int] = summary.get("interventions_by_action") or {}
-    reviews = by_type.get("human_review", 0)
+    reviews = by_type.get(Action.HUMAN_REVIEW, 0)
     costs = summary.get("costs") or {}
     contact_cost = costs.get("contact_cost", 0.0)
     credit_cost = costs.get("credit_cost", 0.0)

@@ -40,17 +40,16 @@ to every order, so that every arm covers the same orders.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from operators.actions import action_names, definition
 from operators.contract import parse_ts
 from operators.decision import unit_hash
 from operators.vocabulary import Action, DecisionPoint, Outcome
 
 REFUND_KINDS = frozenset({Outcome.REFUNDED, Outcome.CHARGEBACK})
-#: Actions that reach the customer (a contact); human review is an agent looking first.
-CUSTOMER_FACING = frozenset(Action.interventions()) - {Action.HUMAN_REVIEW}
 #: The arms in the order every table lists them, with their short names.
 ARM_LABELS: dict[str, str] = {
     "status_quo": "status quo",
@@ -127,10 +126,11 @@ def truth_for(row: Mapping[str, Any], action: str, at: float | None) -> Mapping[
         request_at = row.get("request_at")
         late = row.get("outcomes_late")
         if late and request_at and at is not None and at >= parse_ts(request_at):
-            found = late.get(action)
+            found: Mapping[str, Any] | None = late.get(action)
             if found is not None:
                 return found
-    return outcomes.get(action)
+    chosen: Mapping[str, Any] | None = outcomes.get(action)
+    return chosen
 
 
 def truth_outcome(row: Mapping[str, Any], action: str, at: float | None) -> Mapping[str, Any]:
@@ -211,7 +211,7 @@ def evaluate_arm(
         contact, credit = spending(choice, value, costs)
         arm.contact_cost += contact
         arm.credit_cost += credit
-        if any(a in CUSTOMER_FACING for a in taken):
+        if any(definition(a).customer_facing for a in taken):
             arm.contacted_orders += 1
             if row["outcomes"]["none"]["outcome"] not in REFUND_KINDS:
                 arm.contacted_keepers += 1
@@ -239,8 +239,9 @@ def oracle_choices(truth: Mapping[str, Mapping[str, Any]], costs: ActionCosts) -
     for oid, row in truth.items():
         value = float(row.get("order_value") or 0.0)
         best, best_loss = Action.NONE.value, float(row["outcomes"]["none"]["refund_value"])
+        registered = action_names()
         for action, o in row["outcomes"].items():
-            if action not in CUSTOMER_FACING and action != Action.HUMAN_REVIEW:
+            if action not in registered:
                 continue  # "none" and the blanket-refund practice are not actions
             loss = float(o["refund_value"]) + costs.of(action, value)
             if loss < best_loss - 1e-9:
@@ -253,7 +254,7 @@ def oracle_choices(truth: Mapping[str, Mapping[str, Any]], costs: ActionCosts) -
 def blanket_refund_outcomes(truth: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     """The truth rows with ``none`` replaced by the blanket-refund practice, for
     :func:`evaluate_arm` (orders without a request are unchanged)."""
-    out = {}
+    out: dict[str, Mapping[str, Any]] = {}
     for oid, row in truth.items():
         blanket = row["outcomes"].get("blanket_refund", row["outcomes"]["none"])
         out[oid] = {**row, "outcomes": {**row["outcomes"], "none": blanket}}
@@ -310,8 +311,8 @@ def random_eligible_choices(
 def compare_arms(
     truth: Mapping[str, Mapping[str, Any]],
     costs: ActionCosts,
-    decisions: list[Mapping[str, Any]],
-    static_decisions: list[Mapping[str, Any]] | None = None,
+    decisions: Sequence[Mapping[str, Any]],
+    static_decisions: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Every arm on the same truth, with each arm's captured share of the oracle's
     avoidable loss. ``decisions`` are the evaluated run's; ``static_decisions`` those of
@@ -374,7 +375,7 @@ def format_arms(block: Mapping[str, Any]) -> list[str]:
 def regret_by_day(
     truth: Mapping[str, Mapping[str, Any]],
     costs: ActionCosts,
-    decisions: list[Mapping[str, Any]],
+    decisions: Sequence[Mapping[str, Any]],
 ) -> list[dict[str, Any]]:
     """Per day of order placement: the policy's loss above the oracle's (regret), the
     avoidable loss, and the captured share; a learning policy's share should rise."""

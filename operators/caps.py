@@ -40,11 +40,12 @@ from typing import Any
 from operators.contract import ContractError, format_ts, parse_ts
 from operators.credit import CreditLedger
 from operators.policy import RecoveryPolicy
-from state.contacts import ContactBook
+from operators.stores import ContactBook
+from operators.vocabulary import Action
 
 #: Amounts are compared at cent precision: 20.000000001 is not above a cap of 20.
 EPSILON = 1e-6
-REVIEW_ACTION = "human_review"
+REVIEW_ACTION: str = Action.HUMAN_REVIEW.value
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,11 +42,11 @@ STAGE_AT_RISK = "at_risk"
 STAGE_RESOLVED = "resolved"
 
 #: Outcome of a case, by the event that resolved it.
-OUTCOME_BY_TYPE = {
-    "refund_issued": "refunded",
-    "exchange_completed": "exchanged",
-    "order_cancelled": "cancelled",
-    "chargeback_opened": "chargeback",
+OUTCOME_BY_TYPE: dict[str, str] = {
+    "refund_issued": Outcome.REFUNDED.value,
+    "exchange_completed": Outcome.EXCHANGED.value,
+    "order_cancelled": Outcome.CANCELLED.value,
+    "chargeback_opened": Outcome.CHARGEBACK.value,
 }
 
 #: Event types that can change a decision; routine tracking scans do not.
@@ -398,36 +398,6 @@ class OrderCase:
 
     def record_action(self, ts: float, action: str) -> None:
         self.actions.append((ts, action))
-
-    def outcome_record(self, closed_at: float, *, censored: bool = False) -> dict[str, Any]:
-        """The ``outcomes`` output record. ``censored``: the input ended (at ``closed_at``)
-        before the case resolved; it counts as no refund as of then."""
-        outcome = Outcome.CENSORED.value if censored else (self.outcome or "kept")
-        refunded = self.refund_value if outcome in ("refunded", "chargeback") else 0.0
-        if outcome in ("kept", "exchanged", "censored"):
-            retained = self.order_value
-        elif outcome == "refunded":
-            retained = max(self.order_value - refunded, 0.0)
-        else:
-            retained = 0.0
-        return {
-            "order_id": self.order_id,
-            "customer_id": self.customer_id,
-            "outcome": outcome,
-            "resolved_at": format_ts(closed_at if censored else (self.resolved_at or closed_at)),
-            "refund_value": round(refunded, 2),
-            "retained_value": round(retained, 2),
-            "order_value": round(self.order_value, 2),
-            "currency": self.currency,
-            "arm": self.arm,
-            "actions": [a for _, a in self.actions],
-            "predicted_return_propensity": self.first_propensity,
-            "sku_family": self.sku_family,
-            "courier_lane": self.lane,
-            "campaign": self.campaign,
-            "support_reason": self.support_reason(),
-            "at_risk": self.is_at_risk(),
-        }
 
 
 # --- per-type handlers --------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Decisions and intervention events: the records the decide step emits.
 
->>> arm_of("order-1", 0.0, "s"), arm_of("order-1", 1.0, "s")
-('treatment', 'control')
+>>> [str(arm_of("order-1", share, "s")) for share in (0.0, 1.0)]
+['treatment', 'control']
 >>> intervention_id("o1", "proactive_reassurance", "e9", "v1") == intervention_id(
 ...     "o1", "proactive_reassurance", "e9", "v1")
 True
@@ -10,18 +10,20 @@ True
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-ACTIONS: tuple[str, ...] = (
-    "proactive_reassurance",
-    "exchange_first_offer",
-    "product_guidance",
-    "delayed_shipment_intervention",
-    "human_review",
-)
-NO_ACTION = "none"
-TREATMENT = "treatment"
-CONTROL = "control"
+from operators.contract import format_ts
+from operators.vocabulary import Action, Arm
+
+if TYPE_CHECKING:
+    from operators.case import OrderCase
+
+# Plain strings (``.value``): they become keys of output records, which orjson requires to
+# be exactly ``str``.
+NO_ACTION: str = Action.NONE.value
+TREATMENT: str = Arm.TREATMENT.value
+CONTROL: str = Arm.CONTROL.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +57,38 @@ class Scores:
 
 
 @dataclass(frozen=True, slots=True)
+class CaseLabels:
+    """The segment labels every output record of a case carries (for reports and metrics;
+    never personal data)."""
+
+    sku_family: str | None = None
+    courier_lane: str | None = None
+    campaign: str | None = None
+    support_reason: str | None = None
+
+    @classmethod
+    def of_case(cls, case: OrderCase) -> CaseLabels:
+        return cls(case.sku_family, case.lane, case.campaign, case.support_reason())
+
+    def to_record(self) -> dict[str, str | None]:
+        return {
+            "sku_family": self.sku_family,
+            "courier_lane": self.courier_lane,
+            "campaign": self.campaign,
+            "support_reason": self.support_reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
-    """The outcome of one decision point for one case."""
+    """The outcome of one decision point for one case: chosen in
+    ``DecisionEngine._choose``, stamped with the versions and the case's labels in
+    ``DecisionEngine.decide``, written by :meth:`to_record` (the ``decisions`` output)."""
 
     order_id: str
     decided_at: float
     trigger_event_id: str
-    action: str  # one of ACTIONS or NO_ACTION
+    action: str  # a registered action (operators.actions) or NO_ACTION
     arm: str
     automated: bool
     rule: str
@@ -77,6 +104,38 @@ class Decision:
     #: Each option's probability at this point (off-policy evaluation needs the chance of
     #: "none" where something else was chosen); empty for a deterministic decision.
     probabilities: tuple[tuple[str, float], ...] = ()
+    policy_version: str = ""
+    model_version: str = ""
+    labels: CaseLabels = field(default_factory=CaseLabels)
+
+    def to_record(self) -> dict[str, Any]:
+        """The ``decisions`` output record of contract v1."""
+        labels = self.labels
+        return {
+            "order_id": self.order_id,
+            "decided_at": format_ts(self.decided_at),
+            "trigger_event_id": self.trigger_event_id,
+            "arm": self.arm,
+            "action": self.action,
+            "automated": self.automated,
+            "proposed_action": self.proposed_action,
+            "rule": self.rule,
+            "reasons": list(self.reasons),
+            "scores": self.scores.to_record(),
+            "value_at_risk": self.value_at_risk,
+            "expected_saving": self.expected_saving,
+            "policy_version": self.policy_version,
+            "model_version": self.model_version,
+            "sku_family": labels.sku_family,
+            "courier_lane": labels.courier_lane,
+            "campaign": labels.campaign,
+            "support_reason": labels.support_reason,
+            "point": self.point,
+            "eligible": list(self.eligible),
+            "propensity": self.propensity,
+            "probabilities": dict(self.probabilities) if self.probabilities else None,
+            "segment": self.segment,
+        }
 
 
 def unit_hash(text: str) -> float:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 import threading
+from dataclasses import replace
 from typing import Any
 
 from operators.bandit import (
@@ -37,25 +38,30 @@ from operators.bandit import (
     thompson_choice,
 )
 from operators.case import HOUR, OrderCase
-from operators.contract import Event, format_ts, parse_ts
+from operators.contract import Event, parse_ts
 from operators.credit import CreditLedger, InMemoryCreditLedger
 from operators.decision import (
     CONTROL,
     NO_ACTION,
     TREATMENT,
+    CaseLabels,
     Decision,
     Scores,
     arm_of,
     intervention_id,
 )
 from operators.features import build_features, to_vector
+from operators.messages import MessageFields, message_text
 from operators.models import Pending, Resolution
 from operators.policy import ActionSpec, RecoveryPolicy
+from operators.records import CustomerMessage, Intervention, Offer
 from operators.scoring import HeuristicScorer, Scorer, abuse_risk
-from operators.vocabulary import Outcome
-from state.context import ContextStore, InMemoryContextStore
+from operators.stores import ContextStore
+from operators.vocabulary import Action, Outcome
 
 Output = tuple[str, Any]
+#: A plain string: decisions are counted by action, and record keys must be exactly ``str``.
+HUMAN_REVIEW: str = Action.HUMAN_REVIEW.value
 
 
 def _probabilities(choice: Choice | None) -> tuple[tuple[str, float], ...]:
@@ -83,13 +89,14 @@ class DecisionEngine:
         self,
         policy: RecoveryPolicy,
         scorer: Scorer | None = None,
-        context: ContextStore | None = None,
+        *,
+        context: ContextStore,
         ledger: CreditLedger | None = None,
         emit_examples: bool = True,
     ) -> None:
         self.policy = policy
         self.scorer: Scorer = scorer or HeuristicScorer()
-        self.context: ContextStore = context if context is not None else InMemoryContextStore()
+        self.context: ContextStore = context
         self.ledger: CreditLedger = ledger if ledger is not None else InMemoryCreditLedger()
         self.emit_examples = emit_examples
         self.prior = HeuristicScorer()
@@ -131,11 +138,17 @@ class DecisionEngine:
         # Once the treatment arm acted, later points teach nothing: the truth of the case is
         # keyed on its first action.
         acted_before = treated and bool(case.actions)
-        out: list[Output] = [("decision", self._decision_record(decision, case))]
+        decision = replace(
+            decision,
+            policy_version=self.policy.version,
+            model_version=self.scorer.version,
+            labels=CaseLabels.of_case(case),
+        )
+        out: list[Output] = [("decision", decision.to_record())]
         if decision.action != NO_ACTION:
             case.record_action(now, decision.action)
             if treated:
-                out.append(("intervention", self._intervention_record(decision, case, now)))
+                out.append(("intervention", self._intervention(decision, case, now).to_record()))
         if self.emit_examples and not acted_before:
             action = decision.action if treated and decision.action != NO_ACTION else None
             p_arm = prior_p if action is None else prior_p * (1.0 - prior_rec.get(action, 0.0))
@@ -188,12 +201,25 @@ class DecisionEngine:
         amount = min(spec.credit_share * case.order_value, self.policy.max_credit_per_order, room)
         return round(max(amount, 0.0), 2)
 
+    @staticmethod
+    def _recovery(recover: dict[str, float], spec: ActionSpec) -> float:
+        """P(recovered | the action) from the scorer, or the policy's fixed
+        ``base_recovery``. Neither: an error, never a silent 0 (an action missing from a
+        scorer would otherwise never be chosen)."""
+        p = recover.get(spec.name, spec.base_recovery)
+        if p is None:
+            raise KeyError(
+                f"the scorer has no P(recovered) for {spec.name!r} and the policy sets no "
+                "base_recovery for it: register the action in operators/actions.py"
+            )
+        return p
+
     def _blocked(self, spec: ActionSpec, case: OrderCase, now: float) -> str | None:
         for ts, action in reversed(case.actions):
             if action == spec.name and now - ts < spec.cooldown_hours * HOUR:
                 return f"{spec.name} cooldown ({spec.cooldown_hours:g}h)"
         if spec.customer_facing:
-            contacts = sum(1 for _, a in case.actions if a != "human_review")
+            contacts = sum(1 for _, a in case.actions if a != HUMAN_REVIEW)
             if contacts >= self.policy.max_contacts_per_order:
                 return f"contact limit ({self.policy.max_contacts_per_order} per order)"
         return None
@@ -226,7 +252,7 @@ class DecisionEngine:
         candidates: list[tuple[float, ActionSpec, str, float]] = []
         blocked: list[str] = []
         for spec in policy.actions.values():
-            if spec.name == "human_review":
+            if spec.name == HUMAN_REVIEW:
                 continue
             clause = next((c for c in spec.eligible if c.holds(case, now)), None)
             if clause is None:
@@ -236,7 +262,7 @@ class DecisionEngine:
                 blocked.append(why)
                 continue
             credit = self._credit(spec, case, now)
-            p_rec = recover.get(spec.name, spec.base_recovery or 0.0)
+            p_rec = self._recovery(recover, spec)
             ev = p_refund * p_rec * value - spec.cost - credit
             candidates.append((ev, spec, clause.name, credit))
         eligible = tuple(sorted(c[1].name for c in candidates))
@@ -261,11 +287,11 @@ class DecisionEngine:
         review = self._review_reasons(case, value_at_risk, abuse, abuse_reasons)
         if (
             review
-            and "human_review" in policy.actions
+            and HUMAN_REVIEW in policy.actions
             and case.order_value >= policy.automation.min_value_for_review
         ):
             # The automation boundary: deterministic, never explored.
-            spec = policy.actions["human_review"]
+            spec = policy.actions[HUMAN_REVIEW]
             why = self._blocked(spec, case, now)
             if why is not None:
                 # A person already has this case: acting alone now would cross the boundary.
@@ -276,7 +302,7 @@ class DecisionEngine:
             if proposed:
                 reasons.append(f"proposed {proposed}")
             return Decision(
-                case.order_id, now, trigger.event_id, "human_review", arm, False,
+                case.order_id, now, trigger.event_id, HUMAN_REVIEW, arm, False,
                 "automation_boundary", tuple(reasons), scores, value_at_risk,
                 saving, proposed, point, eligible, 1.0, segment,
             )  # fmt: skip
@@ -364,34 +390,7 @@ class DecisionEngine:
 
     # --- records -----------------------------------------------------------------------
 
-    def _decision_record(self, d: Decision, case: OrderCase) -> dict[str, Any]:
-        return {
-            "order_id": d.order_id,
-            "decided_at": format_ts(d.decided_at),
-            "trigger_event_id": d.trigger_event_id,
-            "arm": d.arm,
-            "action": d.action,
-            "automated": d.automated,
-            "proposed_action": d.proposed_action,
-            "rule": d.rule,
-            "reasons": list(d.reasons),
-            "scores": d.scores.to_record(),
-            "value_at_risk": d.value_at_risk,
-            "expected_saving": d.expected_saving,
-            "policy_version": self.policy.version,
-            "model_version": self.scorer.version,
-            "sku_family": case.sku_family,
-            "courier_lane": case.lane,
-            "campaign": case.campaign,
-            "support_reason": case.support_reason(),
-            "point": d.point,
-            "eligible": list(d.eligible),
-            "propensity": d.propensity,
-            "probabilities": dict(d.probabilities) if d.probabilities else None,
-            "segment": d.segment,
-        }
-
-    def _intervention_record(self, d: Decision, case: OrderCase, now: float) -> dict[str, Any]:
+    def _intervention(self, d: Decision, case: OrderCase, now: float) -> Intervention:
         spec = self.policy.actions[d.action]
         iid = intervention_id(d.order_id, d.action, d.trigger_event_id, self.policy.version)
         offer = None
@@ -405,90 +404,32 @@ class DecisionEngine:
                 # again (the caps check at dispatch) does not count it twice.
                 credit = self.ledger.reserve(case.customer_id, now, credit, cap, grant_id=iid)
             if credit > 0:
-                offer = {"type": "store_credit", "amount": credit, "currency": case.currency}
-        eta = case.estimate_at or case.promised_at
+                offer = Offer(credit, case.currency)
         message = None
         if spec.message_template is not None:
             send_after = None
             if self.policy.quiet_hours is not None and spec.customer_facing:
                 send_after = self.policy.quiet_hours.send_after(now)
-            message = {
-                "channel": spec.channel,
-                "template": d.action,
-                "text": message_text(spec, case, offer),
-                "send_after": format_ts(send_after) if send_after else None,
-            }
-        return {
-            "intervention_id": iid,
-            "order_id": d.order_id,
-            "customer_id": case.customer_id,
-            "order_value": round(case.order_value, 2),
-            "action": d.action,
-            "automated": d.automated,
-            "proposed_action": d.proposed_action,
-            "decided_at": format_ts(d.decided_at),
-            "trigger_event_id": d.trigger_event_id,
-            "policy_version": self.policy.version,
-            "model_version": self.scorer.version,
-            "rule": d.rule,
-            "reasons": list(d.reasons),
-            "scores": d.scores.to_record(),
-            "value_at_risk": d.value_at_risk,
-            "expected_saving": d.expected_saving,
-            "currency": case.currency,
-            "offer": offer,
-            "message": message,
-            "estimated_delivery_at": format_ts(eta) if eta else None,
-            "review_expires_at": (
-                format_ts(now + self.policy.review_expires_hours * HOUR)
-                if d.action == "human_review"
-                else None
-            ),
-            "sku_family": case.sku_family,
-            "courier_lane": case.lane,
-            "campaign": case.campaign,
-            "support_reason": case.support_reason(),
-        }
-
-
-class _Fields(dict):
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
-
-
-def message_text(spec: ActionSpec, case: OrderCase, offer: dict[str, Any] | None) -> str:
-    """An action's message for a case: its template, plus its credit sentence when the
-    intervention offers credit."""
-    template = spec.message_template or ""
-    if offer and spec.message_credit_template:
-        template = f"{template} {spec.message_credit_template}"
-    return render_message(template, case, offer)
-
-
-def render_message(template: str, case: OrderCase, offer: dict[str, Any] | None) -> str:
-    """Render an action's message template with the case's fields.
-
-    Only non-identifying fields are offered (no name, email or address: the messaging
-    system adds those from its own customer record).
-
-    >>> render_message("Order {order_id}: {credit}", OrderCase("o-1", currency="EUR"), None)
-    'Order o-1: '
-    """
-    eta = case.estimate_at or case.promised_at
-    fields = _Fields(
-        order_id=case.order_id,
-        sku_family=case.sku_family or "",
-        estimated_delivery=format_ts(eta)[:10] if eta else "",
-        credit=f"{offer['amount']:.2f} {offer['currency']}" if offer else "",
-        currency=case.currency or "",
-    )
-    return template.format_map(fields)
+            text = message_text(
+                spec, MessageFields.of_case(case), offer.to_record() if offer else None
+            )
+            message = CustomerMessage(spec.channel, d.action, text, send_after)
+        review_hours = self.policy.review_expires_hours
+        return Intervention(
+            intervention_id=iid,
+            decision=d,
+            customer_id=case.customer_id,
+            order_value=case.order_value,
+            currency=case.currency,
+            offer=offer,
+            message=message,
+            estimated_delivery_at=case.estimate_at or case.promised_at,
+            review_expires_at=now + review_hours * HOUR if d.action == HUMAN_REVIEW else None,
+        )
 
 
 __all__ = [
     "CONTROL",
     "TREATMENT",
     "DecisionEngine",
-    "message_text",
-    "render_message",
 ]

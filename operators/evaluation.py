@@ -23,7 +23,9 @@ from typing import Any
 
 import orjson
 
-REFUNDED = frozenset({"refunded", "chargeback"})
+from operators.vocabulary import Outcome
+
+REFUNDED = frozenset({Outcome.REFUNDED, Outcome.CHARGEBACK})
 
 
 def load_ground_truth(path: Path) -> dict[str, dict[str, Any]]:

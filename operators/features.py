@@ -18,7 +18,7 @@ import math
 import struct
 
 from operators.case import HOUR, OrderCase
-from state.context import ContextStore
+from operators.stores import ContextStore
 
 _INTENT_FLAGS = (
     "where_is_my_order",

@@ -45,12 +45,14 @@ from dataclasses import dataclass
 from operator import mul
 from typing import Any
 
+from operators.actions import action_names
 from operators.bandit import NONE, BanditLearner, BanditPosterior
 from operators.baselines import truth_for
-from operators.decision import ACTIONS, Scores
+from operators.decision import Scores
 from operators.features import FEATURE_NAMES, from_vector, to_vector
 from operators.scoring import HeuristicScorer, abuse_risk, customer_value, promise_sensitivity
-from state.models import ModelStore
+from operators.stores import ModelStore
+from operators.vocabulary import Outcome
 
 PROPENSITY = "return_propensity"
 MODEL_SET = "salvage-models"
@@ -160,7 +162,7 @@ class Resolution:
 #: action) from a simulator's ground truth, each None where the truth does not say.
 TruthLookup = Callable[[str, str, float], tuple[bool | None, bool | None]]
 
-_REFUNDS = frozenset({"refunded", "chargeback"})
+_REFUNDS = frozenset({Outcome.REFUNDED, Outcome.CHARGEBACK})
 
 
 def truth_lookup(truth: dict[str, dict[str, Any]]) -> TruthLookup:
@@ -417,9 +419,9 @@ class Learner:
         prior_precision: float = 12.5,
     ) -> None:
         self.propensity = _model()
-        self.recovery: dict[str, Any] = {a: _model() for a in ACTIONS}
+        self.recovery: dict[str, Any] = {a: _model() for a in action_names()}
         self.propensity_examples = 0
-        self.recovery_examples: dict[str, int] = dict.fromkeys(ACTIONS, 0)
+        self.recovery_examples: dict[str, int] = dict.fromkeys(action_names(), 0)
         self.validation = ProgressiveValidation(validation_window)
         #: Quality at each case's first decision point, and per decision point.
         self.first_point = _Histogram()
@@ -518,7 +520,7 @@ class Learner:
         heapq.heappush(self._heap, (h.release_at, self._seq, h))
 
     def _resolve(self, r: Resolution) -> None:
-        if r.outcome == "cancelled":
+        if r.outcome == Outcome.CANCELLED:
             # Points whose horizon ended before the cancellation keep their label (no
             # refund); the others have no refund question left.
             self._drop_after(r.order_id, r.resolved_at)
@@ -776,7 +778,7 @@ class OnlineScorer:
             learned_p = snap.propensity.predict(x)
             p_refund = self._blend(learned_p, prior_p, snap.propensity_examples)
             recover = {}
-            for action in ACTIONS:
+            for action in action_names():
                 n = snap.recovery_examples.get(action, 0)
                 if n == 0:
                     recover[action] = prior_rec[action]

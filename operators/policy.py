@@ -35,16 +35,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from operators.actions import action_names, definition
 from operators.case import OrderCase
 from operators.contract import INTENTS, REFUND_REASONS
 
-ACTION_NAMES = (
-    "proactive_reassurance",
-    "exchange_first_offer",
-    "product_guidance",
-    "delayed_shipment_intervention",
-    "human_review",
-)
+#: The registered actions when this module was imported. Kept for ``flows.settings``, which
+#: reads it at import; new code calls ``operators.actions.action_names()`` (it also sees
+#: actions registered later).
+ACTION_NAMES = action_names()
 REQUEST_TYPE_NAMES = ("return_requested", "refund_requested", "exchange_requested")
 DEFAULT_POLICY = "default.yaml"
 #: How a learned policy may choose among its options (``learning.choice``).
@@ -287,6 +285,8 @@ class ActionSpec:
     cooldown_hours: float = 72.0
     customer_facing: bool = True
     eligible: tuple[Eligibility, ...] = ()
+    #: A fixed P(recovered) for a scorer without an estimate for this action (none of the
+    #: shipped scorers: they score every registered action).
     base_recovery: float | None = None
     message_template: str | None = None
     #: Appended to the message only when the intervention carries a credit offer, so a
@@ -383,9 +383,12 @@ class RecoveryPolicy:
 
     @classmethod
     def default(cls) -> RecoveryPolicy:
-        """The policy that ships with Salvage (``flows/policies/default.yaml``)."""
-        ref = resources.files("flows") / "policies" / DEFAULT_POLICY
-        return cls.from_text(ref.read_text(encoding="utf-8"), f"flows/policies/{DEFAULT_POLICY}")
+        """The policy that ships with Salvage (``operators/policies/default.yaml``, package
+        data next to this module)."""
+        ref = resources.files("operators") / "policies" / DEFAULT_POLICY
+        return cls.from_text(
+            ref.read_text(encoding="utf-8"), f"operators/policies/{DEFAULT_POLICY}"
+        )
 
 
 def _hhmm(doc: _Doc, path: str, value: Any) -> int:
@@ -442,14 +445,22 @@ def _opt_bool(r: _Reader, key: str) -> bool | None:
 
 
 def _action(doc: _Doc, path: str, name: str, value: Any) -> ActionSpec:
-    if name not in ACTION_NAMES:
-        raise doc.error(path, f"unknown action; expected one of {', '.join(ACTION_NAMES)}")
+    known = action_names()
+    if name not in known:
+        raise doc.error(path, f"unknown action; expected one of {', '.join(known)}")
+    defaults = definition(name)
     r = _Reader(doc, path, value)
     clauses = r.get("eligible", [])
     if not isinstance(clauses, list):
         raise doc.error(f"{path}.eligible", "must be a list of clauses")
+    # Without a ``message`` key the action says what the registry says; ``message: null``
+    # sends none.
     message = r.get("message")
     template = channel = credit_template = None
+    if "message" not in r.value and defaults.message is not None:
+        template = defaults.message.template
+        channel = defaults.message.channel
+        credit_template = defaults.message.credit_template
     if message is not None:
         m = _Reader(doc, f"{path}.message", message)
         template = " ".join(m.string("template").split())
@@ -461,9 +472,9 @@ def _action(doc: _Doc, path: str, name: str, value: Any) -> ActionSpec:
     spec = ActionSpec(
         name=name,
         cost=r.number("cost", None),
-        credit_share=r.number("credit_share", 0.0, hi=1.0),
-        cooldown_hours=r.number("cooldown_hours", 72.0),
-        customer_facing=name != "human_review",
+        credit_share=r.number("credit_share", defaults.credit_share, hi=1.0),
+        cooldown_hours=r.number("cooldown_hours", defaults.cooldown_hours),
+        customer_facing=defaults.customer_facing,
         eligible=tuple(
             _eligibility(doc, f"{path}.eligible[{i}]", c) for i, c in enumerate(clauses)
         ),

@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol
 
-from operators.decision import ACTIONS, Scores
+from operators.actions import action_names, definition
+from operators.decision import Scores
 
 
 def _sigmoid(x: float) -> float:
@@ -73,42 +74,16 @@ def promise_sensitivity(f: dict[str, float]) -> float:
 class Scorer(Protocol):
     """Scores a case from its features; learns from outcomes if it can."""
 
-    version: str
+    @property
+    def version(self) -> str:
+        """Written into every decision (``model_version``)."""
+        ...
 
     def score(self, features: dict[str, float]) -> tuple[Scores, dict[str, float]]:
         """The scores and, per action, P(no refund | action, context)."""
         ...
 
     def learn(self, features: dict[str, float], outcome: dict[str, Any]) -> None: ...
-
-
-#: Which situation each action fits: feature weights on the logit of P(recovered).
-_FIT: dict[str, dict[str, float]] = {
-    "proactive_reassurance": {
-        "slip_over_48h": 1.2,
-        "intent_where_is_my_order": 1.0,
-        "intent_delivery_problem": 0.6,
-        "delivered": -1.5,
-    },
-    "delayed_shipment_intervention": {
-        "slip_over_48h": 1.4,
-        "delivery_problems": 0.8,
-        "lost": 1.0,
-        "delivered": -2.0,
-    },
-    "exchange_first_offer": {
-        "reason_size_fit": 2.0,
-        "intent_size_fit": 1.6,
-        "exchange_preferred": 1.0,
-        "reason_damaged": 0.8,
-    },
-    "product_guidance": {
-        "reason_not_as_described": 1.4,
-        "intent_product_question": 1.6,
-        "intent_not_as_described": 1.2,
-    },
-    "human_review": {"has_request": 0.5},
-}
 
 
 class HeuristicScorer:
@@ -129,12 +104,14 @@ class HeuristicScorer:
         return _sigmoid(x)
 
     def recovery(self, f: dict[str, float], abuse: float | None = None) -> dict[str, float]:
-        """P(recovered | action) per action; ``abuse`` is ``abuse_risk(f)[0]`` if known."""
+        """P(recovered | action) per registered action, from its registry prior (which
+        situation it fits); ``abuse`` is ``abuse_risk(f)[0]`` if known."""
         out = {}
         if abuse is None:
             abuse = abuse_risk(f)[0]
-        for action in ACTIONS:
-            x = -1.0 + sum(w * f.get(k, 0.0) for k, w in _FIT[action].items())
+        for action in action_names():
+            prior = definition(action).recovery_prior
+            x = prior.intercept + sum(w * f.get(k, 0.0) for k, w in prior.weights.items())
             x -= 2.5 * abuse
             out[action] = _sigmoid(x)
         return out

@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from operators.vocabulary import Outcome
+
 Z95 = 1.959963984540054
 SEGMENTS = ("sku_family", "courier_lane", "campaign", "support_reason")
 
@@ -121,13 +123,17 @@ def rows_from_outcomes(outcomes: Iterable[dict[str, Any]]) -> list[UpliftRow]:
     """Uplift rows from ``outcomes`` records (decided, closed orders with an action)."""
     rows = []
     for o in outcomes:
-        if o["outcome"] in ("censored", "cancelled") or not o.get("actions") or not o.get("arm"):
+        if (
+            o["outcome"] in (Outcome.CENSORED, Outcome.CANCELLED)
+            or not o.get("actions")
+            or not o.get("arm")
+        ):
             continue
         rows.append(
             UpliftRow(
                 o["arm"],
                 o["actions"][0],
-                o["outcome"] in ("refunded", "chargeback"),
+                o["outcome"] in (Outcome.REFUNDED, Outcome.CHARGEBACK),
                 float(o.get("refund_value") or 0.0),
                 tuple((d, str(o.get(d) or "none")) for d in SEGMENTS),
             )

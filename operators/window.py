@@ -39,6 +39,7 @@ from operators.contract import (
     payload_digest,
     redact,
 )
+from operators.records import OutcomeRecord
 from operators.vocabulary import DeadLetterKind
 
 
@@ -491,7 +492,7 @@ class CaseWindow:
         return self._close(at, censored=True), True
 
     def _close(self, closed_at: float, *, censored: bool = False) -> list[Output]:
-        record = self.case.outcome_record(closed_at, censored=censored)
+        record = OutcomeRecord.of_case(self.case, closed_at, censored=censored).to_record()
         out = self.decider.on_close(self.case, record)
         if self.emit_views:
             out.append(("case", self.case.view(closed_at)))

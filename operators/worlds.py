@@ -20,6 +20,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from operators.actions import action_names
 from operators.baselines import (
     ARM_LABELS,
     ARM_ORDER,
@@ -31,7 +32,6 @@ from operators.baselines import (
     truth_outcome,
 )
 from operators.ope import build_log, doubly_robust
-from operators.vocabulary import Action
 
 
 def spread(values: Sequence[float]) -> dict[str, float | int | None]:
@@ -98,7 +98,7 @@ def evaluate_world(
     segments = {oid: segment_of(r) for oid, r in truth.items()}
     log, explored = build_log(learned, losses, values, segments, holdout_share)
     target = {oid: c.action for oid, c in policy_choices(static).items()}
-    contact_costs = {a: costs.contact.get(a, 0.0) for a in Action.interventions()}
+    contact_costs = {a: costs.contact.get(a, 0.0) for a in action_names()}
     est = doubly_robust(log, target, contact_costs, explored)
     true_loss = arms["arms"]["static_rules"]["loss"]
     return {

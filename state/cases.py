@@ -13,23 +13,10 @@ interventions made for the order. ``salvage case ORDER_ID`` reads it.
 from __future__ import annotations
 
 import threading
-from typing import Any, Protocol
+from typing import Any
 
-
-class CaseStore(Protocol):
-    """Latest case view and decision history per order."""
-
-    def put_view(self, order_id: str, view: dict[str, Any]) -> None: ...
-
-    def add_decision(self, order_id: str, decision: dict[str, Any]) -> None: ...
-
-    def add_intervention(self, order_id: str, intervention: dict[str, Any]) -> None: ...
-
-    def put_outcome(self, order_id: str, outcome: dict[str, Any]) -> None: ...
-
-    def get(self, order_id: str) -> dict[str, Any] | None:
-        """``{"view", "decisions", "interventions", "outcome"}`` or None if unknown."""
-        ...
+# The protocol lives in the domain (operators.stores); re-exported for existing imports.
+from operators.stores import CaseStore
 
 
 class InMemoryCaseStore:
@@ -64,3 +51,6 @@ class InMemoryCaseStore:
         with self._lock:
             entry = self._cases.get(order_id)
             return None if entry is None else {k: v for k, v in entry.items()}
+
+
+__all__ = ["CaseStore", "InMemoryCaseStore"]

@@ -20,12 +20,15 @@ suite on a Redis Cluster is the proof that they do.
 
 from __future__ import annotations
 
+import inspect
 import random
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from operators import stores
 from operators.credit import WINDOW_SECONDS, InMemoryCreditLedger
+from operators.vocabulary import Outcome
 from state.context import DAY, InMemoryContextStore
 
 Check = Callable[[Callable[[], Any]], None]
@@ -34,7 +37,12 @@ T0 = 1_780_000_000.0  # 2026-05-28, epoch seconds
 CREDIT_CAP = 30.0
 FAMILIES = ("skincare", "shoes", "outerwear", None)
 LANES = ("dhl:DE-NL", "ups:FR-FR", "gls:DE-AT", None)
-OUTCOMES = ("refunded", "kept", "exchanged", "chargeback", "cancelled", "open")
+#: Every outcome a closed case can have, plus "open" (a case the store must ignore).
+OUTCOMES = (
+    *(o.value for o in (Outcome.REFUNDED, Outcome.KEPT, Outcome.EXCHANGED)),
+    *(o.value for o in (Outcome.CHARGEBACK, Outcome.CANCELLED)),
+    "open",
+)
 
 
 def _settle(store: Any) -> None:
@@ -83,7 +91,7 @@ def check_context_one_outcome_by_hand(open_store: Callable[[], Any]) -> None:
     """One refunded order: the numbers worked out by hand from the Beta prior."""
     store = open_store()
     store.record_outcome(
-        {"customer_id": "hand-1", "outcome": "refunded", "refund_value": 40.0,
+        {"customer_id": "hand-1", "outcome": Outcome.REFUNDED.value, "refund_value": 40.0,
          "order_value": 55.5, "sku_family": "hand-fam", "courier_lane": "hand:lane",
          "delayed": True, "resolved_at_ts": T0}
     )  # fmt: skip
@@ -149,7 +157,7 @@ def check_case_round_trip(open_store: Callable[[], Any]) -> None:
     store.put_view(oid, last)
     case = open_store().get(oid)
     assert case == {"view": last, "decisions": decisions, "interventions": [iv], "outcome": None}
-    outcome = {"order_id": oid, "outcome": "kept"}
+    outcome = {"order_id": oid, "outcome": Outcome.KEPT.value}
     store.put_outcome(oid, outcome)
     assert open_store().get(oid)["outcome"] == outcome
     assert open_store().get("case-2") is None  # other orders untouched
@@ -440,6 +448,54 @@ def check_dispatch_only_dead_letters_reopen(open_store: Callable[[], Any]) -> No
     assert open_store().status("iv-r") == "claimed"
 
 
+# --- every store: the domain's protocol ---------------------------------------------------
+
+#: The domain protocol (``operators.stores``) each kind of store implements.
+PROTOCOLS: dict[str, type] = {
+    "context": stores.ContextStore,
+    "cases": stores.CaseStore,
+    "dispatch": stores.DispatchLedger,
+    "models": stores.ModelStore,
+    "credit": stores.CreditLedger,
+    "contacts": stores.ContactBook,
+    "retries": stores.RetryQueue,
+}
+
+
+def protocol_members(protocol: type) -> dict[str, inspect.Signature]:
+    """The methods a protocol declares (what the domain may call), with their signatures."""
+    return {
+        name: inspect.signature(value)
+        for name, value in vars(protocol).items()
+        if callable(value) and not name.startswith("_")
+    }
+
+
+def _implements(kind: str) -> Check:
+    protocol = PROTOCOLS[kind]
+
+    def check_implements_the_domain_protocol(open_store: Callable[[], Any]) -> None:
+        """Every method the domain may call exists, and takes the protocol's parameters
+        by the same names in the same order (extra optional parameters are allowed)."""
+        store = open_store()
+        for name, expected in protocol_members(protocol).items():
+            method = getattr(store, name, None)
+            assert callable(method), f"{type(store).__name__} has no {name}()"
+            got = list(inspect.signature(method).parameters.values())
+            want = [p for p in expected.parameters.values() if p.name != "self"]
+            assert [p.name for p in got[: len(want)]] == [p.name for p in want], (
+                f"{type(store).__name__}.{name}{inspect.signature(method)} does not take "
+                f"{protocol.__name__}.{name}{expected}"
+            )
+            extra = got[len(want) :]
+            assert all(p.default is not inspect.Parameter.empty for p in extra), (
+                f"{type(store).__name__}.{name} requires parameters the domain never passes"
+            )
+
+    check_implements_the_domain_protocol.__name__ = f"check_{kind}_implements_the_protocol"
+    return check_implements_the_domain_protocol
+
+
 CHECKS: dict[str, tuple[Check, ...]] = {
     "context": (
         check_context_unknown_reads_give_the_prior,
@@ -461,6 +517,7 @@ CHECKS: dict[str, tuple[Check, ...]] = {
     ),
     "models": (check_models_keep_the_newest_versions,),
 }
+CHECKS = {kind: (_implements(kind), *checks) for kind, checks in CHECKS.items()}
 
 
 def yield_checks(kind: str) -> Iterator[Check]:

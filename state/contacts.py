@@ -17,20 +17,9 @@ crash cannot push an order over the limit.
 from __future__ import annotations
 
 import threading
-from typing import Protocol
 
-
-class ContactBook(Protocol):
-    """Customer contacts per order, admitted at most ``limit`` distinct ids."""
-
-    def admit(self, order_id: str, contact_id: str, limit: int, ttl_seconds: int) -> bool:
-        """True if ``contact_id`` is (or now becomes) one of the order's contacts; False if
-        the order already has ``limit`` other contacts. Atomic."""
-        ...
-
-    def count(self, order_id: str) -> int:
-        """How many contacts the order has had."""
-        ...
+# The protocol lives in the domain (operators.stores); re-exported for existing imports.
+from operators.stores import ContactBook
 
 
 class InMemoryContactBook:
@@ -54,3 +43,6 @@ class InMemoryContactBook:
     def count(self, order_id: str) -> int:
         with self._lock:
             return len(self._contacts.get(order_id, ()))
+
+
+__all__ = ["ContactBook", "InMemoryContactBook"]

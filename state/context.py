@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from operators.vocabulary import Outcome
+
 DAY = 86400.0
 
 
@@ -127,16 +129,16 @@ class InMemoryContextStore:
         if kind == "open":
             return
         now = float(outcome.get("resolved_at_ts") or 0.0)
-        refunded = kind in ("refunded", "chargeback")
+        refunded = kind in (Outcome.REFUNDED, Outcome.CHARGEBACK)
         cid = outcome.get("customer_id")
         if cid:
             stats = self.customers.get(cid)
             if stats is None:
                 stats = self.customers[cid] = CustomerStats(first_seen=now)
             stats.orders += 1
-            stats.refunds += kind == "refunded"
-            stats.exchanges += kind == "exchanged"
-            stats.chargebacks += kind == "chargeback"
+            stats.refunds += kind == Outcome.REFUNDED
+            stats.exchanges += kind == Outcome.EXCHANGED
+            stats.chargebacks += kind == Outcome.CHARGEBACK
             stats.refund_value += float(outcome.get("refund_value") or 0.0)
             stats.spend += float(outcome.get("order_value") or 0.0)
         family = outcome.get("sku_family")

@@ -15,45 +15,22 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Protocol
+from collections.abc import Callable
 
-
-class DispatchLedger(Protocol):
-    """At-most-once claims on intervention ids."""
-
-    def claim(self, intervention_id: str, ttl_seconds: int) -> bool:
-        """True if this caller now owns the id (first claim); False if already claimed."""
-        ...
-
-    def release(self, intervention_id: str) -> None:
-        """Give a claim back (a delivery that must be retried by a later run). A claim
-        already marked delivered or dead-lettered is kept."""
-        ...
-
-    def mark_delivered(self, intervention_id: str, status: str, ttl_seconds: int) -> None:
-        """Record how the delivery ended (``delivered`` or ``dead_letter``)."""
-        ...
-
-    def status(self, intervention_id: str) -> str | None:
-        """``claimed``, ``delivered``, ``dead_letter`` or None."""
-        ...
-
-    def reopen(self, intervention_id: str, ttl_seconds: int) -> bool:
-        """Claim a dead-lettered id again for a deliberate re-send: True if it was
-        ``dead_letter`` and is now ``claimed`` (atomic: of two re-sends, one wins)."""
-        ...
+# The protocol lives in the domain (operators.stores); re-exported for existing imports.
+from operators.stores import DispatchLedger
 
 
 class InMemoryDispatchLedger:
     """A process-local ledger (replay, tests). Thread-safe: workers are threads."""
 
-    def __init__(self, clock: object = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[str, float]] = {}
         self._clock = clock
 
     def _now(self) -> float:
-        return self._clock()  # type: ignore[operator]
+        return self._clock()
 
     def claim(self, intervention_id: str, ttl_seconds: int) -> bool:
         with self._lock:
@@ -88,3 +65,6 @@ class InMemoryDispatchLedger:
                 return False
             self._entries[intervention_id] = ("claimed", self._now() + ttl_seconds)
             return True
+
+
+__all__ = ["DispatchLedger", "InMemoryDispatchLedger"]

@@ -11,17 +11,9 @@ True
 from __future__ import annotations
 
 import threading
-from typing import Protocol
 
-
-class ModelStore(Protocol):
-    """Save and load versioned model checkpoints (opaque bytes)."""
-
-    def save(self, name: str, version: int, blob: bytes) -> None: ...
-
-    def latest(self, name: str) -> tuple[int, bytes] | None:
-        """The newest (version, blob) saved under ``name``, or None."""
-        ...
+# The protocol lives in the domain (operators.stores); re-exported for existing imports.
+from operators.stores import ModelStore
 
 
 class InMemoryModelStore:
@@ -43,3 +35,6 @@ class InMemoryModelStore:
         with self._lock:
             versions = self._versions.get(name)
             return versions[-1] if versions else None
+
+
+__all__ = ["InMemoryModelStore", "ModelStore"]

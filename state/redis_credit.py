@@ -150,7 +150,7 @@ class RedisContactBook:
     def admit(self, order_id: str, contact_id: str, limit: int, ttl_seconds: int) -> bool:
         if int(ttl_seconds) < 1:
             raise ValueError(f"ttl_seconds must be >= 1, got {ttl_seconds}")
-        args = [contact_id, int(limit), int(ttl_seconds)]
+        args: list[str | int] = [contact_id, int(limit), int(ttl_seconds)]
         return bool(self._admit(keys=[self.key(order_id)], args=args))
 
     def count(self, order_id: str) -> int:

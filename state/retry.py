@@ -27,71 +27,10 @@ sure a delivered intervention is never parked again.
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field
 
-import orjson
-
-DEFAULT_LEASE_SECONDS = 300.0
-
-
-@dataclass
-class RetryItem:
-    """One delivery waiting for its next attempt (or buried, with ``reason``)."""
-
-    intervention: dict[str, Any]
-    endpoint: str
-    attempts: int  # HTTP attempts made so far
-    first_at: float  # when the first attempt was made (epoch s): the schedule's origin
-    due_at: float  # when the next attempt is due (epoch s)
-    error: str | None = None  # the last attempt's error
-    reason: str | None = None  # why it was given up (buried items only)
-    buried_at: float | None = None
-
-    @property
-    def iid(self) -> str:
-        return str(self.intervention["intervention_id"])
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> RetryItem:
-        return cls(**orjson.loads(raw))
-
-
-class RetryQueue(Protocol):
-    """Parked and buried deliveries, shared by every dispatcher of a deployment."""
-
-    def park(self, item: RetryItem) -> None:
-        """Store ``item`` (replacing an earlier one of its id) to be taken at ``due_at``."""
-        ...
-
-    def take_due(
-        self, now: float, limit: int = 100, lease_seconds: float = DEFAULT_LEASE_SECONDS
-    ) -> list[RetryItem]:
-        """Items due by ``now``, earliest first; each is leased until ``now + lease``."""
-        ...
-
-    def done(self, intervention_id: str) -> None:
-        """Forget a parked item (delivered, or buried)."""
-        ...
-
-    def pending(self) -> int:
-        """How many deliveries are parked."""
-        ...
-
-    def bury(self, item: RetryItem) -> None:
-        """Keep a delivery given up on (``item.reason`` says why) for a deliberate re-send."""
-        ...
-
-    def buried(self, limit: int = 1000) -> list[RetryItem]:
-        """Buried deliveries, oldest first."""
-        ...
-
-    def unbury(self, intervention_id: str) -> RetryItem | None:
-        """Take one buried delivery out (to re-send it); None if it is not buried."""
-        ...
+# The protocol lives in the domain (operators.stores); re-exported for existing imports.
+from operators.stores import DEFAULT_LEASE_SECONDS, RetryItem, RetryQueue
 
 
 @dataclass
@@ -141,3 +80,6 @@ class InMemoryRetryQueue:
     def unbury(self, intervention_id: str) -> RetryItem | None:
         with self._lock:
             return self._buried.pop(intervention_id, None)
+
+
+__all__ = ["DEFAULT_LEASE_SECONDS", "InMemoryRetryQueue", "RetryItem", "RetryQueue"]

@@ -30,13 +30,14 @@ import pytest
 
 from flows.cli import main
 from flows.jsonl import read_jsonl
+from operators.actions import action_names
 from operators.backtest import NEEDS_TRUTH
-from operators.decision import ACTIONS, CONTROL, TREATMENT, arm_of
+from operators.decision import CONTROL, TREATMENT, arm_of
 from operators.policy import RecoveryPolicy
 from tests.helpers import body, order_placed, support
 
 REPO = Path(__file__).resolve().parents[1]
-CONSERVATIVE = REPO / "flows" / "policies" / "conservative.yaml"
+CONSERVATIVE = REPO / "operators" / "policies" / "conservative.yaml"
 DEFAULT = RecoveryPolicy.default()
 
 
@@ -61,7 +62,7 @@ def _outcome(kind: str, refund: float, retained: float) -> dict[str, Any]:
 
 def truth_row(order_id: str, value: float, none: dict[str, Any], **by_action: Any) -> dict:
     """A ground-truth row: ``none`` for every action not named, blanket refund as given."""
-    outcomes = {a: none for a in ACTIONS}
+    outcomes = {a: none for a in action_names()}
     outcomes.update(none=none, **by_action)
     return {"order_id": order_id, "order_value": value, "outcomes": outcomes}
 

@@ -27,6 +27,7 @@ from operators.bandit import (
 from operators.engine import DecisionEngine
 from operators.models import Learner, OnlineScorer, SnapshotBoard
 from operators.policy import RecoveryPolicy
+from state.context import InMemoryContextStore
 from tests.helpers import body, order_placed, support
 from tests.test_engine import DEFAULT_DOC, Orders
 
@@ -143,7 +144,7 @@ def learning_policy(exploration: float) -> RecoveryPolicy:
 
 def test_exploration_never_picks_human_review_or_an_ineligible_action() -> None:
     policy = learning_policy(0.5)
-    engine = DecisionEngine(policy, OnlineScorer(SnapshotBoard()))
+    engine = DecisionEngine(policy, OnlineScorer(SnapshotBoard()), context=InMemoryContextStore())
     orders = Orders(engine)
     decisions = []
     for i in range(120):
@@ -183,7 +184,7 @@ def test_the_engine_samples_the_posterior_the_learner_published() -> None:
     board = SnapshotBoard()
 
     def reassured(tag: str) -> float:
-        orders = Orders(DecisionEngine(policy, OnlineScorer(board)))
+        orders = Orders(DecisionEngine(policy, OnlineScorer(board), context=InMemoryContextStore()))
         acted = []
         for i in range(60):
             oid = f"{tag}-{i}"

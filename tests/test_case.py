@@ -15,7 +15,13 @@ from operators.case import (
     OrderCase,
 )
 from operators.contract import format_ts
+from operators.records import OutcomeRecord
 from tests.helpers import DAY, body, epoch, event, order_placed, support
+
+
+def outcome_record(case: OrderCase, closed_at: float, *, censored: bool = False) -> dict:
+    return OutcomeRecord.of_case(case, closed_at, censored=censored).to_record()
+
 
 WINDOW_AFTER_DELIVERY = 30 * DAY
 WINDOW_AFTER_PLACED = 45 * DAY
@@ -306,7 +312,7 @@ def test_outcome_record_of_a_refund() -> None:
     case = _case_for_outcome()
     case.apply(event(body("refund_requested", "o-1", 40, reason="damaged")))
     case.apply(event(body("refund_issued", "o-1", 50, amount=45.5)))
-    rec = case.outcome_record(epoch(50))
+    rec = outcome_record(case, epoch(50))
     assert set(rec) == OUTCOME_FIELDS
     assert rec == {
         "order_id": "o-1",
@@ -330,29 +336,29 @@ def test_outcome_record_of_a_refund() -> None:
 
 def test_outcome_record_when_kept_exchanged_cancelled_chargeback_or_censored() -> None:
     kept = _case_for_outcome()
-    rec = kept.outcome_record(epoch(0) + 45 * DAY)
+    rec = outcome_record(kept, epoch(0) + 45 * DAY)
     assert (rec["outcome"], rec["resolved_at"]) == ("kept", "2026-07-16T00:00:00Z")
     assert (rec["refund_value"], rec["retained_value"]) == (0.0, 120.0)
 
     exchanged = _case_for_outcome()
     exchanged.apply(event(body("exchange_completed", "o-1", 90)))
-    rec = exchanged.outcome_record(epoch(90))
+    rec = outcome_record(exchanged, epoch(90))
     assert (rec["outcome"], rec["refund_value"], rec["retained_value"]) == ("exchanged", 0, 120)
 
     cancelled = _case_for_outcome()
     cancelled.apply(event(body("order_cancelled", "o-1", 2)))
-    rec = cancelled.outcome_record(epoch(2))
+    rec = outcome_record(cancelled, epoch(2))
     assert (rec["outcome"], rec["refund_value"], rec["retained_value"]) == ("cancelled", 0, 0)
 
     chargeback = _case_for_outcome()
     chargeback.apply(event(body("chargeback_opened", "o-1", 300)))
-    rec = chargeback.outcome_record(epoch(300))
+    rec = outcome_record(chargeback, epoch(300))
     assert (rec["outcome"], rec["refund_value"], rec["retained_value"]) == ("chargeback", 120, 0)
 
     # Still unresolved when the input ends: censored at the end of input, no refund (the
     # order's value counts as retained as of then), never "open".
     still_open = _case_for_outcome()
-    rec = still_open.outcome_record(epoch(400), censored=True)
+    rec = outcome_record(still_open, epoch(400), censored=True)
     assert (rec["outcome"], rec["resolved_at"], rec["refund_value"], rec["retained_value"]) == (
         "censored", format_ts(epoch(400)), 0.0, 120.0,
     )  # fmt: skip
@@ -361,7 +367,7 @@ def test_outcome_record_when_kept_exchanged_cancelled_chargeback_or_censored() -
 def test_outcome_of_a_case_whose_order_never_arrived() -> None:
     case = OrderCase("o-1")
     case.apply(event(body("refund_requested", "o-1", 6, reason="late_delivery")))
-    rec = case.outcome_record(epoch(6) + 45 * DAY)
+    rec = outcome_record(case, epoch(6) + 45 * DAY)
     assert rec["outcome"] == "kept" and rec["currency"] is None and rec["arm"] is None
     assert rec["support_reason"] == "late_delivery"
     assert rec["predicted_return_propensity"] is None and rec["actions"] == []
@@ -370,5 +376,5 @@ def test_outcome_of_a_case_whose_order_never_arrived() -> None:
 def test_refund_value_is_rounded_to_cents() -> None:
     case = placed_case(total=10.0)
     case.apply(event(body("refund_issued", "o-1", 5, amount=3.3333333)))
-    rec = case.outcome_record(epoch(5))
+    rec = outcome_record(case, epoch(5))
     assert rec["refund_value"] == 3.33 and rec["retained_value"] == 6.67

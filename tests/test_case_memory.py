@@ -85,7 +85,7 @@ def test_dedup_and_snapshots_with_the_string_of_event_ids() -> None:
     assert copy == case and copy.is_duplicate(again)
     # A snapshot taken before this representation holds a set: it still dedups and grows.
     old = pickle.loads(pickle.dumps(case, pickle.HIGHEST_PROTOCOL))
-    old.seen = {"o1-01", "o1-02", "o1-03"}  # type: ignore[assignment]
+    old.seen = {"o1-01", "o1-02", "o1-03"}  # type: ignore[assignment]  # an old snapshot
     assert old.is_duplicate(again)
     new = event("delivery", "o1", 4, type="delayed", occurred_at="2026-06-02T12:00:00Z")
     assert not old.is_duplicate(new)

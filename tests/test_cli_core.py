@@ -16,7 +16,7 @@ import pytest
 from flows.cli import build_parser, main
 from flows.jsonl import read_jsonl
 from flows.sinks import OUTPUTS
-from tests.helpers import VALIDATORS
+from operators.contract import VALIDATORS
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Decoding and validation of contract v1 input events (operators/contract.py)."""
+"""Decoding and validation of contract v1 input events (the operators.contract package)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from operators.contract import (
     RAW_FIELDS,
     STREAM_TYPES,
     STREAMS,
+    VALIDATORS,
     DeadLetter,
     Event,
     decode,
@@ -35,7 +36,7 @@ from operators.contract import (
     truncate_raw,
 )
 from operators.vocabulary import DeadLetterKind
-from tests.helpers import STREAM_OF, VALIDATORS, at, body, order_placed, support
+from tests.helpers import STREAM_OF, at, body, order_placed, support
 
 
 def minimal(type_: str) -> dict[str, Any]:

@@ -12,18 +12,12 @@ import pytest
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from flows.dataflow import OUTPUT_NAMES, CaseLogic, FlowObserver, FlowParts, build_flow
-from operators.contract import DeadLetter, Event, decode, parse_ts
+from operators.contract import VALIDATORS, DeadLetter, Event, decode, parse_ts
 from operators.engine import DecisionEngine
 from operators.policy import RecoveryPolicy
 from operators.window import WindowConfig, run_in_memory
-from tests.helpers import (
-    VALIDATORS,
-    body,
-    epoch,
-    item,
-    order_placed,
-    support,
-)
+from state.context import InMemoryContextStore
+from tests.helpers import body, epoch, item, order_placed, support
 
 POLICY = RecoveryPolicy.default()
 
@@ -98,7 +92,7 @@ def run_flow(
     parts = FlowParts(
         source=TestingSource(items),
         sinks={name: TestingSink(outputs[name]) for name in OUTPUT_NAMES},
-        decider_factory=lambda: DecisionEngine(POLICY),
+        decider_factory=lambda: DecisionEngine(POLICY, context=InMemoryContextStore()),
         window=window,
         observer=observer or FlowObserver(),
     )
@@ -197,7 +191,9 @@ def test_flow_matches_the_in_memory_join(single) -> None:
         result = decode(stream, payload, received)
         if isinstance(result, Event):
             evs.append(result)
-    outputs, _, _ = run_in_memory(evs, DecisionEngine(POLICY), ONE_SHARD)
+    outputs, _, _ = run_in_memory(
+        evs, DecisionEngine(POLICY, context=InMemoryContextStore()), ONE_SHARD
+    )
     mem: dict[str, list[dict[str, Any]]] = {"decision": [], "intervention": [], "outcome": []}
     for tag, rec in outputs:
         if tag in mem:

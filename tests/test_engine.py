@@ -25,29 +25,23 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from operators.actions import action_names
 from operators.case import DAY, HOUR
-from operators.contract import format_ts
+from operators.contract import format_ts, validate_decision, validate_intervention
 from operators.credit import InMemoryCreditLedger as CreditLedger
-from operators.decision import ACTIONS, CONTROL, TREATMENT, Scores, arm_of
+from operators.decision import CONTROL, TREATMENT, Scores, arm_of
 from operators.engine import DecisionEngine
 from operators.features import build_features
 from operators.policy import QuietHours, RecoveryPolicy
+from operators.records import OutcomeRecord
 from operators.scoring import abuse_risk
 from operators.window import CaseWindow, WindowConfig
-from tests.helpers import (
-    BASE,
-    body,
-    epoch,
-    event,
-    order_placed,
-    support,
-    validate_decision,
-    validate_intervention,
-)
+from state.context import InMemoryContextStore
+from tests.helpers import BASE, body, epoch, event, order_placed, support
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DOC: dict[str, Any] = yaml.safe_load(
-    (REPO / "flows" / "policies" / "default.yaml").read_text(encoding="utf-8")
+    (REPO / "operators" / "policies" / "default.yaml").read_text(encoding="utf-8")
 )
 BERLIN = ZoneInfo("Europe/Berlin")
 Output = tuple[str, dict[str, Any]]
@@ -82,7 +76,7 @@ class StubScorer:
     version: str = "stub-1"
 
     def score(self, features: dict[str, float]) -> tuple[Scores, dict[str, float]]:
-        recover = {a: self.recover.get(a, 0.0) for a in ACTIONS}
+        recover = {a: self.recover.get(a, 0.0) for a in action_names()}
         scores = Scores(
             max(recover.values()), self.customer_value, 0.5, self.p_refund, 0.5,
             abuse_risk(features)[0],
@@ -178,7 +172,9 @@ def late_parcel(order_id: str, placed: float, total: float, customer: str) -> li
 def test_credit_per_order_is_a_share_of_value_capped_by_the_policy(total: float) -> None:
     policy = make_policy(actions=CREDIT_ACTIONS)
     scorer = StubScorer(0.6, {"delayed_shipment_intervention": 0.9})
-    out = Orders(DecisionEngine(policy, scorer)).feed(*late_parcel("o-cap", 0, total, "c-1"))
+    out = Orders(DecisionEngine(policy, scorer, context=InMemoryContextStore())).feed(
+        *late_parcel("o-cap", 0, total, "c-1")
+    )
     spec = policy.actions["delayed_shipment_intervention"]
     credit = round(min(spec.credit_share * total, policy.max_credit_per_order), 2)
     assert credit == (6.0 if total == 60.0 else 15.0)  # the cap only binds on the larger order
@@ -194,7 +190,11 @@ def test_credit_per_order_is_a_share_of_value_capped_by_the_policy(total: float)
 def test_customer_credit_is_capped_over_a_rolling_30_days() -> None:
     policy = make_policy({"limits.max_credit_per_customer_30d": 20.0}, CREDIT_ACTIONS)
     assert policy.max_credit_per_order == 15.0
-    engine = DecisionEngine(policy, StubScorer(0.6, {"delayed_shipment_intervention": 0.9}))
+    engine = DecisionEngine(
+        policy,
+        StubScorer(0.6, {"delayed_shipment_intervention": 0.9}),
+        context=InMemoryContextStore(),
+    )
     orders = Orders(engine)
 
     def credit_of(order_id: str, placed_hours: float, customer: str = "c-30") -> float | None:
@@ -236,7 +236,11 @@ def test_same_action_waits_for_its_cooldown_on_the_same_order() -> None:
     policy = make_policy(actions=("proactive_reassurance", "human_review"))
     cooldown = policy.actions["proactive_reassurance"].cooldown_hours
     assert cooldown == 48 and policy.max_contacts_per_order == 2
-    orders = Orders(DecisionEngine(policy, StubScorer(0.5, {"proactive_reassurance": 0.5})))
+    orders = Orders(
+        DecisionEngine(
+            policy, StubScorer(0.5, {"proactive_reassurance": 0.5}), context=InMemoryContextStore()
+        )
+    )
     orders.feed(order_placed("o-1", 0), order_placed("o-2", 0))
 
     first = last_decision(orders.feed(wismo("o-1", 80)))
@@ -258,7 +262,7 @@ def test_same_action_waits_for_its_cooldown_on_the_same_order() -> None:
 def test_the_contact_limit_counts_every_customer_facing_action() -> None:
     policy = make_policy({"limits.max_contacts_per_order": 1})
     scorer = StubScorer(0.5, {"proactive_reassurance": 0.5, "delayed_shipment_intervention": 0.5})
-    orders = Orders(DecisionEngine(policy, scorer))
+    orders = Orders(DecisionEngine(policy, scorer, context=InMemoryContextStore()))
     orders.feed(order_placed("o-1", 0, total=80.0, cost=30.0))
     assert last_decision(orders.feed(wismo("o-1", 80)))["action"] == "proactive_reassurance"
     # Later the parcel is 72 h late: another action becomes eligible, but one contact is all.
@@ -282,7 +286,11 @@ def test_messages_decided_in_quiet_hours_wait_for_the_next_local_morning(
     local: datetime, held_until: datetime | None
 ) -> None:
     policy = make_policy(actions=("proactive_reassurance", "human_review"))
-    orders = Orders(DecisionEngine(policy, StubScorer(0.5, {"proactive_reassurance": 0.5})))
+    orders = Orders(
+        DecisionEngine(
+            policy, StubScorer(0.5, {"proactive_reassurance": 0.5}), context=InMemoryContextStore()
+        )
+    )
     orders.feed(order_placed("o-q", 0))
     (iv,) = interventions(orders.feed(wismo("o-q", hours_at(local))))
     assert iv["decided_at"] == format_ts(local.timestamp())
@@ -320,7 +328,7 @@ def test_quiet_hours_within_one_day() -> None:
 
 
 def boundary_engine() -> DecisionEngine:
-    return DecisionEngine(make_policy())
+    return DecisionEngine(make_policy(), context=InMemoryContextStore())
 
 
 def size_fit_return(order_id: str, total: float, **order: Any) -> list[dict[str, Any]]:
@@ -414,7 +422,9 @@ def test_the_action_with_the_higher_expected_saving_wins(
 ) -> None:
     policy = make_policy()
     recover = {"proactive_reassurance": 0.3, "delayed_shipment_intervention": p_delayed}
-    engine = DecisionEngine(policy, StubScorer(0.5, recover, customer_value=0.4))
+    engine = DecisionEngine(
+        policy, StubScorer(0.5, recover, customer_value=0.4), context=InMemoryContextStore()
+    )
     orders = Orders(engine)
     orders.feed(order_placed("o-r", 0, total=80.0, cost=30.0))
     # 130 h after the order, 82 h late and asked: both actions are eligible.
@@ -436,7 +446,9 @@ def test_the_action_with_the_higher_expected_saving_wins(
 
 def test_below_the_minimum_saving_nothing_is_done() -> None:
     policy = make_policy({"ranking.min_expected_saving": 0.5})
-    engine = DecisionEngine(policy, StubScorer(0.5, {"proactive_reassurance": 0.01}))
+    engine = DecisionEngine(
+        policy, StubScorer(0.5, {"proactive_reassurance": 0.01}), context=InMemoryContextStore()
+    )
     orders = Orders(engine)
     orders.feed(order_placed("o-low", 0, total=80.0, cost=30.0))
     out = orders.feed(wismo("o-low", 80))
@@ -451,7 +463,9 @@ def test_below_the_minimum_saving_nothing_is_done() -> None:
 def test_below_the_minimum_propensity_nothing_is_done() -> None:
     policy = make_policy()
     below = policy.min_return_propensity * 0.8
-    engine = DecisionEngine(policy, StubScorer(below, {"proactive_reassurance": 0.9}))
+    engine = DecisionEngine(
+        policy, StubScorer(below, {"proactive_reassurance": 0.9}), context=InMemoryContextStore()
+    )
     orders = Orders(engine)
     orders.feed(order_placed("o-unlikely", 0))
     d = last_decision(orders.feed(wismo("o-unlikely", 80)))
@@ -459,14 +473,22 @@ def test_below_the_minimum_propensity_nothing_is_done() -> None:
 
 
 def test_with_nothing_eligible_the_rule_says_so() -> None:
-    engine = DecisionEngine(make_policy(), StubScorer(0.9, dict.fromkeys(ACTIONS, 0.9)))
+    engine = DecisionEngine(
+        make_policy(),
+        StubScorer(0.9, dict.fromkeys(action_names(), 0.9)),
+        context=InMemoryContextStore(),
+    )
     d = last_decision(Orders(engine).feed(order_placed("o-calm", 0)))
     assert (d["action"], d["rule"]) == ("none", "no_eligible_action")
 
 
 def test_a_lost_parcel_puts_the_whole_order_value_at_risk() -> None:
     policy = make_policy()
-    engine = DecisionEngine(policy, StubScorer(0.5, {"delayed_shipment_intervention": 0.5}))
+    engine = DecisionEngine(
+        policy,
+        StubScorer(0.5, {"delayed_shipment_intervention": 0.5}),
+        context=InMemoryContextStore(),
+    )
     orders = Orders(engine)
     orders.feed(order_placed("o-lost", 0, total=80.0, cost=30.0))
     d = last_decision(orders.feed(body("lost", "o-lost", 50)))
@@ -481,7 +503,9 @@ def test_exploration_is_deterministic_and_stays_among_eligible_actions() -> None
     recover = {"proactive_reassurance": 0.3, "delayed_shipment_intervention": 0.9}
 
     def run() -> list[dict[str, Any]]:
-        orders = Orders(DecisionEngine(policy, StubScorer(0.5, recover)))
+        orders = Orders(
+            DecisionEngine(policy, StubScorer(0.5, recover), context=InMemoryContextStore())
+        )
         found = []
         for i in range(300):
             orders.feed(order_placed(f"o-x{i}", 0))
@@ -551,7 +575,7 @@ def test_control_decisions_are_logged_but_never_emitted() -> None:
     policy = make_policy({"holdout.share": 0.10})
     control_id = first_id("o-arm", CONTROL, policy)
     treated_id = first_id("o-arm", TREATMENT, policy)
-    engine = DecisionEngine(policy)
+    engine = DecisionEngine(policy, context=InMemoryContextStore())
     orders = Orders(engine)
     control = orders.feed(*size_fit_return(control_id, 80.0, customer_id="c-c"))
     treated = orders.feed(*size_fit_return(treated_id, 80.0, customer_id="c-t"))
@@ -568,7 +592,7 @@ def test_control_decisions_are_logged_but_never_emitted() -> None:
     # outcome lists it for the uplift comparison.
     case = orders.windows[control_id].case
     assert [a for _, a in case.actions] == ["exchange_first_offer"]
-    outcome = case.outcome_record(epoch(90))
+    outcome = OutcomeRecord.of_case(case, epoch(90)).to_record()
     assert (outcome["arm"], outcome["actions"]) == (CONTROL, ["exchange_first_offer"])
 
 
@@ -576,7 +600,9 @@ def test_intervention_ids_are_stable_and_change_with_the_policy_version() -> Non
     policy = make_policy()
 
     def ids(p: RecoveryPolicy) -> list[str]:
-        out = Orders(DecisionEngine(p)).feed(*size_fit_return("o-id", 80.0))
+        out = Orders(DecisionEngine(p, context=InMemoryContextStore())).feed(
+            *size_fit_return("o-id", 80.0)
+        )
         return [iv["intervention_id"] for iv in interventions(out)]
 
     assert ids(policy) == ids(policy) and len(ids(policy)) == 1
@@ -585,9 +611,11 @@ def test_intervention_ids_are_stable_and_change_with_the_policy_version() -> Non
 
 def test_records_carry_the_policy_and_model_versions() -> None:
     policy = make_policy()
-    out = Orders(DecisionEngine(policy, StubScorer(0.5, {"exchange_first_offer": 0.8}))).feed(
-        *size_fit_return("o-v", 80.0)
-    )
+    out = Orders(
+        DecisionEngine(
+            policy, StubScorer(0.5, {"exchange_first_offer": 0.8}), context=InMemoryContextStore()
+        )
+    ).feed(*size_fit_return("o-v", 80.0))
     for _, record in out:
         assert record["policy_version"] == policy.version
         assert record["model_version"] == "stub-1"
@@ -597,7 +625,9 @@ def test_the_credit_sentence_is_left_out_when_no_credit_is_offered() -> None:
     policy = make_policy({"limits.max_credit_per_customer_30d": 15.0}, CREDIT_ACTIONS)
     spec = policy.actions["delayed_shipment_intervention"]
     assert spec.message_credit_template and "{credit}" in spec.message_credit_template
-    orders = Orders(DecisionEngine(policy, StubScorer(0.6, {spec.name: 0.9})))
+    orders = Orders(
+        DecisionEngine(policy, StubScorer(0.6, {spec.name: 0.9}), context=InMemoryContextStore())
+    )
     first, second = (
         interventions(orders.feed(*late_parcel(oid, hours, 300.0, "c-msg")))[0]
         for oid, hours in (("o-m1", 0), ("o-m2", 48))

@@ -141,7 +141,7 @@ def test_features_at_t_do_not_depend_on_events_after_t() -> None:
 def test_decisions_and_learning_examples_use_the_features_known_at_decision_time() -> None:
     before, after = history()
     scorer = RecordingScorer()
-    engine = DecisionEngine(RecoveryPolicy.default(), scorer)
+    engine = DecisionEngine(RecoveryPolicy.default(), scorer, context=InMemoryContextStore())
     # Another order moves event time on to 200 h, so horizons end inside the input.
     late = [event(order_placed("o-later", 200))]
     outputs, _, _ = run_in_memory([*before, *after, *late], engine)
@@ -233,7 +233,9 @@ def test_stored_features_equal_features_of_the_prefix_for_any_timeline(
         "actions: {human_review: {cost: 1}}\n"
     )
     scorer = RecordingScorer()
-    outputs, _, _ = run_in_memory(arrival, DecisionEngine(never, scorer))
+    outputs, _, _ = run_in_memory(
+        arrival, DecisionEngine(never, scorer, context=InMemoryContextStore())
+    )
     horizon = horizon_hours * HOUR
     end = epoch(refund_at + 40)
     examples = [ex for ex in learn_all(outputs, horizon) if ex.decided_at < end]
@@ -316,7 +318,7 @@ def _b_points(events: list[Event]) -> list[tuple[float, dict[str, float]]]:
                 points.append((now, build_features(case, self.context, now)))
             return super().decide(case, trigger)
 
-    run_in_memory(events, Spy(RecoveryPolicy.default()))
+    run_in_memory(events, Spy(RecoveryPolicy.default(), context=InMemoryContextStore()))
     return points
 
 

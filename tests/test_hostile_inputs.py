@@ -23,12 +23,12 @@ from operators.contract import (
     MAX_RAW_CHARS,
     STREAM_TYPES,
     STREAMS,
+    VALIDATORS,
     DeadLetter,
     Event,
     decode,
 )
 from operators.simulation import simulate
-from tests.helpers import VALIDATORS
 
 # Reproducible: the same examples on every run and machine, no example database.
 HOSTILE = settings(

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from flows.dataflow import FlowObserver
 from flows.jsonl import read_jsonl
 from flows.replay import ReplayOptions, run_replay
+from operators.actions import action_names, customer_facing_names
 from operators.case import HOUR, OrderCase
-from operators.decision import ACTIONS
 from operators.evaluation import roc_auc
 from operators.features import FEATURE_NAMES, build_features, to_vector
 from operators.models import (
@@ -64,7 +64,7 @@ def examples(n: int, seed: int, treated_share: float = 0.0) -> list[Example]:
     rnd = random.Random(seed + 1)
     out = []
     for i, (features, label) in enumerate(synthetic_cases(n, seed)):
-        action = rnd.choice(ACTIONS[:4]) if rnd.random() < treated_share else None
+        action = rnd.choice(customer_facing_names()) if rnd.random() < treated_share else None
         out.append(Example(features, label, 0.5, action, "treatment", i * HOUR, (i + 48) * HOUR))
     return out
 
@@ -144,7 +144,7 @@ def test_checkpoint_round_trip_gives_identical_predictions_and_learning() -> Non
     probes = [ex.features for ex in data[600:700]]
     for x in probes:
         assert restored.propensity.predict_proba_one(x) == learner.propensity.predict_proba_one(x)
-        for action in ACTIONS:
+        for action in action_names():
             a = restored.recovery[action].predict_proba_one(x)
             assert a == learner.recovery[action].predict_proba_one(x)
     scorer_a = OnlineScorer(snapshot=learner.publish())
@@ -172,7 +172,10 @@ def test_learner_routes_examples_by_arm_and_action() -> None:
     # their action's model; an unknown action teaches nothing.
     assert learner.propensity_examples == 2 and learner.validation.seen == 2
     assert list(learner.validation.pairs) == [(1, 0.7), (0, 0.2)]
-    assert learner.recovery_examples == {**dict.fromkeys(ACTIONS, 0), "exchange_first_offer": 1}
+    assert learner.recovery_examples == {
+        **dict.fromkeys(action_names(), 0),
+        "exchange_first_offer": 1,
+    }
     assert learner.lag_seconds == 40.0
 
 
@@ -228,8 +231,10 @@ def test_online_scorer_blends_learned_and_prior_by_example_count() -> None:
         version=3,
         propensity=CompiledLogit(0.0, zeros),  # learned P(refund) = 0.5 everywhere
         propensity_examples=300,
-        recovery={a: CompiledLogit(math.log(p_treated / (1 - p_treated)), zeros) for a in ACTIONS},
-        recovery_examples={**dict.fromkeys(ACTIONS, 0), "exchange_first_offer": 100},
+        recovery={
+            a: CompiledLogit(math.log(p_treated / (1 - p_treated)), zeros) for a in action_names()
+        },
+        recovery_examples={**dict.fromkeys(action_names(), 0), "exchange_first_offer": 100},
     )
     scorer = OnlineScorer(snapshot=snapshot, warmup=300)
     features, _ = next(synthetic_cases(1, seed=4))

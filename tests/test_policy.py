@@ -25,7 +25,7 @@ from operators.policy import (
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "data" / "policies"
-SHIPPED = REPO / "flows" / "policies"
+SHIPPED = REPO / "operators" / "policies"
 ERROR = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): (?P<key>\S+): (?P<message>.+)$", re.S)
 
 

@@ -1,5 +1,5 @@
-"""Redis stores against a real redis-server and a real 3-node Redis Cluster: the store
-contract (``state.checks``) for every implementation, parity with the in-memory stores,
+"""Redis stores against a real redis-server and a real 3-node Redis Cluster: parity with the
+in-memory stores (the store contract itself runs in ``tests/state/test_store_contract.py``),
 key layout, TTLs, at-most-once dispatch, model retention, the case store and its Bytewax
 sink.
 
@@ -10,7 +10,7 @@ hash slot fails with CROSSSLOT. URL parsing and masking are pure unit tests (no 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import bytewax.operators as op
@@ -22,15 +22,12 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 from flows.case_sink import CaseStoreSink, attach_case_store, write_case_records
 from flows.dataflow import FlowParts, build_streams
 from operators.contract import format_ts
-from operators.credit import InMemoryCreditLedger
 from operators.engine import DecisionEngine
 from operators.masking import mask_url
 from operators.policy import RecoveryPolicy
 from state.cases import InMemoryCaseStore
-from state.checks import CHECKS, FAMILIES, LANES, T0, Check, random_outcomes
-from state.contacts import InMemoryContactBook
+from state.checks import FAMILIES, LANES, T0, random_outcomes
 from state.context import DAY, InMemoryContextStore
-from state.dispatch import InMemoryDispatchLedger
 from state.models import InMemoryModelStore
 from state.redis_conn import (
     KeyLayout,
@@ -41,8 +38,6 @@ from state.redis_conn import (
     key_slot,
     parse_url,
 )
-from state.redis_credit import RedisContactBook, RedisCreditLedger
-from state.redis_retry import RedisRetryQueue
 from state.redis_store import (
     RedisCaseStore,
     RedisContextStore,
@@ -50,7 +45,6 @@ from state.redis_store import (
     RedisModelStore,
     RedisStores,
 )
-from state.retry import InMemoryRetryQueue
 
 #: The servers every Redis test runs against: fixture name per implementation.
 SERVERS = {"redis": "redis_url", "cluster": "redis_cluster_url"}
@@ -79,61 +73,6 @@ def client(store_url: str) -> Iterator[RedisClient]:
     c = connect(store_url)
     yield c
     c.close()
-
-
-# --- the store contract, every implementation -------------------------------------------------
-
-_IN_MEMORY: dict[str, Callable[[], Any]] = {
-    "context": InMemoryContextStore,
-    "cases": InMemoryCaseStore,
-    "dispatch": InMemoryDispatchLedger,
-    "models": lambda: InMemoryModelStore(keep=3),
-    "credit": InMemoryCreditLedger,
-    "contacts": InMemoryContactBook,
-    "retries": InMemoryRetryQueue,
-}
-_REDIS: dict[str, Callable[[RedisClient], Any]] = {
-    "context": RedisContextStore,
-    "cases": RedisCaseStore,
-    "dispatch": RedisDispatchLedger,
-    "models": lambda c: RedisModelStore(c, keep=3),
-    "credit": RedisCreditLedger,
-    "contacts": RedisContactBook,
-    "retries": RedisRetryQueue,
-}
-
-
-def _contract_cases() -> list[Any]:
-    cases = []
-    for kind, checks in CHECKS.items():
-        for check in checks:
-            name = check.__name__.removeprefix("check_")
-            cases.append(pytest.param("memory", kind, check, id=f"memory-{name}"))
-            for impl in sorted(SERVERS):
-                mark = pytest.mark.services
-                cases.append(pytest.param(impl, kind, check, id=f"{impl}-{name}", marks=mark))
-    return cases
-
-
-@pytest.mark.parametrize(("impl", "kind", "check"), _contract_cases())
-def test_store_contract(impl: str, kind: str, check: Check, request: pytest.FixtureRequest) -> None:
-    """One contract, every implementation: in memory, one redis-server, a Redis Cluster."""
-    if impl == "memory":
-        shared = _IN_MEMORY[kind]()
-        check(lambda: shared)
-        return
-    url = request.getfixturevalue(SERVERS[impl])
-    clients: list[RedisClient] = []
-
-    def open_store() -> Any:  # a new client on the same server: another worker or process
-        clients.append(connect(url))
-        return _REDIS[kind](clients[-1])
-
-    try:
-        check(open_store)
-    finally:
-        for c in clients:
-            c.close()
 
 
 # --- URLs, masking, settings (no server) -----------------------------------------------------
@@ -520,7 +459,9 @@ def test_flow_with_case_views_fills_the_case_store(store_url: str) -> None:
     parts = FlowParts(
         source=TestingSource(inputs),
         sinks={},
-        decider_factory=lambda: DecisionEngine(RecoveryPolicy.default()),
+        decider_factory=lambda: DecisionEngine(
+            RecoveryPolicy.default(), context=InMemoryContextStore()
+        ),
         emit_case_views=True,
     )
     streams = build_streams(parts)

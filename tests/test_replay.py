@@ -19,16 +19,16 @@ from flows.jsonl import read_jsonl
 from flows.replay import ReplayOptions, run_replay
 from flows.sinks import OUTPUTS
 from flows.sources import MergedFiles, ReplaySource, find_stream_files
-from operators.contract import STREAMS, parse_ts
+from operators.contract import STREAMS, VALIDATORS, parse_ts
 from operators.policy import RecoveryPolicy
 from operators.simulation import simulate
-from tests.helpers import VALIDATORS, at, body, order_placed, support
+from tests.helpers import at, body, order_placed, support
 
 REPO = Path(__file__).resolve().parents[1]
 #: The default policy with labels at 3 days, so that a 2,000-order launch week learns (and
 #: decides from learned posteriors) well before its input ends.
 SHORT_HORIZON_YAML = (
-    (REPO / "flows" / "policies" / "default.yaml")
+    (REPO / "operators" / "policies" / "default.yaml")
     .read_text(encoding="utf-8")
     .replace("label_horizon_days: 14", "label_horizon_days: 3")
 )

@@ -17,10 +17,9 @@ from typing import Any
 import orjson
 import pytest
 
+from operators.actions import action_names, customer_facing_names
 from operators.simulation import World, simulate
 from operators.simulation.response import (
-    ACTIONS,
-    CUSTOMER_FACING,
     TWIST_PROBABILITY,
     Facts,
     Latents,
@@ -148,9 +147,11 @@ def test_worlds_hold_zero_and_backfiring_effects() -> None:
     for w in worlds:
         assert all(w.backfire_probability("human_review", f.name) == 0.0 for f in params.families)
         assert all(
-            w.backfire_probability(a, f.name) > 0 for a in CUSTOMER_FACING for f in params.families
+            w.backfire_probability(a, f.name) > 0
+            for a in customer_facing_names()
+            for f in params.families
         )
-        assert all(0.0 < w.late_factor[a] < 1.0 for a in ACTIONS)
+        assert all(0.0 < w.late_factor[a] < 1.0 for a in action_names())
 
 
 def test_world_json_describes_the_world(plain: Sim, twisted: Sim) -> None:
@@ -182,7 +183,7 @@ def test_history_does_not_depend_on_the_world_without_a_campaign_twist(tmp_path:
 
 # ------------------------------------------------------------------------------ saving
 @pytest.mark.parametrize("which", ["plain", "twisted"])
-@pytest.mark.parametrize("action", ACTIONS)
+@pytest.mark.parametrize("action", action_names())
 def test_save_rates_follow_the_drawn_effects(
     which: str, action: str, request: pytest.FixtureRequest
 ) -> None:
@@ -203,7 +204,7 @@ def test_save_rates_follow_the_drawn_effects(
 def test_save_rates_follow_the_drawn_effects_per_segment(plain: Sim) -> None:
     # The lane offsets matter: per lane the realized rate tracks that lane's expectation.
     rows = _refunding(plain)
-    for action in ACTIONS:
+    for action in action_names():
         by_lane: dict[str, tuple[list[float], int]] = {}
         for r in rows:
             probs, saved = by_lane.get(r["courier_lane"], ([], 0))
@@ -217,12 +218,12 @@ def test_late_never_saves_where_early_does_not(plain: Sim, twisted: Sim) -> None
     for sim in (plain, twisted):
         late_saves = 0
         for r in sim.truth:
-            for a in ACTIONS:
+            for a in action_names():
                 if _saved(r["outcomes_late"][a]) and r["outcomes_late"][a] != r["outcomes"]["none"]:
                     assert _saved(r["outcomes"][a])
                     late_saves += 1
             if r["request_at"] is None:
-                assert r["outcomes_late"] == {a: r["outcomes"][a] for a in ACTIONS}
+                assert r["outcomes_late"] == {a: r["outcomes"][a] for a in action_names()}
         assert late_saves > 0
 
 
@@ -232,13 +233,13 @@ def test_nothing_to_save_when_the_customer_keeps_without_help(plain: Sim) -> Non
     ]
     assert settled  # withdrawn requests and exchanges
     for r in settled:
-        assert all(r["outcomes"][a] == r["outcomes"]["none"] for a in ACTIONS)
+        assert all(r["outcomes"][a] == r["outcomes"]["none"] for a in action_names())
 
 
 def test_zero_effect_cells_yield_exactly_the_none_outcome() -> None:
     params = get_scenario("launch-week-backlog")
     doc = World.draw(11, params).to_dict()
-    for action in ACTIONS:
+    for action in action_names():
         doc["base_save_probability"][action]["late_delivery"] = 0.0
     doc["declined_exchange"]["probability"] = 0.0  # no declined offer either
     world = World.from_dict(doc)
@@ -247,8 +248,8 @@ def test_zero_effect_cells_yield_exactly_the_none_outcome() -> None:
     for i in range(500):
         u = (i + 0.5) / 500
         outcomes, late = world.respond(facts, Latents(u, u, u, u))
-        assert all(outcomes[a] == none for a in ACTIONS)
-        assert all(late[a] == none for a in ACTIONS)
+        assert all(outcomes[a] == none for a in action_names())
+        assert all(late[a] == none for a in action_names())
 
 
 # ---------------------------------------------------------------------------- keepers
@@ -258,7 +259,7 @@ def test_keepers_triggered_returns_match_the_drawn_backfire(
 ) -> None:
     sim: Sim = request.getfixturevalue(which)
     keepers = _keepers(sim)
-    for action in ACTIONS:
+    for action in action_names():
         probs = [expected_backfire(sim.world, r, action) for r in keepers]
         triggered = [r for r in keepers if r["outcomes"][action] != r["outcomes"]["none"]]
         assert _within(len(triggered), probs), (action, len(triggered), sum(probs))
@@ -327,7 +328,7 @@ def test_declined_exchange_offers_delay_the_refund(plain: Sim, twisted: Sim) -> 
         escalated = sum(o["outcome"] == "chargeback" for o in delayed)
         assert _within(escalated, [declined["chargeback_probability"]] * len(delayed))
         for r in sim.truth:
-            for a in ACTIONS:
+            for a in action_names():
                 if a != "exchange_first_offer":
                     assert "delay_days" not in r["outcomes"][a]
 
@@ -452,10 +453,33 @@ def test_the_simulation_imports_nothing_from_the_decision_layer() -> None:
             if any(name == layer or name.startswith(layer + ".") for layer in DECISION_LAYER)
         }
         assert not leaks, (module.name, leaks)
-        # Within the project the simulation uses only itself, the contract and the vocabulary.
+        # Within the project the simulation uses only itself, the contract, the vocabulary
+        # and the action registry (for each action's world prior).
         project = {n for n in _imports(module) if n.startswith("operators.")}
-        allowed = ("operators.simulation", "operators.contract", "operators.vocabulary")
+        allowed = (
+            "operators.simulation",
+            "operators.contract",
+            "operators.vocabulary",
+            "operators.actions",
+        )
         assert all(n.startswith(allowed) for n in project), (module.name, project)
+
+
+def test_the_action_registry_keeps_the_world_prior_apart_from_the_policy() -> None:
+    """The registry is shared by the simulator and the decision layer: it must import no
+    decision code, and only the simulator may read an action's ``world`` prior (a policy
+    tuned on what the world is known to do would grade itself)."""
+    root = Path(__file__).resolve().parents[1]
+    project = {n for n in _imports(root / "operators" / "actions.py") if n.startswith("operators")}
+    assert project <= {"operators.vocabulary", "operators.vocabulary.Action",
+                       "operators.vocabulary.Outcome"}, project  # fmt: skip
+    readers = set()
+    for path in [*root.glob("operators/**/*.py"), *root.glob("flows/**/*.py")]:
+        tree = ast.parse(path.read_text())
+        if any(isinstance(n, ast.Attribute) and n.attr == "world" for n in ast.walk(tree)):
+            readers.add(path.relative_to(root).as_posix())
+    outside = {p for p in readers if not p.startswith("operators/simulation/")}
+    assert outside <= {"operators/actions.py"}, outside
 
 
 # ---------------------------------------------------------------------------------- CLI

@@ -10,7 +10,7 @@ from operators.simulation.engine import (
     simulate,
     stream_path,
 )
-from operators.simulation.model import ACTIONS, STREAM_NAMES
+from operators.simulation.model import STREAM_NAMES, ground_truth_arms
 from operators.simulation.response import RISK_DRIVERS, World
 from operators.simulation.scenarios import (
     SCENARIOS,
@@ -21,7 +21,6 @@ from operators.simulation.scenarios import (
 )
 
 __all__ = [
-    "ACTIONS",
     "DEFAULT_WORLD_SEED",
     "RISK_DRIVERS",
     "SCENARIOS",
@@ -31,6 +30,7 @@ __all__ = [
     "World",
     "describe_scenario",
     "get_scenario",
+    "ground_truth_arms",
     "iter_scenario_names",
     "simulate",
     "stream_path",

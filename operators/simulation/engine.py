@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 
 from operators.simulation.clock import DAY, HOUR, MINUTE, TimestampFormatter, parse_timestamp
-from operators.simulation.model import ACTIONS, STREAM_NAMES, OrderModel
+from operators.simulation.model import STREAM_NAMES, OrderModel, ground_truth_arms
 from operators.simulation.response import World
 from operators.simulation.scenarios import ScenarioParams, get_scenario
 from operators.simulation.sink import SortedSpill, close_output, open_output
@@ -145,7 +145,7 @@ def _scenario_document(
         "start": params.start,
         "contract_version": CONTRACT_VERSION,
         "currency": params.currency,
-        "actions": list(ACTIONS),
+        "actions": list(ground_truth_arms()),
         "files": {
             **{name: stream_path(Path(), name, compress=compress).name for name in STREAM_NAMES},
             "ground_truth": GROUND_TRUTH_FILE,

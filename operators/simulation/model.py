@@ -19,24 +19,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from operators.actions import action_names
 from operators.contract import STREAMS
 from operators.simulation.clock import DAY, HOUR, MINUTE, TimestampFormatter, parse_timestamp
 from operators.simulation.response import Facts, Latents, World, customer_tier
 from operators.simulation.scenarios import ScenarioParams
 from operators.simulation.world import Catalog, CustomerPool, Sku, cumulative, pick_index
+from operators.vocabulary import Outcome
 
 ORDERS, DELIVERY, SUPPORT, REFUNDS = range(4)
 STREAM_NAMES: tuple[str, ...] = STREAMS
 
-ACTIONS: tuple[str, ...] = (
-    "none",
-    "blanket_refund",
-    "proactive_reassurance",
-    "exchange_first_offer",
-    "product_guidance",
-    "delayed_shipment_intervention",
-    "human_review",
-)
+
+def ground_truth_arms() -> tuple[str, ...]:
+    """What the ground truth has an outcome under: no action, refunding every request, and
+    each registered action (``scenario.json`` lists them)."""
+    return ("none", "blanket_refund", *action_names())
+
+
 Emit = Callable[[int, int, dict[str, Any]], None]
 
 _CHANNELS = ("email", "chat", "phone", "social")
@@ -182,7 +182,7 @@ class OrderModel:
         self._noise_ticket(o)
         if self.rnd() < self.p.early_signal_rate:
             self._early_signal(o)
-        if case is not None and case.outcome in ("refunded", "chargeback"):
+        if case is not None and case.outcome in (Outcome.REFUNDED, Outcome.CHARGEBACK):
             self.sim_refunds.setdefault(o.customer, []).append(o.close_ts or t0)
         self._flush(o, emit)
         return self._truth(o, case)
@@ -652,15 +652,15 @@ class OrderModel:
         if o.frustration > 2.5 and rnd() < 3 * self.p.chargeback_rate:
             o.close_ts = after + int(DAY * (2 + 8 * rnd()))
             self._resolution(o, o.close_ts, "chargeback_opened", request_id)
-            outcome, refund = "chargeback", o.total
+            outcome, refund = Outcome.CHARGEBACK.value, o.total
         elif rnd() < 0.18:
             o.close_ts = after + int(HOUR * (1 + 35 * rnd()))
             self._resolution(o, o.close_ts, "request_withdrawn", request_id)
-            outcome, refund = "kept", 0.0
+            outcome, refund = Outcome.KEPT.value, 0.0
         else:
             earliest = delivered + int(HOUR * (1 + 23 * rnd()))
             o.close_ts = self._refund_flow(o, req_ts, kind, request_id, o.total, earliest)
-            outcome, refund = "refunded", o.total
+            outcome, refund = Outcome.REFUNDED.value, o.total
         signals = [req_ts, o.first_delay, o.wismo_ts]
         return _Case(
             "late_delivery",
@@ -683,10 +683,10 @@ class OrderModel:
         if rnd() < self.p.chargeback_rate:
             o.close_ts = req_ts + int(DAY * (3 + 7 * rnd()))
             self._resolution(o, o.close_ts, "chargeback_opened", request_id)
-            outcome = "chargeback"
+            outcome = Outcome.CHARGEBACK.value
         else:
             o.close_ts = self._refund_flow(o, req_ts, "refund_requested", request_id, o.total)
-            outcome = "refunded"
+            outcome = Outcome.REFUNDED.value
         signals = [req_ts, terminal, o.first_delay, o.wismo_ts]
         return _Case(
             "undeliverable",
@@ -749,16 +749,16 @@ class OrderModel:
         if rnd() < _WITHDRAW[reason]:
             o.close_ts = req_ts + int(HOUR * (2 + 46 * rnd()))
             self._resolution(o, o.close_ts, "request_withdrawn", request_id)
-            outcome, refund = "kept", 0.0
+            outcome, refund = Outcome.KEPT.value, 0.0
         elif kind == "exchange_requested":
             received = req_ts + int(DAY * (2 + 4 * rnd()))
             self._resolution(o, received, "return_received", request_id)
             o.close_ts = received + int(DAY * (1 + 2 * rnd()))
             self._resolution(o, o.close_ts, "exchange_completed", request_id)
-            outcome, refund = "exchanged", 0.0
+            outcome, refund = Outcome.EXCHANGED.value, 0.0
         else:
             o.close_ts = self._refund_flow(o, req_ts, kind, request_id, amount)
-            outcome, refund = "refunded", amount
+            outcome, refund = Outcome.REFUNDED.value, amount
         return _Case(reason, reason, req_ts, signal, outcome, refund)
 
     def _abuse_case(self, o: _Order) -> _Case:
@@ -781,14 +781,14 @@ class OrderModel:
         if u < 0.25:
             o.close_ts = req_ts + int(DAY * (4 + 10 * rnd()))
             self._resolution(o, o.close_ts, "chargeback_opened", request_id)
-            outcome = "chargeback"
+            outcome = Outcome.CHARGEBACK.value
         elif u < 0.3:
             o.close_ts = req_ts + int(HOUR * (2 + 46 * rnd()))
             self._resolution(o, o.close_ts, "request_withdrawn", request_id)
-            return _Case("abuse", reason, req_ts, signal, "kept", 0.0)
+            return _Case("abuse", reason, req_ts, signal, Outcome.KEPT.value, 0.0)
         else:
             o.close_ts = self._refund_flow(o, req_ts, "refund_requested", request_id, o.total)
-            outcome = "refunded"
+            outcome = Outcome.REFUNDED.value
         return _Case("abuse", reason, req_ts, signal, outcome, o.total)
 
     # ---------------------------------------------------------- counterfactuals
@@ -811,16 +811,16 @@ class OrderModel:
         tier = customer_tier(o.orders_count)
         if case is None:
             none = (
-                {"outcome": "cancelled", "refund_value": 0.0, "retained_value": 0.0}
+                {"outcome": Outcome.CANCELLED.value, "refund_value": 0.0, "retained_value": 0.0}
                 if o.cancelled
-                else {"outcome": "kept", "refund_value": 0.0, "retained_value": total}
+                else {"outcome": Outcome.KEPT.value, "refund_value": 0.0, "retained_value": total}
             )
         else:
             none = {
                 "outcome": case.outcome,
                 "refund_value": case.refund,
                 "retained_value": 0.0
-                if case.outcome == "chargeback"
+                if case.outcome == Outcome.CHARGEBACK
                 else round(total - case.refund, 2),
             }
         facts = Facts(

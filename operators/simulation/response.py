@@ -37,14 +37,14 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from operators.actions import action_names, customer_facing_names, definition
 from operators.contract import INTENTS
 from operators.simulation.scenarios import CampaignSpec, ScenarioParams
-from operators.vocabulary import Action
+from operators.vocabulary import Outcome
 
-#: The five interventions a world responds to, in a fixed order (draws follow it).
-ACTIONS: tuple[str, ...] = tuple(a.value for a in Action.interventions())
-#: Actions that reach the customer; only these can trigger a return from a keeper.
-CUSTOMER_FACING: tuple[str, ...] = tuple(a for a in ACTIONS if a != Action.HUMAN_REVIEW)
+# The interventions a world responds to are the registered actions, in registration order
+# (draws follow it); only customer-facing ones can trigger a return from a keeper. The
+# registry's ``world`` prior is the only thing this module reads about an action.
 #: Why an order is at risk (the ground truth's ``risk_driver``).
 RISK_DRIVERS: tuple[str, ...] = (
     "late_delivery",
@@ -71,8 +71,8 @@ ACTION_SD = 0.5  # logit sd of an action's main effect (some actions work better
 DRIVER_SD = 0.5  # logit sd of a driver's main effect (some cases are easier to save)
 CELL_SD = 0.9  # logit sd of the action x driver interaction
 ZERO_SHARE_BETA = (2.0, 8.0)  # share of action x driver cells with exactly zero effect
-#: What a risk driver is about, and what each action talks about (from the actions'
-#: descriptions: a message about a parcel, an exchange, product advice, a person looking).
+#: What a risk driver is about; what each action talks about is its registry ``world``
+#: prior (a message about a parcel, an exchange, product advice, a person looking).
 DRIVER_SUBJECT: dict[str, str] = {
     "late_delivery": "parcel",
     "undeliverable": "parcel",
@@ -83,13 +83,6 @@ DRIVER_SUBJECT: dict[str, str] = {
     "changed_mind": "doubt",
     "other": "doubt",
     "abuse": "abuse",
-}
-ACTION_SUBJECT: dict[str, str] = {
-    "proactive_reassurance": "parcel",
-    "delayed_shipment_intervention": "parcel",
-    "exchange_first_offer": "item",
-    "product_guidance": "doubt",
-    "human_review": "any",
 }
 ON_SUBJECT_SHIFT = 0.6  # logit shift when an action talks about what the case is about
 OFF_SUBJECT_SHIFT = -1.0  # ... and when it talks about something else (a person: neither)
@@ -116,7 +109,6 @@ SURGE_MULTIPLIER = 3.0  # its return hazard against an order without a campaign
 SURGE_CAMPAIGN = "flash-sale"
 
 _DIGITS = 4
-_ALL = ("none", *ACTIONS, "blanket_refund")
 
 
 def subject_shift(action: str, driver: str) -> float:
@@ -127,7 +119,7 @@ def subject_shift(action: str, driver: str) -> float:
     >>> subject_shift("exchange_first_offer", "size_fit"), subject_shift("human_review", "abuse")
     (0.6, 0.0)
     """
-    subject = ACTION_SUBJECT[action]
+    subject = definition(action).world.subject
     if subject == "any":
         return 0.0
     return ON_SUBJECT_SHIFT if subject == DRIVER_SUBJECT[driver] else OFF_SUBJECT_SHIFT
@@ -233,8 +225,14 @@ class World:
     _keeper_max: dict[str, float] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    #: The actions this world has effects for (those registered when it was drawn).
+    _actions: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+    #: ``none``, every action, ``blanket_refund``: the keys of an order's outcomes.
+    _all: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self._actions = tuple(self.base)
+        self._all = ("none", *self._actions, "blanket_refund")
         self._base_logit = {
             (a, d): _logit(p) for a, row in self.base.items() for d, p in row.items() if p > 0
         }
@@ -250,7 +248,7 @@ class World:
         families = {f for row in self.backfire.values() for f in row}
         families |= {f for _, f in self._backfiring}
         self._keeper_max = {
-            f: max(self.backfire_probability(a, f) for a in ACTIONS) for f in families
+            f: max(self.backfire_probability(a, f) for a in self._actions) for f in families
         }
 
     # ------------------------------------------------------------------ drawing
@@ -273,11 +271,12 @@ class World:
             "customer_tier": list(TIERS),
         }
         zero_share = _r(rng.betavariate(*ZERO_SHARE_BETA))
-        action_effect = {a: gauss(0.0, ACTION_SD) for a in ACTIONS}
+        actions, customer_facing = action_names(), customer_facing_names()
+        action_effect = {a: gauss(0.0, ACTION_SD) for a in actions}
         driver_effect = {d: gauss(0.0, DRIVER_SD) for d in RISK_DRIVERS}
         centre = _logit(BASE_SAVE_MEAN)
         base: dict[str, dict[str, float]] = {}
-        for a in ACTIONS:
+        for a in actions:
             base[a] = {}
             for d in RISK_DRIVERS:
                 logit = centre + action_effect[a] + driver_effect[d] + gauss(0.0, CELL_SD)
@@ -288,26 +287,26 @@ class World:
             a: {
                 dim: {v: _r(gauss(0.0, SEGMENT_SD[dim])) for v in values[dim]} for dim in DIMENSIONS
             }
-            for a in ACTIONS
+            for a in actions
         }
         low, high = LATE_FACTOR_RANGE
-        late = {a: _r(min(max(rng.betavariate(*LATE_FACTOR_BETA), low), high)) for a in ACTIONS}
+        late = {a: _r(min(max(rng.betavariate(*LATE_FACTOR_BETA), low), high)) for a in actions}
         backfire = {
-            a: {f: _r(rng.betavariate(*BACKFIRE_BETA)) for f in families} for a in CUSTOMER_FACING
+            a: {f: _r(rng.betavariate(*BACKFIRE_BETA)) for f in families} for a in customer_facing
         }
         decline = _r(rng.betavariate(*DECLINE_BETA))
         delay = _r(uniform(*DELAY_MEAN_DAYS))
         escalation = _r(uniform(*ESCALATION_RANGE))
 
-        candidates = [
+        candidates: list[dict[str, Any]] = [
             {
                 "kind": "useless_in_lane",
-                "action": rng.choice(ACTIONS),
+                "action": rng.choice(actions),
                 "courier_lane": rng.choice(lanes),
             },
             {
                 "kind": "backfire_in_family",
-                "action": rng.choice(CUSTOMER_FACING),
+                "action": rng.choice(customer_facing),
                 "sku_family": rng.choice(families),
                 "keeper_return_probability": _r(uniform(*TWIST_BACKFIRE_RANGE)),
             },
@@ -396,25 +395,23 @@ class World:
         none = facts.none
         total = facts.total
         if facts.cancelled:
-            return dict.fromkeys(_ALL, none), dict.fromkeys(ACTIONS, none)
+            return dict.fromkeys(self._all, none), dict.fromkeys(self._actions, none)
         if facts.driver is None:
             return self._keeper(facts, latents)
         # Blanket refund: the request is refunded in full, at once, without inspection.
-        outcomes = {"none": none, "blanket_refund": _outcome("refunded", total, 0.0)}
+        outcomes = {"none": none, "blanket_refund": _outcome(Outcome.REFUNDED.value, total, 0.0)}
         late: dict[str, dict[str, Any]] = {}
-        if none["outcome"] not in ("refunded", "chargeback"):
+        if none["outcome"] not in (Outcome.REFUNDED, Outcome.CHARGEBACK):
             # Withdrawn or exchanged without help: there is nothing left to save.
-            for a in ACTIONS:
+            for a in self._actions:
                 outcomes[a] = late[a] = none
             return outcomes, late
         u = latents.save
-        for a in ACTIONS:
+        for a in self._actions:
             p = self.save_probability(
                 a, facts.driver, facts.lane, facts.family, facts.intent, facts.tier
             )
-            saved = _outcome(
-                "exchanged" if a == Action.EXCHANGE_FIRST_OFFER else "kept", 0.0, total
-            )
+            saved = _outcome(definition(a).world.saved_outcome.value, 0.0, total)
             outcomes[a] = saved if u < p else self._failed(a, facts, latents)
             late[a] = saved if u < p * self.late_factor[a] else self._failed(a, facts, latents)
         return outcomes, late
@@ -425,29 +422,31 @@ class World:
         """A customer who keeps the order unless a contact makes them think twice."""
         none = facts.none
         if latents.save >= self._keeper_max.get(facts.family, 0.0):
-            return dict.fromkeys(_ALL, none), dict.fromkeys(ACTIONS, none)
+            return dict.fromkeys(self._all, none), dict.fromkeys(self._actions, none)
         outcomes = {"none": none, "blanket_refund": none}
-        for a in ACTIONS:
+        for a in self._actions:
             if latents.save < self.backfire_probability(a, facts.family):
                 refund = facts.family_value
-                outcomes[a] = _outcome("refunded", refund, round(facts.total - refund, 2))
+                outcomes[a] = _outcome(
+                    Outcome.REFUNDED.value, refund, round(facts.total - refund, 2)
+                )
             else:
                 outcomes[a] = none  # kept; a credit paid here is pure cost to the merchant
-        return outcomes, {a: outcomes[a] for a in ACTIONS}
+        return outcomes, {a: outcomes[a] for a in self._actions}
 
     def _failed(self, action: str, facts: Facts, latents: Latents) -> dict[str, Any]:
         """The outcome when ``action`` does not save a refunding order."""
         none = facts.none
         if (
-            action != Action.EXCHANGE_FIRST_OFFER
-            or none["outcome"] != "refunded"
+            not definition(action).world.declinable
+            or none["outcome"] != Outcome.REFUNDED
             or latents.decline >= self.decline_probability
         ):
             return none
         # The customer declined the exchange: the refund comes later, and a few escalate.
         delay = round(self.mean_delay_days * (0.5 + latents.delay), 1)
         if latents.escalate < self.escalation_probability:
-            return {**_outcome("chargeback", facts.total, 0.0), "delay_days": delay}
+            return {**_outcome(Outcome.CHARGEBACK.value, facts.total, 0.0), "delay_days": delay}
         return {**none, "delay_days": delay}
 
     # ------------------------------------------------------------ serialisation
@@ -542,8 +541,6 @@ def prior_summary() -> dict[str, Any]:
 
 
 __all__ = [
-    "ACTIONS",
-    "CUSTOMER_FACING",
     "DIMENSIONS",
     "INTENT_KEYS",
     "RISK_DRIVERS",

@@ -13,6 +13,9 @@ import io
 from pathlib import Path
 from typing import BinaryIO
 
+#: An output file: plain, or gzip over a plain one.
+Output = BinaryIO | gzip.GzipFile
+
 # Sort key prefix: 10-digit emit second + 10-digit sequence number, so that plain bytes
 # sorting gives (time, generation order) and the output is reproducible.
 _KEY_WIDTH = 20
@@ -20,7 +23,7 @@ _BUFFER = 1 << 16
 _FLUSH_LINES = 50_000
 
 
-def open_output(path: Path, *, compress: bool) -> BinaryIO:
+def open_output(path: Path, *, compress: bool) -> Output:
     """Open ``path`` for writing; gzip output is reproducible (no name, mtime 0)."""
     raw = open(path, "wb", buffering=_BUFFER)  # noqa: SIM115 - closed by the caller
     if not compress:
@@ -28,9 +31,11 @@ def open_output(path: Path, *, compress: bool) -> BinaryIO:
     return gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6)
 
 
-def close_output(handle: BinaryIO) -> None:
+def close_output(handle: Output) -> None:
     """Close an output from :func:`open_output`, including the file under a gzip wrapper."""
-    inner = handle.fileobj if isinstance(handle, gzip.GzipFile) else None
+    inner = None
+    if isinstance(handle, gzip.GzipFile) and isinstance(handle.fileobj, io.IOBase):
+        inner = handle.fileobj  # GzipFile does not close a file it was given
     handle.close()
     if inner is not None:
         inner.close()
@@ -45,7 +50,7 @@ class SortedSpill:
         self._dir = tmp_dir
         self._name = name
         self._bucket_seconds = bucket_seconds
-        self._files: dict[int, io.BufferedWriter] = {}
+        self._files: dict[int, BinaryIO] = {}
         self._seq = 0
         self.lines = 0
 
@@ -60,7 +65,7 @@ class SortedSpill:
         handle.write(b"%010d%010d%b\n" % (emit_ts, self._seq, body))
         self.lines += 1
 
-    def finish(self, out: BinaryIO) -> int:
+    def finish(self, out: Output) -> int:
         """Write every queued line to ``out`` in (emit time, arrival) order; return the count."""
         written = 0
         for bucket in sorted(self._files):

@@ -129,4 +129,5 @@ def placement_times(
     seconds = rng.integers(0, HOUR, size=orders)
     times = start + days.astype(np.int64) * DAY + hours.astype(np.int64) * HOUR + seconds
     times.sort()
-    return times.tolist()
+    placed: list[int] = times.tolist()
+    return placed
