@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -119,7 +119,7 @@ def uplift_by_segment(rows: Iterable[UpliftRow], min_cases: int = 1) -> dict[str
     return out
 
 
-def rows_from_outcomes(outcomes: Iterable[dict[str, Any]]) -> list[UpliftRow]:
+def rows_from_outcomes(outcomes: Iterable[Mapping[str, Any]]) -> list[UpliftRow]:
     """Uplift rows from ``outcomes`` records (decided, closed orders with an action)."""
     rows = []
     for o in outcomes:

@@ -11,11 +11,12 @@ import orjson
 from flows.cli.common import UsageError, add_run_args, replay_and_summarize
 from flows.jsonl import read_jsonl
 from flows.progress import add_progress_args, count_lines, progress
+from operators.actions import action_names
 from operators.backtest import NEEDS_TRUTH, format_backtest, policy_figures
 from operators.baselines import ActionCosts, policy_choices, spending
 from operators.ope import build_log, doubly_robust
 from operators.policy import RecoveryPolicy
-from operators.vocabulary import Action, Arm
+from operators.vocabulary import Arm
 from operators.worlds import segment_of
 
 
@@ -96,7 +97,7 @@ def off_policy_estimate(
         values[oid] = value
         segments[oid] = segment_of(o)
     log, explored = build_log(decisions, losses, values, segments, logging_policy.holdout_share)
-    contact = {a: costs.contact.get(a, 0.0) for a in Action.interventions()}
+    contact = {a: costs.contact.get(a, 0.0) for a in action_names()}
     out: dict[str, Any] = {
         "logged_dir": str(logged_dir),
         "logged_orders": len(log),

@@ -290,7 +290,9 @@ class SalvageMetrics(MetricDeclarations):
 
     def _on_review(self, rec: dict[str, Any]) -> None:
         status = rec.get("status")
-        self._review_c.get(status, self._review_c[OTHER]).inc()
+        self._review_c[
+            status if isinstance(status, str) and status in self._review_c else OTHER
+        ].inc()
         self.stages.reviewed(rec.get("order_id"), status)
 
     # --- live components --------------------------------------------------------------------
@@ -393,17 +395,25 @@ class SalvageMetrics(MetricDeclarations):
         for action, u in self.uplift.current().items():
             sizes.add_metric([action, "treatment"], u.treated)
             sizes.add_metric([action, "control"], u.control)
-            if u.refund_rate_reduction is not None:
-                reduction.add_metric([action, "estimate"], u.refund_rate_reduction)
-                reduction.add_metric([action, "ci95_low"], u.ci_low)
-                reduction.add_metric([action, "ci95_high"], u.ci_high)
-            if u.value_saved_per_case is not None:
-                saved.add_metric([action, "estimate"], u.value_saved_per_case)
-                saved.add_metric([action, "ci95_low"], u.value_ci_low)
-                saved.add_metric([action, "ci95_high"], u.value_ci_high)
+            for bound, value in _with_bounds(u.refund_rate_reduction, u.ci_low, u.ci_high):
+                reduction.add_metric([action, bound], value)
+            for bound, value in _with_bounds(
+                u.value_saved_per_case, u.value_ci_low, u.value_ci_high
+            ):
+                saved.add_metric([action, bound], value)
         yield reduction
         yield saved
         yield sizes
+
+
+def _with_bounds(
+    estimate: float | None, low: float | None, high: float | None
+) -> list[tuple[str, float]]:
+    """The ``bound`` label and value of an estimate and its 95 % interval; none of them
+    when the estimate is missing (:func:`operators.uplift.estimate` sets all three or none)."""
+    if estimate is None or low is None or high is None:
+        return []
+    return [("estimate", estimate), ("ci95_low", low), ("ci95_high", high)]
 
 
 class _StateCollector(Collector):

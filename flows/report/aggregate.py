@@ -16,7 +16,7 @@ truth). Only aggregates are kept, so the page stays small whatever the number of
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, TypeVar
@@ -331,11 +331,11 @@ def top_values(
     ranked = sorted(items.items(), key=lambda kv: (-weight(kv[1]), kv[0]))
     if len(ranked) <= limit:
         return ranked
-    head, tail = ranked[: limit - 1], ranked[limit - 1 :]
+    tail = ranked[limit - 1 :]
     rest = make()
     for _, v in tail:
         rest.merge(v)
-    return [*head, (f"{len(tail)} {OTHER_LABEL}", rest)]
+    return ranked[: limit - 1] + [(f"{len(tail)} {OTHER_LABEL}", rest)]
 
 
 # --- the report model ---------------------------------------------------------------------
@@ -354,7 +354,7 @@ class CalibrationView:
     """Reliability bins of the return-propensity score, and its quality figures."""
 
     source: str
-    bins: list[dict[str, Any]]
+    bins: Sequence[Mapping[str, Any]]
     ece: float | None = None
     roc_auc: float | None = None
     log_loss: float | None = None
@@ -416,11 +416,14 @@ def _calibration_from_summary(summary: Mapping[str, Any]) -> CalibrationView | N
     model = (summary.get("models") or {}).get("return_propensity")
     if not isinstance(model, Mapping):
         return None
-    validation = model.get("validation") if isinstance(model.get("validation"), Mapping) else {}
+    raw_validation = model.get("validation")
+    validation: Mapping[str, Any] = raw_validation if isinstance(raw_validation, Mapping) else {}
     cal = model.get("calibration")
     if not isinstance(cal, Mapping):
         cal = validation.get("calibration")
-    bins = cal.get("bins") if isinstance(cal, Mapping) else None
+    if not isinstance(cal, Mapping):
+        return None
+    bins = cal.get("bins")
     if not isinstance(bins, list) or not bins:
         return None
 

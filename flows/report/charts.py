@@ -6,7 +6,7 @@ and tooltips, so the page needs no script, font or image from anywhere.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -20,7 +20,7 @@ class Series:
 
     name: str
     color: str
-    values: list[float | None]
+    values: Sequence[float | None]
     fill: bool = False
     dashed: bool = False
 
@@ -446,7 +446,7 @@ def calibration_chart(
     cid: str,
     title: str,
     desc: str,
-    curves: list[tuple[str, list[Mapping[str, Any]]]],
+    curves: Sequence[tuple[str, Sequence[Mapping[str, Any]]]],
     *,
     size: float = 400,
 ) -> str:

@@ -27,11 +27,9 @@ class OverviewSections(PageBase):
 
     def lead(self) -> str:
         arms = self.m.summary.get("decision_arms")
-        share = (
-            ((arms.get("arms") or {}).get("policy") or {}).get("captured_share")
-            if isinstance(arms, Mapping)
-            else None
-        )
+        if not isinstance(arms, Mapping):
+            arms = {}
+        share = ((arms.get("arms") or {}).get("policy") or {}).get("captured_share")
         if isinstance(share, int | float):
             return (
                 f'<p class="lead">This policy captures <span class="cut">{escape(pct(share))}'
@@ -95,19 +93,19 @@ class OverviewSections(PageBase):
             items.append(escape(line) + ".")
         lanes = m.counterfactual_segments.get("courier_lane")
         if lanes and m.counterfactual and m.counterfactual.saved_vs_no_action > 0:
-            best = sorted(
+            top_lanes = sorted(
                 (kv for kv in lanes if not kv[0].endswith(f" {OTHER_LABEL}")),
                 key=lambda kv: -kv[1].saved_vs_no_action,
             )[:2]
             total = m.counterfactual.saved_vs_no_action
-            part = sum(w.saved_vs_no_action for _, w in best)
-            share = sum(w.orders for _, w in best) / max(m.counterfactual.orders, 1)
-            names = " and ".join(k for k, _ in best)
+            part = sum(w.saved_vs_no_action for _, w in top_lanes)
+            order_share = sum(w.orders for _, w in top_lanes) / max(m.counterfactual.orders, 1)
+            names = " and ".join(k for k, _ in top_lanes)
             items.append(
                 escape(
                     f"{pct(part / total, 0)} of that came from courier lane"
-                    f"{'s' if len(best) > 1 else ''} {names}, "
-                    f"where {pct(share, 0)} of the orders shipped."
+                    f"{'s' if len(top_lanes) > 1 else ''} {names}, "
+                    f"where {pct(order_share, 0)} of the orders shipped."
                 )
             )
         if m.counterfactual_daily:
