@@ -39,10 +39,6 @@ from operators.actions import action_names, definition
 from operators.case import OrderCase
 from operators.contract import INTENTS, REFUND_REASONS
 
-#: The registered actions when this module was imported. Kept for ``flows.settings``, which
-#: reads it at import; new code calls ``operators.actions.action_names()`` (it also sees
-#: actions registered later).
-ACTION_NAMES = action_names()
 REQUEST_TYPE_NAMES = ("return_requested", "refund_requested", "exchange_requested")
 DEFAULT_POLICY = "default.yaml"
 #: How a learned policy may choose among its options (``learning.choice``).

@@ -3,8 +3,9 @@
 The test registers a throwaway action (restored after) and follows it through every place
 that enumerates actions: the policy parser and its defaults, the heuristic scorer's prior,
 the online learner, the engine's choice and the customer message it renders, the simulator's
-world and ground truth, and the baselines' oracle. If any of them kept its own list of
-actions, the throwaway would be missing there and this test would fail.
+world and ground truth, and the baselines' oracle; and on the flows/ side, the settings'
+webhook routes, the metrics' action labels and the report's action colours. If any of them
+kept its own list of actions, the throwaway would be missing there and this test would fail.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from flows.observability.metrics import SalvageMetrics
+from flows.report.format import action_colors
+from flows.settings import SettingsError, build_settings
 from operators.actions import (
     ActionDefinition,
     MessageTemplate,
@@ -134,3 +139,34 @@ def test_a_throwaway_action_is_complete_everywhere(
         },
     }
     assert oracle_choices({"o-1": row}, costs)["o-1"].action == name
+
+
+def test_flows_accept_a_registered_action_without_changes(throwaway: ActionDefinition) -> None:
+    name = throwaway.name
+    # Settings: a webhook route may name it (an unregistered name is refused).
+    raw = {
+        "webhooks": {
+            "endpoints": {
+                "calls": {"url": "https://calls.example/in", "secret_env": "CALLS_SECRET"}
+            }
+        }
+    }
+    raw["webhooks"]["routes"] = {name: "calls"}
+    endpoint = build_settings(raw).webhooks.endpoint_for(name)
+    assert endpoint is not None and endpoint.url == "https://calls.example/in"
+    raw["webhooks"]["routes"] = {"teleport": "calls"}
+    with pytest.raises(SettingsError, match=f"unknown action; expected one of .*{name}"):
+        build_settings(raw)
+
+    # Metrics: its interventions are counted under its own action label.
+    metrics = SalvageMetrics(CollectorRegistry())
+    record = {"order_id": "o-1", "action": name, "arm": "treatment", "automated": True}
+    metrics.observer().on_output("interventions", record)
+    labels = {"action": name, "arm": "treatment", "automated": "true"}
+    assert metrics.registry.get_sample_value("salvage_interventions_total", labels) == 1.0
+
+    # Report: it gets a colour of its own, and the built-in actions keep theirs.
+    colors = action_colors(action_names())
+    built_in = action_colors(action_names()[:-1])  # the throwaway is registered last
+    assert {a: colors[a] for a in built_in} == built_in
+    assert name in colors and len(set(colors.values())) == len(colors)

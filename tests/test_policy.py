@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from flows.cli import main
+from operators.actions import action_names
 from operators.case import OrderCase
 from operators.contract import INTENTS
 from operators.policy import (
-    ACTION_NAMES,
     AutomationBoundary,
     Eligibility,
     PolicyError,
@@ -54,7 +54,7 @@ def load_error(path: Path) -> re.Match[str]:
 def test_shipped_policies_load_with_every_action(name: str) -> None:
     policy = RecoveryPolicy.load(SHIPPED / f"{name}.yaml")
     assert name in policy.version
-    assert set(policy.actions) == set(ACTION_NAMES)
+    assert set(policy.actions) == set(action_names())
     assert policy.actions["human_review"].eligible == ()  # reached through the boundary only
     assert not policy.actions["human_review"].customer_facing
     for spec in policy.actions.values():

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from operators.contract import parse_ts
+from operators.vocabulary import Action
 
 #: Recovery stages of an open case (see docs/metrics.md, ``salvage_open_cases``).
 STAGE_MONITORED = "monitored"
@@ -49,7 +50,7 @@ def decision_stage(action: str | None, arm: str | None) -> int | None:
         return None
     if arm == "control":
         return HELD_OUT
-    if action == "human_review":
+    if action == Action.HUMAN_REVIEW:
         return IN_REVIEW
     return INTERVENED
 

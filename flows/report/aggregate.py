@@ -331,11 +331,12 @@ def top_values(
     ranked = sorted(items.items(), key=lambda kv: (-weight(kv[1]), kv[0]))
     if len(ranked) <= limit:
         return ranked
-    tail = ranked[limit - 1 :]
+    top, tail = ranked[: limit - 1], ranked[limit - 1 :]
     rest = make()
     for _, v in tail:
         rest.merge(v)
-    return ranked[: limit - 1] + [(f"{len(tail)} {OTHER_LABEL}", rest)]
+    top.append((f"{len(tail)} {OTHER_LABEL}", rest))
+    return top
 
 
 # --- the report model ---------------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date
 
+from operators.actions import action_names
+
 #: Segment dimensions of outcome records and how the report names them.
 SEGMENT_TITLES: dict[str, str] = {
     "sku_family": "SKU family",
@@ -33,13 +35,9 @@ WORLD_LABELS = {
     "no_action": "No action",
     "policy": "This policy",
 }
-ACTION_COLORS = {
-    "proactive_reassurance": "#4e79a7",
-    "delayed_shipment_intervention": "#f28e2b",
-    "exchange_first_offer": "#59a14f",
-    "product_guidance": "#b07aa1",
-    "human_review": "#e15759",
-}
+#: The registered actions' colours, in registration order (``operators.actions``); actions
+#: registered beyond these, and names a run has that are not registered, take a spare one.
+ACTION_COLORS = ("#4e79a7", "#59a14f", "#b07aa1", "#f28e2b", "#e15759")
 PALETTE = ("#76b7b2", "#edc948", "#ff9da7", "#9c755f", "#bab0ac", "#4e79a7", "#f28e2b")
 OBSERVED_COLORS = {"leakage": "#d1495b", "retained": "#2f855a"}
 
@@ -149,9 +147,15 @@ def day_label(day: str, weekday: bool = True) -> str:
 
 
 def action_colors(actions: Iterable[str]) -> dict[str, str]:
-    """A stable colour per action: known actions keep theirs, others share a palette."""
+    """A stable colour per action: the first registered actions keep theirs, others share
+    a palette.
+
+    >>> action_colors(["human_review", "teleport", "proactive_reassurance"])
+    {'human_review': '#e15759', 'proactive_reassurance': '#4e79a7', 'teleport': '#76b7b2'}
+    """
+    own = dict(zip(action_names(), ACTION_COLORS, strict=False))
     out: dict[str, str] = {}
     spare = iter(PALETTE * 4)
     for a in sorted(set(actions)):
-        out[a] = ACTION_COLORS.get(a) or next(spare, "#888888")
+        out[a] = own.get(a) or next(spare, "#888888")
     return out

@@ -7,6 +7,7 @@ from html import escape
 
 from flows.report.format import DASH, OTHER_LABEL, action_label, count, day_label, pct, points
 from flows.report.page_parts import PageBase, backtest_figure, backtest_runs, kpi_html
+from operators.vocabulary import Action
 
 
 class OverviewSections(PageBase):
@@ -230,7 +231,7 @@ class OverviewSections(PageBase):
                 " unresolved when the input ended (censored)",
             )
         )
-        human = m.interventions_by_action.get("human_review", 0)
+        human = m.interventions_by_action.get(Action.HUMAN_REVIEW, 0)
         tiles.append(
             kpi_html(
                 "Interventions",

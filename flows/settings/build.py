@@ -25,8 +25,8 @@ from flows.settings.section import (
     Section,
     SettingsError,
 )
+from operators.actions import action_names
 from operators.case import DAY, HOUR
-from operators.policy import ACTION_NAMES
 from operators.window import WindowConfig
 
 # --- building from raw values ---------------------------------------------------------------
@@ -161,10 +161,11 @@ def _webhooks(sec: Section) -> WebhookSettings:
         for name, value in sec.mapping("endpoints").items()
     }
     routes: dict[str, str] = {}
+    known = action_names()  # read now: actions registered after import count too
     for action, target in sec.mapping("routes").items():
         key = f"webhooks.routes.{action}"
-        if action != "*" and action not in ACTION_NAMES:
-            raise SettingsError(f"{key}: unknown action; expected one of {list(ACTION_NAMES)} or *")
+        if action != "*" and action not in known:
+            raise SettingsError(f"{key}: unknown action; expected one of {list(known)} or *")
         if not isinstance(target, str) or target not in endpoints:
             raise SettingsError(
                 f"{key}: endpoint {target!r} is not defined under webhooks.endpoints "
