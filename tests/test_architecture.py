@@ -34,8 +34,6 @@ MAX_LINES = 650
 LONG_MODULES: dict[str, str] = {
     "operators/models.py": "online models, learner and snapshots; being reworked with the "
     "store protocols in the domain",
-    "operators/simulation/model.py": "the simulator's generative model of one order's "
-    "streams; one story, to be split by stream",
 }
 #: Modules that run something when imported (``python -m`` entry points).
 ENTRY_POINTS = frozenset({"flows.cli.__main__"})
