@@ -8,7 +8,7 @@ broken or only importable in some order), and its ``import`` statements are read
 - there is no import cycle between modules, and no module is imported by a computed name
   (``__import__``), which would hide an edge;
 - ``operators/`` imports nothing from ``flows/`` (nor, once the store protocols live in
-  the domain, from ``state/``);
+  the domain, from ``state/``), and ``state/`` nothing from ``flows/``;
 - no module is longer than :data:`MAX_LINES`, except the few in :data:`LONG_MODULES`.
 
 An edge goes to the module that is named: ``from flows.cli import common`` is an edge to
@@ -170,6 +170,11 @@ def test_operators_import_nothing_from_flows() -> None:
 
 def test_operators_import_nothing_from_state() -> None:
     wrong = {m: found for m, found in _imports_from("operators", "state").items() if found}
+    assert wrong == {}
+
+
+def test_state_imports_nothing_from_flows() -> None:
+    wrong = {m: found for m, found in _imports_from("state", "flows").items() if found}
     assert wrong == {}
 
 
