@@ -181,6 +181,16 @@ def _err(message: str) -> None:
     print(f"salvage: error: {message}", file=sys.stderr)
 
 
+def _redis_failed(exc: Exception, url: str) -> int:
+    """Say why Redis failed; the exit code: 2 for a wrong URL or setting, 1 for a server
+    that could not be reached or refused (the password in the URL is masked)."""
+    if isinstance(exc, RedisConfigError):
+        _err(str(exc))
+        return 2
+    _err(f"Redis at {mask_url(url)}: {type(exc).__name__}: {exc}")
+    return 1
+
+
 def _cmd_context_load(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
@@ -205,12 +215,8 @@ def _cmd_context_load(args: argparse.Namespace) -> int:
             report = load_context(path, fmt, store, add=args.add, as_of=as_of)
         finally:
             store.client.close()
-    except RedisConfigError as exc:
-        _err(str(exc))
-        return 2
-    except redis.RedisError as exc:
-        _err(f"Redis at {mask_url(url)}: {type(exc).__name__}: {exc}")
-        return 1
+    except (RedisConfigError, redis.RedisError) as exc:
+        return _redis_failed(exc, url)
     except (UnicodeDecodeError, csv.Error, OSError) as exc:
         _err(f"{path}: cannot read: {exc}")
         return 2
@@ -260,12 +266,8 @@ def _cmd_case(args: argparse.Namespace) -> int:
             dispatch = {iv: ledger.status(iv) for iv in ids if iv}
         finally:
             client.close()
-    except RedisConfigError as exc:
-        _err(str(exc))
-        return 2
-    except redis.RedisError as exc:
-        _err(f"Redis at {mask_url(url)}: {type(exc).__name__}: {exc}")
-        return 1
+    except (RedisConfigError, redis.RedisError) as exc:
+        return _redis_failed(exc, url)
     if case is None:
         _err(
             f"no case for order {args.order_id!r} in {mask_url(url)} (prefix {args.prefix}); "

@@ -15,21 +15,6 @@ from flows.importers.online_retail import BUILTIN_MAPPINGS
 
 # --------------------------------------------------------------------------- mapping files
 
-_TOP_KEYS: Final = frozenset(
-    {
-        "name",
-        "columns",
-        "date_format",
-        "timezone",
-        "currency",
-        "refund_when",
-        "sku_family",
-        "lanes",
-        "non_product_skus",
-        "delimiter",
-        "encoding",
-    }
-)
 _REQUIRED_TOP_KEYS: Final = (
     "columns",
     "date_format",
@@ -37,6 +22,9 @@ _REQUIRED_TOP_KEYS: Final = (
     "currency",
     "refund_when",
     "sku_family",
+)
+_TOP_KEYS: Final = frozenset(
+    {"name", *_REQUIRED_TOP_KEYS, "lanes", "non_product_skus", "delimiter", "encoding"}
 )
 _COLUMN_KEYS: Final = frozenset(
     {

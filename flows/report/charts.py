@@ -148,6 +148,51 @@ def _axis_titles(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _CategoryFrame:
+    """The plot area of a chart over evenly spaced categories (days): one band per
+    category, values from ``lo`` to ``hi`` bottom to top."""
+
+    left: float
+    right: float
+    top: float
+    bottom: float
+    band: float
+    lo: float
+    hi: float
+
+    @classmethod
+    def of(
+        cls, categories: int, lo: float, hi: float, x_title: str | None, width: float, height: float
+    ) -> _CategoryFrame:
+        ml, mr, mt, mb = 78, 16, 12, 46 if x_title else 28
+        left, right = ml, width - mr
+        return cls(left, right, mt, height - mb, (right - left) / max(categories, 1), lo, hi)
+
+    def x(self, i: int) -> float:
+        """The centre of category ``i``."""
+        return self.left + self.band * (i + 0.5)
+
+    def y(self, v: float) -> float:
+        return self.bottom - (self.bottom - self.top) * (v - self.lo) / ((self.hi - self.lo) or 1)
+
+    def axes(
+        self,
+        x_labels: list[str],
+        ticks: list[float],
+        tick_fmt: Callable[[float], str],
+        x_title: str | None,
+        y_title: str | None,
+        height: float,
+    ) -> list[str]:
+        """Grid lines and tick labels, the category labels, and the axis titles."""
+        left, right, top, bottom = self.left, self.right, self.top, self.bottom
+        body = _y_axis(ticks, self.y, left, right, tick_fmt)
+        body += _x_labels(x_labels, self.x, bottom + 16, left, right)
+        body += _axis_titles(x_title, y_title, left, right, top, bottom, height)
+        return body
+
+
 def line_chart(
     cid: str,
     title: str,
@@ -164,23 +209,13 @@ def line_chart(
     height: float = 290,
 ) -> str:
     """Lines (optionally filled down to zero) over evenly spaced categories such as days."""
-    ml, mr, mt, mb = 78, 16, 12, 46 if x_title else 28
-    left, right, top, bottom = ml, width - mr, mt, height - mb
     vals = [v for s in series for v in s.values if v is not None]
     ticks = nice_ticks(min(0.0, *vals) if vals else 0.0, max(vals, default=0.0))
-    lo, hi = ticks[0], ticks[-1]
+    lo = ticks[0]
     n = max(len(x_labels), 1)
-    band = (right - left) / n
-
-    def x(i: int) -> float:
-        return left + band * (i + 0.5)
-
-    def y(v: float) -> float:
-        return bottom - (bottom - top) * (v - lo) / ((hi - lo) or 1)
-
-    body = _y_axis(ticks, y, left, right, tick_fmt)
-    body += _x_labels(x_labels, x, bottom + 16, left, right)
-    body += _axis_titles(x_title, y_title, left, right, top, bottom, height)
+    frame = _CategoryFrame.of(len(x_labels), ticks[0], ticks[-1], x_title, width, height)
+    x, y = frame.x, frame.y
+    body = frame.axes(x_labels, ticks, tick_fmt, x_title, y_title, height)
     tips = x_tips or x_labels
     for s in series:
         runs: list[list[tuple[float, float]]] = [[]]
@@ -228,25 +263,17 @@ def stacked_bar_chart(
     height: float = 260,
 ) -> str:
     """Vertical bars per category, stacked by series (all values >= 0)."""
-    ml, mr, mt, mb = 78, 16, 12, 46 if x_title else 28
-    left, right, top, bottom = ml, width - mr, mt, height - mb
-    n = max(len(x_labels), 1)
     totals = [sum((s.values[i] or 0.0) for s in series) for i in range(len(x_labels))]
     ticks = nice_ticks(0.0, max(totals, default=0.0))
-    hi = ticks[-1] or 1.0
-    band = (right - left) / n
-    bar = max(min(band * 0.72, 48.0), 1.0)
-
-    def y(v: float) -> float:
-        return bottom - (bottom - top) * v / hi
-
-    body = _y_axis(ticks, y, left, right, tick_fmt)
-    body += _x_labels(x_labels, lambda i: left + band * (i + 0.5), bottom + 16, left, right)
-    body += _axis_titles(x_title, y_title, left, right, top, bottom, height)
+    # The bars stand on zero, whatever the lowest tick.
+    frame = _CategoryFrame.of(len(x_labels), 0.0, ticks[-1], x_title, width, height)
+    y = frame.y
+    bar = max(min(frame.band * 0.72, 48.0), 1.0)
+    body = frame.axes(x_labels, ticks, tick_fmt, x_title, y_title, height)
     tips = x_tips or x_labels
     for i in range(len(x_labels)):
         acc = 0.0
-        x0 = left + band * (i + 0.5) - bar / 2
+        x0 = frame.x(i) - bar / 2
         for s in series:
             v = s.values[i] or 0.0
             if v <= 0:
