@@ -95,9 +95,10 @@ def test_a_segment_learns_its_rate_and_keeps_the_prior_where_it_has_no_data() ->
     # posterior's variance of the logit is 7 / 332, wider than the exact 1 / 332.
     assert var == pytest.approx(len(keys) / (12.5 + 2000 * 0.16), rel=0.1)
     # An action without outcomes: the no-action part it shares, plus the prior's effect.
-    assert post.weights(REASSURE, keys) == (0.0, len(keys) / 12.5)
+    effect_var = len(keys) / post.precision_of(REASSURE)
+    assert post.weights(REASSURE, keys) == (0.0, pytest.approx(effect_var))
     mu_a, var_a = post.moments(REASSURE, keys, -1.0)
-    assert mu_a == pytest.approx(mu - offset - 1.0) and var_a == pytest.approx(var + 7 / 12.5)
+    assert mu_a == pytest.approx(mu - offset - 1.0) and var_a == pytest.approx(var + effect_var)
 
 
 @pytest.mark.parametrize("epsilon", [0.0, 0.05, 0.3])
