@@ -103,7 +103,8 @@ def static_bounds(
       ignored;
 
     and the decisions a learner could change (``actionable_decisions``), the share of the
-    oracle's avoidable loss on orders without any such decision, and per twist the
+    oracle's avoidable loss on orders without any such decision (the policy never has a
+    choice for them: below the gate, at the boundary, or nothing eligible), and per twist the
     actionable decisions where its action was eligible in its lane or family (the most
     outcomes that segment can teach in the run)."""
     by_order: dict[str, list[Mapping[str, Any]]] = {}
@@ -121,10 +122,12 @@ def static_bounds(
         value = float(row.get("order_value") or 0.0)
         none = float(row["outcomes"]["none"]["refund_value"])
         best_actionable = best_all = none
+        chooses = False
         for d in by_order.get(oid, ()):
             at = parse_ts(d["decided_at"])
             if d.get("eligible") and d["rule"] not in NOT_ACTIONABLE:
                 actionable += 1
+                chooses = True
             for a in d.get("eligible") or ():
                 loss = float(truth_outcome(row, a, at)["refund_value"]) + costs.of(a, value)
                 best_all = min(best_all, loss)
@@ -132,7 +135,7 @@ def static_bounds(
                     best_actionable = min(best_actionable, loss)
         actionable_loss += best_actionable
         all_points_loss += best_all
-        if best_actionable == none and oid in oracle:
+        if not chooses and oid in oracle:
             choice: Choice = oracle[oid]
             out_of_reach += none - float(truth_outcome(row, choice.action, None)["refund_value"])
             out_of_reach -= costs.of(choice.action, value)
@@ -179,7 +182,8 @@ def format_bounds(worlds: list[Mapping[str, Any]]) -> str:
         "twist_aware": "static rules that know the twists",
         "eligible_oracle": "best eligible action per order, where the policy chooses",
         "eligible_oracle_all_points": "... at every decision point (gate and boundary ignored)",
-        "avoidable_without_actionable_decision": "avoidable loss on orders with no choice",
+        "avoidable_without_actionable_decision": "share of the avoidable loss on orders "
+        "where the policy never chooses",
     }
     for key, label in labels.items():
         sp = spread([r[key] for r in rows if r[key] is not None])

@@ -13,18 +13,23 @@ heuristic prior as a fixed offset::
 where ``prior_none`` and ``r_a`` are :class:`~operators.scoring.HeuristicScorer`'s
 P(refund | no action) and P(recovered | a). An action shares the no-action weights (how
 far the prior is off for the segment's refund level) and learns its own *effect* weights
-on top, so in a comparison the level's uncertainty moves both sides alike. Every weight
+on top, so in a comparison the level's uncertainty moves both sides alike. A no-action
+outcome (of the holdout) teaches ``w_none``; an action's outcome teaches ``w_a`` and
+``w_none`` together, as one logistic regression (:data:`JOINT_LEVEL`), so the prior's
+error about a segment's refund level is not left in the action's effect. Every weight
 has an independent Gaussian posterior (mean, precision) that starts at (0,
-``prior_precision``) and is updated online with the Laplace approximation of Chapelle & Li
-(2011), "An Empirical Evaluation of Thompson Sampling", Algorithm 3, one outcome at a time.
-The weights of one case are a few one-hot keys, so each part of a logit is a sum of
+``prior_precision``) for ``w_none`` and (0, ``EFFECT_PRECISION_SCALE * prior_precision``)
+for ``w_a``, and is updated online with the Laplace approximation of Chapelle & Li (2011),
+"An Empirical Evaluation of Thompson Sampling", Algorithm 3, one outcome at a time. The
+weights of one case are a few one-hot keys, so each part of a logit is a sum of
 independent Gaussians: one normal draw samples it.
 
 How fast data overrule the prior: an outcome at predicted rate ``p`` adds ``p (1 - p)`` to
-the precision of every key it touches, so a key (e.g. ``lane=DE-NL`` for reassurance) has
-learned as much from ``n`` outcomes as the prior says once ``n p (1 - p) = prior_precision``.
+the precision of every key it touches, so a key (e.g. ``lane=DE-NL``) has learned as much
+from ``n`` outcomes as the prior says once ``n p (1 - p) = prior_precision``.
 ``prior_precision = prior_outcomes / 4`` makes that ``prior_outcomes`` outcomes at p = 0.5
-(more at rarer rates: 1.6x at p = 0.2).
+for a segment's level (more at rarer rates: 1.6x at p = 0.2) and
+``EFFECT_PRECISION_SCALE`` times as many for an action's effect in it.
 
 >>> post = BanditLearner(prior_precision=2.0)
 >>> keys = ("*", "lane=A")
