@@ -83,12 +83,12 @@ DRAWS = 32
 JOINT_LEVEL = True
 #: Effect weights' prior precision, as a multiple of the level weights': an effect is a
 #: contrast between arms and is learned more slowly than a segment's refund level (tuned
-#: on world seeds 0-9 among 1, 2, 4 and 8; ``docs/decisions.md``).
+#: on world seeds 0-9 among 1, 4 and 8; ``docs/decisions.md``).
 EFFECT_PRECISION_SCALE = 4.0
 #: The guard: the learned choice replaces the static rules' only where it saves more in
 #: at least this share of the posterior draws (31.68 of 32: all of them). On world seeds
-#: 0-9 (misspecified) 0.6, 0.8 and 0.99 were within 0.2 points of each other in median;
-#: the most cautious is kept.
+#: 0-9 (misspecified) 0.6, 0.8 and 0.99 were within 0.3 points of each other in median
+#: (0.6: worst world -2.5); the most cautious is kept (``benchmarks/tune_policy.py``).
 GUARD_CONFIDENCE = 0.99
 
 
