@@ -96,9 +96,10 @@ def test_a_segment_learns_its_rate_and_keeps_the_prior_where_it_has_no_data() ->
     # posterior's variance of the logit is 7 / 332, wider than the exact 1 / 332.
     assert var == pytest.approx(len(keys) / (12.5 + 2000 * 0.16), rel=0.1)
     # An action without outcomes: the no-action part it shares, plus the prior's effect.
-    assert post.weights(REASSURE, keys) == (0.0, len(keys) / 12.5)
+    effect_var = len(keys) / post.precision_of(REASSURE)
+    assert post.weights(REASSURE, keys) == (0.0, pytest.approx(effect_var))
     mu_a, var_a = post.moments(REASSURE, keys, -1.0)
-    assert mu_a == pytest.approx(mu - offset - 1.0) and var_a == pytest.approx(var + 7 / 12.5)
+    assert mu_a == pytest.approx(mu - offset - 1.0) and var_a == pytest.approx(var + effect_var)
 
 
 @pytest.mark.parametrize("epsilon", [0.0, 0.05, 0.3])
@@ -237,3 +238,38 @@ def test_the_guard_keeps_the_static_choice_until_the_data_are_conclusive() -> No
     assert choose(learner) == "a"  # a handful of outcomes is not conclusive
     feed(3000)
     assert choose(learner) == NONE  # it backfires there, and the data say so
+
+
+def _level_error_world(joint: bool, n: int = 3000) -> tuple[float, float]:
+    """The prior says 20 % refund when nothing is done and that reassurance halves it; in
+    truth 60 % refund with or without it. 9 in 10 outcomes are of reassured cases, 1 in 10
+    of the holdout (nothing done). Returns the posterior means of P(refund | none) and
+    P(refund | reassured)."""
+    keys = lane_keys("X")
+    offsets = prior_offsets(0.2, {REASSURE: 0.5}, [REASSURE])
+    bandit = BanditLearner(prior_precision=12.5, joint=joint)
+    world = random.Random(11)
+    for i in range(n):
+        arm = NONE if i % 10 == 0 else REASSURE
+        bandit.update(arm, keys, offsets[arm], int(world.random() < 0.6))
+    post = bandit.posterior()
+    p_none = sigmoid(post.moments(NONE, keys, offsets[NONE])[0])
+    p_reassured = sigmoid(
+        post.moments(REASSURE, keys, offsets[NONE])[0] + offsets[REASSURE] - offsets[NONE]
+    )
+    return p_none, p_reassured
+
+
+def test_a_wrong_prior_level_is_not_taken_for_an_effect_of_the_action() -> None:
+    """600 outcomes, about what a segment gets in a 10,000-order run. Learned jointly, the
+    reassured outcomes teach the segment's refund level too: the level is right and the
+    action is not seen to do harm (its effect is still near the prior's, which the data
+    have not yet overruled). Learned from the holdout alone (60 outcomes), the level lags
+    far behind and the action's weights absorb the difference: reassurance looks harmful,
+    and a learner would stop it."""
+    p_none, p_reassured = _level_error_world(joint=True, n=600)
+    assert p_none == pytest.approx(0.6, abs=0.05)
+    assert p_reassured <= p_none
+    separate_none, separate_reassured = _level_error_world(joint=False, n=600)
+    assert separate_none < 0.52
+    assert separate_reassured - separate_none > 0.05
