@@ -16,6 +16,7 @@ Replay and live mode build this same flow; only the source and the sinks differ.
 
 from __future__ import annotations
 
+import math
 import pickle
 import time
 from collections.abc import Callable
@@ -31,10 +32,12 @@ from bytewax.outputs import Sink
 
 from operators.case import OrderCase
 from operators.contract import DeadLetter, Event, decode
-from operators.models import DAY, MODEL_SET, Learner, SnapshotBoard, TruthLookup
+from operators.learner import DAY, PROGRESS_STEP, DecisionGate, Learner, SnapshotBoard
+from operators.models import MODEL_SET, TruthLookup
 from operators.policy import RecoveryPolicy
 from operators.window import CaseWindow, Decider, Expire, ExpiryClock, WindowConfig, shard_of
 from state.models import ModelStore
+from state.versions import VersionClock
 
 OUTPUT_NAMES = ("interventions", "decisions", "outcomes", "dead_letter")
 _TAG_OF_OUTPUT = {
@@ -77,11 +80,15 @@ class FlowObserver:
 @dataclass
 class ModelRuntime:
     """The online-learning side of a flow: one learner step (a single writer, keyed on a
-    constant) posts versioned snapshots to ``board`` for the scorers of this process and
-    checkpoints to ``store`` (warm start, and scorers in other processes)."""
+    constant) publishes a version of the models per event-time boundary of ``versions``
+    to ``board`` for the scorers of this process, and checkpoints to ``store`` (warm
+    start, and scorers in other processes). A decision at event time ``t`` reads the
+    version of ``versions.visible(t)`` (see ``state.versions``)."""
 
+    versions: VersionClock = field(default_factory=VersionClock)
     board: SnapshotBoard = field(default_factory=SnapshotBoard)
     store: ModelStore | None = None
+    #: Unused since versions are cut by event time; kept so callers that set it still run.
     publish_every: int = 200
     last_stats: dict[str, Any] | None = None
     #: Every decision is labelled "refunded within this horizon" (policy
@@ -92,21 +99,38 @@ class ModelRuntime:
     prior_precision: float = 12.5
     #: Simulator ground truth for treated examples (backtests); never checkpointed.
     truth: TruthLookup | None = None
+    #: Replays: decisions wait until the model version they read is complete, and the
+    #: learner's clock follows the workers' progress (exact replays). None: live mode,
+    #: where decisions read the newest complete version and never wait.
+    wait_for_versions: bool = False
+    gate: DecisionGate | None = None
 
     @classmethod
     def for_policy(
         cls, policy: RecoveryPolicy, window: WindowConfig, **kwargs: Any
     ) -> ModelRuntime:
-        """A runtime with the policy's ``learning`` settings (label horizon, prior) and a
-        release margin of at least the window's allowed lateness."""
+        """A runtime with the policy's ``learning`` settings (label horizon, prior, version
+        period and lag) and a release margin of at least the window's allowed lateness.
+        The lag is at least the margin: a version can only be complete once the learner's
+        clock is a margin past its boundary."""
+        margin = max(DAY, window.allowed_lateness)
+        versions = VersionClock(
+            period=policy.version_period_hours * 3600.0,
+            lag=max(policy.version_lag_hours * 3600.0, margin + PROGRESS_STEP),
+        )
         return cls(
+            versions=versions,
             horizon=policy.label_horizon_days * DAY,
-            margin=max(DAY, window.allowed_lateness),
+            margin=margin,
             prior_precision=policy.prior_precision,
             **kwargs,
         )
 
     def __post_init__(self) -> None:
+        if self.board.clock is None:
+            self.board.clock = self.versions
+        if self.wait_for_versions and self.gate is None:
+            self.gate = DecisionGate(self.board)
         # Warm start: scorers read the last checkpoint from the first decision on, not
         # only once the learner step (built on its first example) exists.
         if self.store is not None and self.board.latest is None:
@@ -116,9 +140,10 @@ class ModelRuntime:
 
 
 class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes]):
-    """Bytewax wrapper of :class:`~operators.models.Learner`: takes the case step's
+    """Bytewax wrapper of :class:`~operators.learner.Learner`: takes the case step's
     ``pending`` examples and ``resolution`` records, learns each example at its label
-    horizon, publishes every ``publish_every`` examples learned."""
+    horizon, publishes a version of the models at each event-time boundary its clock
+    passes (``ModelRuntime.versions``)."""
 
     def __init__(
         self,
@@ -146,34 +171,49 @@ class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes]):
         self.learner.publish_every = runtime.publish_every
         self.learner.horizon = runtime.horizon
         self.learner.margin = runtime.margin
+        self.learner.period = runtime.versions.period
+        self.learner.clock_from_progress = runtime.gate is not None
         self.learner.truth = runtime.truth
         if blob:
-            self._publish()
+            # Restored: the state as it was is the base every later version builds on.
+            runtime.board.post(self.learner.snapshot())
+            self._report()
 
-    def _publish(self) -> None:
-        snapshot = self.learner.publish()
-        self.runtime.board.post(snapshot)
-        if self.runtime.store is not None:
-            self.runtime.store.save(MODEL_SET, snapshot.version, self.learner.to_bytes())
+    def _report(self) -> None:
         stats = self.learner.stats()
+        stats["early_reads"] = self.runtime.board.early_reads
         self.runtime.last_stats = stats
         if self.observer.on_model is not None:
             self.observer.on_model(stats)
 
+    def _publish_cuts(self) -> None:
+        """Hand the versions cut since the last batch to the board (and the store)."""
+        board, store = self.runtime.board, self.runtime.store
+        newest = None
+        for boundary, snapshot in self.learner.take_cuts():
+            board.publish(boundary, snapshot)
+            if snapshot is not None:
+                newest = snapshot
+                self._report()
+        if newest is not None and store is not None:
+            store.save(MODEL_SET, newest.version, self.learner.to_bytes())
+
     def on_batch(self, values: list[tuple[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
-        learner = self.learner
-        before = learner.examples
-        if learner.feed_batch([v[1] for v in values]):
-            every = learner.publish_every
-            if learner.examples // every > before // every:
-                self._publish()
+        self.learner.feed_batch([v[1] for v in values])
+        self._publish_cuts()
         return [], StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[dict[str, Any]], bool]:
         learner = self.learner
+        before = learner.examples
         learner.finish()
-        if learner.examples:
-            self._publish()
+        # What end of input released is one last version (for the store and the stats:
+        # no decision is left to read it).
+        final = learner.publish() if learner.examples > before else None
+        self.runtime.board.publish(math.inf, final)
+        if final is not None and self.runtime.store is not None:
+            self.runtime.store.save(MODEL_SET, final.version, learner.to_bytes())
+        self._report()
         return [], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes | None:
@@ -297,10 +337,15 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         return self.clock.snapshot() if self.snapshots else None
 
 
-class CaseLogic(StatefulLogic[Event | Expire, tuple[str, dict[str, Any]], bytes]):
-    """Bytewax wrapper of :class:`~operators.window.CaseWindow` (one per order)."""
+class CaseLogic(StatefulLogic[Event | Expire, tuple[str, Any], bytes]):
+    """Bytewax wrapper of :class:`~operators.window.CaseWindow` (one per order).
 
-    __slots__ = ("close_at_eof", "on_latency", "snapshots", "window")
+    With a ``gate`` (replays), an item whose decision would read a model version that is
+    not complete yet waits here, with every later item of the order, and is retried each
+    time the step is woken (``notify_at``); each worker's progress goes to the learner
+    (see :class:`~operators.learner.DecisionGate`)."""
+
+    __slots__ = ("close_at_eof", "fresh", "gate", "on_latency", "queue", "snapshots", "window")
 
     def __init__(
         self,
@@ -308,13 +353,18 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, dict[str, Any]], bytes]
         close_at_eof: bool,
         on_latency: Callable[[float], None] | None = None,
         snapshots: bool = True,
+        gate: DecisionGate | None = None,
+        fresh: Callable[[str], CaseWindow] | None = None,
     ) -> None:
         self.window = window
         self.close_at_eof = close_at_eof
         self.on_latency = on_latency
         self.snapshots = snapshots
+        self.gate = gate
+        self.fresh = fresh  # a new window for the order (an item after its case closed)
+        self.queue: list[Event | Expire] = []
 
-    def on_item(self, value: Event | Expire) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
+    def _handle(self, value: Event | Expire) -> tuple[list[tuple[str, Any]], bool]:
         case = self.window.case
         if not case.order_id:
             case.order_id = value.order_id
@@ -327,19 +377,90 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, dict[str, Any]], bytes]
             self.on_latency(time.monotonic() - value.ingested_at)
         return out
 
-    def on_eof(self) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
+    def _ready(self, value: Event | Expire) -> bool:
+        # Only events decide; the decision is dated as in DecisionEngine.decide.
+        if isinstance(value, Expire) or self.gate is None:
+            return True
+        return self.gate.ready(max(value.occurred_at, self.window.case.last_event_at))
+
+    def _progress(self, out: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        assert self.gate is not None
+        progress = self.gate.progress()
+        if progress is not None:
+            out.append(("progress", progress))
+        return out
+
+    def on_item(self, value: Event | Expire) -> tuple[list[tuple[str, Any]], bool]:
+        gate = self.gate
+        if gate is None:
+            return self._handle(value)
+        if isinstance(value, Event):
+            gate.received(value.occurred_at)
+        if self.queue or not self._ready(value):
+            if not self.queue:
+                gate.wait(value.order_id, _item_time(value))
+            self.queue.append(value)
+            return self._progress([]), StatefulLogic.RETAIN
+        out, discard = self._handle(value)
+        return self._progress(out), discard
+
+    def _drain(self, force: bool) -> tuple[list[tuple[str, Any]], bool]:
+        """Hand on the waiting items that are ready (all of them with ``force``)."""
+        gate = self.gate
+        assert gate is not None
+        out: list[tuple[str, Any]] = []
+        discard = False
+        while self.queue and (force or self._ready(self.queue[0])):
+            value = self.queue.pop(0)
+            if force and not self._ready(value):
+                gate.forced += 1
+            if discard:
+                # The case closed and a later item of the order waited behind it: what
+                # would have reached a new state for the key without the wait.
+                if self.fresh is None:
+                    continue
+                self.window = self.fresh(value.order_id)
+            got, discard = self._handle(value)
+            out.extend(got)
+        if self.queue:
+            gate.wait(self.queue[0].order_id, _item_time(self.queue[0]))
+        else:
+            gate.done(self.window.case.order_id)
+        return out, discard
+
+    def notify_at(self) -> datetime | None:
+        # Waiting: wake at the next activation (the learner may have cut the version).
+        return datetime.now(UTC) if self.queue else None
+
+    def on_notify(self) -> tuple[list[tuple[str, Any]], bool]:
+        out, discard = self._drain(force=False)
+        return self._progress(out), discard
+
+    def on_eof(self) -> tuple[list[tuple[str, Any]], bool]:
+        out: list[tuple[str, Any]] = []
+        if self.queue:
+            # End of input: nothing more will be cut before the learner's own end.
+            out, discard = self._drain(force=True)
+            if discard:
+                return out, discard
         if self.close_at_eof:
             # The clock censored every case it tracked at its shard's end of input; a case
             # still here was never tracked (nothing valid arrived): its last event it is.
-            return self.window.on_eof(None)
-        return [], StatefulLogic.RETAIN
+            got, discard = self.window.on_eof(None)
+            return out + got, discard
+        return out, StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes | None:
         if not self.snapshots:
             return None
         # Pickled now, so later mutation cannot leak into the snapshot; far cheaper than
-        # deepcopy, and Bytewax would pickle it anyway.
+        # deepcopy, and Bytewax would pickle it anyway. (Replays, the only flows with a
+        # gate, run without recovery: waiting items are not part of it.)
         return pickle.dumps(self.window.case, pickle.HIGHEST_PROTOCOL)
+
+
+def _item_time(value: Event | Expire) -> float:
+    return value.occurred_at if isinstance(value, Event) else value.deadline
 
 
 def _decode_item(item: tuple[Any, ...]) -> Event | DeadLetter:
@@ -423,10 +544,15 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
 
     # ``op.stateful`` gives the builder only the resume state; a fresh case learns its
     # order id from its first item (see CaseLogic.on_item).
+    gate = parts.models.gate if parts.models is not None else None
+
+    def fresh(order_id: str) -> CaseWindow:
+        return CaseWindow(order_id, decider(), cfg, None, parts.emit_case_views)
+
     def case_builder(snap: bytes | None) -> CaseLogic:
         case: OrderCase = pickle.loads(snap) if snap is not None else OrderCase("")
         window = CaseWindow(case.order_id, decider(), cfg, case, parts.emit_case_views)
-        return CaseLogic(window, close_at_eof, observer.on_latency, snapshots)
+        return CaseLogic(window, close_at_eof, observer.on_latency, snapshots, gate, fresh)
 
     cases = op.stateful("case", by_order, case_builder)
     tagged = op.map("unkey_case", cases, lambda kv: kv[1])
@@ -447,7 +573,7 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
     if parts.models is not None:
         runtime = parts.models
         examples = op.filter(
-            "select_examples", tagged, lambda t: t[0] == "pending" or t[0] == "resolution"
+            "select_examples", tagged, lambda t: t[0] in ("pending", "resolution", "progress")
         )
         keyed = op.key_on("key_models", examples, lambda _r: MODEL_SET)
         learned = op.stateful_batch(

@@ -20,9 +20,12 @@ Design (see ``docs/decisions.md``):
   closes would see refunds first and over-estimate the refund rate.
 - The same examples update the bandit posteriors (``operators.bandit``) of the action
   taken at the point (``none`` for untreated points) that decisions sample from.
-- One :class:`Learner` owns the models (a single writer); scorers read immutable,
-  versioned :class:`ModelSnapshot` objects published to a ``state.models.ModelStore``.
+- One :class:`~operators.learner.Learner` owns the models (a single writer) and cuts
+  versions of them by event time; scorers read immutable, versioned
+  :class:`ModelSnapshot` objects (``operators.learner.SnapshotBoard``, and a
+  ``state.models.ModelStore`` across processes).
 
+>>> from operators.learner import Learner
 >>> learner = Learner()
 >>> for i in range(4):
 ...     learner.learn(Example({"has_request": float(i % 2)}, i % 2, 0.5, None, "control",
@@ -34,23 +37,24 @@ Design (see ``docs/decisions.md``):
 
 from __future__ import annotations
 
-import heapq
 import math
-import pickle
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import mul
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from operators.bandit import NONE, BanditLearner, BanditPosterior
+from operators.bandit import NONE, BanditPosterior
 from operators.baselines import truth_for
 from operators.decision import ACTIONS, Scores
-from operators.features import FEATURE_NAMES, from_vector, to_vector
+from operators.features import FEATURE_NAMES, to_vector
 from operators.scoring import HeuristicScorer, abuse_risk, customer_value, promise_sensitivity
 from state.models import ModelStore
+
+if TYPE_CHECKING:
+    from operators.learner import SnapshotBoard
 
 PROPENSITY = "return_propensity"
 MODEL_SET = "salvage-models"
@@ -369,329 +373,14 @@ class ModelSnapshot:
     bandit: BanditPosterior | None = None
 
 
-DAY = 86400.0
-#: Batches after which a silent source stops holding the learner's clock back.
-STALE_BATCHES = 10_000
-
-
-class _Held:
-    """A pending example in the learner's buffer (``alive`` False once dropped)."""
-
-    __slots__ = ("alive", "pending", "release_at")
-
-    def __init__(self, pending: Pending, release_at: float) -> None:
-        self.pending = pending
-        self.release_at = release_at
-        self.alive = True
-
-
-class Learner:
-    """The single writer of the models: holds pending examples until their label horizon,
-    learns from them, tracks quality, publishes.
-
-    Labels: every decision point is labelled at ``decided_at + horizon`` by whether its
-    case was refunded (refund or chargeback) within the horizon. The learner's event-time
-    clock is the latest decision or resolution time it has seen, less ``margin`` (room for
-    resolutions that arrive late, up to the flow's allowed lateness): an example is
-    released when that clock passes its horizon, never earlier. Hence
-
-    - a refund that comes after the horizon, and a case still open then, are label 0;
-      a cancelled order's points whose horizon ends after the cancellation are dropped;
-    - when a case's first action is taken, its ``none`` points whose horizon ends after
-      it are dropped (the action changed their outcome) and the action's point waits for
-      its own horizon; the case emits no later points;
-    - a censored case (input ended first) gives its points whose horizon passed before
-      the end, label 0, at :meth:`finish`; the rest never become examples.
-
-    With ``truth`` (a simulator's ground truth) a treated point's label is the truth's: the
-    observed within-horizon label where the action changes nothing in the truth, else the
-    truth's outcome under the action (released at the same horizon).
-    """
-
-    def __init__(
-        self,
-        publish_every: int = 200,
-        validation_window: int = 5_000,
-        horizon: float = 14 * DAY,
-        margin: float = 1 * DAY,
-        prior_precision: float = 12.5,
-    ) -> None:
-        self.propensity = _model()
-        self.recovery: dict[str, Any] = {a: _model() for a in ACTIONS}
-        self.propensity_examples = 0
-        self.recovery_examples: dict[str, int] = dict.fromkeys(ACTIONS, 0)
-        self.validation = ProgressiveValidation(validation_window)
-        #: Quality at each case's first decision point, and per decision point.
-        self.first_point = _Histogram()
-        self.by_point: dict[str, _Histogram] = {}
-        self.bandit = BanditLearner(prior_precision)
-        self.examples = 0
-        self.version = 0
-        self.publish_every = publish_every
-        self.lag_seconds = 0.0
-        self.horizon = horizon
-        self.margin = margin
-        self.clock = float("-inf")  # event time up to which every source has been heard
-        self.latest = float("-inf")  # latest event time seen
-        self.sources: dict[int, list[float]] = {}  # source -> [latest time, batch number]
-        self.items = 0  # batches taken
-        self.held: dict[str, list[_Held]] = {}
-        self.resolved: dict[str, tuple[str, float]] = {}
-        self._heap: list[tuple[float, int, _Held]] = []
-        self._seq = 0
-        self.dropped = 0
-        self.truth: TruthLookup | None = None  # not checkpointed: the caller sets it
-        #: Per feature (FEATURE_NAMES order), the lowest and highest value learned from.
-        self.lo = [math.inf] * len(FEATURE_NAMES)
-        self.hi = [-math.inf] * len(FEATURE_NAMES)
-
-    # --- pending examples and their release ------------------------------------------
-
-    def feed(self, item: Pending | Resolution) -> int:
-        """Take one pending example or resolution; returns how many examples were learned."""
-        return self.feed_batch((item,))
-
-    def feed_batch(self, items: Iterable[Pending | Resolution]) -> int:
-        """Take a batch of pending examples and resolutions, then release what the clock
-        allows; returns how many examples were learned.
-
-        The flow's items arrive in batches whose order is not event-time order, so the whole
-        batch is applied before the clock moves. The clock is the lowest of the latest event
-        times of the sources (workers) heard from recently: a worker that runs behind the
-        others (they run out of step in a replay) holds releases back until it catches up.
-        """
-        sources = self.sources
-        self.items += 1
-        n = self.items
-        for item in items:
-            if isinstance(item, Pending):
-                self._hold(item)
-                t = item.decided_at
-            else:
-                self._resolve(item)
-                t = item.resolved_at
-            src = sources.get(item.source)
-            if src is None:
-                sources[item.source] = [t, n]
-            else:
-                if t > src[0]:
-                    src[0] = t
-                src[1] = n
-            if t > self.latest:
-                self.latest = t
-        # A source silent for STALE_BATCHES batches of the others (a worker that stopped)
-        # no longer holds the clock back.
-        live = [t for t, at in sources.values() if n - at <= STALE_BATCHES]
-        clock = min(live) if live else self.latest
-        if clock > self.clock:
-            self.clock = clock
-        return self.release(self.clock - self.margin)
-
-    def _drop_after(self, order_id: str, t: float) -> None:
-        """Drop the order's held points whose horizon ends after ``t``: what happened at
-        ``t`` decides their outcome (an action, a cancellation), not the point itself."""
-        entries = self.held.get(order_id)
-        if not entries:
-            return
-        keep = []
-        for e in entries:
-            if e.release_at > t:
-                e.alive = False
-                self.dropped += 1
-            else:
-                keep.append(e)
-        if keep:
-            entries[:] = keep
-        else:
-            del self.held[order_id]
-            self.resolved.pop(order_id, None)
-
-    def _hold(self, p: Pending) -> None:
-        if p.action is not None:
-            # The first action: the no-action points whose horizon it falls into no longer
-            # have a no-action outcome.
-            self._drop_after(p.order_id, p.decided_at)
-        entries = self.held.setdefault(p.order_id, [])
-        h = _Held(p, p.decided_at + self.horizon)
-        entries.append(h)
-        self._seq += 1
-        heapq.heappush(self._heap, (h.release_at, self._seq, h))
-
-    def _resolve(self, r: Resolution) -> None:
-        if r.outcome == "cancelled":
-            # Points whose horizon ended before the cancellation keep their label (no
-            # refund); the others have no refund question left.
-            self._drop_after(r.order_id, r.resolved_at)
-            return
-        if self.held.get(r.order_id):
-            self.resolved[r.order_id] = (r.outcome, r.resolved_at)
-
-    def release(self, until: float) -> int:
-        """Label and learn every held example whose horizon is at or before ``until``."""
-        learned = 0
-        heap = self._heap
-        while heap and heap[0][0] <= until:
-            _, _, h = heapq.heappop(heap)
-            if not h.alive:
-                continue
-            p = h.pending
-            entries = self.held.get(p.order_id)
-            if entries is not None:
-                entries.remove(h)
-                if not entries:
-                    del self.held[p.order_id]
-            resolved = (
-                self.resolved.get(p.order_id) if entries else self.resolved.pop(p.order_id, None)
-            )
-            label = int(
-                resolved is not None and resolved[0] in _REFUNDS and resolved[1] <= h.release_at
-            )
-            if self.truth is not None and p.action is not None and p.arm != "control":
-                under_action, under_none = self.truth(p.order_id, p.action, p.decided_at)
-                if under_action is not None and under_action != under_none:
-                    label = int(under_action)
-            self.learn(
-                Example(
-                    from_vector(p.vector), label, p.predicted, p.action, p.arm, p.decided_at,
-                    h.release_at, p.point, p.first, p.keys, p.offset,
-                )
-            )  # fmt: skip
-            learned += 1
-        return learned
-
-    def finish(self) -> int:
-        """End of input: release what the end's event time allows; the rest (censored
-        before their horizon) is dropped, never learned."""
-        learned = self.release(self.latest)
-        for entries in self.held.values():
-            for e in entries:
-                e.alive = False
-            self.dropped += len(entries)
-        self.held.clear()
-        self.resolved.clear()
-        self._heap.clear()
-        return learned
-
-    @property
-    def pending_count(self) -> int:
-        return sum(len(v) for v in self.held.values())
-
-    # --- learning ----------------------------------------------------------------------
-
-    def learn(self, ex: Example) -> None:
-        """Learn one labelled example (the caller publishes snapshots when it wants them)."""
-        x = model_input(ex.features)
-        self.examples += 1
-        f = ex.features
-        vector = [f.get(name, 0.0) for name in FEATURE_NAMES]
-        self.lo = list(map(min, self.lo, vector))
-        self.hi = list(map(max, self.hi, vector))
-        self.lag_seconds = max(ex.labelled_at - ex.decided_at, 0.0)
-        untreated = ex.action is None or ex.arm == "control"
-        if untreated:
-            # Predict-then-learn: the stored prediction was made at decision time.
-            self.validation.update(ex.label, ex.predicted)
-            if ex.first:
-                self.first_point.add(ex.label, ex.predicted)
-            hist = self.by_point.get(ex.point)
-            if hist is None:
-                hist = self.by_point[ex.point] = _Histogram()
-            hist.add(ex.label, ex.predicted)
-            self.propensity.learn_one(x, bool(ex.label))
-            self.propensity_examples += 1
-        elif ex.action in self.recovery:
-            self.recovery[ex.action].learn_one(x, bool(ex.label))
-            self.recovery_examples[ex.action] += 1
-        # "Doing nothing" is learned from the holdout only: a random share of orders, so it
-        # is compared with the actions on the same kind of case. Treatment-arm points left
-        # alone are those the policy judged not worth an action, a biased sample.
-        if ex.keys and (ex.arm == "control" if untreated else ex.action in self.recovery):
-            self.bandit.update(NONE if untreated else str(ex.action), ex.keys, ex.offset, ex.label)
-
-    def publish(self) -> ModelSnapshot:
-        """A new version of the models, for scorers to read."""
-        self.version += 1
-        return self.snapshot()
-
-    def snapshot(self) -> ModelSnapshot:
-        """The models as they are, at the current version (no new version): what scorers
-        should read right after this learner was restored from a checkpoint."""
-        lo, hi = (self.lo, self.hi) if self.examples else (None, None)
-        return ModelSnapshot(
-            self.version,
-            CompiledLogit.from_pipeline(self.propensity, lo, hi),
-            self.propensity_examples,
-            {a: CompiledLogit.from_pipeline(m, lo, hi) for a, m in self.recovery.items()},
-            dict(self.recovery_examples),
-            self.bandit.posterior(),
-        )
-
-    def stats(self) -> dict[str, Any]:
-        """Model quality for metrics and the summary (see FlowObserver.on_model)."""
-        report = self.validation.report()
-        return {
-            "model": PROPENSITY,
-            "version": self.version,
-            "examples": self.examples,
-            "roc_auc": report["roc_auc"],
-            "log_loss": report["log_loss"],
-            "calibration_error": report["calibration_error"],
-            "learning_lag_seconds": self.lag_seconds,
-            "label_horizon_days": round(self.horizon / DAY, 4),
-            "pending_examples": self.pending_count,
-            "dropped_examples": self.dropped,
-            "recovery_examples": dict(self.recovery_examples),
-            "propensity_examples": self.propensity_examples,
-            "bandit_outcomes": dict(sorted(self.bandit.outcomes.items())),
-            "validation": report,
-            "first_point": _brief(self.first_point),
-            "by_point": {k: _brief(h) for k, h in sorted(self.by_point.items())},
-        }
-
-    # --- checkpoints (Bytewax snapshot/restore and the ModelStore) -------------------
-
-    def to_bytes(self) -> bytes:
-        state = {k: v for k, v in self.__dict__.items() if k != "truth"}
-        return pickle.dumps(state, pickle.HIGHEST_PROTOCOL)
-
-    @classmethod
-    def from_bytes(cls, blob: bytes) -> Learner:
-        learner = cls.__new__(cls)
-        learner.__dict__.update(pickle.loads(blob))
-        learner.truth = None
-        return learner
-
-
-def _brief(h: _Histogram) -> dict[str, Any]:
-    """Mean prediction against the realised rate (label-horizon calibration), and AUC."""
-    auc = h.roc_auc()
-    return {
-        "examples": h.n,
-        "mean_predicted": round(h.sum_p / h.n, 4) if h.n else None,
-        "base_rate": round(h.n_pos / h.n, 4) if h.n else None,
-        "roc_auc": round(auc, 4) if auc is not None else None,
-    }
-
-
-class SnapshotBoard:
-    """Where the learner posts snapshots and scorers in the same process read them.
-
-    Posting replaces a reference (atomic), so a scorer never sees a half-updated model.
-    Across processes the learner also saves checkpoints to a ``ModelStore``.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.latest: ModelSnapshot | None = None
-
-    def post(self, snapshot: ModelSnapshot) -> None:
-        with self._lock:
-            if self.latest is None or snapshot.version > self.latest.version:
-                self.latest = snapshot
-
-
 class OnlineScorer:
-    """A Scorer backed by the latest published ModelSnapshot (the heuristic before any).
+    """A Scorer backed by published ModelSnapshots (the heuristic before any).
+
+    Scoring a decision at event time ``at`` reads the board's version for that time
+    (``SnapshotBoard.for_time``: versions by event time, the same in every replay); without
+    a time, or from a board without a clock, the newest version. The version chosen is
+    what :attr:`version` and :attr:`posterior` report afterwards, per thread (workers of
+    one process share the scorer).
 
     ``warmup`` sets how fast learned estimates replace the prior: the weight of the model
     is ``n / (n + warmup)`` after ``n`` examples.
@@ -715,20 +404,47 @@ class OnlineScorer:
         self.poll_seconds = poll_seconds
         self.clock = clock
         self._polled_at = float("-inf")
+        self._local = threading.local()  # .current: the snapshot this thread scored with
 
     #: Decisions sample the bandit posterior of this scorer (operators.bandit).
     learns = True
 
+    def _current(self) -> ModelSnapshot | None:
+        """The snapshot this thread last scored with (the newest if it has not scored)."""
+        if hasattr(self._local, "current"):
+            current: ModelSnapshot | None = self._local.current
+            return current
+        if self.board is not None:
+            self.use(self.board.latest)
+        return self.snapshot
+
     @property
     def version(self) -> str:
-        return f"river-lr-v{self.snapshot.version}" if self.snapshot else "heuristic-1"
+        snap = self._current()
+        return f"river-lr-v{snap.version}" if snap else "heuristic-1"
 
     @property
     def posterior(self) -> BanditPosterior | None:
-        """The bandit posterior of the newest snapshot (None before the first)."""
-        if self.board is not None and self.board.latest is not self.snapshot:
-            self.use(self.board.latest)
-        return self.snapshot.bandit if self.snapshot is not None else None
+        """The bandit posterior of the snapshot last scored with (None before the first)."""
+        snap = self._current()
+        return snap.bandit if snap is not None else None
+
+    def select(self, at: float | None = None) -> ModelSnapshot | None:
+        """Choose the snapshot to score a decision at event time ``at`` with."""
+        if self.store is not None:
+            self.poll()
+        board = self.board
+        snap: ModelSnapshot | None
+        if board is not None and board.clock is not None and at is not None:
+            snap = board.for_time(at)
+            if snap is None:
+                snap = self.snapshot  # a fixed or polled snapshot, if any
+        else:
+            if board is not None:
+                self.use(board.latest)
+            snap = self.snapshot
+        self._local.current = snap
+        return snap
 
     def use(self, snapshot: ModelSnapshot | None) -> None:
         if snapshot is None:
@@ -750,6 +466,8 @@ class OnlineScorer:
         latest = self.store.latest(MODEL_SET)
         current = self.snapshot.version if self.snapshot is not None else 0
         if latest is not None and latest[0] > current:
+            from operators.learner import Learner
+
             self.use(Learner.from_bytes(latest[1]).snapshot())
 
     def score(self, features: dict[str, float]) -> tuple[Scores, dict[str, float]]:
@@ -757,18 +475,14 @@ class OnlineScorer:
         return scores, recover
 
     def score_with_prior(
-        self, features: dict[str, float]
+        self, features: dict[str, float], at: float | None = None
     ) -> tuple[Scores, dict[str, float], float, dict[str, float]]:
-        """:meth:`score`, plus the heuristic prior's P(refund) and P(recovered | action)
-        (the bandit's offsets), computed once for both."""
-        if self.board is not None and self.board.latest is not self.snapshot:
-            self.use(self.board.latest)  # type: ignore[arg-type]
-        if self.store is not None:
-            self.poll()
+        """:meth:`score` for a decision at event time ``at``, plus the heuristic prior's
+        P(refund) and P(recovered | action) (the bandit's offsets), computed once for both."""
+        snap = self.select(at)
         prior_p = self.prior.return_propensity(features)
         abuse = abuse_risk(features)[0]
         prior_rec = self.prior.recovery(features, abuse)
-        snap = self.snapshot
         if snap is None:
             p_refund, recover = prior_p, prior_rec
         else:
@@ -796,3 +510,16 @@ class OnlineScorer:
 
     def learn(self, features: dict[str, float], outcome: dict[str, Any]) -> None:
         """Learning happens in the Learner (one writer); scorers only read snapshots."""
+
+
+_MOVED = frozenset({"DAY", "STALE_BATCHES", "Learner", "SnapshotBoard"})
+
+
+def __getattr__(name: str) -> Any:
+    # The learner and its board live in operators.learner (imported lazily: it imports
+    # this module); these names stay importable from here.
+    if name in _MOVED:
+        from operators import learner
+
+        return getattr(learner, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

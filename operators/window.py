@@ -24,6 +24,7 @@ state forever; this design frees it.
 from __future__ import annotations
 
 import heapq
+import math
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -104,6 +105,10 @@ class Expire:
     order_id: str
     deadline: float
     censored: bool = False
+    #: The shard's watermark when the clock emitted it: from when the flow knows the case
+    #: ended (a silent shard emits its expiries late; the context aggregates are versioned
+    #: by this time, not by the deadline, see state/context.py).
+    known_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -143,13 +148,16 @@ class ExpiryClock:
     source_max: dict[str, float] = field(default_factory=dict)
     #: Per input ("" for the merged input, else the partition): event times that jumped
     #: more than ``max_jump`` ahead and wait for a second event to confirm them.
-    pending: dict[str, list[float]] = field(default_factory=dict)
+    pending: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
     windows: dict[str, _Window] = field(default_factory=dict)
     tombstones: dict[str, float] = field(default_factory=dict)
     #: order_id -> event_id of the event that resolved it, while its tombstone lives.
     closed_by: dict[str, str] = field(default_factory=dict)
     _heap: list[tuple[float, str]] = field(default_factory=list)
     _tomb_heap: list[tuple[float, str]] = field(default_factory=list)
+    #: The last RECENT_IDS (order id, event id) admitted, oldest first (re-deliveries).
+    _recent: dict[tuple[str, str], None] = field(default_factory=dict)
+    RECENT_IDS = 4096
 
     @property
     def watermark(self) -> float | None:
@@ -223,6 +231,18 @@ class ExpiryClock:
                 )
             ]
         out: list[Event | Expire | DeadLetter] = [event]
+        lateness = self.config.allowed_lateness
+        # A re-delivery of an event admitted recently (a duplicate line) goes on to its
+        # case, which drops it, but moves nothing here: neither the event count nor the
+        # watermark (it would confirm a jump its first copy left pending), so duplicates
+        # do not change a replay's outcome.
+        seen = (oid, event.event_id)
+        recent = self._recent
+        if seen in recent:
+            return out
+        recent[seen] = None
+        if len(recent) > self.RECENT_IDS:
+            del recent[next(iter(recent))]
         if event.type in RESOLVING_TYPES:
             self._close(oid, ts)
             self.closed_by[oid] = event.event_id
@@ -231,29 +251,39 @@ class ExpiryClock:
         if self.config.sources:
             source = event.source
             if source in self.config.sources:
-                confirmed = self._confirm(source, self.source_max.get(source), ts)
+                confirmed = self._confirm(source, self.source_max.get(source), ts, event.event_id)
                 if confirmed is not None:
                     self.source_max[source] = confirmed
                     new_wm = self.watermark
                     if new_wm is not None and (wm is None or new_wm > wm):
-                        out.extend(self._advance(new_wm))
-            confirmed = self._confirm("", self.max_event_at, ts)
+                        known = max(new_wm, max(ts, received_at) - lateness)
+                        out.extend(self._advance(new_wm, known))
+            confirmed = self._confirm("", self.max_event_at, ts, event.event_id)
             if confirmed is not None:
                 self.max_event_at = confirmed
         else:
-            confirmed = self._confirm("", self.max_event_at, ts)
+            confirmed = self._confirm("", self.max_event_at, ts, event.event_id)
             if confirmed is not None:
                 self.max_event_at = confirmed
-                out.extend(self._advance(confirmed - self.config.allowed_lateness))
+                new_wm = confirmed - lateness
+                # The flow knows from this event on: not before its time (confirming a
+                # jump moves the watermark to the earlier event) nor before the input's
+                # progress when it came (a file's own disorder delivers it late).
+                known = max(new_wm, max(ts, received_at) - lateness)
+                out.extend(self._advance(new_wm, known))
         return out
 
     #: Unconfirmed jumps remembered per input: a burst of bad clocks forgets the oldest.
     MAX_PENDING = 16
 
-    def _confirm(self, key: str, current: float | None, ts: float) -> float | None:
+    def _confirm(
+        self, key: str, current: float | None, ts: float, event_id: str = ""
+    ) -> float | None:
         """The input's new latest event time after an event at ``ts``, or None if it does
         not move. A jump of more than ``max_jump`` counts only once a second event lands
-        within ``max_jump`` of it: then the earlier of the two is taken."""
+        within ``max_jump`` of it: then the earlier of the two is taken. A re-delivery of
+        the same event (a duplicate line) confirms nothing: the outcome of a replay must
+        not depend on duplicates."""
         jump = self.config.max_jump
         if current is None or jump is None or ts <= current + jump:
             if current is not None and ts <= current:
@@ -261,15 +291,16 @@ class ExpiryClock:
             pending = self.pending.get(key)
             if pending:
                 # Jumps the input has now reached are no longer pending.
-                pending[:] = [p for p in pending if p > ts]
+                pending[:] = [p for p in pending if p[0] > ts]
             return ts
         pending = self.pending.setdefault(key, [])
-        for p in pending:
-            if abs(p - ts) <= jump:  # a second event agrees: the input really is there
+        for p, seen_id in pending:
+            if abs(p - ts) <= jump and (seen_id != event_id or not event_id):
+                # A second event agrees: the input really is there.
                 new = min(p, ts)
-                pending[:] = [q for q in pending if q > new + jump]
+                pending[:] = [q for q in pending if q[0] > new + jump]
                 return new
-        pending.append(ts)
+        pending.append((ts, event_id))
         if len(pending) > self.MAX_PENDING:
             del pending[0]
         return None
@@ -301,7 +332,10 @@ class ExpiryClock:
         self.tombstones[oid] = until
         heapq.heappush(self._tomb_heap, (until, oid))
 
-    def _advance(self, watermark: float) -> list[Expire]:
+    def _advance(self, watermark: float, known_at: float | None = None) -> list[Expire]:
+        """Expire what ``watermark`` passed (``known_at``: from when the flow knows, see
+        Expire; the watermark itself by default)."""
+        known = watermark if known_at is None else known_at
         expired: list[Expire] = []
         heap = self._heap
         while heap and heap[0][0] <= watermark:
@@ -310,7 +344,7 @@ class ExpiryClock:
             # Stale heap entries (the deadline moved, or the case closed) are skipped.
             if w is None or self.deadline(w) != deadline:
                 continue
-            expired.append(Expire(oid, deadline))
+            expired.append(Expire(oid, deadline, known_at=known))
             self._close(oid, deadline)
         tomb = self._tomb_heap
         while tomb and tomb[0][0] <= watermark:
@@ -368,7 +402,8 @@ class ExpiryClock:
         processes: a shard's events all pass through this clock)."""
         if self.max_event_at is None:
             return []
-        out = self._advance(self.max_event_at)
+        # Known only at the end of input, after every decision (not read by any).
+        out = self._advance(self.max_event_at, math.inf)
         if censor:
             end = self.max_event_at
             out.extend(Expire(oid, end, censored=True) for oid in sorted(self.windows))
@@ -398,7 +433,10 @@ class ExpiryClock:
         if snap:
             clock.max_event_at = snap["max_event_at"]
             clock.source_max = dict(snap.get("source_max", {}))
-            clock.pending = {k: list(v) for k, v in snap.get("pending", {}).items()}
+            clock.pending = {
+                k: [(p, "") if isinstance(p, (int, float)) else (p[0], p[1]) for p in v]
+                for k, v in snap.get("pending", {}).items()
+            }
             clock.windows = {o: _Window(*w) for o, w in snap["windows"].items()}
             clock.tombstones = dict(snap["tombstones"])
             clock.closed_by = dict(snap.get("closed_by", {}))
@@ -482,7 +520,7 @@ class CaseWindow:
     def on_expire(self, expire: Expire) -> tuple[list[Output], bool]:
         if expire.censored:
             return self.on_eof(expire.deadline)
-        return self._close(expire.deadline), True
+        return self._close(expire.deadline, known_at=expire.known_at), True
 
     def on_eof(self, end_at: float | None = None) -> tuple[list[Output], bool]:
         """End of a replay: the case is censored at the end of input, ``end_at`` (the
@@ -490,9 +528,14 @@ class CaseWindow:
         at = self.case.last_event_at if end_at is None else max(end_at, self.case.last_event_at)
         return self._close(at, censored=True), True
 
-    def _close(self, closed_at: float, *, censored: bool = False) -> list[Output]:
+    def _close(
+        self, closed_at: float, *, censored: bool = False, known_at: float | None = None
+    ) -> list[Output]:
         record = self.case.outcome_record(closed_at, censored=censored)
-        out = self.decider.on_close(self.case, record)
+        # The decider also learns when the flow knew (``known_at_ts``: an expiry's
+        # watermark; the closing event's time otherwise), which the output does not carry.
+        seen = {**record, "known_at_ts": closed_at if known_at is None else known_at}
+        out = self.decider.on_close(self.case, seen)
         if self.emit_views:
             out.append(("case", self.case.view(closed_at)))
         out.append(("outcome", record))
