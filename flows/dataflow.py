@@ -156,11 +156,15 @@ class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes]):
         self.observer = observer
         self.snapshots = snapshots
         blob = snap
+        warm = False
         if blob is None and runtime.store is not None:
             latest = runtime.store.latest(MODEL_SET)
             blob = latest[1] if latest else None  # warm start from the last checkpoint
+            warm = blob is not None
         if blob:
             self.learner = Learner.from_bytes(blob)
+            if warm:
+                self.learner.restart_clock()
         else:
             self.learner = Learner(
                 runtime.publish_every,
@@ -173,11 +177,11 @@ class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes]):
         self.learner.margin = runtime.margin
         self.learner.period = runtime.versions.period
         self.learner.clock_from_progress = runtime.gate is not None
+        self.learner.finished = runtime.gate.finished if runtime.gate is not None else None
         self.learner.truth = runtime.truth
         if blob:
             # Restored: the state as it was is the base every later version builds on.
             runtime.board.post(self.learner.snapshot())
-            self._report()
 
     def _report(self) -> None:
         stats = self.learner.stats()

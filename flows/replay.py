@@ -148,7 +148,7 @@ def run_replay(
             inner(stream, payload)
 
     gate = models.gate
-    hold_end = gate.waiting if gate is not None else None
+    hold_end = gate.hold_end if gate is not None else None
     parts = FlowParts(
         source=source or ReplaySource(Path(input_dir), opts.batch_size, hold_end),
         sinks={name: JsonlSink(out_dir, name) for name in OUTPUTS},

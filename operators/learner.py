@@ -30,7 +30,7 @@ import heapq
 import math
 import pickle
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +58,9 @@ DAY = 86400.0
 STALE_BATCHES = 10_000
 #: Event time a worker's progress moves before it is reported again (see DecisionGate).
 PROGRESS_STEP = 3600.0
+#: Turns of the flow after the end of input before a worker with nothing waiting no
+#: longer holds the learner's clock back (what was sent to it has arrived by then).
+END_ROUNDS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,8 @@ class Learner:
         #: Move the clock on Progress items only (a DecisionGate reports them), not on the
         #: times of examples: a worker may decide an order at t while another waits earlier.
         self.clock_from_progress = False
+        #: Sources with nothing left to send (DecisionGate.finished); not checkpointed.
+        self.finished: Callable[[], frozenset[int]] | None = None
         #: Every example released at or before this was learned (the last cut).
         self.released_until = -math.inf
         #: Items that arrived after a cut they belonged inside (0 in a deterministic run).
@@ -209,9 +214,13 @@ class Learner:
                 src[1] = n
             if t > self.latest:
                 self.latest = t
-        # A source silent for STALE_BATCHES batches of the others (a worker that stopped)
-        # no longer holds the clock back.
-        live = [t for t, at in sources.values() if n - at <= STALE_BATCHES]
+        # A source silent for STALE_BATCHES batches of the others (a worker that stopped),
+        # or one the gate knows has nothing left (end of input), no longer holds the
+        # clock back.
+        done = self.finished() if self.finished is not None else ()
+        live = [
+            t for src, (t, at) in sources.items() if n - at <= STALE_BATCHES and src not in done
+        ]
         clock = min(live) if live else self.latest
         if clock > self.clock:
             self.clock = clock
@@ -240,6 +249,15 @@ class Learner:
             self.released_until = last
             self.cuts.append((last, None))
         return learned
+
+    def restart_clock(self) -> None:
+        """Warm start from a checkpoint into another run (a model store, not Bytewax
+        recovery): keep what was learned, and start the event-time clock and the version
+        boundaries afresh from the new run's items."""
+        self.clock = self.latest = self.released_until = -math.inf
+        self.sources = {}
+        self.items = 0
+        self.cuts = []
 
     def take_cuts(self) -> list[tuple[float, ModelSnapshot | None]]:
         """The cuts made since the last call, oldest first."""
@@ -423,7 +441,7 @@ class Learner:
     # --- checkpoints (Bytewax snapshot/restore and the ModelStore) -------------------
 
     def to_bytes(self) -> bytes:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("truth", "cuts")}
+        state = {k: v for k, v in self.__dict__.items() if k not in _NOT_SAVED}
         return pickle.dumps(state, pickle.HIGHEST_PROTOCOL)
 
     @classmethod
@@ -431,6 +449,7 @@ class Learner:
         learner = cls.__new__(cls)
         learner.__dict__.update(pickle.loads(blob))
         learner.truth = None
+        learner.finished = None
         # Checkpoints from before versions by event time.
         for name, value in (
             ("period", None), ("released_until", -math.inf), ("late", 0),
@@ -445,6 +464,9 @@ class Learner:
             ]
             heapq.heapify(learner._heap)
         return learner
+
+
+_NOT_SAVED = frozenset({"truth", "cuts", "finished"})
 
 
 def _brief(h: _Histogram) -> dict[str, Any]:
@@ -568,6 +590,21 @@ class DecisionGate:
         #: Items that waited, and items handed on at end of input before they were ready.
         self.held = 0
         self.forced = 0
+        #: Turns the source gave at the end of input while items waited (hold_end).
+        self.end_rounds = 0
+
+    def hold_end(self) -> bool:
+        """The source is at the end of its input: whether to give the flow another turn
+        (something waits)."""
+        self.end_rounds += 1
+        return self.waiting()
+
+    def finished(self) -> frozenset[int]:
+        """Workers with nothing waiting, END_ROUNDS turns after the end of input: they
+        have nothing left to send (an item still on its way would count as late)."""
+        if self.end_rounds < END_ROUNDS:
+            return frozenset()
+        return frozenset(src for src, w in list(self._workers.items()) if not w.waiting)
 
     def _mine(self) -> _WorkerProgress:
         src = threading.get_ident()
@@ -605,21 +642,24 @@ class DecisionGate:
         """This worker's progress, when it moved ``step`` since last reported."""
         mine = self._mine()
         at = mine.received
-        if at < mine.reported + self.step:
+        # After the end of input, report at every turn: the learner re-reads finished().
+        ending = self.end_rounds >= END_ROUNDS and mine.seen_end != self.end_rounds
+        mine.seen_end = self.end_rounds
+        if at < mine.reported + self.step and not ending:
             return None
         heap, waiting = mine.heap, mine.waiting
         while heap and waiting.get(heap[0][1]) != heap[0][0]:
             heapq.heappop(heap)  # stale: that item was handed on
         if heap and heap[0][0] < at:
             at = heap[0][0]
-            if at < mine.reported + self.step:
+            if at < mine.reported + self.step and not ending:
                 return None
-        mine.reported = at
+        mine.reported = max(mine.reported, at)
         return Progress(mine.source, at)
 
 
 class _WorkerProgress:
-    __slots__ = ("heap", "received", "reported", "source", "waiting")
+    __slots__ = ("heap", "received", "reported", "seen_end", "source", "waiting")
 
     def __init__(self, source: int) -> None:
         self.source = source
@@ -627,3 +667,4 @@ class _WorkerProgress:
         self.reported = -math.inf
         self.waiting: dict[str, float] = {}  # order id -> its earliest waiting item's time
         self.heap: list[tuple[float, str]] = []
+        self.seen_end = 0

@@ -108,7 +108,7 @@ class Expire:
     #: The shard's watermark when the clock emitted it: from when the flow knows the case
     #: ended (a silent shard emits its expiries late; the context aggregates are versioned
     #: by this time, not by the deadline, see state/context.py).
-    known_at: float | None = None
+    known_at: float | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)
