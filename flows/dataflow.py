@@ -62,7 +62,9 @@ class FlowObserver:
     - ``on_latency(seconds)``: wall time from decoding an event to its decision.
     - ``on_model(stats)``: after the learner updates a model; ``stats`` has ``model``,
       ``version``, ``examples``, ``roc_auc``, ``log_loss``, ``calibration_error`` (None
-      until known) and ``learning_lag_seconds`` (event time from decision to label).
+      until known), ``learning_lag_seconds`` (event time from decision to label) and
+      ``version_boundary`` (the event-time boundary the version was cut at; None for
+      the last one, at end of input).
     - ``on_kafka_lag(topic, partition, lag)``: live input only, every few seconds per
       partition: messages between the end of the partition and the next one to emit.
     """
@@ -183,9 +185,12 @@ class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes]):
             # Restored: the state as it was is the base every later version builds on.
             runtime.board.post(self.learner.snapshot())
 
-    def _report(self) -> None:
-        stats = self.learner.stats()
+    def _report(self, stats: dict[str, Any], boundary: float | None = None) -> None:
         stats["early_reads"] = self.runtime.board.early_reads
+        #: The event-time boundary of the version (None: the last one, at end of input).
+        stats["version_boundary"] = (
+            boundary if boundary is not None and math.isfinite(boundary) else None
+        )
         self.runtime.last_stats = stats
         if self.observer.on_model is not None:
             self.observer.on_model(stats)
@@ -194,11 +199,11 @@ class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes]):
         """Hand the versions cut since the last batch to the board (and the store)."""
         board, store = self.runtime.board, self.runtime.store
         newest = None
-        for boundary, snapshot in self.learner.take_cuts():
+        for boundary, snapshot, stats in self.learner.take_cuts():
             board.publish(boundary, snapshot)
-            if snapshot is not None:
+            if snapshot is not None and stats is not None:
                 newest = snapshot
-                self._report()
+                self._report(stats, boundary)
         if newest is not None and store is not None:
             store.save(MODEL_SET, newest.version, self.learner.to_bytes())
 
@@ -217,7 +222,7 @@ class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes]):
         self.runtime.board.publish(math.inf, final)
         if final is not None and self.runtime.store is not None:
             self.runtime.store.save(MODEL_SET, final.version, learner.to_bytes())
-        self._report()
+        self._report(learner.stats())
         return [], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes | None:

@@ -14,7 +14,7 @@ depends on *t* alone, not on where the flow's batches broke or how many workers 
 >>> learner = Learner(horizon=10.0, margin=0.0, period=100.0)
 >>> for t in (0.0, 95.0, 120.0):  # released at 10, 105 and 130
 ...     _ = learner.feed(Pending(f"o{t:g}", t, x, 0.2, None, "control", "other", True, (), 0.0))
->>> [(b, s.version if s else None) for b, s in learner.take_cuts()]
+>>> [(b, s.version if s else None) for b, s, _ in learner.take_cuts()]
 [(0.0, None), (100.0, 1)]
 >>> learner.examples, learner.late
 (1, 0)
@@ -58,9 +58,10 @@ DAY = 86400.0
 STALE_BATCHES = 10_000
 #: Event time a worker's progress moves before it is reported again (see DecisionGate).
 PROGRESS_STEP = 3600.0
-#: Turns of the flow after the end of input before a worker with nothing waiting no
-#: longer holds the learner's clock back (what was sent to it has arrived by then).
-END_ROUNDS = 3
+#: Turns of the flow after the end of input (and after a worker last received an item)
+#: before a worker with nothing waiting no longer holds the learner's clock back: what
+#: was sent to it has arrived by then (an item that comes later still counts as late).
+END_ROUNDS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,11 @@ class Progress:
 
     source: int
     at: float
+
+
+#: A version cut: its boundary, and the new version with its stats (None, None: nothing
+#: was learned since the previous cut).
+Cut = tuple[float, ModelSnapshot | None, dict[str, Any] | None]
 
 
 class _Held:
@@ -165,7 +171,7 @@ class Learner:
         self.late = 0
         #: Cuts not yet taken by the caller: (boundary, new version or None if nothing
         #: was learned since the previous cut).
-        self.cuts: list[tuple[float, ModelSnapshot | None]] = []
+        self.cuts: list[Cut] = []
         self.truth: TruthLookup | None = None  # not checkpointed: the caller sets it
         #: Per feature (FEATURE_NAMES order), the lowest and highest value learned from.
         self.lo = [math.inf] * len(FEATURE_NAMES)
@@ -244,10 +250,10 @@ class Learner:
             n = self.release(boundary)
             self.released_until = boundary
             learned += n
-            self.cuts.append((boundary, self.publish() if n else None))
+            self.cuts.append((boundary, self.publish() if n else None, self.stats() if n else None))
         if self.released_until < last:
             self.released_until = last
-            self.cuts.append((last, None))
+            self.cuts.append((last, None, None))
         return learned
 
     def restart_clock(self) -> None:
@@ -259,7 +265,7 @@ class Learner:
         self.items = 0
         self.cuts = []
 
-    def take_cuts(self) -> list[tuple[float, ModelSnapshot | None]]:
+    def take_cuts(self) -> list[Cut]:
         """The cuts made since the last call, oldest first."""
         cuts, self.cuts = self.cuts, []
         return cuts
@@ -602,9 +608,14 @@ class DecisionGate:
     def finished(self) -> frozenset[int]:
         """Workers with nothing waiting, END_ROUNDS turns after the end of input: they
         have nothing left to send (an item still on its way would count as late)."""
-        if self.end_rounds < END_ROUNDS:
+        rounds = self.end_rounds
+        if rounds < END_ROUNDS:
             return frozenset()
-        return frozenset(src for src, w in list(self._workers.items()) if not w.waiting)
+        return frozenset(
+            src
+            for src, w in list(self._workers.items())
+            if not w.waiting and rounds - w.changed_at >= END_ROUNDS
+        )
 
     def _mine(self) -> _WorkerProgress:
         src = threading.get_ident()
@@ -622,6 +633,7 @@ class DecisionGate:
 
     def received(self, t: float) -> None:
         mine = self._mine()
+        mine.changed_at = self.end_rounds
         if t > mine.received:
             mine.received = t
 
@@ -659,7 +671,7 @@ class DecisionGate:
 
 
 class _WorkerProgress:
-    __slots__ = ("heap", "received", "reported", "seen_end", "source", "waiting")
+    __slots__ = ("changed_at", "heap", "received", "reported", "seen_end", "source", "waiting")
 
     def __init__(self, source: int) -> None:
         self.source = source
@@ -668,3 +680,4 @@ class _WorkerProgress:
         self.waiting: dict[str, float] = {}  # order id -> its earliest waiting item's time
         self.heap: list[tuple[float, str]] = []
         self.seen_end = 0
+        self.changed_at = 0  # the end turn at which it last received an item
