@@ -106,6 +106,9 @@ class ModelRuntime:
     #: where decisions read the newest complete version and never wait.
     wait_for_versions: bool = False
     gate: DecisionGate | None = None
+    #: False: a replay with the fixed scorer; the learner step keeps only the clock (the
+    #: context aggregates' versions) and builds no models.
+    learn: bool = True
 
     @classmethod
     def for_policy(
@@ -173,6 +176,7 @@ class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes]):
                 horizon=runtime.horizon,
                 margin=runtime.margin,
                 prior_precision=runtime.prior_precision,
+                models=runtime.learn,
             )
         self.learner.publish_every = runtime.publish_every
         self.learner.horizon = runtime.horizon

@@ -127,6 +127,7 @@ def run_replay(
         publish_every=opts.publish_every,
         truth=truth,
         wait_for_versions=True,
+        learn=opts.learn,
     )
 
     def default_factory() -> Decider:

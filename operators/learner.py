@@ -131,9 +131,12 @@ class Learner:
         margin: float = 1 * DAY,
         prior_precision: float = 12.5,
         period: float | None = None,
+        models: bool = True,
     ) -> None:
-        self.propensity = _model()
-        self.recovery: dict[str, Any] = {a: _model() for a in ACTIONS}
+        # models=False: a learner that only keeps the event-time clock and cuts versions
+        # (a replay without learning: no River import, no examples ever come).
+        self.propensity = _model() if models else None
+        self.recovery: dict[str, Any] = {a: _model() for a in ACTIONS} if models else {}
         self.propensity_examples = 0
         self.recovery_examples: dict[str, int] = dict.fromkeys(ACTIONS, 0)
         self.validation = ProgressiveValidation(validation_window)
