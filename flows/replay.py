@@ -126,7 +126,9 @@ def run_replay(
         store=opts.model_store,
         publish_every=opts.publish_every,
         truth=truth,
-        wait_for_versions=True,
+        # A cluster of processes has one learner for all and a context per process
+        # (flows/cluster.py): its decisions cannot wait for versions made elsewhere.
+        wait_for_versions=cluster is None,
         learn=opts.learn,
     )
 
