@@ -135,7 +135,7 @@ class Learner:
     ) -> None:
         # models=False: a learner that only keeps the event-time clock and cuts versions
         # (a replay without learning: no River import, no examples ever come).
-        self.propensity = _model() if models else None
+        self.propensity: Any = _model() if models else None
         self.recovery: dict[str, Any] = {a: _model() for a in ACTIONS} if models else {}
         self.propensity_examples = 0
         self.recovery_examples: dict[str, int] = dict.fromkeys(ACTIONS, 0)
