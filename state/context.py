@@ -109,48 +109,58 @@ V = TypeVar("V")
 class _History(Generic[V]):
     """One aggregate's value after each update, in (time, order id) order, so that a read
     as of a boundary sees exactly the updates at or before it, whatever order they were
-    recorded in. ``read_until`` is the latest boundary read: an update at or before it
-    came after a read that should have seen it."""
+    recorded in. Values are computed lazily up to what a read needs (an update recorded
+    out of order only invalidates those after it). ``read_until`` is the latest boundary
+    read: an update at or before it came after a read that should have seen it."""
 
-    __slots__ = ("base", "deltas", "keys", "read_until", "values")
+    __slots__ = ("apply", "base", "deltas", "keys", "read_until", "valid", "values")
 
-    def __init__(self) -> None:
+    def __init__(self, apply: Callable[[V | None, Any], V]) -> None:
+        self.apply = apply
         self.keys: list[tuple[float, str]] = []
         self.deltas: list[Any] = []
-        self.values: list[V] = []
+        self.values: list[V | None] = []
+        self.valid = 0  # values[:valid] are up to date
         self.base: V | None = None  # the value after the entries pruned from the front
         self.read_until = -math.inf
 
-    def insert(
-        self, key: tuple[float, str], delta: Any, apply: Callable[[V | None, Any], V]
-    ) -> bool:
+    def insert(self, key: tuple[float, str], delta: Any) -> bool:
         """Add an update; False if a read already passed its time (that read was inexact)."""
         exact = key[0] > self.read_until
         i = bisect.bisect_right(self.keys, key)
         self.keys.insert(i, key)
         self.deltas.insert(i, delta)
-        self.values.insert(i, apply(self.values[i - 1] if i else self.base, delta))
-        for j in range(i + 1, len(self.keys)):  # recorded out of order: redo the later ones
-            self.values[j] = apply(self.values[j - 1], self.deltas[j])
+        self.values.insert(i, None)
+        if i < self.valid:
+            self.valid = i
         return exact
+
+    def _upto(self, n: int) -> V | None:
+        """The value after the first ``n`` entries."""
+        values, deltas, apply = self.values, self.deltas, self.apply
+        for k in range(self.valid, n):
+            values[k] = apply(values[k - 1] if k else self.base, deltas[k])
+        if n > self.valid:
+            self.valid = n
+        return values[n - 1] if n else self.base
 
     def at(self, boundary: float) -> V | None:
         """The value after every update at or before ``boundary``."""
         if boundary > self.read_until:
             self.read_until = boundary
-        i = bisect.bisect_right(self.keys, (boundary, _LAST))
-        return self.values[i - 1] if i else self.base
+        return self._upto(bisect.bisect_right(self.keys, (boundary, _LAST)))
 
     def latest(self) -> V | None:
-        return self.values[-1] if self.values else self.base
+        return self._upto(len(self.keys))
 
     def prune(self, before: float) -> None:
         """Forget the entries before ``before`` (no read needs them): their end value
         becomes the base."""
         i = bisect.bisect_left(self.keys, (before, ""))
         if i:
-            self.base = self.values[i - 1]
+            self.base = self._upto(i)
             del self.keys[:i], self.deltas[:i], self.values[:i]
+            self.valid -= i
 
 
 class InMemoryContextStore:
@@ -254,8 +264,8 @@ class InMemoryContextStore:
     ) -> None:
         history = table.get(key)
         if history is None:
-            history = table[key] = _History()
-        if not history.insert(at, delta, apply):
+            history = table[key] = _History(apply)
+        if not history.insert(at, delta):
             self.late_updates += 1
         if prune and len(history.keys) > _PRUNE_ABOVE:
             history.prune(history.read_until - _KEEP_SECONDS)
