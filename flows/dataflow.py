@@ -109,6 +109,8 @@ class ModelRuntime:
     #: False: a replay with the fixed scorer; the learner step keeps only the clock (the
     #: context aggregates' versions) and builds no models.
     learn: bool = True
+    #: Workers of this process's flow (the gate waits to hear from each).
+    workers: int = 1
 
     @classmethod
     def for_policy(
@@ -135,7 +137,7 @@ class ModelRuntime:
         if self.board.clock is None:
             self.board.clock = self.versions
         if self.wait_for_versions and self.gate is None:
-            self.gate = DecisionGate(self.board)
+            self.gate = DecisionGate(self.board, self.workers)
         # Warm start: scorers read the last checkpoint from the first decision on, not
         # only once the learner step (built on its first example) exists.
         if self.store is not None and self.board.latest is None:
@@ -183,7 +185,9 @@ class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes]):
         self.learner.margin = runtime.margin
         self.learner.period = runtime.versions.period
         self.learner.clock_from_progress = runtime.gate is not None
-        self.learner.finished = runtime.gate.finished if runtime.gate is not None else None
+        gate = runtime.gate
+        self.learner.finished = gate.finished if gate is not None else None
+        self.learner.heard_all = gate.heard_all if gate is not None else None
         self.learner.truth = runtime.truth
         if blob:
             # Restored: the state as it was is the base every later version builds on.

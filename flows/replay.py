@@ -130,6 +130,7 @@ def run_replay(
         # (flows/cluster.py): its decisions cannot wait for versions made elsewhere.
         wait_for_versions=cluster is None,
         learn=opts.learn,
+        workers=opts.workers,
     )
 
     def default_factory() -> Decider:

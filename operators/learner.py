@@ -166,8 +166,10 @@ class Learner:
         #: Move the clock on Progress items only (a DecisionGate reports them), not on the
         #: times of examples: a worker may decide an order at t while another waits earlier.
         self.clock_from_progress = False
-        #: Sources with nothing left to send (DecisionGate.finished); not checkpointed.
+        #: Sources with nothing left to send, and whether every source has been heard
+        #: from, given how many were (DecisionGate.finished, .heard_all); not checkpointed.
         self.finished: Callable[[], frozenset[int]] | None = None
+        self.heard_all: Callable[[int], bool] | None = None
         #: Every example released at or before this was learned (the last cut).
         self.released_until = -math.inf
         #: Items that arrived after a cut they belonged inside (0 in a deterministic run).
@@ -231,6 +233,8 @@ class Learner:
             t for src, (t, at) in sources.items() if n - at <= STALE_BATCHES and src not in done
         ]
         clock = min(live) if live else self.latest
+        if by_progress and self.heard_all is not None and not self.heard_all(len(sources)):
+            clock = -math.inf  # a worker not heard from yet may still send anything
         if clock > self.clock:
             self.clock = clock
         if self.period is None:
@@ -242,6 +246,8 @@ class Learner:
         cutting a version after each boundary at which something was learned; returns
         how many examples were learned."""
         assert self.period is not None
+        if not math.isfinite(until):
+            return 0
         period = self.period
         last = math.floor(until / period) * period
         if last <= self.released_until:
@@ -458,7 +464,7 @@ class Learner:
         learner = cls.__new__(cls)
         learner.__dict__.update(pickle.loads(blob))
         learner.truth = None
-        learner.finished = None
+        learner.finished = learner.heard_all = None
         # Checkpoints from before versions by event time.
         for name, value in (
             ("period", None), ("released_until", -math.inf), ("late", 0),
@@ -475,7 +481,7 @@ class Learner:
         return learner
 
 
-_NOT_SAVED = frozenset({"truth", "cuts", "finished"})
+_NOT_SAVED = frozenset({"truth", "cuts", "finished", "heard_all"})
 
 
 def _brief(h: _Histogram) -> dict[str, Any]:
@@ -592,8 +598,9 @@ class DecisionGate:
     keyed by thread: the workers of one process share the gate.
     """
 
-    def __init__(self, board: SnapshotBoard, step: float = PROGRESS_STEP) -> None:
+    def __init__(self, board: SnapshotBoard, workers: int = 1, step: float = PROGRESS_STEP) -> None:
         self.board = board
+        self.workers = workers  # the flow's case-step workers, all in this process
         self.step = step
         self._workers: dict[int, _WorkerProgress] = {}
         #: Items that waited, and items handed on at end of input before they were ready.
@@ -607,6 +614,12 @@ class DecisionGate:
         (something waits)."""
         self.end_rounds += 1
         return self.waiting()
+
+    def heard_all(self, sources: int) -> bool:
+        """Whether the learner may cut, having heard from ``sources`` workers: all of them
+        (one not heard from may still send anything), or the input ended a while ago (a
+        worker that never received an item sends nothing)."""
+        return sources >= self.workers or self.end_rounds >= END_ROUNDS
 
     def finished(self) -> frozenset[int]:
         """Workers with nothing waiting, END_ROUNDS turns after the end of input: they

@@ -148,16 +148,16 @@ class ExpiryClock:
     source_max: dict[str, float] = field(default_factory=dict)
     #: Per input ("" for the merged input, else the partition): event times that jumped
     #: more than ``max_jump`` ahead and wait for a second event to confirm them.
-    pending: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    pending: dict[str, list[float]] = field(default_factory=dict)
     windows: dict[str, _Window] = field(default_factory=dict)
     tombstones: dict[str, float] = field(default_factory=dict)
     #: order_id -> event_id of the event that resolved it, while its tombstone lives.
     closed_by: dict[str, str] = field(default_factory=dict)
     _heap: list[tuple[float, str]] = field(default_factory=list)
     _tomb_heap: list[tuple[float, str]] = field(default_factory=list)
-    #: The last RECENT_IDS (order id, event id) admitted, oldest first (re-deliveries).
-    _recent: dict[tuple[str, str], None] = field(default_factory=dict)
-    RECENT_IDS = 4096
+    #: Events admitted ahead of the latest confirmed time, by (order id, event id): their
+    #: re-deliveries move nothing (few: only jumps and the event confirming one).
+    _ahead: dict[tuple[str, str], float] = field(default_factory=dict)
 
     @property
     def watermark(self) -> float | None:
@@ -232,17 +232,13 @@ class ExpiryClock:
             ]
         out: list[Event | Expire | DeadLetter] = [event]
         lateness = self.config.allowed_lateness
-        # A re-delivery of an event admitted recently (a duplicate line) goes on to its
-        # case, which drops it, but moves nothing here: neither the event count nor the
-        # watermark (it would confirm a jump its first copy left pending), so duplicates
-        # do not change a replay's outcome.
+        # A re-delivery (a duplicate line) of an event still ahead of the latest confirmed
+        # time goes on to its case, which drops it, but moves nothing here: as a second
+        # event it would confirm its own jump, or move the time past where a confirmed
+        # jump left it, so duplicates would change a replay's outcome.
         seen = (oid, event.event_id)
-        recent = self._recent
-        if seen in recent:
+        if self._ahead.get(seen) == ts:
             return out
-        recent[seen] = None
-        if len(recent) > self.RECENT_IDS:
-            del recent[next(iter(recent))]
         if event.type in RESOLVING_TYPES:
             self._close(oid, ts)
             self.closed_by[oid] = event.event_id
@@ -251,39 +247,47 @@ class ExpiryClock:
         if self.config.sources:
             source = event.source
             if source in self.config.sources:
-                confirmed = self._confirm(source, self.source_max.get(source), ts, event.event_id)
+                confirmed = self._confirm(source, self.source_max.get(source), ts)
                 if confirmed is not None:
                     self.source_max[source] = confirmed
                     new_wm = self.watermark
                     if new_wm is not None and (wm is None or new_wm > wm):
                         known = max(new_wm, max(ts, received_at) - lateness)
                         out.extend(self._advance(new_wm, known))
-            confirmed = self._confirm("", self.max_event_at, ts, event.event_id)
+            confirmed = self._confirm("", self.max_event_at, ts)
             if confirmed is not None:
                 self.max_event_at = confirmed
+                self._forget_ahead()
         else:
-            confirmed = self._confirm("", self.max_event_at, ts, event.event_id)
+            confirmed = self._confirm("", self.max_event_at, ts)
             if confirmed is not None:
                 self.max_event_at = confirmed
+                self._forget_ahead()
                 new_wm = confirmed - lateness
                 # The flow knows from this event on: not before its time (confirming a
                 # jump moves the watermark to the earlier event) nor before the input's
                 # progress when it came (a file's own disorder delivers it late).
                 known = max(new_wm, max(ts, received_at) - lateness)
                 out.extend(self._advance(new_wm, known))
+        if self.max_event_at is not None and ts > self.max_event_at:
+            self._ahead[seen] = ts
         return out
+
+    def _forget_ahead(self) -> None:
+        ahead = self._ahead
+        if ahead and self.max_event_at is not None:
+            latest = self.max_event_at
+            for key in [k for k, t in ahead.items() if t <= latest]:
+                del ahead[key]
 
     #: Unconfirmed jumps remembered per input: a burst of bad clocks forgets the oldest.
     MAX_PENDING = 16
 
-    def _confirm(
-        self, key: str, current: float | None, ts: float, event_id: str = ""
-    ) -> float | None:
+    def _confirm(self, key: str, current: float | None, ts: float) -> float | None:
         """The input's new latest event time after an event at ``ts``, or None if it does
         not move. A jump of more than ``max_jump`` counts only once a second event lands
-        within ``max_jump`` of it: then the earlier of the two is taken. A re-delivery of
-        the same event (a duplicate line) confirms nothing: the outcome of a replay must
-        not depend on duplicates."""
+        within ``max_jump`` of it: then the earlier of the two is taken. (A re-delivery of
+        the event never gets here: see ``_ahead``.)"""
         jump = self.config.max_jump
         if current is None or jump is None or ts <= current + jump:
             if current is not None and ts <= current:
@@ -291,16 +295,15 @@ class ExpiryClock:
             pending = self.pending.get(key)
             if pending:
                 # Jumps the input has now reached are no longer pending.
-                pending[:] = [p for p in pending if p[0] > ts]
+                pending[:] = [p for p in pending if p > ts]
             return ts
         pending = self.pending.setdefault(key, [])
-        for p, seen_id in pending:
-            if abs(p - ts) <= jump and (seen_id != event_id or not event_id):
-                # A second event agrees: the input really is there.
+        for p in pending:
+            if abs(p - ts) <= jump:  # a second event agrees: the input really is there
                 new = min(p, ts)
-                pending[:] = [q for q in pending if q[0] > new + jump]
+                pending[:] = [q for q in pending if q > new + jump]
                 return new
-        pending.append((ts, event_id))
+        pending.append(ts)
         if len(pending) > self.MAX_PENDING:
             del pending[0]
         return None
@@ -433,10 +436,7 @@ class ExpiryClock:
         if snap:
             clock.max_event_at = snap["max_event_at"]
             clock.source_max = dict(snap.get("source_max", {}))
-            clock.pending = {
-                k: [(p, "") if isinstance(p, (int, float)) else (p[0], p[1]) for p in v]
-                for k, v in snap.get("pending", {}).items()
-            }
+            clock.pending = {k: list(v) for k, v in snap.get("pending", {}).items()}
             clock.windows = {o: _Window(*w) for o, w in snap["windows"].items()}
             clock.tombstones = dict(snap["tombstones"])
             clock.closed_by = dict(snap.get("closed_by", {}))
