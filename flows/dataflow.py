@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -266,8 +267,12 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         observer: FlowObserver,
         snapshots: bool = True,
         censor_at_eof: bool = False,
+        tag_sender: bool = False,
     ) -> None:
         self.censor_at_eof = censor_at_eof
+        #: Emit (worker, item) pairs: the case steps' progress is per clock worker (the
+        #: items of one sender arrive in order; different senders' do not).
+        self.tag_sender = tag_sender
         self.clock = ExpiryClock.restore(config, snap)
         self.observer = observer
         self.snapshots = snapshots
@@ -305,7 +310,13 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         if values and self.shard is None:
             self.shard = shard_of(values[0].order_id, clock.config.shards)
         self._report()
-        return out, StatefulBatchLogic.RETAIN
+        return self._tag(out), StatefulBatchLogic.RETAIN
+
+    def _tag(self, out: list[Any]) -> list[Any]:
+        if not self.tag_sender:
+            return out
+        sender = threading.get_ident()
+        return [(sender, item) for item in out]
 
     def notify_at(self) -> datetime | None:
         idle = self.clock.config.idle_advance_seconds
@@ -326,7 +337,7 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
             out = []
         self._moved_at = now
         self._report()
-        return out, StatefulBatchLogic.RETAIN
+        return self._tag(out), StatefulBatchLogic.RETAIN
 
     def _idle_targets(self, now: float) -> dict[str, float]:
         """Each partition's new event time: its own latest plus the wall time since that
@@ -348,7 +359,7 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         return targets
 
     def on_eof(self) -> tuple[list[Any], bool]:
-        return list(self.clock.on_eof(self.censor_at_eof)), StatefulBatchLogic.RETAIN
+        return self._tag(list(self.clock.on_eof(self.censor_at_eof))), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> dict[str, Any] | None:
         return self.clock.snapshot() if self.snapshots else None
@@ -407,12 +418,17 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, Any], bytes]):
             out.append(("progress", progress))
         return out
 
-    def on_item(self, value: Event | Expire) -> tuple[list[tuple[str, Any]], bool]:
+    def on_item(
+        self, value: Event | Expire | tuple[int, Event | Expire]
+    ) -> tuple[list[tuple[str, Any]], bool]:
         gate = self.gate
         if gate is None:
+            assert not isinstance(value, tuple)
             return self._handle(value)
+        assert isinstance(value, tuple)  # (clock worker, item) with a gate
+        sender, value = value
         if isinstance(value, Event):
-            gate.received(value.occurred_at)
+            gate.received(value.occurred_at, sender)
         if self.queue or not self._ready(value):
             if not self.queue:
                 gate.wait(value.order_id, _item_time(value))
@@ -548,21 +564,31 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
     shards = cfg.shards
     snapshots = parts.snapshots
     by_shard = op.key_on("key_shard", valid.trues, lambda e: shard_of(e.order_id, shards))
+    tag_sender = parts.models is not None and parts.models.gate is not None
     clocked = op.stateful_batch(
         "clock",
         by_shard,
-        lambda snap: ClockLogic(cfg, snap, observer, snapshots, parts.close_open_cases_at_eof),
+        lambda snap: ClockLogic(
+            cfg, snap, observer, snapshots, parts.close_open_cases_at_eof, tag_sender
+        ),
     )
+    gate = parts.models.gate if parts.models is not None else None
     admitted = op.map("unkey_clock", clocked, lambda kv: kv[1])
-    admitted_ok = op.branch("admitted", admitted, lambda x: not isinstance(x, DeadLetter))
-    by_order = op.key_on("key_order", admitted_ok.trues, lambda x: x.order_id)
+    clock_dead: Stream[DeadLetter]
+    if gate is None:
+        admitted_ok = op.branch("admitted", admitted, lambda x: not isinstance(x, DeadLetter))
+        by_order = op.key_on("key_order", admitted_ok.trues, lambda x: x.order_id)
+        clock_dead = admitted_ok.falses
+    else:
+        # Items come tagged with the clock worker that sent them (see ClockLogic).
+        tagged_ok = op.branch("admitted", admitted, lambda x: not isinstance(x[1], DeadLetter))
+        by_order = op.key_on("key_order", tagged_ok.trues, lambda x: x[1].order_id)
+        clock_dead = op.map("untag_dead", tagged_ok.falses, lambda x: x[1])
 
     close_at_eof = parts.close_open_cases_at_eof
 
     # ``op.stateful`` gives the builder only the resume state; a fresh case learns its
     # order id from its first item (see CaseLogic.on_item).
-    gate = parts.models.gate if parts.models is not None else None
-
     def fresh(order_id: str) -> CaseWindow:
         return CaseWindow(order_id, decider(), cfg, None, parts.emit_case_views)
 
@@ -574,7 +600,7 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
     cases = op.stateful("case", by_order, case_builder)
     tagged = op.map("unkey_case", cases, lambda kv: kv[1])
 
-    dead: Stream[DeadLetter] = op.merge("dead_letters", valid.falses, admitted_ok.falses)
+    dead: Stream[DeadLetter] = op.merge("dead_letters", valid.falses, clock_dead)
     if observer.on_dead_letter is not None:
         on_dead = observer.on_dead_letter
         dead = op.inspect("observe_dead", dead, lambda _s, d: on_dead(d))

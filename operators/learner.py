@@ -647,11 +647,17 @@ class DecisionGate:
         """Whether any worker has items waiting (read from any thread)."""
         return any(w.waiting for w in list(self._workers.values()))
 
-    def received(self, t: float) -> None:
+    def received(self, t: float, sender: int = 0) -> None:
+        """This worker received an event at ``t`` from clock worker ``sender``."""
         mine = self._mine()
         mine.changed_at = self.end_rounds
-        if t > mine.received:
-            mine.received = t
+        by = mine.received_from
+        if t > by.get(sender, -math.inf):
+            by[sender] = t
+            # Items of one sender arrive in order, not those of different senders: what
+            # this worker has surely received is the lowest of its senders' latest.
+            if len(by) >= self.workers or self.end_rounds >= END_ROUNDS:
+                mine.received = min(by.values())
 
     def wait(self, order_id: str, t: float) -> None:
         """The order's earliest waiting item is at ``t`` (it starts waiting, or the item
@@ -687,11 +693,15 @@ class DecisionGate:
 
 
 class _WorkerProgress:
-    __slots__ = ("changed_at", "heap", "received", "reported", "seen_end", "source", "waiting")
+    __slots__ = (
+        "changed_at", "heap", "received", "received_from", "reported", "seen_end", "source",
+        "waiting",
+    )  # fmt: skip
 
     def __init__(self, source: int) -> None:
         self.source = source
         self.received = -math.inf
+        self.received_from: dict[int, float] = {}  # clock worker -> its latest event here
         self.reported = -math.inf
         self.waiting: dict[str, float] = {}  # order id -> its earliest waiting item's time
         self.heap: list[tuple[float, str]] = []

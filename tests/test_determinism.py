@@ -90,8 +90,9 @@ def test_outputs_are_byte_identical(replays: dict[str, Any], name: str) -> None:
     # Dead letters record re-delivered events of closed cases: a duplicated input may add
     # some; every other output is the same to the byte.
     names = [n for n in OUTPUTS if n != "dead_letter"] if "duplicates" in name else OUTPUTS
+    run = replays["runs"][name]
     for output in names:
-        assert other[output] == reference[output], f"{output}.jsonl differs ({name})"
+        assert other[output] == reference[output], (output, name, run.exactness, run.waits)
 
 
 @pytest.mark.slow
