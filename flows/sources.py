@@ -218,7 +218,7 @@ class MergedFiles:
 
 #: Empty batches a replay source gives at most while ``hold_end`` says decisions still
 #: wait (each lets the learner and the waiting decisions take a turn).
-MAX_HOLD_ROUNDS = 100_000
+MAX_HOLD_ROUNDS = 20_000
 
 
 class _ReplayPartition(StatefulSourcePartition[RawItem, dict[str, int]]):

@@ -678,6 +678,10 @@ class DecisionGate:
         at = mine.received
         # After the end of input, report at every turn: the learner re-reads finished().
         ending = self.end_rounds >= END_ROUNDS and mine.seen_end != self.end_rounds
+        if ending and self.end_rounds - mine.changed_at >= END_ROUNDS and mine.received_from:
+            # Everything sent to this worker has arrived: a sender that stopped sending to
+            # it long ago no longer holds its progress back.
+            at = max(mine.received_from.values())
         mine.seen_end = self.end_rounds
         if at < mine.reported + self.step and not ending:
             return None
