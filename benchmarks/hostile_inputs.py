@@ -192,7 +192,8 @@ def decode_cases() -> list[tuple[str, Callable[[], str]]]:
 
 
 def idle_case() -> str:
-    from flows.dataflow import ClockLogic, FlowObserver
+    from flows.dataflow import ClockLogic
+    from flows.observer import FlowObserver
     from operators.contract import decode
     from operators.window import WindowConfig
 

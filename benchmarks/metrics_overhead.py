@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from flows.dataflow import FlowObserver  # noqa: E402
 from flows.observability.metrics import SalvageMetrics  # noqa: E402
+from flows.observer import FlowObserver  # noqa: E402
 from flows.replay import ReplayOptions, run_replay  # noqa: E402
 from operators.simulation import simulate  # noqa: E402
 

@@ -33,7 +33,10 @@ from operators.contract import Event, decode  # noqa: E402
 from operators.engine import DecisionEngine  # noqa: E402
 from operators.evaluation import roc_auc  # noqa: E402
 from operators.features import FEATURE_NAMES  # noqa: E402
-from operators.models import Example, Learner, OnlineScorer, SnapshotBoard  # noqa: E402
+from operators.gate import SnapshotBoard  # noqa: E402
+from operators.learner import Learner  # noqa: E402
+from operators.models import Example  # noqa: E402
+from operators.online_scorer import OnlineScorer  # noqa: E402
 from operators.policy import RecoveryPolicy  # noqa: E402
 from operators.window import WindowConfig, run_in_memory  # noqa: E402
 from state.context import InMemoryContextStore  # noqa: E402

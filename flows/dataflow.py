@@ -17,11 +17,12 @@ Replay and live mode build this same flow; only the source and the sinks differ.
 from __future__ import annotations
 
 import pickle
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
@@ -29,14 +30,17 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic, StatefulLogic
 from bytewax.outputs import Sink
 
+from flows.learning import LearnerLogic, ModelRuntime
+from flows.observer import FlowObserver
 from operators.case import OrderCase
 from operators.contract import DeadLetter, Event, decode
-from operators.models import DAY, MODEL_SET, Learner, SnapshotBoard, TruthLookup
-from operators.policy import RecoveryPolicy
+from operators.gate import DecisionGate
+from operators.models import MODEL_SET
 from operators.window import CaseWindow, Decider, Expire, ExpiryClock, WindowConfig, shard_of
-from state.models import ModelStore
 
-OUTPUT_NAMES = ("interventions", "decisions", "outcomes", "dead_letter")
+#: The outputs a case emits, then the dead letters (from decoding and the clock).
+RECORD_OUTPUTS = ("interventions", "decisions", "outcomes")
+OUTPUT_NAMES = (*RECORD_OUTPUTS, "dead_letter")
 _TAG_OF_OUTPUT = {
     "interventions": "intervention",
     "decisions": "decision",
@@ -44,142 +48,6 @@ _TAG_OF_OUTPUT = {
     "dead_letter": "dead_letter",
     "cases": "case",
 }
-
-
-@dataclass
-class FlowObserver:
-    """Hooks the flow calls as items pass; metrics plug in here. Unset hooks cost nothing.
-
-    - ``on_input(stream, payload)``: every raw input record, before decoding.
-    - ``on_event(event)``: every valid decoded event.
-    - ``on_dead_letter(dead_letter)``: every dead letter (invalid, late, after close).
-    - ``on_output(name, record)``: every output record, by output name.
-    - ``on_clock(shard, watermark, max_event_at, tracked)``: after each clock batch;
-      ``tracked`` is the number of open orders plus tombstones held by the shard.
-    - ``on_latency(seconds)``: wall time from decoding an event to its decision.
-    - ``on_model(stats)``: after the learner updates a model; ``stats`` has ``model``,
-      ``version``, ``examples``, ``roc_auc``, ``log_loss``, ``calibration_error`` (None
-      until known) and ``learning_lag_seconds`` (event time from decision to label).
-    - ``on_kafka_lag(topic, partition, lag)``: live input only, every few seconds per
-      partition: messages between the end of the partition and the next one to emit.
-    """
-
-    on_input: Callable[[str, Any], None] | None = None
-    on_event: Callable[[Event], None] | None = None
-    on_dead_letter: Callable[[DeadLetter], None] | None = None
-    on_output: Callable[[str, dict[str, Any]], None] | None = None
-    on_clock: Callable[[str, float | None, float | None, int], None] | None = None
-    on_latency: Callable[[float], None] | None = None
-    on_model: Callable[[dict[str, Any]], None] | None = None
-    on_kafka_lag: Callable[[str, int, int], None] | None = None
-
-
-@dataclass
-class ModelRuntime:
-    """The online-learning side of a flow: one learner step (a single writer, keyed on a
-    constant) posts versioned snapshots to ``board`` for the scorers of this process and
-    checkpoints to ``store`` (warm start, and scorers in other processes)."""
-
-    board: SnapshotBoard = field(default_factory=SnapshotBoard)
-    store: ModelStore | None = None
-    publish_every: int = 200
-    last_stats: dict[str, Any] | None = None
-    #: Every decision is labelled "refunded within this horizon" (policy
-    #: ``learning.label_horizon_days``), released once the learner's event time passes it.
-    horizon: float = 14 * DAY
-    #: Room for resolutions arriving after later decisions (at least the allowed lateness).
-    margin: float = 1 * DAY
-    prior_precision: float = 12.5
-    #: Simulator ground truth for treated examples (backtests); never checkpointed.
-    truth: TruthLookup | None = None
-
-    @classmethod
-    def for_policy(
-        cls, policy: RecoveryPolicy, window: WindowConfig, **kwargs: Any
-    ) -> ModelRuntime:
-        """A runtime with the policy's ``learning`` settings (label horizon, prior) and a
-        release margin of at least the window's allowed lateness."""
-        return cls(
-            horizon=policy.label_horizon_days * DAY,
-            margin=max(DAY, window.allowed_lateness),
-            prior_precision=policy.prior_precision,
-            **kwargs,
-        )
-
-    def __post_init__(self) -> None:
-        # Warm start: scorers read the last checkpoint from the first decision on, not
-        # only once the learner step (built on its first example) exists.
-        if self.store is not None and self.board.latest is None:
-            latest = self.store.latest(MODEL_SET)
-            if latest is not None:
-                self.board.post(Learner.from_bytes(latest[1]).snapshot())
-
-
-class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes]):
-    """Bytewax wrapper of :class:`~operators.models.Learner`: takes the case step's
-    ``pending`` examples and ``resolution`` records, learns each example at its label
-    horizon, publishes every ``publish_every`` examples learned."""
-
-    def __init__(
-        self,
-        runtime: ModelRuntime,
-        snap: bytes | None,
-        observer: FlowObserver,
-        snapshots: bool = True,
-    ):
-        self.runtime = runtime
-        self.observer = observer
-        self.snapshots = snapshots
-        blob = snap
-        if blob is None and runtime.store is not None:
-            latest = runtime.store.latest(MODEL_SET)
-            blob = latest[1] if latest else None  # warm start from the last checkpoint
-        if blob:
-            self.learner = Learner.from_bytes(blob)
-        else:
-            self.learner = Learner(
-                runtime.publish_every,
-                horizon=runtime.horizon,
-                margin=runtime.margin,
-                prior_precision=runtime.prior_precision,
-            )
-        self.learner.publish_every = runtime.publish_every
-        self.learner.horizon = runtime.horizon
-        self.learner.margin = runtime.margin
-        self.learner.truth = runtime.truth
-        if blob:
-            self._publish()
-
-    def _publish(self) -> None:
-        snapshot = self.learner.publish()
-        self.runtime.board.post(snapshot)
-        if self.runtime.store is not None:
-            self.runtime.store.save(MODEL_SET, snapshot.version, self.learner.to_bytes())
-        stats = self.learner.stats()
-        self.runtime.last_stats = stats
-        if self.observer.on_model is not None:
-            self.observer.on_model(stats)
-
-    def on_batch(self, values: list[tuple[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
-        learner = self.learner
-        before = learner.examples
-        if learner.feed_batch([v[1] for v in values]):
-            every = learner.publish_every
-            if learner.examples // every > before // every:
-                self._publish()
-        return [], StatefulBatchLogic.RETAIN
-
-    def on_eof(self) -> tuple[list[dict[str, Any]], bool]:
-        learner = self.learner
-        learner.finish()
-        if learner.examples:
-            self._publish()
-        return [], StatefulBatchLogic.RETAIN
-
-    def snapshot(self) -> bytes | None:
-        # The learner holds its pending examples (a horizon's worth of decisions): pickling
-        # them at every epoch is the cost of recovery, not worth paying without it.
-        return self.learner.to_bytes() if self.snapshots else None
 
 
 @dataclass
@@ -199,7 +67,7 @@ class FlowParts:
     observer: FlowObserver = field(default_factory=FlowObserver)
 
 
-class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
+class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any] | None]):
     """Bytewax wrapper of :class:`~operators.window.ExpiryClock` (one per shard)."""
 
     def __init__(
@@ -209,8 +77,12 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         observer: FlowObserver,
         snapshots: bool = True,
         censor_at_eof: bool = False,
+        tag_sender: bool = False,
     ) -> None:
         self.censor_at_eof = censor_at_eof
+        #: Emit (worker, item) pairs: the case steps' progress is per clock worker (the
+        #: items of one sender arrive in order; different senders' do not).
+        self.tag_sender = tag_sender
         self.clock = ExpiryClock.restore(config, snap)
         self.observer = observer
         self.snapshots = snapshots
@@ -248,7 +120,13 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         if values and self.shard is None:
             self.shard = shard_of(values[0].order_id, clock.config.shards)
         self._report()
-        return out, StatefulBatchLogic.RETAIN
+        return self._tag(out), StatefulBatchLogic.RETAIN
+
+    def _tag(self, out: list[Any]) -> list[Any]:
+        if not self.tag_sender:
+            return out
+        sender = threading.get_ident()
+        return [(sender, item) for item in out]
 
     def notify_at(self) -> datetime | None:
         idle = self.clock.config.idle_advance_seconds
@@ -269,7 +147,7 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
             out = []
         self._moved_at = now
         self._report()
-        return out, StatefulBatchLogic.RETAIN
+        return self._tag(out), StatefulBatchLogic.RETAIN
 
     def _idle_targets(self, now: float) -> dict[str, float]:
         """Each partition's new event time: its own latest plus the wall time since that
@@ -291,16 +169,21 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any]]):
         return targets
 
     def on_eof(self) -> tuple[list[Any], bool]:
-        return list(self.clock.on_eof(self.censor_at_eof)), StatefulBatchLogic.RETAIN
+        return self._tag(list(self.clock.on_eof(self.censor_at_eof))), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> dict[str, Any] | None:
         return self.clock.snapshot() if self.snapshots else None
 
 
-class CaseLogic(StatefulLogic[Event | Expire, tuple[str, dict[str, Any]], bytes]):
-    """Bytewax wrapper of :class:`~operators.window.CaseWindow` (one per order)."""
+class CaseLogic(StatefulLogic[Event | Expire, tuple[str, Any], bytes | None]):
+    """Bytewax wrapper of :class:`~operators.window.CaseWindow` (one per order).
 
-    __slots__ = ("close_at_eof", "on_latency", "snapshots", "window")
+    With a ``gate`` (replays), an item whose decision would read a model version that is
+    not complete yet waits here, with every later item of the order, and is retried each
+    time the step is woken (``notify_at``); each worker's progress goes to the learner
+    (see :class:`~operators.learner.DecisionGate`)."""
+
+    __slots__ = ("close_at_eof", "fresh", "gate", "on_latency", "queue", "snapshots", "window")
 
     def __init__(
         self,
@@ -308,13 +191,18 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, dict[str, Any]], bytes]
         close_at_eof: bool,
         on_latency: Callable[[float], None] | None = None,
         snapshots: bool = True,
+        gate: DecisionGate | None = None,
+        fresh: Callable[[str], CaseWindow] | None = None,
     ) -> None:
         self.window = window
         self.close_at_eof = close_at_eof
         self.on_latency = on_latency
         self.snapshots = snapshots
+        self.gate = gate
+        self.fresh = fresh  # a new window for the order (an item after its case closed)
+        self.queue: list[Event | Expire] = []
 
-    def on_item(self, value: Event | Expire) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
+    def _handle(self, value: Event | Expire) -> tuple[list[tuple[str, Any]], bool]:
         case = self.window.case
         if not case.order_id:
             case.order_id = value.order_id
@@ -327,19 +215,119 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, dict[str, Any]], bytes]
             self.on_latency(time.monotonic() - value.ingested_at)
         return out
 
-    def on_eof(self) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
+    def _ready(self, value: Event | Expire) -> bool:
+        # Only events decide; the decision is dated as in DecisionEngine.decide.
+        if isinstance(value, Expire) or self.gate is None:
+            return True
+        return self.gate.ready(max(value.occurred_at, self.window.case.last_event_at))
+
+    def _progress(self, out: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        assert self.gate is not None
+        progress = self.gate.progress()
+        if progress is not None:
+            out.append(("progress", progress))
+        return out
+
+    def on_item(
+        self, value: Event | Expire | tuple[int, Event | Expire]
+    ) -> tuple[list[tuple[str, Any]], bool]:
+        gate = self.gate
+        if gate is None:
+            assert not isinstance(value, tuple)
+            return self._handle(value)
+        assert isinstance(value, tuple)  # (clock worker, item) with a gate
+        sender, value = value
+        if isinstance(value, Event):
+            gate.received(value.occurred_at, sender)
+        if self.queue or not self._ready(value):
+            if not self.queue:
+                gate.wait(value.order_id, _item_time(value))
+            self.queue.append(value)
+            return self._progress([]), StatefulLogic.RETAIN
+        out, discard = self._handle(value)
+        return self._progress(out), discard
+
+    def _drain(self, force: bool) -> tuple[list[tuple[str, Any]], bool]:
+        """Hand on the waiting items that are ready (all of them with ``force``)."""
+        gate = self.gate
+        assert gate is not None
+        out: list[tuple[str, Any]] = []
+        discard = False
+        while self.queue and (force or self._ready(self.queue[0])):
+            value = self.queue.pop(0)
+            if force and not self._ready(value):
+                gate.forced += 1
+            if discard:
+                # The case closed and a later item of the order waited behind it: what
+                # would have reached a new state for the key without the wait.
+                if self.fresh is None:
+                    continue
+                self.window = self.fresh(value.order_id)
+            got, discard = self._handle(value)
+            out.extend(got)
+        if self.queue:
+            gate.wait(self.queue[0].order_id, _item_time(self.queue[0]))
+        else:
+            gate.done(self.window.case.order_id)
+        return out, discard
+
+    def notify_at(self) -> datetime | None:
+        # Waiting: wake at the next activation (the learner may have cut the version).
+        return datetime.now(UTC) if self.queue else None
+
+    def on_notify(self) -> tuple[list[tuple[str, Any]], bool]:
+        out, discard = self._drain(force=False)
+        return self._progress(out), discard
+
+    def on_eof(self) -> tuple[list[tuple[str, Any]], bool]:
+        out: list[tuple[str, Any]] = []
+        if self.queue:
+            # End of input: nothing more will be cut before the learner's own end.
+            out, discard = self._drain(force=True)
+            if discard:
+                return out, discard
         if self.close_at_eof:
             # The clock censored every case it tracked at its shard's end of input; a case
             # still here was never tracked (nothing valid arrived): its last event it is.
-            return self.window.on_eof(None)
-        return [], StatefulLogic.RETAIN
+            got, discard = self.window.on_eof(None)
+            return out + got, discard
+        return out, StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes | None:
         if not self.snapshots:
             return None
         # Pickled now, so later mutation cannot leak into the snapshot; far cheaper than
-        # deepcopy, and Bytewax would pickle it anyway.
+        # deepcopy, and Bytewax would pickle it anyway. (Replays, the only flows with a
+        # gate, run without recovery: waiting items are not part of it.)
         return pickle.dumps(self.window.case, pickle.HIGHEST_PROTOCOL)
+
+
+def _item_time(value: Event | Expire) -> float:
+    return value.occurred_at if isinstance(value, Event) else value.deadline
+
+
+def _is_event(item: Event | DeadLetter) -> TypeGuard[Event]:
+    return isinstance(item, Event)
+
+
+def _observer_of(
+    name: str, hook: Callable[[str, dict[str, Any]], None]
+) -> Callable[[str, dict[str, Any]], None]:
+    """An inspect callback that hands each record of output ``name`` to ``hook``."""
+
+    def observe(_step: str, record: dict[str, Any]) -> None:
+        hook(name, record)
+
+    return observe
+
+
+def _select(tag: str) -> Callable[[tuple[str, Any]], dict[str, Any] | None]:
+    """The record of each tagged item with ``tag``; None (dropped) for the others."""
+
+    def select(item: tuple[str, Any]) -> dict[str, Any] | None:
+        return item[1] if item[0] == tag else None
+
+    return select
 
 
 def _decode_item(item: tuple[Any, ...]) -> Event | DeadLetter:
@@ -376,9 +364,7 @@ def attach_outputs(
     for name, sink in sinks.items():
         records = streams.records[name]
         if hook is not None:
-            records = op.inspect(
-                f"observe_{name}", records, lambda _s, r, n=name, hook=hook: hook(n, r)
-            )
+            records = op.inspect(f"observe_{name}", records, _observer_of(name, hook))
         op.output(f"out_{name}", records, sink)
 
 
@@ -405,49 +391,62 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
         decoded = op.inspect(
             "observe_event", decoded, lambda _s, x: on_event(x) if isinstance(x, Event) else None
         )
-    valid = op.branch("valid", decoded, lambda x: isinstance(x, Event))
+    valid = op.branch("valid", decoded, _is_event)
 
     shards = cfg.shards
     snapshots = parts.snapshots
     by_shard = op.key_on("key_shard", valid.trues, lambda e: shard_of(e.order_id, shards))
+    tag_sender = parts.models is not None and parts.models.gate is not None
     clocked = op.stateful_batch(
         "clock",
         by_shard,
-        lambda snap: ClockLogic(cfg, snap, observer, snapshots, parts.close_open_cases_at_eof),
+        lambda snap: ClockLogic(
+            cfg, snap, observer, snapshots, parts.close_open_cases_at_eof, tag_sender
+        ),
     )
+    gate = parts.models.gate if parts.models is not None else None
     admitted = op.map("unkey_clock", clocked, lambda kv: kv[1])
-    admitted_ok = op.branch("admitted", admitted, lambda x: not isinstance(x, DeadLetter))
-    by_order = op.key_on("key_order", admitted_ok.trues, lambda x: x.order_id)
+    clock_dead: Stream[DeadLetter]
+    if gate is None:
+        admitted_ok = op.branch("admitted", admitted, lambda x: not isinstance(x, DeadLetter))
+        by_order = op.key_on("key_order", admitted_ok.trues, lambda x: x.order_id)
+        clock_dead = admitted_ok.falses
+    else:
+        # Items come tagged with the clock worker that sent them (see ClockLogic).
+        tagged_ok = op.branch("admitted", admitted, lambda x: not isinstance(x[1], DeadLetter))
+        by_order = op.key_on("key_order", tagged_ok.trues, lambda x: x[1].order_id)
+        clock_dead = op.map("untag_dead", tagged_ok.falses, lambda x: x[1])
 
     close_at_eof = parts.close_open_cases_at_eof
 
     # ``op.stateful`` gives the builder only the resume state; a fresh case learns its
     # order id from its first item (see CaseLogic.on_item).
+    def fresh(order_id: str) -> CaseWindow:
+        return CaseWindow(order_id, decider(), cfg, None, parts.emit_case_views)
+
     def case_builder(snap: bytes | None) -> CaseLogic:
         case: OrderCase = pickle.loads(snap) if snap is not None else OrderCase("")
         window = CaseWindow(case.order_id, decider(), cfg, case, parts.emit_case_views)
-        return CaseLogic(window, close_at_eof, observer.on_latency, snapshots)
+        return CaseLogic(window, close_at_eof, observer.on_latency, snapshots, gate, fresh)
 
     cases = op.stateful("case", by_order, case_builder)
     tagged = op.map("unkey_case", cases, lambda kv: kv[1])
 
-    dead: Stream[DeadLetter] = op.merge("dead_letters", valid.falses, admitted_ok.falses)
+    dead: Stream[DeadLetter] = op.merge("dead_letters", valid.falses, clock_dead)
     if observer.on_dead_letter is not None:
         on_dead = observer.on_dead_letter
         dead = op.inspect("observe_dead", dead, lambda _s, d: on_dead(d))
     dead_records = op.map("dead_letter_record", dead, DeadLetter.to_record)
 
     records: dict[str, Stream[dict[str, Any]]] = {"dead_letter": dead_records}
-    names = [*OUTPUT_NAMES[:3], "cases"] if parts.emit_case_views else OUTPUT_NAMES[:3]
+    names = [*RECORD_OUTPUTS, "cases"] if parts.emit_case_views else list(RECORD_OUTPUTS)
     for name in names:
         tag = _TAG_OF_OUTPUT[name]
-        records[name] = op.filter_map(
-            f"select_{name}", tagged, lambda t, tag=tag: t[1] if t[0] == tag else None
-        )
+        records[name] = op.filter_map(f"select_{name}", tagged, _select(tag))
     if parts.models is not None:
         runtime = parts.models
         examples = op.filter(
-            "select_examples", tagged, lambda t: t[0] == "pending" or t[0] == "resolution"
+            "select_examples", tagged, lambda t: t[0] in ("pending", "resolution", "progress")
         )
         keyed = op.key_on("key_models", examples, lambda _r: MODEL_SET)
         learned = op.stateful_batch(

@@ -51,7 +51,7 @@ from operators.case import HOUR
 from operators.contract import DeadLetter
 from operators.credit import CreditLedger, InMemoryCreditLedger
 from operators.engine import DecisionEngine
-from operators.models import OnlineScorer
+from operators.online_scorer import OnlineScorer
 from operators.policy import RecoveryPolicy
 from operators.review import (
     REVIEW_ACTION,
@@ -62,9 +62,10 @@ from operators.review import (
     ReviewDecision,
     parse_decision,
 )
+from operators.stores import ContextStore
 from state.cases import CaseStore, InMemoryCaseStore
 from state.contacts import ContactBook, InMemoryContactBook
-from state.context import ContextStore, InMemoryContextStore
+from state.context import InMemoryContextStore
 from state.dispatch import DispatchLedger, InMemoryDispatchLedger
 from state.models import InMemoryModelStore, ModelStore
 from state.retry import InMemoryRetryQueue, RetryQueue

@@ -184,7 +184,7 @@ class Progress:
             return observer
         from dataclasses import replace
 
-        from flows.dataflow import FlowObserver
+        from flows.observer import FlowObserver
 
         base = observer or FlowObserver()
         inner = base.on_input

@@ -1,7 +1,16 @@
-"""Replay: run the live dataflow over historical stream files and write its outputs."""
+"""Replay: run the live dataflow over historical stream files and write its outputs.
+
+A replay is a pure function of its input and configuration: its output files are
+byte-identical whatever the batch size, the worker count, or duplicate lines in the input.
+Decisions read the models and the context aggregates as of an event-time boundary
+(``operators.versions``), and the outputs are written in a canonical order at the end
+(``flows.sinks.write_canonical``). Anything that could still make a run inexact is counted
+in :attr:`ReplayRun.exactness` and logged (docs/decisions.md, "Replay determinism").
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -11,18 +20,23 @@ from typing import Any
 from bytewax.inputs import Source
 from bytewax.testing import cluster_main, run_main
 
-from flows.dataflow import FlowObserver, FlowParts, ModelRuntime, build_flow
+from flows.dataflow import FlowParts, build_flow
+from flows.learning import ModelRuntime
+from flows.observer import FlowObserver
 from flows.runtime import tune_gc
-from flows.sinks import OUTPUTS, JsonlSink
+from flows.sinks import OUTPUTS, JsonlSink, write_canonical
 from flows.sources import ReplaySource
 from operators.engine import DecisionEngine
 from operators.evaluation import load_ground_truth
-from operators.models import OnlineScorer, truth_lookup
+from operators.models import truth_lookup
+from operators.online_scorer import OnlineScorer
 from operators.policy import RecoveryPolicy
 from operators.scoring import HeuristicScorer
 from operators.window import Decider, WindowConfig
 from state.context import InMemoryContextStore
 from state.models import ModelStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,8 +46,11 @@ class ReplayOptions:
     window: WindowConfig = field(default_factory=WindowConfig)
     batch_size: int = 1000
     workers: int = 1
+    #: Merge the worker parts of each output into one file in a canonical order at the end
+    #: (a cluster's processes leave that to the caller, see flows/cluster.py).
+    canonical: bool = True
     learn: bool = True  # online models; False: the static rules (fixed heuristic scorer)
-    publish_every: int = 200
+    publish_every: int = 200  # unused: versions are cut by event time (operators.versions)
     ground_truth: Path | None = None  # simulator truth: label treated cases as if live
     model_store: ModelStore | None = None
 
@@ -53,6 +70,19 @@ class ReplayRun:
     seconds: float
     engines: list[DecisionEngine]
     model_stats: dict[str, Any] | None = None
+    #: Counts of what could have made this run depend on batching or workers; all 0 in an
+    #: exact run: ``late_examples`` (learning items that reached the learner after the
+    #: version they belonged in was cut), ``early_reads`` (decisions that read a model
+    #: version before it was complete), ``late_context_updates`` (outcomes recorded after a
+    #: decision read the aggregate they belonged in).
+    exactness: dict[str, int] = field(default_factory=dict)
+    #: Decisions that waited for their model version, and those handed on at the end of
+    #: input before it was complete (then counted in ``early_reads`` if they read another).
+    waits: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        return not any(self.exactness.values())
 
     @property
     def events_per_second(self) -> float:
@@ -94,14 +124,24 @@ def run_replay(
     if opts.ground_truth is not None and opts.learn:
         truth = truth_lookup(load_ground_truth(opts.ground_truth))
     models = ModelRuntime.for_policy(
-        pol, opts.window, store=opts.model_store, publish_every=opts.publish_every, truth=truth
+        pol,
+        opts.window,
+        store=opts.model_store,
+        publish_every=opts.publish_every,
+        truth=truth,
+        # A cluster of processes has one learner for all and a context per process
+        # (flows/cluster.py): its decisions cannot wait for versions made elsewhere.
+        wait_for_versions=cluster is None,
+        learn=opts.learn,
+        workers=opts.workers,
     )
 
     def default_factory() -> Decider:
         scorer = OnlineScorer(models.board) if opts.learn else HeuristicScorer()
-        engine = DecisionEngine(
-            pol, scorer=scorer, emit_examples=opts.learn, context=InMemoryContextStore()
-        )
+        # Versioned by event time like the models: what a decision reads does not depend
+        # on how far the flow has got with other orders.
+        context = InMemoryContextStore(clock=models.versions)
+        engine = DecisionEngine(pol, scorer=scorer, context=context, emit_examples=opts.learn)
         engines.append(engine)
         return engine
 
@@ -114,14 +154,18 @@ def run_replay(
         if inner is not None:
             inner(stream, payload)
 
+    gate = models.gate
+    hold_end = gate.hold_end if gate is not None else None
     parts = FlowParts(
-        source=source or ReplaySource(Path(input_dir), opts.batch_size),
+        source=source or ReplaySource(Path(input_dir), opts.batch_size, hold_end),
         sinks={name: JsonlSink(out_dir, name) for name in OUTPUTS},
         decider_factory=decider_factory or default_factory,
         window=opts.window,
         close_open_cases_at_eof=True,
         observer=replace(obs, on_input=count),
-        models=models if opts.learn else None,
+        # Also without learning: the learner step then learns nothing but follows the
+        # workers' progress, which is what the context aggregates' versions wait for.
+        models=models,
         snapshots=False,  # replays run without Bytewax recovery
     )
     flow = build_flow(parts)
@@ -133,4 +177,36 @@ def run_replay(
         run_main(flow)
     else:
         cluster_main(flow, [], 0, worker_count_per_proc=opts.workers)
-    return ReplayRun(out_dir, counter[0], time.perf_counter() - started, engines, models.last_stats)
+    if cluster is None and opts.canonical:
+        for name in OUTPUTS:
+            write_canonical(out_dir, name)
+    seconds = time.perf_counter() - started
+    exactness = exactness_of(models, engines, opts.learn)
+    stats = models.last_stats if opts.learn else None
+    if stats is not None:
+        stats = {**stats, **exactness}
+    if any(exactness.values()):
+        log.warning(
+            "replay of %s is not exact (may differ with other batch sizes or workers): %s; "
+            "see docs/decisions.md, Replay determinism",
+            input_dir,
+            ", ".join(f"{k}={v}" for k, v in exactness.items() if v),
+        )
+    gate = models.gate
+    waits = {"waited": gate.held, "forced_at_end": gate.forced} if gate is not None else {}
+    return ReplayRun(out_dir, counter[0], seconds, engines, stats, exactness, waits)
+
+
+def exactness_of(
+    models: ModelRuntime, engines: list[DecisionEngine], learn: bool
+) -> dict[str, int]:
+    """What could have made a run depend on batching or workers (see ReplayRun)."""
+    stats = models.last_stats or {}
+    late_context = sum(
+        e.context.late_updates for e in engines if isinstance(e.context, InMemoryContextStore)
+    )
+    return {
+        "late_examples": int(stats.get("late_examples", 0)) if learn else 0,
+        "early_reads": models.board.early_reads if learn else 0,
+        "late_context_updates": late_context,
+    }

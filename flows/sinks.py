@@ -1,4 +1,6 @@
-"""File sinks for replay: one JSONL file per output, written in arrival order."""
+"""File sinks for replay: one JSONL file per output and worker, written in arrival order;
+:func:`write_canonical` then merges the parts of a replay into one file per output in a
+canonical order (the arrival order depends on batch breaks and worker count)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,13 @@ import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 OUTPUTS: tuple[str, ...] = ("interventions", "decisions", "outcomes", "dead_letter")
+#: The event-time field each output is ordered by (then order id, then the line's bytes).
+ORDER_BY: dict[str, str] = {
+    "interventions": "decided_at",
+    "decisions": "decided_at",
+    "outcomes": "resolved_at",
+    "dead_letter": "received_at",
+}
 
 
 def output_path(out_dir: Path, name: str, worker_index: int = 0) -> Path:
@@ -44,9 +53,44 @@ class JsonlSink(DynamicSink[dict[str, Any]]):
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """All records of a JSONL file (all worker parts of it when given the base name)."""
     records: list[dict[str, Any]] = []
-    parts = [path, *sorted(path.parent.glob(path.name.replace(".jsonl", ".w*.jsonl")))]
-    for p in parts:
-        if p.exists():
-            with open(p, "rb") as fh:
-                records.extend(orjson.loads(line) for line in fh if line.strip())
+    for p in worker_parts(path):
+        with open(p, "rb") as fh:
+            records.extend(orjson.loads(line) for line in fh if line.strip())
     return records
+
+
+def worker_parts(path: Path) -> list[Path]:
+    """``name.jsonl`` and its other workers' parts (``name.w1.jsonl``...), those present."""
+    parts = [path, *sorted(path.parent.glob(path.name.replace(".jsonl", ".w*.jsonl")))]
+    return [p for p in parts if p.exists()]
+
+
+def _canonical_key(line: bytes, time_field: str) -> tuple[str, str, bytes]:
+    record = orjson.loads(line)
+    if not isinstance(record, dict):
+        return ("", "", line)
+    at, order_id = record.get(time_field), record.get("order_id")
+    return (at if isinstance(at, str) else "", order_id if isinstance(order_id, str) else "", line)
+
+
+def write_canonical(out_dir: Path, name: str) -> int:
+    """Merge the worker parts of output ``name`` into ``name.jsonl``, ordered by event time,
+    then order id, then the line's bytes: a total order on the records themselves, so the
+    file is byte-identical however the records were batched or spread over workers.
+    Returns the number of records."""
+    path = Path(out_dir) / f"{name}.jsonl"
+    parts = worker_parts(path)
+    lines: list[bytes] = []
+    for part in parts:
+        with open(part, "rb") as fh:
+            lines.extend(line.rstrip(b"\n") for line in fh if line.strip())
+    field = ORDER_BY.get(name, "")
+    lines.sort(key=lambda line: _canonical_key(line, field))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb", buffering=1 << 20) as fh:
+        fh.write(b"".join(line + b"\n" for line in lines))
+    tmp.replace(path)
+    for part in parts:
+        if part != path:
+            part.unlink()
+    return len(lines)

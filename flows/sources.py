@@ -22,7 +22,7 @@ import gzip
 import io
 import statistics
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -216,10 +216,23 @@ class MergedFiles:
             fh.close()
 
 
+#: Empty batches a replay source gives at most while ``hold_end`` says decisions still
+#: wait (each lets the learner and the waiting decisions take a turn).
+MAX_HOLD_ROUNDS = 20_000
+
+
 class _ReplayPartition(StatefulSourcePartition[RawItem, dict[str, int]]):
-    def __init__(self, files: dict[str, Path], batch_size: int, resume: dict[str, int] | None):
+    def __init__(
+        self,
+        files: dict[str, Path],
+        batch_size: int,
+        resume: dict[str, int] | None,
+        hold_end: Callable[[], bool] | None = None,
+    ):
         self.merged = MergedFiles(files, resume)
         self.batch_size = batch_size
+        self.hold_end = hold_end
+        self.held_rounds = 0
 
     def next_batch(self) -> list[RawItem]:
         batch: list[RawItem] = []
@@ -228,9 +241,18 @@ class _ReplayPartition(StatefulSourcePartition[RawItem, dict[str, int]]):
             try:
                 batch.append(next(merged))
             except StopIteration:
-                if not batch:
-                    raise
-                break
+                if batch:
+                    break
+                if (
+                    self.hold_end is not None
+                    and self.held_rounds < MAX_HOLD_ROUNDS
+                    and self.hold_end()
+                ):
+                    # Decisions still wait for model versions: end of input now would
+                    # make them decide before those are cut. Give the flow another turn.
+                    self.held_rounds += 1
+                    return []
+                raise
         return batch
 
     def snapshot(self) -> dict[str, int]:
@@ -241,11 +263,21 @@ class _ReplayPartition(StatefulSourcePartition[RawItem, dict[str, int]]):
 
 
 class ReplaySource(FixedPartitionedSource[RawItem, dict[str, int]]):
-    """Bytewax source over a replay directory (one partition: the merge is global)."""
+    """Bytewax source over a replay directory (one partition: the merge is global).
 
-    def __init__(self, input_dir: Path, batch_size: int = 1000) -> None:
+    ``hold_end``: while it returns True at the end of the files, the source gives empty
+    batches instead of ending (decisions waiting in the flow, see
+    ``operators.learner.DecisionGate``), at most ``MAX_HOLD_ROUNDS`` times."""
+
+    def __init__(
+        self,
+        input_dir: Path,
+        batch_size: int = 1000,
+        hold_end: Callable[[], bool] | None = None,
+    ) -> None:
         self.files = find_stream_files(Path(input_dir))
         self.batch_size = batch_size
+        self.hold_end = hold_end
 
     def list_parts(self) -> list[str]:
         return ["replay"]
@@ -253,4 +285,4 @@ class ReplaySource(FixedPartitionedSource[RawItem, dict[str, int]]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: dict[str, int] | None
     ) -> _ReplayPartition:
-        return _ReplayPartition(self.files, self.batch_size, resume_state)
+        return _ReplayPartition(self.files, self.batch_size, resume_state, self.hold_end)

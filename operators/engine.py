@@ -114,7 +114,8 @@ class DecisionEngine:
         with_prior = getattr(self.scorer, "score_with_prior", None)
         # The heuristic prior is the bandit's fixed offset (and the static rules' scorer).
         if with_prior is not None:
-            scores, recover, prior_p, prior_rec = with_prior(features)
+            # Scored with the model version of the decision's event time (replay determinism).
+            scores, recover, prior_p, prior_rec = with_prior(features, now)
         else:
             scores, recover = self.scorer.score(features)
             if isinstance(self.scorer, HeuristicScorer):

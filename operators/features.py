@@ -18,7 +18,7 @@ import math
 import struct
 
 from operators.case import HOUR, OrderCase
-from operators.stores import ContextStore
+from operators.stores import ContextStore, CustomerHistory
 
 _INTENT_FLAGS = (
     "where_is_my_order",
@@ -79,7 +79,7 @@ def build_features(case: OrderCase, context: ContextStore | None, now: float) ->
         f["family_refund_rate"] = round(context.family_rate(case.sku_family, now), 4)
         f["lane_refund_rate"] = round(context.lane_refund_rate(case.lane, now), 4)
         f["lane_delay_rate"] = round(context.lane_delay_rate(case.lane, now), 4)
-        seen = context.customer(case.customer_id) if case.customer_id else None
+        seen = _customer(context, case.customer_id, now) if case.customer_id else None
         if seen is not None and seen.orders:
             f["seen_refund_rate"] = round((seen.refunds + 0.5) / (seen.orders + 5.0), 4)
             f["seen_chargebacks"] = float(seen.chargebacks)
@@ -93,6 +93,17 @@ def build_features(case: OrderCase, context: ContextStore | None, now: float) ->
         f["seen_refund_rate"] = 0.1
         f["seen_chargebacks"] = 0.0
     return f
+
+
+def _customer(context: ContextStore, customer_id: str, now: float) -> CustomerHistory | None:
+    """The customer as a decision at ``now`` may know it: stores versioned by event time
+    (``InMemoryContextStore`` with a clock, see ``operators.versions``) answer as of the
+    decision's boundary; others with everything recorded so far."""
+    customer_at = getattr(context, "customer_at", None)
+    if customer_at is not None:
+        seen: CustomerHistory | None = customer_at(customer_id, now)
+        return seen
+    return context.customer(customer_id)
 
 
 def _names() -> tuple[str, ...]:

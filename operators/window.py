@@ -24,6 +24,7 @@ state forever; this design frees it.
 from __future__ import annotations
 
 import heapq
+import math
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -105,6 +106,10 @@ class Expire:
     order_id: str
     deadline: float
     censored: bool = False
+    #: The shard's watermark when the clock emitted it: from when the flow knows the case
+    #: ended (a silent shard emits its expiries late; the context aggregates are versioned
+    #: by this time, not by the deadline, see state/context.py).
+    known_at: float | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -151,6 +156,9 @@ class ExpiryClock:
     closed_by: dict[str, str] = field(default_factory=dict)
     _heap: list[tuple[float, str]] = field(default_factory=list)
     _tomb_heap: list[tuple[float, str]] = field(default_factory=list)
+    #: Events admitted ahead of the latest confirmed time, by (order id, event id): their
+    #: re-deliveries move nothing (few: only jumps and the event confirming one).
+    _ahead: dict[tuple[str, str], float] = field(default_factory=dict)
 
     @property
     def watermark(self) -> float | None:
@@ -224,6 +232,14 @@ class ExpiryClock:
                 )
             ]
         out: list[Event | Expire | DeadLetter] = [event]
+        lateness = self.config.allowed_lateness
+        # A re-delivery (a duplicate line) of an event still ahead of the latest confirmed
+        # time goes on to its case, which drops it, but moves nothing here: as a second
+        # event it would confirm its own jump, or move the time past where a confirmed
+        # jump left it, so duplicates would change a replay's outcome.
+        seen = (oid, event.event_id)
+        if self._ahead.get(seen) == ts:
+            return out
         if event.type in RESOLVING_TYPES:
             self._close(oid, ts)
             self.closed_by[oid] = event.event_id
@@ -237,16 +253,33 @@ class ExpiryClock:
                     self.source_max[source] = confirmed
                     new_wm = self.watermark
                     if new_wm is not None and (wm is None or new_wm > wm):
-                        out.extend(self._advance(new_wm))
+                        known = max(new_wm, max(ts, received_at) - lateness)
+                        out.extend(self._advance(new_wm, known))
             confirmed = self._confirm("", self.max_event_at, ts)
             if confirmed is not None:
                 self.max_event_at = confirmed
+                self._forget_ahead()
         else:
             confirmed = self._confirm("", self.max_event_at, ts)
             if confirmed is not None:
                 self.max_event_at = confirmed
-                out.extend(self._advance(confirmed - self.config.allowed_lateness))
+                self._forget_ahead()
+                new_wm = confirmed - lateness
+                # The flow knows from this event on: not before its time (confirming a
+                # jump moves the watermark to the earlier event) nor before the input's
+                # progress when it came (a file's own disorder delivers it late).
+                known = max(new_wm, max(ts, received_at) - lateness)
+                out.extend(self._advance(new_wm, known))
+        if self.max_event_at is not None and ts > self.max_event_at:
+            self._ahead[seen] = ts
         return out
+
+    def _forget_ahead(self) -> None:
+        ahead = self._ahead
+        if ahead and self.max_event_at is not None:
+            latest = self.max_event_at
+            for key in [k for k, t in ahead.items() if t <= latest]:
+                del ahead[key]
 
     #: Unconfirmed jumps remembered per input: a burst of bad clocks forgets the oldest.
     MAX_PENDING = 16
@@ -254,7 +287,8 @@ class ExpiryClock:
     def _confirm(self, key: str, current: float | None, ts: float) -> float | None:
         """The input's new latest event time after an event at ``ts``, or None if it does
         not move. A jump of more than ``max_jump`` counts only once a second event lands
-        within ``max_jump`` of it: then the earlier of the two is taken."""
+        within ``max_jump`` of it: then the earlier of the two is taken. (A re-delivery of
+        the event never gets here: see ``_ahead``.)"""
         jump = self.config.max_jump
         if current is None or jump is None or ts <= current + jump:
             if current is not None and ts <= current:
@@ -302,7 +336,10 @@ class ExpiryClock:
         self.tombstones[oid] = until
         heapq.heappush(self._tomb_heap, (until, oid))
 
-    def _advance(self, watermark: float) -> list[Expire]:
+    def _advance(self, watermark: float, known_at: float | None = None) -> list[Expire]:
+        """Expire what ``watermark`` passed (``known_at``: from when the flow knows, see
+        Expire; the watermark itself by default)."""
+        known = watermark if known_at is None else known_at
         expired: list[Expire] = []
         heap = self._heap
         while heap and heap[0][0] <= watermark:
@@ -311,7 +348,7 @@ class ExpiryClock:
             # Stale heap entries (the deadline moved, or the case closed) are skipped.
             if w is None or self.deadline(w) != deadline:
                 continue
-            expired.append(Expire(oid, deadline))
+            expired.append(Expire(oid, deadline, known_at=known))
             self._close(oid, deadline)
         tomb = self._tomb_heap
         while tomb and tomb[0][0] <= watermark:
@@ -369,7 +406,8 @@ class ExpiryClock:
         processes: a shard's events all pass through this clock)."""
         if self.max_event_at is None:
             return []
-        out = self._advance(self.max_event_at)
+        # Known only at the end of input, after every decision (not read by any).
+        out = self._advance(self.max_event_at, math.inf)
         if censor:
             end = self.max_event_at
             out.extend(Expire(oid, end, censored=True) for oid in sorted(self.windows))
@@ -483,7 +521,7 @@ class CaseWindow:
     def on_expire(self, expire: Expire) -> tuple[list[Output], bool]:
         if expire.censored:
             return self.on_eof(expire.deadline)
-        return self._close(expire.deadline), True
+        return self._close(expire.deadline, known_at=expire.known_at), True
 
     def on_eof(self, end_at: float | None = None) -> tuple[list[Output], bool]:
         """End of a replay: the case is censored at the end of input, ``end_at`` (the
@@ -491,9 +529,14 @@ class CaseWindow:
         at = self.case.last_event_at if end_at is None else max(end_at, self.case.last_event_at)
         return self._close(at, censored=True), True
 
-    def _close(self, closed_at: float, *, censored: bool = False) -> list[Output]:
+    def _close(
+        self, closed_at: float, *, censored: bool = False, known_at: float | None = None
+    ) -> list[Output]:
         record = OutcomeRecord.of_case(self.case, closed_at, censored=censored).to_record()
-        out = self.decider.on_close(self.case, record)
+        # The decider also learns when the flow knew (``known_at_ts``: an expiry's
+        # watermark; the closing event's time otherwise), which the output does not carry.
+        seen = {**record, "known_at_ts": closed_at if known_at is None else known_at}
+        out = self.decider.on_close(self.case, seen)
         if self.emit_views:
             out.append(("case", self.case.view(closed_at)))
         out.append(("outcome", record))

@@ -34,7 +34,7 @@ from operators.actions import (
 )
 from operators.baselines import ActionCosts, oracle_choices
 from operators.engine import DecisionEngine
-from operators.models import Learner
+from operators.learner import Learner
 from operators.policy import PolicyError, RecoveryPolicy
 from operators.scoring import HeuristicScorer
 from operators.simulation import World, ground_truth_arms, simulate

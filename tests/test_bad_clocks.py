@@ -13,8 +13,9 @@ from typing import Any
 import orjson
 import pytest
 
-from flows.dataflow import ClockLogic, FlowObserver
+from flows.dataflow import ClockLogic
 from flows.jsonl import read_jsonl
+from flows.observer import FlowObserver
 from flows.replay import ReplayOptions, run_replay
 from operators.contract import Event, decode
 from operators.simulation import simulate

@@ -25,7 +25,9 @@ from operators.bandit import (
     thompson_choice,
 )
 from operators.engine import DecisionEngine
-from operators.models import Learner, OnlineScorer, SnapshotBoard
+from operators.gate import SnapshotBoard
+from operators.learner import Learner
+from operators.online_scorer import OnlineScorer
 from operators.policy import RecoveryPolicy
 from state.context import InMemoryContextStore
 from tests.helpers import body, order_placed, support

@@ -11,7 +11,8 @@ import orjson
 import pytest
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
-from flows.dataflow import OUTPUT_NAMES, CaseLogic, FlowObserver, FlowParts, build_flow
+from flows.dataflow import OUTPUT_NAMES, CaseLogic, FlowParts, build_flow
+from flows.observer import FlowObserver
 from operators.contract import VALIDATORS, DeadLetter, Event, decode, parse_ts
 from operators.engine import DecisionEngine
 from operators.policy import RecoveryPolicy

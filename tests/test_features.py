@@ -17,7 +17,8 @@ from operators.contract import Event, parse_ts
 from operators.decision import Scores
 from operators.engine import DecisionEngine
 from operators.features import FEATURE_NAMES, build_features, from_vector, to_vector
-from operators.models import Example, Learner
+from operators.learner import Learner
+from operators.models import Example
 from operators.policy import RecoveryPolicy
 from operators.scoring import HeuristicScorer
 from operators.window import run_in_memory

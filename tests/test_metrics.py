@@ -19,7 +19,6 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client.parser import text_string_to_metric_families
 
 from flows.cli.metrics_options import add_metrics_args, metrics_session
-from flows.dataflow import FlowObserver
 from flows.observability.labels import (
     DEAD_LETTER_REASONS,
     MAX_LABEL_CHARS,
@@ -30,6 +29,7 @@ from flows.observability.labels import (
 from flows.observability.metrics import SalvageMetrics
 from flows.observability.server import start_http
 from flows.observability.stages import STAGES
+from flows.observer import FlowObserver
 from flows.replay import ReplayOptions, run_replay
 from operators.contract import decode, format_ts, parse_ts
 from operators.simulation import simulate

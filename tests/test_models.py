@@ -14,25 +14,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.dataflow import FlowObserver
 from flows.jsonl import read_jsonl
+from flows.observer import FlowObserver
 from flows.replay import ReplayOptions, run_replay
 from operators.actions import action_names, customer_facing_names
 from operators.case import HOUR, OrderCase
 from operators.evaluation import roc_auc
 from operators.features import FEATURE_NAMES, build_features, to_vector
+from operators.gate import SnapshotBoard
+from operators.learner import Learner
 from operators.models import (
     MODEL_SET,
     CompiledLogit,
     Example,
-    Learner,
     ModelSnapshot,
-    OnlineScorer,
     Pending,
     ProgressiveValidation,
     Resolution,
-    SnapshotBoard,
 )
+from operators.online_scorer import OnlineScorer
 from operators.scoring import HeuristicScorer
 from operators.simulation import simulate
 from state.models import InMemoryModelStore
@@ -325,7 +325,9 @@ def test_the_store_keeps_the_newest_versions(tmp_path: Path) -> None:
 
 
 def test_a_scorer_in_another_process_polls_the_store_for_newer_checkpoints() -> None:
-    from operators.models import MODEL_SET, Example, Learner, OnlineScorer
+    from operators.learner import Learner
+    from operators.models import MODEL_SET, Example
+    from operators.online_scorer import OnlineScorer
 
     store = InMemoryModelStore()
     learner = Learner()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from flows.cli import main
-from flows.dataflow import FlowObserver
+from flows.observer import FlowObserver
 from flows.progress import (
     Progress,
     RateMeter,

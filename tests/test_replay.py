@@ -306,8 +306,9 @@ def test_replay_of_gzip_input_with_invalid_lines_and_two_workers(tmp_path: Path)
     counts = Counter(o["order_id"] for o in records["outcomes"])
     assert set(counts.values()) == {1}
     assert set(counts) == _input_order_ids(data)
-    # Both workers wrote (the second worker's files are read back with the first's).
-    assert any((tmp_path / "out").glob("outcomes.w*.jsonl"))
+    # Both workers' parts were merged into one file per output, in the canonical order.
+    assert not any((tmp_path / "out").glob("*.w*.jsonl"))
+    assert run.exact, run.exactness
 
 
 def test_replay_tunes_the_garbage_collector() -> None:

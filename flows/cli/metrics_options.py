@@ -9,9 +9,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from flows.dataflow import FlowObserver
 from flows.observability.metrics import SalvageMetrics
 from flows.observability.server import start_http
+from flows.observer import FlowObserver
 
 
 def _port(text: str) -> int:

@@ -34,7 +34,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, write_to_tex
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from flows.dataflow import OUTPUT_NAMES, FlowObserver
+from flows.dataflow import OUTPUT_NAMES
 from flows.observability.declarations import MetricDeclarations
 from flows.observability.labels import (
     DEAD_LETTER_REASONS,
@@ -53,6 +53,7 @@ from flows.observability.labels import (
 )
 from flows.observability.online_uplift import OnlineUplift
 from flows.observability.stages import STAGES, RecoveryStages, decision_stage
+from flows.observer import FlowObserver
 from operators.contract import STREAM_TYPES, STREAMS, DeadLetter, Event
 
 
