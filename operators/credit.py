@@ -2,7 +2,7 @@
 
 Every grant of store credit (an automated offer, a reviewer's approval) is reserved here
 first, so the policy's ``limits.max_credit_per_customer_30d`` holds across orders. Two
-implementations share one contract (``tests/test_credit_ledger.py``):
+implementations share one contract (``tests/operators/test_credit_ledger.py``):
 
 - :class:`InMemoryCreditLedger`: one per process; replay, tests. Its state is a plain,
   deterministic value (:meth:`InMemoryCreditLedger.state`) so a replay snapshot can carry it.

@@ -1,9 +1,9 @@
 """Generate the Grafana dashboards of Salvage from code.
 
 Run ``python deploy/grafana/generate.py`` after changing a panel; it rewrites
-``deploy/grafana/dashboards/*.json``. ``tests/test_dashboards.py`` fails when the files
+``deploy/grafana/dashboards/*.json``. ``tests/deploy/test_dashboards.py`` fails when the files
 and this code disagree, and checks the structure Grafana needs (unique ids, grid
-positions, data sources, template variables). ``tests/test_prometheus_e2e.py`` runs every
+positions, data sources, template variables). ``tests/e2e/test_prometheus_e2e.py`` runs every
 panel query against a real Prometheus.
 
 Conventions: every query goes to the data source variable ``${DS_PROMETHEUS}`` (the

@@ -30,7 +30,7 @@ from flows.importers.limits import MAX_LINES_PER_ORDER
 from flows.jsonl import read_jsonl
 from operators.contract import Event, decode
 
-SAMPLE = Path(__file__).parent / "data" / "online_retail_sample.csv"
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "online_retail_sample.csv"
 ONLINE_RETAIL = BUILTIN_MAPPINGS["online-retail"]
 
 

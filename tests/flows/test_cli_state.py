@@ -18,7 +18,7 @@ from state.context import DAY, DecayedRate
 from state.redis_conn import connect
 from state.redis_store import RedisCaseStore, RedisContextStore, RedisDispatchLedger
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_780_000_000.0
 
 

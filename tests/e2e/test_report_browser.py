@@ -30,7 +30,7 @@ from flows.cli import main as salvage
 from flows.report import write_report
 from tests.fixtures.processes import missing_service
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]

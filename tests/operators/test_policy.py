@@ -23,8 +23,8 @@ from operators.policy import (
     RecoveryPolicy,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parent / "data" / "policies"
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "policies"
 SHIPPED = REPO / "operators" / "policies"
 ERROR = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): (?P<key>\S+): (?P<message>.+)$", re.S)
 

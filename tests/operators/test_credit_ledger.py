@@ -1,5 +1,5 @@
 """The credit ledger, the contact book and the retry queue: what the store contract
-(``state.checks``, run for every implementation in ``tests/test_redis_store.py``) does not
+(``state.checks``, run for every implementation in ``tests/state/test_redis_store.py``) does not
 cover: Redis key layout and TTLs, and the in-memory ledger's snapshots."""
 
 from __future__ import annotations

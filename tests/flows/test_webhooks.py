@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from operators.signature import SignatureError, explain, parse_header, sign, verify
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _example_receiver():

@@ -36,7 +36,7 @@ from operators.decision import CONTROL, TREATMENT, arm_of
 from operators.policy import RecoveryPolicy
 from tests.helpers import body, order_placed, support
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONSERVATIVE = REPO / "operators" / "policies" / "conservative.yaml"
 DEFAULT = RecoveryPolicy.default()
 
@@ -133,7 +133,7 @@ def report(tmp_path_factory) -> dict[str, Any]:
     data = write_input(base / "input")
     out = base / "out"
     # The figures below are worked out for the static rules (no exploration draw lands on
-    # these orders); the learned policy samples its choices (tests/test_bandit.py).
+    # these orders); the learned policy samples its choices (tests/operators/test_bandit.py).
     args = ["backtest", str(data), "--out", str(out), "--against", str(CONSERVATIVE)]
     assert main([*args, "--no-learning"]) == 0
     return orjson.loads((out / "backtest.json").read_bytes())

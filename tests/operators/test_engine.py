@@ -39,7 +39,7 @@ from operators.window import CaseWindow, WindowConfig
 from state.context import InMemoryContextStore
 from tests.helpers import BASE, body, epoch, event, order_placed, support
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DOC: dict[str, Any] = yaml.safe_load(
     (REPO / "operators" / "policies" / "default.yaml").read_text(encoding="utf-8")
 )

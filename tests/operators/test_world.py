@@ -443,7 +443,7 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_the_simulation_imports_nothing_from_the_decision_layer() -> None:
-    package = Path(__file__).resolve().parents[1] / "operators" / "simulation"
+    package = Path(__file__).resolve().parents[2] / "operators" / "simulation"
     modules = sorted(package.glob("*.py"))
     assert len(modules) >= 6
     for module in modules:
@@ -469,7 +469,7 @@ def test_the_action_registry_keeps_the_world_prior_apart_from_the_policy() -> No
     """The registry is shared by the simulator and the decision layer: it must import no
     decision code, and only the simulator may read an action's ``world`` prior (a policy
     tuned on what the world is known to do would grade itself)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     project = {n for n in _imports(root / "operators" / "actions.py") if n.startswith("operators")}
     assert project <= {"operators.vocabulary", "operators.vocabulary.Action",
                        "operators.vocabulary.Outcome"}, project  # fmt: skip

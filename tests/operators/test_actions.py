@@ -42,7 +42,7 @@ from operators.simulation.scenarios import get_scenario
 from operators.vocabulary import Action
 from state.context import InMemoryContextStore
 from tests.helpers import order_placed, support
-from tests.test_engine import Orders, interventions, last_decision
+from tests.operators.test_engine import Orders, interventions, last_decision
 
 THROWAWAY = ActionDefinition(
     "loyalty_call",

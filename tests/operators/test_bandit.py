@@ -31,7 +31,7 @@ from operators.online_scorer import OnlineScorer
 from operators.policy import RecoveryPolicy
 from state.context import InMemoryContextStore
 from tests.helpers import body, order_placed, support
-from tests.test_engine import DEFAULT_DOC, Orders
+from tests.operators.test_engine import DEFAULT_DOC, Orders
 
 REASSURE = "proactive_reassurance"
 CREDIT = "delayed_shipment_intervention"

@@ -3,7 +3,7 @@
 Grafana does not run here; these tests check what Grafana needs from the files (unique
 panel ids, grid positions that fit and do not overlap, a query with a data source in every
 panel, template variables that are defined and used) and what the issue asks of them (the
-panels and breakdowns). ``tests/test_prometheus_e2e.py`` runs every query against a real
+panels and breakdowns). ``tests/e2e/test_prometheus_e2e.py`` runs every query against a real
 Prometheus.
 """
 
@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.deploy.test_prometheus_rules import exposed_names, metric_names
 from tests.fixtures.prometheus_server import GRAFANA_BUILTINS, variables_in
-from tests.test_prometheus_rules import exposed_names, metric_names
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD_FILES = sorted((GRAFANA / "dashboards").glob("*.json"))
 DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}

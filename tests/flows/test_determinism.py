@@ -23,7 +23,7 @@ from operators.simulation import simulate
 from operators.versions import DAY, VersionClock
 from state.context import InMemoryContextStore
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: Labels at 3 days, so that learned versions are cut, and read, well before the input ends.
 SHORT_HORIZON = RecoveryPolicy.from_text(
     (REPO / "operators" / "policies" / "default.yaml")

@@ -209,7 +209,7 @@ def test_config_show_reports_bad_settings_as_usage_errors(capsys, monkeypatch) -
 
 # --- deploy/: compose and Kubernetes files, checked statically -----------------------------
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 def _cli_accepts(argv: list[str]) -> None:

@@ -18,7 +18,7 @@ from flows.jsonl import read_jsonl
 from flows.sinks import OUTPUTS
 from operators.contract import VALIDATORS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _salvage() -> list[str]:

@@ -1,5 +1,5 @@
 """Redis Cluster: what only a cluster can show. The store contract and the Redis store
-tests run against a cluster too (``tests/test_redis_store.py``, ``cluster-`` ids); here:
+tests run against a cluster too (``tests/state/test_redis_store.py``, ``cluster-`` ids); here:
 the client a cluster URL gives, keys spread over every node, scripts after a failover
 (NOSCRIPT), the CROSSSLOT refusal the hash tags avoid, live settings, and URL handling.
 

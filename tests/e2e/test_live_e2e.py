@@ -39,7 +39,7 @@ from tests.helpers import at, body, order_placed, support
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: The CLI, as the console script runs it (``-m flows.cli`` would make a second module).
 SALVAGE = [sys.executable, "-c", "import sys; from flows.cli import main; sys.exit(main())"]
 SECRET_MESSAGING = "e2e-messaging-" + uuid.uuid4().hex

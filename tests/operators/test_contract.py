@@ -494,7 +494,7 @@ def test_decode_never_raises_on_valid_events_with_one_field_replaced(type_: str,
 
 
 def _doc_examples() -> list[dict[str, Any]]:
-    text = (Path(__file__).resolve().parents[1] / "docs" / "events.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
     decoder = json.JSONDecoder()
     found: list[dict[str, Any]] = []
     for block in re.findall(r"```json\n(.*?)```", text, flags=re.S):

@@ -102,7 +102,7 @@ def test_the_kubernetes_cluster_manifest_forms_one_cluster() -> None:
     from flows.settings import load_settings
     from state.redis_conn import is_cluster_url
 
-    path = Path(__file__).parents[1] / "deploy" / "k8s" / "cluster" / "statefulset.yaml"
+    path = Path(__file__).parents[2] / "deploy" / "k8s" / "cluster" / "statefulset.yaml"
     docs = {d["kind"]: d for d in yaml.safe_load_all(path.read_text())}
     sts, svc, pvc = docs["StatefulSet"], docs["Service"], docs["PersistentVolumeClaim"]
     replicas = sts["spec"]["replicas"]

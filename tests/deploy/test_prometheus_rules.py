@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from flows.observability.metrics import SalvageMetrics
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"
 RULE_FILES = sorted((PROM / "rules").glob("*.yml"))
 RULE_TESTS = sorted((PROM / "tests").glob("*.test.yml"))

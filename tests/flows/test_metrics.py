@@ -786,7 +786,7 @@ def test_start_http_reports_a_busy_port() -> None:
 
 
 def test_metric_reference_lists_every_metric_and_no_other() -> None:
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
     registry = CollectorRegistry()
     SalvageMetrics(registry)
     documented_as = {

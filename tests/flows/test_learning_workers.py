@@ -38,7 +38,7 @@ WATCH_ONLY = RecoveryPolicy.from_text(
     "watch-only.yaml",
 )
 _DEFAULT_DOC = yaml.safe_load(
-    (Path(__file__).resolve().parents[1] / "operators" / "policies" / "default.yaml").read_text()
+    (Path(__file__).resolve().parents[2] / "operators" / "policies" / "default.yaml").read_text()
 )
 DEFAULT_SHORT = RecoveryPolicy.from_text(
     yaml.safe_dump({**_DEFAULT_DOC, "learning": {"label_horizon_days": HORIZON_DAYS}}),

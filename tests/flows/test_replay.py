@@ -24,7 +24,7 @@ from operators.policy import RecoveryPolicy
 from operators.simulation import simulate
 from tests.helpers import at, body, order_placed, support
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: The default policy with labels at 3 days, so that a 2,000-order launch week learns (and
 #: decides from learned posteriors) well before its input ends.
 SHORT_HORIZON_YAML = (
