@@ -46,10 +46,11 @@ from flows.dataflow import (
 from flows.runtime import tune_gc
 from flows.settings import Settings, load_settings
 from operators.caps import DispatchCaps
-from operators.case import HOUR
+from operators.case import DAY, HOUR
 from operators.contract import DeadLetter
 from operators.credit import CreditLedger, InMemoryCreditLedger
 from operators.engine import DecisionEngine
+from operators.memo import DecisionMemo, RememberingDecider
 from operators.models import OnlineScorer
 from operators.policy import RecoveryPolicy
 from operators.review import (
@@ -65,6 +66,7 @@ from state.cases import CaseStore, InMemoryCaseStore
 from state.contacts import ContactBook, InMemoryContactBook
 from state.context import ContextStore, InMemoryContextStore
 from state.dispatch import DispatchLedger, InMemoryDispatchLedger
+from state.memo import InMemoryDecisionMemo
 from state.models import InMemoryModelStore, ModelStore
 from state.retry import InMemoryRetryQueue, RetryQueue
 
@@ -89,6 +91,9 @@ class LiveStores:
     contacts: Callable[[], ContactBook] | None = None
     #: Webhook deliveries waiting for a slow retry, and those given up on.
     retries: Callable[[], RetryQueue] | None = None
+    #: The first decision of each decision point, so a re-read event after a resume is not
+    #: decided again differently (``operators.memo``). None: one in-memory memo per flow.
+    memo: Callable[[], DecisionMemo] | None = None
 
 
 def _once(make: Callable[[], Any]) -> Callable[[], Any]:
@@ -117,6 +122,7 @@ def stores_from_settings(settings: Settings) -> LiveStores:
             credit=_once(InMemoryCreditLedger),
             contacts=_once(InMemoryContactBook),
             retries=_once(InMemoryRetryQueue),
+            memo=_once(InMemoryDecisionMemo),
         )
     # Imported by name: the Redis stores are optional at import time of this module.
     from state.redis_conn import RedisStoreConfig
@@ -130,6 +136,7 @@ def stores_from_settings(settings: Settings) -> LiveStores:
         ca_file=settings.redis.ca_file,
     )
     from state.redis_credit import RedisContactBook, RedisCreditLedger
+    from state.redis_memo import RedisDecisionMemo
     from state.redis_retry import RedisRetryQueue
 
     opened = _once(lambda: RedisStores.open(config))
@@ -137,6 +144,9 @@ def stores_from_settings(settings: Settings) -> LiveStores:
     credit = _once(lambda: RedisCreditLedger(opened().dispatch.client, config.prefix))
     contacts = _once(lambda: RedisContactBook(opened().dispatch.client, config.prefix))
     retries = _once(lambda: RedisRetryQueue(opened().dispatch.client, config.prefix))
+    # Kept as long as an open case is: a point cannot be re-read after its case expired.
+    memo_ttl = int(config.case_open_ttl_days * DAY)
+    memo = _once(lambda: RedisDecisionMemo(opened().dispatch.client, config.prefix, memo_ttl))
     return LiveStores(
         ledger=lambda: opened().dispatch,
         context=lambda: opened().context,
@@ -146,6 +156,7 @@ def stores_from_settings(settings: Settings) -> LiveStores:
         credit=credit,
         contacts=contacts,
         retries=retries,
+        memo=memo,
     )
 
 
@@ -326,9 +337,14 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
     # shared across processes in Redis), so every 30-day cap counts every grant once.
     credit = stores.credit or _once(InMemoryCreditLedger)
 
-    def decider() -> DecisionEngine:
+    memo = stores.memo or _once(InMemoryDecisionMemo)
+
+    def decider() -> RememberingDecider:
         scorer = OnlineScorer(models.board, store=model_store)
-        return DecisionEngine(policy, scorer=scorer, context=stores.context(), ledger=credit())
+        engine = DecisionEngine(policy, scorer=scorer, context=stores.context(), ledger=credit())
+        # Effectively once per decision point: after a resume, re-read events get the
+        # decision they got before the crash, not one made against state that moved on.
+        return RememberingDecider(engine, memo(), policy.version)
 
     inputs = {kafka.topic_of(s): s for s in kafka.topics}
     source = KafkaInputSource(kafka, inputs, settings.batch_size, on_lag=observer.on_kafka_lag)

@@ -31,6 +31,7 @@ from state.checks import CHECKS, FAMILIES, LANES, T0, Check, random_outcomes
 from state.contacts import InMemoryContactBook
 from state.context import DAY, InMemoryContextStore
 from state.dispatch import InMemoryDispatchLedger
+from state.memo import InMemoryDecisionMemo
 from state.models import InMemoryModelStore
 from state.redis_conn import (
     KeyLayout,
@@ -42,6 +43,7 @@ from state.redis_conn import (
     parse_url,
 )
 from state.redis_credit import RedisContactBook, RedisCreditLedger
+from state.redis_memo import RedisDecisionMemo
 from state.redis_retry import RedisRetryQueue
 from state.redis_store import (
     RedisCaseStore,
@@ -91,6 +93,7 @@ _IN_MEMORY: dict[str, Callable[[], Any]] = {
     "credit": InMemoryCreditLedger,
     "contacts": InMemoryContactBook,
     "retries": InMemoryRetryQueue,
+    "memo": InMemoryDecisionMemo,
 }
 _REDIS: dict[str, Callable[[RedisClient], Any]] = {
     "context": RedisContextStore,
@@ -100,6 +103,7 @@ _REDIS: dict[str, Callable[[RedisClient], Any]] = {
     "credit": RedisCreditLedger,
     "contacts": RedisContactBook,
     "retries": RedisRetryQueue,
+    "memo": RedisDecisionMemo,
 }
 
 
