@@ -125,7 +125,7 @@ def stores_from_settings(settings: Settings) -> LiveStores:
             memo=_once(InMemoryDecisionMemo),
         )
     # Imported by name: the Redis stores are optional at import time of this module.
-    from state.redis_conn import RedisStoreConfig
+    from state.redis_conn import RedisStoreConfig, live_outage_seconds
     from state.redis_store import RedisStores
 
     # from_env: the case TTL and context cache variables apply here too.
@@ -134,6 +134,8 @@ def stores_from_settings(settings: Settings) -> LiveStores:
         prefix=settings.redis.prefix,
         password=settings.redis.password,
         ca_file=settings.redis.ca_file,
+        # A Redis restart pauses decisions instead of crashing the flow (docs/operations.md).
+        outage_seconds=live_outage_seconds(),
     )
     from state.redis_credit import RedisContactBook, RedisCreditLedger
     from state.redis_memo import RedisDecisionMemo
@@ -455,10 +457,27 @@ def _metrics_observer() -> FlowObserver:
     try:
         from flows.observability.metrics import SalvageMetrics
 
-        return SalvageMetrics().observer()
+        metrics = SalvageMetrics()
     except (ImportError, ValueError) as exc:  # e.g. registered twice in one process
         log.warning("flow metrics are off: %s", exc)
         return FlowObserver()
+    _watch_redis(metrics)
+    return metrics.observer()
+
+
+def _watch_redis(metrics: Any) -> None:
+    """Redis outages in the metrics: ``salvage_redis_up`` and, per failed attempt,
+    ``salvage_redis_calls_total{operation="connection",outcome="error"}``."""
+    from state.redis_conn import HEALTH
+
+    metrics.redis_up.set(1 if HEALTH.up else 0)
+
+    def on_health(up: bool, error: BaseException | None) -> None:
+        metrics.redis_up.set(1 if up else 0)
+        if not up:
+            metrics.redis_calls.labels("connection", "error").inc()
+
+    HEALTH.listen(on_health)
 
 
 _FLOW: list[Dataflow] = []
