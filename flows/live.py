@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import logging
 import pickle
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
@@ -480,6 +482,103 @@ def _watch_redis(metrics: Any) -> None:
     HEALTH.listen(on_health)
 
 
+# --- running it: shared by ``salvage run`` and ``python -m bytewax.run flows.live:flow`` --------
+
+
+def init_recovery(directory: Path, partitions: int) -> bool:
+    """Create Bytewax recovery partitions in ``directory`` unless some exist. True if made."""
+    from bytewax.recovery import init_db_dir
+
+    directory.mkdir(parents=True, exist_ok=True)
+    if any(directory.glob("part-*.sqlite3")):
+        return False
+    init_db_dir(directory, partitions)
+    return True
+
+
+def recovery_from_settings(settings: Settings) -> tuple[Any, timedelta]:
+    """``(RecoveryConfig or None, epoch interval)`` for ``recovery.*``; creates the recovery
+    partitions on first use and says in the log where recovery is, or that there is none."""
+    from bytewax.recovery import RecoveryConfig
+
+    rec = settings.recovery
+    epoch = timedelta(seconds=rec.snapshot_interval_seconds)
+    if not rec.dir:
+        log.warning(
+            "no recovery.dir: a restart re-reads input from kafka.starting_offset=%s",
+            settings.kafka.starting_offset,
+        )
+        return None, epoch
+    made = init_recovery(Path(rec.dir), rec.partitions)
+    log.info(
+        "recovery in %s (%s); snapshots every %g s",
+        rec.dir,
+        "new" if made else "resuming",
+        rec.snapshot_interval_seconds,
+    )
+    return RecoveryConfig(rec.dir, timedelta(seconds=rec.backup_interval_seconds)), epoch
+
+
+def start_metrics_server(settings: Settings) -> None:
+    """Serve ``/metrics`` on ``metrics_addr:metrics_port`` (0: off)."""
+    if not settings.metrics_port:
+        return
+    from prometheus_client import start_http_server
+
+    start_http_server(settings.metrics_port, addr=settings.metrics_addr)
+    log.info("metrics on %s:%d/metrics", settings.metrics_addr, settings.metrics_port)
+
+
+def log_start(settings: Settings, how: str) -> None:
+    log.info(
+        "%s: %s, %d worker(s), brokers %s",
+        how,
+        settings.source,
+        settings.workers,
+        settings.kafka.bootstrap_servers,
+    )
+
+
+def _bytewax_run_arguments() -> dict[str, Any] | None:
+    """The arguments ``python -m bytewax.run`` will run the flow with, if it is the runner:
+    its ``__main__`` parses them into ``kwargs`` before it looks the flow up (Bytewax
+    0.21), so the flow can still fill in what the settings say."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    kwargs = getattr(main, "kwargs", None)
+    if spec is None or spec.name != "bytewax.run" or not isinstance(kwargs, dict):
+        return None
+    return kwargs if "recovery_config" in kwargs else None
+
+
+def _flow_for_bytewax_run() -> Dataflow:
+    """``flows.live:flow``: the flow ``salvage run`` runs, with its logging, its metrics
+    endpoint and its recovery settings (``-r/-s/-b`` on the command line win)."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    settings = load_settings()
+    flow = build_live_flow(settings)
+    run_args = _bytewax_run_arguments()
+    if run_args is None:
+        log.info("flows.live:flow built outside bytewax.run: recovery is the runner's")
+    elif run_args["recovery_config"] is not None:
+        given = run_args["recovery_config"]
+        init_recovery(Path(given.db_dir), settings.recovery.partitions)
+        log.info("recovery in %s (from -r)", given.db_dir)
+        if settings.recovery.dir and Path(settings.recovery.dir) != Path(given.db_dir):
+            log.warning("recovery.dir %s is not used: -r wins", settings.recovery.dir)
+    else:
+        recovery, epoch = recovery_from_settings(settings)
+        if recovery is not None:
+            run_args["recovery_config"] = recovery
+            run_args["epoch_interval"] = epoch
+    start_metrics_server(settings)
+    log_start(settings, "bytewax.run flows.live:flow")
+    return flow
+
+
+#: The log format of ``salvage`` and of ``flows.live:flow``.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 _FLOW: list[Dataflow] = []
 
 
@@ -488,6 +587,6 @@ def __getattr__(name: str) -> Any:
     # in the environment, not at import time.
     if name == "flow":
         if not _FLOW:
-            _FLOW.append(build_live_flow(load_settings()))
+            _FLOW.append(_flow_for_bytewax_run())
         return _FLOW[0]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

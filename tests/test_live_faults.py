@@ -252,3 +252,60 @@ def test_redis_stopped_for_20_s_pauses_decisions_and_loses_nothing(
         assert "redis unreachable" in log and "redis is back after" in log, log[-3000:]
     finally:
         redis_server.stop()
+
+
+def test_bytewax_run_flow_has_the_metrics_recovery_and_logs_of_salvage_run(rigs: Any) -> None:
+    """``python -m bytewax.run flows.live:flow`` without ``-r``: the recovery directory,
+    snapshot interval, metrics endpoint and log lines come from the settings, as for
+    ``salvage run`` (before, recovery.dir was silently ignored and nothing was logged)."""
+    import sqlite3
+    import urllib.request
+
+    from tests.fixtures.processes import free_port
+
+    rig = rigs("runner")
+    port = free_port()
+    env = {"SALVAGE_METRICS_PORT": str(port)}
+    first = rig.start(BYTEWAX_RUN, "runner-1.log", env)
+    events = marker_events("o-runner", T_RUNNER)
+    produce([rig], events)
+    wait_for("the decisions", lambda: len(finished_orders(rig, "o-runner")) >= 4, 90)
+
+    def metrics() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                return r.read().decode()
+        except OSError:
+            return None
+
+    text = wait_for("the metrics endpoint", metrics, 30)
+    assert "salvage_input_records_total" in text and "salvage_redis_up 1.0" in text
+
+    def snapshots() -> int:
+        parts = list(rig.recovery_dir.glob("part-*.sqlite3"))
+        if not parts:
+            return 0
+        with sqlite3.connect(parts[0]) as con:
+            return int(con.execute("select count(*) from snaps").fetchone()[0])
+
+    wait_for("recovery snapshots in recovery.dir", snapshots, 30)
+    log = rig.log_text("runner-1.log")
+    assert f"recovery in {rig.recovery_dir} (new); snapshots every 1 s" in log, log[-2000:]
+    assert f"metrics on 127.0.0.1:{port}/metrics" in log
+    assert "bytewax.run flows.live:flow: " in log
+
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(10)
+    second = rig.start(BYTEWAX_RUN, "runner-2.log", env)
+    wait_for(
+        "the restarted flow's log", lambda: "flows.live:flow: " in rig.log_text("runner-2.log")
+    )
+    assert f"recovery in {rig.recovery_dir} (resuming)" in rig.log_text("runner-2.log")
+    assert second.poll() is None
+
+
+T_RUNNER = 1_780_000_000.0
+
+
+def finished_orders(rig: LiveRig, order_id: str) -> list[dict[str, Any]]:
+    return [d for d in rig.decisions() if d["order_id"] == order_id]
