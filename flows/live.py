@@ -318,6 +318,10 @@ class LiveOptions:
     on_delivery: Callable[[DeliveryResult], None] | None = None
     dispatcher_rng_seed: int | None = None
     flow_id: str = "salvage-live"
+    #: Demos and drills (``salvage run --close-at-end``): end the input once every input
+    #: partition has been at its end this many seconds, and close the open cases as
+    #: censored, as a replay does at the end of its files. None: the input never ends.
+    close_at_end_seconds: float | None = None
 
 
 def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> Dataflow:
@@ -351,7 +355,10 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
         return RememberingDecider(engine, memo(), policy.version)
 
     inputs = {kafka.topic_of(s): s for s in kafka.topics}
-    source = KafkaInputSource(kafka, inputs, settings.batch_size, on_lag=observer.on_kafka_lag)
+    end = opts.close_at_end_seconds
+    source = KafkaInputSource(
+        kafka, inputs, settings.batch_size, on_lag=observer.on_kafka_lag, end_when_idle=end
+    )
     # One watermark per input partition: the clock takes the lowest, so a partition read
     # ahead of the others (a backlog, a restart from earliest) makes no event late.
     window = replace(settings.window, sources=tuple(source.list_parts()))
@@ -360,15 +367,16 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
         sinks={},
         decider_factory=decider,
         window=window,
-        close_open_cases_at_eof=False,
+        close_open_cases_at_eof=end is not None,
         emit_case_views=stores.cases is not None,
         observer=observer,
         models=models,
     )
     streams = build_streams(parts, opts.flow_id)
     review_source = KafkaInputSource(
-        kafka, {kafka.review_decisions_topic: REVIEW_STREAM}, settings.batch_size
-    )
+        kafka, {kafka.review_decisions_topic: REVIEW_STREAM}, settings.batch_size,
+        end_when_idle=end,
+    )  # fmt: skip
     decisions = op.input("review_input", streams.flow, review_source)
     expires_hours = settings.review.expires_hours
     if expires_hours is None:

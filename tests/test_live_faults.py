@@ -309,3 +309,33 @@ T_RUNNER = 1_780_000_000.0
 
 def finished_orders(rig: LiveRig, order_id: str) -> list[dict[str, Any]]:
     return [d for d in rig.decisions() if d["order_id"] == order_id]
+
+
+def test_close_at_end_gives_every_order_of_a_finished_demo_an_outcome(
+    rigs: Any, simulated: list[tuple[str, bytes, str]]
+) -> None:
+    """``salvage run --close-at-end SECONDS``: once the input has been read to its end and
+    stayed there, the input ends, open cases close as censored (as at the end of a
+    replay), pending webhooks go out and the process exits. Without it, a finished live
+    demo keeps most cases open for their whole window (30 days of wall-clock time)."""
+    from tests.live_harness import SALVAGE
+
+    rig = rigs("demo")
+    events = simulated[:400]
+    orders = {o for _, _, o in events}
+    produce([rig], events)
+    proc = rig.start([*SALVAGE, "run", "--close-at-end", "2"], "demo.log")
+    assert proc.wait(120) == 0, rig.log_text("demo.log")[-3000:]
+    outcomes = wait_for(
+        "an outcome for every order",
+        lambda: (
+            (got := [r for _, r in rig.read("outcomes")])
+            and {r["order_id"] for r in got} >= orders
+            and got
+        ),
+        30,
+    )
+    assert {r["order_id"] for r in outcomes} == orders
+    assert any(r["outcome"] == "censored" for r in outcomes)  # the ones still open
+    assert delivered_all(rig) is not None  # nothing left undelivered at exit
+    assert "ending the input (close at end)" in rig.log_text("demo.log")

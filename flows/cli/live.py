@@ -60,14 +60,23 @@ def init_recovery(directory: Path, partitions: int) -> bool:
 def _cmd_run(args: argparse.Namespace) -> int:
     from bytewax._bytewax import cli_main
 
-    from flows.live import build_live_flow, log_start, recovery_from_settings, start_metrics_server
+    from flows.live import (
+        LiveOptions,
+        build_live_flow,
+        log_start,
+        recovery_from_settings,
+        start_metrics_server,
+    )
 
     settings = _settings(args)
     try:
         settings.check_secrets()
     except SettingsError as exc:
         raise UsageError(str(exc)) from None
-    flow = build_live_flow(settings)
+    close_at_end = getattr(args, "close_at_end", None)
+    if close_at_end is not None and close_at_end <= 0:
+        raise UsageError("--close-at-end must be > 0")
+    flow = build_live_flow(settings, LiveOptions(close_at_end_seconds=close_at_end))
     recovery, epoch = recovery_from_settings(settings)
     start_metrics_server(settings)
     addresses = args.addresses.split(";") if args.addresses else None
@@ -308,6 +317,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--process-id", type=int, help="this process's index in a cluster")
     p.add_argument(
         "--addresses", metavar="H:P;H:P", help="host:port of every process in the cluster"
+    )
+    p.add_argument(
+        "--close-at-end",
+        type=float,
+        metavar="SECONDS",
+        help="demos and drills: once every input partition has been read to its end and "
+        "stayed there SECONDS, end the input, close the open cases as censored (as a replay "
+        "does at the end of its files), deliver what is pending and exit",
     )
     p.set_defaults(func=_cmd_run)
 

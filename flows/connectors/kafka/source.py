@@ -56,8 +56,11 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
         max_idle: float,
         on_lag: Callable[[str, int, int], None] | None = None,
         lag_every: float = 5.0,
+        end_when_idle: float | None = None,
     ) -> None:
         self._consumer = Consumer(config)
+        self._end_when_idle = end_when_idle
+        self._at_end_since: float | None = None
         self._source = f"p{index}"  # the clock keeps a watermark per input partition
         self._on_lag = on_lag
         self._lag_every = lag_every
@@ -138,6 +141,8 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
         if self._on_lag is not None and now - self._lag_at >= self._lag_every:
             self._lag_at = now
             self._report_lag()
+        if self._end_when_idle is not None:
+            self._maybe_end(bool(batch), now)
         if not batch:
             # Nothing to emit: come back after the idle interval instead of spinning.
             wait = min(self._idle_poll, timedelta(milliseconds=1)) if blocked else self._idle_poll
@@ -145,6 +150,36 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
         else:
             self._awake = None
         return batch
+
+    def _maybe_end(self, emitted: bool, now: float) -> None:
+        """``close at end``: raise StopIteration (Bytewax's end of input) once every topic
+        has been read to its high watermark, with nothing buffered, for ``end_when_idle``
+        seconds in a row."""
+        assert self._end_when_idle is not None
+        at_end = not emitted and all(
+            not buf and self._next[t] >= self._watermark(t) for t, buf in self._buffers.items()
+        )
+        if not at_end:
+            self._at_end_since = None
+            return
+        if self._at_end_since is None:
+            self._at_end_since = now
+        elif now - self._at_end_since >= self._end_when_idle:
+            log.info(
+                "input partition %d read to its end for %g s: ending the input (close at end)",
+                self._index,
+                self._end_when_idle,
+            )
+            raise StopIteration
+
+    def _watermark(self, topic: str) -> int:
+        # The watermark of the consumer's last fetch response (cached: no round trip).
+        _, high = self._consumer.get_watermark_offsets(
+            TopicPartition(topic, self._index), cached=True
+        )
+        if high is not None and high >= 0:
+            self._high[topic] = high
+        return self._high.get(topic, 0)
 
     def _report_lag(self) -> None:
         """Lag per topic: from the first record not yet emitted to the end of the partition
@@ -185,8 +220,12 @@ class KafkaInputSource(FixedPartitionedSource[InputItem, dict[str, int]]):
         batch_size: int = 1000,
         consumer_config: Mapping[str, Any] | None = None,
         on_lag: Callable[[str, int, int], None] | None = None,
+        end_when_idle: float | None = None,
     ) -> None:
         self.settings = settings
+        #: Seconds at the end of every topic after which the partition ends (demos and
+        #: drills: ``salvage run --close-at-end``); None: never.
+        self.end_when_idle = end_when_idle
         self.topics = dict(topics)
         self.batch_size = batch_size
         self.consumer_config = dict(consumer_config or {})
@@ -253,4 +292,5 @@ class KafkaInputSource(FixedPartitionedSource[InputItem, dict[str, int]]):
             timedelta(milliseconds=self.settings.idle_poll_ms),
             self.settings.max_idle_ms / 1000.0,
             self.on_lag,
+            end_when_idle=self.end_when_idle,
         )
