@@ -30,6 +30,27 @@ from flows.sources import _event_time as occurred_at
 
 log = logging.getLogger("salvage.kafka")
 
+#: Seconds between two warnings of the same kind (a broker outage repeats them).
+WARN_EVERY = 10.0
+
+#: Errors a read can get while a broker is paused, restarting or unreachable; librdkafka
+#: recovers from them by itself.
+_TRANSIENT = {
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._TIMED_OUT,
+    KafkaError._AUTO_OFFSET_RESET,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.OFFSET_OUT_OF_RANGE,
+    KafkaError.REQUEST_TIMED_OUT,
+}
+
+
+def _transient(err: KafkaError) -> bool:
+    return err.code() in _TRANSIENT or bool(err.retriable())
+
 
 class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
     """Partition ``index`` of every input topic, merged by event time.
@@ -61,6 +82,7 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
         self._consumer = Consumer(config)
         self._end_when_idle = end_when_idle
         self._at_end_since: float | None = None
+        self._warned: dict[str, float] = {}
         self._source = f"p{index}"  # the clock keeps a watermark per input partition
         self._on_lag = on_lag
         self._lag_every = lag_every
@@ -85,7 +107,12 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     continue
-                raise RuntimeError(f"error reading Kafka topic {msg.topic()!r}: {err}")
+                if err.fatal() or not _transient(err):
+                    raise RuntimeError(f"error reading Kafka topic {msg.topic()!r}: {err}")
+                # A broker paused, restarting or unreachable: librdkafka reconnects and
+                # fetches again by itself; say so instead of crashing the flow.
+                self._warn(f"reading {msg.topic()!r} partition {self._index}: {err.str()}")
+                continue
             raw = msg.value() or b""
             try:
                 payload: Any = loads(raw)
@@ -97,6 +124,38 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
             at = occurred_at(payload)
             self._buffers[topic].append((-math.inf if at is None else at, offset, payload))
             self._next[topic] = offset + 1
+
+    def _warn(self, message: str) -> None:
+        """A warning at most every ``WARN_EVERY`` seconds per message (an outage repeats)."""
+        now = time.monotonic()
+        if now - self._warned.get(message, -math.inf) >= WARN_EVERY:
+            self._warned[message] = now
+            log.warning("%s", message)
+
+    def _check_log_ends(self) -> None:
+        """A partition whose log now ends before our position was truncated or recreated:
+        a broker restarted without its storage (Tansu keeps topics in memory), or a topic
+        deleted and created again. Say what is lost and read the new log from its start,
+        so what is produced next is not skipped."""
+        for topic, buf in self._buffers.items():
+            if buf:
+                continue
+            low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(topic, self._index), cached=True
+            )
+            if high is None or high < 0 or high >= self._next[topic]:
+                continue
+            start = max(low or 0, 0)
+            log.warning(
+                "%s partition %d: the log now ends at offset %d, before our position %d: the "
+                "broker lost records (restarted without its storage, or the topic was "
+                "recreated); records it held past offset %d that were not read yet are lost. "
+                "Reading again from offset %d",
+                topic, self._index, high, self._next[topic], self._next[topic] - 1, start,
+            )  # fmt: skip
+            self._consumer.seek(TopicPartition(topic, self._index, start))
+            self._next[topic] = start
+            self._high[topic] = high
 
     def _caught_up(self, topic: str, now: float) -> bool:
         _, high = self._consumer.get_watermark_offsets(
@@ -111,6 +170,7 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
 
     def next_batch(self) -> list[InputItem]:
         self._read()
+        self._check_log_ends()
         buffers = self._buffers
         now = time.monotonic()
         blocked = False
@@ -253,6 +313,10 @@ class KafkaInputSource(FixedPartitionedSource[InputItem, dict[str, int]]):
             "enable.auto.offset.store": False,
             # Low fetch wait: an idle partition answers quickly when a record arrives.
             "fetch.wait.max.ms": 20,
+            # A position past the end of a log the broker lost is reset to the new log's
+            # start, not its end (which would skip what is produced meanwhile); the loss is
+            # logged by _check_log_ends.
+            "auto.offset.reset": "earliest",
             **self.consumer_config,
         }
 
