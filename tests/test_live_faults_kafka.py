@@ -200,3 +200,43 @@ def test_a_broker_that_is_down_or_restarting_is_logged_not_fatal(
     fake.batches = [[Msg(A, 0, code=KafkaError._INVALID_ARG)]]
     with pytest.raises(RuntimeError, match=r"t\.orders"):
         part.next_batch()  # not a broker outage: a real error still stops the flow
+
+
+def test_a_backlog_after_a_silence_waits_for_a_topic_whose_records_are_still_on_their_way(
+    clock: Clock,
+) -> None:
+    """After a broker pause the producer's backlog reaches the broker topic by topic: A's
+    is readable while B's is not even written, so B looks caught up. The backlog (days of
+    event time) waits up to 4 x max_idle for B's, instead of making B's records late."""
+    fake = FakeConsumer()
+    part = partition(fake, {A: 0, B: 0})
+    fake.batches = [[Msg(A, 0, T0), Msg(B, 0, T0 + 1)]]
+    fake.high = {A: 1, B: 1}
+    assert len(part.next_batch()) == 2
+    for _ in range(20):  # the pause: silence
+        clock.now += 1.0
+        assert part.next_batch() == []
+    fake.high = {A: 101, B: 1}  # B's backlog is not on the broker yet: B looks caught up
+    fake.batches = [[Msg(A, i, T0 + i * HOUR) for i in range(1, 101)]]
+    first = part.next_batch()
+    assert first == []  # held: a backlog after a silence
+    clock.now += 0.3
+    fake.high = {A: 101, B: 51}
+    fake.batches = [[Msg(B, i, T0 + i * HOUR + 1) for i in range(1, 51)]]
+    merged = part.next_batch() + part.next_batch()
+    times = [t for _, t in emitted_times(merged)]
+    assert len(times) == 150 and times == sorted(times)
+
+
+def test_one_new_event_after_a_silence_is_not_held(clock: Clock) -> None:
+    fake = FakeConsumer()
+    part = partition(fake, {A: 0, B: 0})
+    fake.batches = [[Msg(A, 0, T0)]]
+    fake.high = {A: 1, B: 0}
+    assert len(part.next_batch()) == 1
+    for _ in range(30):  # a quiet shop
+        clock.now += 1.0
+        assert part.next_batch() == []
+    fake.batches = [[Msg(A, 1, T0 + 30)]]
+    fake.high = {A: 2, B: 0}
+    assert len(part.next_batch()) == 1  # no added latency

@@ -7,6 +7,7 @@ produced it can be snapshotted (at-least-once; a resume re-emits the last epoch)
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -18,10 +19,18 @@ from flows.settings import KafkaSettings
 
 log = logging.getLogger("salvage.kafka")
 
+#: How long one flush waits before the sink logs that the broker is not acknowledging.
+FLUSH_SLICE_SECONDS = 10.0
+#: After this long without acknowledgements the producer is replaced (see _renew).
+RENEW_AFTER_SECONDS = 20.0
+#: After this long the batch fails and the flow stops (a supervisor restarts it).
+GIVE_UP_SECONDS = 300.0
+
 
 class _ProducerPartition(StatelessSinkPartition[dict[str, Any]]):
-    def __init__(self, producer: Producer, topic: str, event_type: str) -> None:
-        self._producer = producer
+    def __init__(self, make: Callable[[], Producer], topic: str, event_type: str) -> None:
+        self._make = make
+        self._producer = make()
         self._topic = topic
         self._headers = record_headers(event_type)
         self._failed: list[str] = []
@@ -30,7 +39,7 @@ class _ProducerPartition(StatelessSinkPartition[dict[str, Any]]):
         if err is not None:
             self._failed.append(str(err))
 
-    def write_batch(self, items: list[dict[str, Any]]) -> None:
+    def _produce_all(self, items: list[dict[str, Any]]) -> None:
         produce, dumps = self._producer.produce, orjson.dumps
         for record in items:
             key = record.get("order_id")
@@ -46,7 +55,43 @@ class _ProducerPartition(StatelessSinkPartition[dict[str, Any]]):
                     break
                 except BufferError:  # local queue full: let deliveries drain
                     self._producer.poll(0.1)
-        remaining = self._producer.flush(60.0)
+
+    def _renew(self, items: list[dict[str, Any]], remaining: int) -> None:
+        """Replace the producer and send the batch again. An idempotent producer whose
+        broker lost its state (restarted without storage) is never acknowledged again;
+        a new one is. Records the old one did get written are written twice: outputs are
+        at least once, and consumers deduplicate by key (see docs/operations.md)."""
+        log.warning(
+            "Kafka topic %r: %d records still not acknowledged; replacing the producer and "
+            "sending the batch of %d again",
+            self._topic, remaining, len(items),
+        )  # fmt: skip
+        self._producer.purge()
+        self._producer.poll(0)  # serve the purge's delivery reports ...
+        self._failed.clear()  # ... which are not failures of the records
+        self._producer = self._make()
+        self._produce_all(items)
+
+    def write_batch(self, items: list[dict[str, Any]]) -> None:
+        self._produce_all(items)
+        remaining = self._producer.flush(FLUSH_SLICE_SECONDS)
+        waited = since_renew = FLUSH_SLICE_SECONDS
+        while remaining and not self._failed and waited < GIVE_UP_SECONDS:
+            # A paused, restarting or restarted broker: keep waiting (librdkafka retries
+            # the sends), say so, and renew the producer now and then.
+            log.warning(
+                "Kafka topic %r: %d records not acknowledged after %.0f s (broker paused "
+                "or down?): waiting",
+                self._topic, remaining, waited,
+            )  # fmt: skip
+            if since_renew >= RENEW_AFTER_SECONDS:
+                self._renew(items, remaining)
+                since_renew = 0.0
+            remaining = self._producer.flush(FLUSH_SLICE_SECONDS)
+            waited += FLUSH_SLICE_SECONDS
+            since_renew += FLUSH_SLICE_SECONDS
+        if waited > FLUSH_SLICE_SECONDS and not remaining and not self._failed:
+            log.warning("Kafka topic %r: acknowledged again after %.0f s", self._topic, waited)
         if remaining or self._failed:
             why = self._failed[0] if self._failed else f"{remaining} records not acknowledged"
             self._failed.clear()
@@ -66,7 +111,7 @@ class KafkaRecordSink(DynamicSink[dict[str, Any]]):
         self.event_type = event_type
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProducerPartition:
-        return _ProducerPartition(make_producer(self.settings), self.topic, self.event_type)
+        return _ProducerPartition(lambda: make_producer(self.settings), self.topic, self.event_type)
 
 
 def make_producer(settings: KafkaSettings, **extra: Any) -> Producer:

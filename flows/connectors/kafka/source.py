@@ -32,6 +32,10 @@ log = logging.getLogger("salvage.kafka")
 
 #: Seconds between two warnings of the same kind (a broker outage repeats them).
 WARN_EVERY = 10.0
+#: A backlog arriving after a silence (see _AlignedPartition._settling): records spanning
+#: more event time than this wait SETTLE_FACTOR * max_idle for the other topics' records.
+SETTLE_SPAN_SECONDS = 60.0
+SETTLE_FACTOR = 4.0
 
 #: Errors a read can get while a broker is paused, restarting or unreachable; librdkafka
 #: recovers from them by itself.
@@ -83,6 +87,8 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
         self._end_when_idle = end_when_idle
         self._at_end_since: float | None = None
         self._warned: dict[str, float] = {}
+        self._silent_since: float | None = None
+        self._settle_until: float | None = None
         self._source = f"p{index}"  # the clock keeps a watermark per input partition
         self._on_lag = on_lag
         self._lag_every = lag_every
@@ -173,10 +179,10 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
         self._check_log_ends()
         buffers = self._buffers
         now = time.monotonic()
-        blocked = False
+        blocked = self._settling(now)
         batch: list[InputItem] = []
         received = time.time()
-        limit = self._batch_size
+        limit = 0 if blocked else self._batch_size
         while len(batch) < limit:
             head_topic = None
             head_ts = float("inf")
@@ -210,6 +216,42 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
         else:
             self._awake = None
         return batch
+
+    def _settling(self, now: float) -> bool:
+        """Whether to hold a backlog that just arrived after a silence, to let the other
+        topics' backlogs arrive too.
+
+        After a broker pause or outage, the records sent meanwhile arrive topic by topic:
+        one topic's backlog can be read while another's is still on its way, and that
+        topic then looks caught up. Emitting the first backlog at once would run event
+        time ahead by the length of the backlog and make the other topic's records late.
+        So when records arrive after the input was silent for more than ``max_idle`` and
+        they span more than ``SETTLE_SPAN_SECONDS`` of event time (a backlog, not one new
+        event of a quiet shop), they wait ``SETTLE_FACTOR * max_idle`` unless every topic
+        has records buffered by then."""
+        buffers = self._buffers
+        if not any(buffers.values()):
+            if self._silent_since is None:
+                self._silent_since = now
+            self._settle_until = None
+            return False
+        silent_since, self._silent_since = self._silent_since, None
+        if silent_since is not None and now - silent_since > self._max_idle:
+            heads = [buf[0][0] for buf in buffers.values() if buf]
+            tails = [buf[-1][0] for buf in buffers.values() if buf]
+            if max(tails) - min(heads) > SETTLE_SPAN_SECONDS:
+                self._settle_until = now + SETTLE_FACTOR * self._max_idle
+                log.info(
+                    "input partition %d: a backlog arrived after %.0f s of silence; "
+                    "waiting up to %.1f s for every topic's backlog before merging",
+                    self._index, now - silent_since, SETTLE_FACTOR * self._max_idle,
+                )  # fmt: skip
+        if self._settle_until is None:
+            return False
+        if now >= self._settle_until or all(buffers.values()):
+            self._settle_until = None
+            return False
+        return True
 
     def _maybe_end(self, emitted: bool, now: float) -> None:
         """``close at end``: raise StopIteration (Bytewax's end of input) once every topic
