@@ -72,6 +72,7 @@ def live_outage_seconds() -> float:
         raise RedisConfigError(f"{OUTAGE_ENV} must be >= 0")
     return value
 
+
 #: Cluster URL schemes -> whether they use TLS.
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
 _SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
