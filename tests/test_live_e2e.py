@@ -227,9 +227,13 @@ class Live:
     def read(self, name: str) -> list[tuple[bytes | None, dict[str, bytes], Any]]:
         return read_topic(self.broker.bootstrap, self.topics[name])
 
-    def start(self, argv: list[str], log_name: str) -> subprocess.Popen:
+    def start(
+        self, argv: list[str], log_name: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         log = open(self.work / log_name, "wb")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            argv, cwd=REPO, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+        )
         log.close()
         self.procs.append(proc)
         return proc
@@ -396,7 +400,13 @@ def test_live_mode_end_to_end(live: Live) -> None:
     first.wait(10)
     delivered_before = len(receiver.accepted())
     before = {r["intervention_id"] for _, _, r in live.read("interventions")}
-    second = live.start([sys.executable, "-m", "bytewax.run", "flows.live:flow"], "run2.log")
+    # flows.live:flow takes recovery from recovery.dir as `salvage run` does: an empty
+    # directory of its own gives it no snapshot to resume from.
+    second = live.start(
+        [sys.executable, "-m", "bytewax.run", "flows.live:flow"],
+        "run2.log",
+        {"SALVAGE_RECOVERY__DIR": str(live.work / "recovery-empty")},
+    )
     live.produce(late_parcel("o-new", h0=80))
     new = wait_for(
         "an intervention from the restarted flow",
