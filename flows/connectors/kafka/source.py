@@ -56,6 +56,19 @@ def _transient(err: KafkaError) -> bool:
     return err.code() in _TRANSIENT or bool(err.retriable())
 
 
+_client_warned: dict[int, float] = {}
+
+
+def _on_client_error(err: KafkaError) -> None:
+    """librdkafka's client-level errors (a broker that stopped answering, all brokers
+    down), in the Salvage log at most every WARN_EVERY seconds per kind: a stalled broker
+    stalls the input, and the log must say why."""
+    now = time.monotonic()
+    if now - _client_warned.get(err.code(), -math.inf) >= WARN_EVERY:
+        _client_warned[err.code()] = now
+        log.warning("Kafka client: %s (input waits; librdkafka retries)", err.str())
+
+
 class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
     """Partition ``index`` of every input topic, merged by event time.
 
@@ -359,6 +372,7 @@ class KafkaInputSource(FixedPartitionedSource[InputItem, dict[str, int]]):
             # start, not its end (which would skip what is produced meanwhile); the loss is
             # logged by _check_log_ends.
             "auto.offset.reset": "earliest",
+            "error_cb": _on_client_error,
             **self.consumer_config,
         }
 
