@@ -240,3 +240,53 @@ def test_one_new_event_after_a_silence_is_not_held(clock: Clock) -> None:
     fake.batches = [[Msg(A, 1, T0 + 30)]]
     fake.high = {A: 2, B: 0}
     assert len(part.next_batch()) == 1  # no added latency
+
+
+class FakeProducer:
+    """Records produced values; ``flush`` raises what ``fail_with`` says (once)."""
+
+    made: list[FakeProducer] = []
+
+    def __init__(self, fail_with: BaseException | None = None) -> None:
+        self.fail_with = fail_with
+        self.values: list[bytes] = []
+        self.purged = False
+        FakeProducer.made.append(self)
+
+    def produce(self, topic: str, value: bytes, key: Any, headers: Any, on_delivery: Any):
+        self.values.append(value)
+
+    def flush(self, timeout: float) -> int:
+        if self.fail_with is not None:
+            exc, self.fail_with = self.fail_with, None
+            raise exc
+        return 0
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def purge(self) -> None:
+        self.purged = True
+
+
+def test_a_fatal_producer_error_after_a_broker_restart_renews_the_producer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The crash of the issue: an idempotent producer that a restarted broker no longer
+    knows fails fatally (``OUT_OF_ORDER_SEQUENCE_NUMBER``), raised from ``flush`` as a
+    SystemError. The sink replaces the producer and sends the batch again."""
+    from confluent_kafka import KafkaException
+
+    from flows.connectors.kafka.sink import _ProducerPartition
+
+    fatal = KafkaException(KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, fatal=True))
+    wrapped = SystemError("<function _on_delivery> returned a result with an exception set")
+    wrapped.__cause__ = fatal
+    FakeProducer.made.clear()
+    makes = iter([FakeProducer(fail_with=wrapped), FakeProducer()])
+    sink = _ProducerPartition(lambda: next(makes), "t.decisions", "decision")
+    with caplog.at_level(logging.WARNING, logger="salvage.kafka"):
+        sink.write_batch([{"order_id": "o-1"}, {"order_id": "o-2"}])
+    old, new = FakeProducer.made
+    assert old.purged and len(old.values) == 2 and len(new.values) == 2
+    assert "OUT_OF_ORDER_SEQUENCE_NUMBER" in caplog.text and "replacing the producer" in caplog.text

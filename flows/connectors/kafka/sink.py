@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from flows.connectors.kafka.serde import record_headers
 from flows.settings import KafkaSettings
@@ -25,6 +25,17 @@ FLUSH_SLICE_SECONDS = 10.0
 RENEW_AFTER_SECONDS = 20.0
 #: After this long the batch fails and the flow stops (a supervisor restarts it).
 GIVE_UP_SECONDS = 300.0
+
+
+def _cause(exc: BaseException) -> str:
+    """The Kafka error behind ``exc`` (confluent-kafka wraps a fatal error raised in a
+    delivery report in a SystemError)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KafkaException):
+            return str(seen.args[0]) if seen.args else str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return str(exc)[:300]
 
 
 class _ProducerPartition(StatelessSinkPartition[dict[str, Any]]):
@@ -56,25 +67,41 @@ class _ProducerPartition(StatelessSinkPartition[dict[str, Any]]):
                 except BufferError:  # local queue full: let deliveries drain
                     self._producer.poll(0.1)
 
-    def _renew(self, items: list[dict[str, Any]], remaining: int) -> None:
+    def _renew(self, items: list[dict[str, Any]], why: str) -> None:
         """Replace the producer and send the batch again. An idempotent producer whose
-        broker lost its state (restarted without storage) is never acknowledged again;
-        a new one is. Records the old one did get written are written twice: outputs are
-        at least once, and consumers deduplicate by key (see docs/operations.md)."""
+        broker lost its state (restarted without storage) is never acknowledged again, or
+        fails fatally (``OUT_OF_ORDER_SEQUENCE_NUMBER``); a new one is acknowledged.
+        Records the old one did get written are written twice: outputs are at least once,
+        and consumers deduplicate by key (see docs/operations.md)."""
         log.warning(
-            "Kafka topic %r: %d records still not acknowledged; replacing the producer and "
-            "sending the batch of %d again",
-            self._topic, remaining, len(items),
+            "Kafka topic %r: %s; replacing the producer and sending the batch of %d again",
+            self._topic, why, len(items),
         )  # fmt: skip
-        self._producer.purge()
-        self._producer.poll(0)  # serve the purge's delivery reports ...
+        try:
+            self._producer.purge()
+            self._producer.poll(0)  # serve the purge's delivery reports ...
+        except (KafkaException, SystemError):
+            pass  # a producer in a fatal state: dropped all the same
         self._failed.clear()  # ... which are not failures of the records
         self._producer = self._make()
         self._produce_all(items)
 
+    def _flush(self, items: list[dict[str, Any]]) -> int:
+        """Records not yet acknowledged after one flush slice; a fatal producer error
+        (raised from the flush, by confluent-kafka as a SystemError around it) renews the
+        producer."""
+        try:
+            return int(self._producer.flush(FLUSH_SLICE_SECONDS))
+        except (KafkaException, SystemError) as exc:
+            self._renew(items, f"the producer failed ({_cause(exc)})")
+            return len(items)
+
     def write_batch(self, items: list[dict[str, Any]]) -> None:
-        self._produce_all(items)
-        remaining = self._producer.flush(FLUSH_SLICE_SECONDS)
+        try:
+            self._produce_all(items)
+        except (KafkaException, SystemError) as exc:
+            self._renew(items, f"the producer failed ({_cause(exc)})")
+        remaining = self._flush(items)
         waited = since_renew = FLUSH_SLICE_SECONDS
         while remaining and not self._failed and waited < GIVE_UP_SECONDS:
             # A paused, restarting or restarted broker: keep waiting (librdkafka retries
@@ -85,9 +112,9 @@ class _ProducerPartition(StatelessSinkPartition[dict[str, Any]]):
                 self._topic, remaining, waited,
             )  # fmt: skip
             if since_renew >= RENEW_AFTER_SECONDS:
-                self._renew(items, remaining)
+                self._renew(items, f"{remaining} records still not acknowledged")
                 since_renew = 0.0
-            remaining = self._producer.flush(FLUSH_SLICE_SECONDS)
+            remaining = self._flush(items)
             waited += FLUSH_SLICE_SECONDS
             since_renew += FLUSH_SLICE_SECONDS
         if waited > FLUSH_SLICE_SECONDS and not remaining and not self._failed:
