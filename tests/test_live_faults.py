@@ -479,7 +479,7 @@ def test_broker_killed_and_restarted_empty_is_survived_and_logged(
     wait_for(
         "every order produced after the restart decided",
         lambda: {d["order_id"] for d in restarted.decisions()} >= wanted,
-        120,
+        180,
     )
     assert flow.poll() is None, restarted.log_text("restarted.log")[-3000:]
     log = restarted.log_text("restarted.log")

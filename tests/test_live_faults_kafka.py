@@ -162,6 +162,9 @@ def test_a_topic_that_really_lags_holds_the_others_back_only_for_max_idle(clock:
 def test_a_broker_restarted_empty_is_noticed_logged_and_read_from_its_new_start(
     clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    from flows.connectors.kafka.sink import BROKER_STATE
+
+    generation = BROKER_STATE.generation
     fake = FakeConsumer()
     part = partition(fake, {A: 0, B: 0})
     fake.batches = [[Msg(A, i, T0 + i) for i in range(40)] + [Msg(B, i, T0 + i) for i in range(20)]]
@@ -173,6 +176,7 @@ def test_a_broker_restarted_empty_is_noticed_logged_and_read_from_its_new_start(
         part.next_batch()
     assert (A, 0) in fake.seeks and (B, 0) in fake.seeks
     assert part.snapshot() == {A: 0, B: 0}
+    assert BROKER_STATE.generation > generation  # the output producers are renewed too
     text = caplog.text
     assert "t.orders partition 0" in text and "40" in text and "lost" in text
     # What is produced next is read, from the new beginning.
@@ -290,3 +294,16 @@ def test_a_fatal_producer_error_after_a_broker_restart_renews_the_producer(
     old, new = FakeProducer.made
     assert old.purged and len(old.values) == 2 and len(new.values) == 2
     assert "OUT_OF_ORDER_SEQUENCE_NUMBER" in caplog.text and "replacing the producer" in caplog.text
+
+
+def test_when_a_broker_lost_its_state_every_sink_renews_its_producer_first() -> None:
+    from flows.connectors.kafka.sink import _ProducerPartition, broker_lost_state
+
+    FakeProducer.made.clear()
+    sink = _ProducerPartition(FakeProducer, "t.outcomes", "outcome")
+    sink.write_batch([{"order_id": "o-1"}])
+    broker_lost_state()  # seen by the source, or by another sink
+    sink.write_batch([{"order_id": "o-2"}])
+    sink.write_batch([{"order_id": "o-3"}])
+    first, second = FakeProducer.made
+    assert len(first.values) == 1 and len(second.values) == 2

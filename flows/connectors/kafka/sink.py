@@ -7,6 +7,7 @@ produced it can be snapshotted (at-least-once; a resume re-emits the last epoch)
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,29 @@ RENEW_AFTER_SECONDS = 20.0
 GIVE_UP_SECONDS = 300.0
 
 
+class _BrokerState:
+    """How many times this process saw a broker lose its state (a log that ends before
+    our read position, a producer failing fatally): every sink replaces its producer
+    before its next batch instead of waiting for it to stall (an idempotent producer a
+    broker no longer knows is never acknowledged)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    def lost(self) -> None:
+        with self._lock:
+            self.generation += 1
+
+
+BROKER_STATE = _BrokerState()
+
+
+def broker_lost_state() -> None:
+    """Tell every Kafka sink of this process that a broker lost its state."""
+    BROKER_STATE.lost()
+
+
 def _cause(exc: BaseException) -> str:
     """The Kafka error behind ``exc`` (confluent-kafka wraps a fatal error raised in a
     delivery report in a SystemError)."""
@@ -42,6 +66,7 @@ class _ProducerPartition(StatelessSinkPartition[dict[str, Any]]):
     def __init__(self, make: Callable[[], Producer], topic: str, event_type: str) -> None:
         self._make = make
         self._producer = make()
+        self._generation = BROKER_STATE.generation
         self._topic = topic
         self._headers = record_headers(event_type)
         self._failed: list[str] = []
@@ -84,6 +109,7 @@ class _ProducerPartition(StatelessSinkPartition[dict[str, Any]]):
             pass  # a producer in a fatal state: dropped all the same
         self._failed.clear()  # ... which are not failures of the records
         self._producer = self._make()
+        self._generation = BROKER_STATE.generation
         self._produce_all(items)
 
     def _flush(self, items: list[dict[str, Any]]) -> int:
@@ -93,10 +119,18 @@ class _ProducerPartition(StatelessSinkPartition[dict[str, Any]]):
         try:
             return int(self._producer.flush(FLUSH_SLICE_SECONDS))
         except (KafkaException, SystemError) as exc:
+            broker_lost_state()
             self._renew(items, f"the producer failed ({_cause(exc)})")
             return len(items)
 
     def write_batch(self, items: list[dict[str, Any]]) -> None:
+        if self._generation != BROKER_STATE.generation:
+            log.warning(
+                "Kafka topic %r: a broker lost its state; replacing the producer", self._topic
+            )
+            self._producer.flush(0)
+            self._producer = self._make()
+            self._generation = BROKER_STATE.generation
         try:
             self._produce_all(items)
         except (KafkaException, SystemError) as exc:

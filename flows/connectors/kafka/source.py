@@ -25,6 +25,7 @@ from confluent_kafka.admin import AdminClient
 
 from flows.connectors.kafka.admin import topic_partitions
 from flows.connectors.kafka.serde import InputItem
+from flows.connectors.kafka.sink import broker_lost_state
 from flows.settings import KafkaSettings
 from flows.sources import _event_time as occurred_at
 
@@ -175,6 +176,7 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
             self._consumer.seek(TopicPartition(topic, self._index, start))
             self._next[topic] = start
             self._high[topic] = high
+            broker_lost_state()  # the output producers are unknown to it too
 
     def _caught_up(self, topic: str, now: float) -> bool:
         _, high = self._consumer.get_watermark_offsets(
