@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import logging
 import pickle
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
@@ -47,10 +49,11 @@ from flows.dataflow import (
 from flows.runtime import tune_gc
 from flows.settings import Settings, load_settings
 from operators.caps import DispatchCaps
-from operators.case import HOUR
+from operators.case import DAY, HOUR
 from operators.contract import DeadLetter
 from operators.credit import CreditLedger, InMemoryCreditLedger
 from operators.engine import DecisionEngine
+from operators.memo import DecisionMemo, RememberingDecider
 from operators.online_scorer import OnlineScorer
 from operators.policy import RecoveryPolicy
 from operators.review import (
@@ -67,6 +70,7 @@ from state.cases import CaseStore, InMemoryCaseStore
 from state.contacts import ContactBook, InMemoryContactBook
 from state.context import InMemoryContextStore
 from state.dispatch import DispatchLedger, InMemoryDispatchLedger
+from state.memo import InMemoryDecisionMemo
 from state.models import InMemoryModelStore, ModelStore
 from state.retry import InMemoryRetryQueue, RetryQueue
 
@@ -91,6 +95,9 @@ class LiveStores:
     contacts: Callable[[], ContactBook] | None = None
     #: Webhook deliveries waiting for a slow retry, and those given up on.
     retries: Callable[[], RetryQueue] | None = None
+    #: The first decision of each decision point, so a re-read event after a resume is not
+    #: decided again differently (``operators.memo``). None: one in-memory memo per flow.
+    memo: Callable[[], DecisionMemo] | None = None
 
 
 def _once(make: Callable[[], Any]) -> Callable[[], Any]:
@@ -119,9 +126,10 @@ def stores_from_settings(settings: Settings) -> LiveStores:
             credit=_once(InMemoryCreditLedger),
             contacts=_once(InMemoryContactBook),
             retries=_once(InMemoryRetryQueue),
+            memo=_once(InMemoryDecisionMemo),
         )
     # Imported by name: the Redis stores are optional at import time of this module.
-    from state.redis_conn import RedisStoreConfig
+    from state.redis_conn import RedisStoreConfig, live_outage_seconds
     from state.redis_store import RedisStores
 
     # from_env: the case TTL and context cache variables apply here too.
@@ -130,8 +138,11 @@ def stores_from_settings(settings: Settings) -> LiveStores:
         prefix=settings.redis.prefix,
         password=settings.redis.password,
         ca_file=settings.redis.ca_file,
+        # A Redis restart pauses decisions instead of crashing the flow (docs/operations.md).
+        outage_seconds=live_outage_seconds(),
     )
     from state.redis_credit import RedisContactBook, RedisCreditLedger
+    from state.redis_memo import RedisDecisionMemo
     from state.redis_retry import RedisRetryQueue
 
     opened = _once(lambda: RedisStores.open(config))
@@ -139,6 +150,9 @@ def stores_from_settings(settings: Settings) -> LiveStores:
     credit = _once(lambda: RedisCreditLedger(opened().dispatch.client, config.prefix))
     contacts = _once(lambda: RedisContactBook(opened().dispatch.client, config.prefix))
     retries = _once(lambda: RedisRetryQueue(opened().dispatch.client, config.prefix))
+    # Kept as long as an open case is: a point cannot be re-read after its case expired.
+    memo_ttl = int(config.case_open_ttl_days * DAY)
+    memo = _once(lambda: RedisDecisionMemo(opened().dispatch.client, config.prefix, memo_ttl))
     return LiveStores(
         ledger=lambda: opened().dispatch,
         context=lambda: opened().context,
@@ -148,6 +162,7 @@ def stores_from_settings(settings: Settings) -> LiveStores:
         credit=credit,
         contacts=contacts,
         retries=retries,
+        memo=memo,
     )
 
 
@@ -312,6 +327,10 @@ class LiveOptions:
     on_delivery: Callable[[DeliveryResult], None] | None = None
     dispatcher_rng_seed: int | None = None
     flow_id: str = "salvage-live"
+    #: Demos and drills (``salvage run --close-at-end``): end the input once every input
+    #: partition has been at its end this many seconds, and close the open cases as
+    #: censored, as a replay does at the end of its files. None: the input never ends.
+    close_at_end_seconds: float | None = None
 
 
 def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> Dataflow:
@@ -335,12 +354,20 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
     # shared across processes in Redis), so every 30-day cap counts every grant once.
     credit = stores.credit or _once(InMemoryCreditLedger)
 
-    def decider() -> DecisionEngine:
+    memo = stores.memo or _once(InMemoryDecisionMemo)
+
+    def decider() -> RememberingDecider:
         scorer = OnlineScorer(models.board, store=model_store)
-        return DecisionEngine(policy, scorer=scorer, context=stores.context(), ledger=credit())
+        engine = DecisionEngine(policy, scorer=scorer, context=stores.context(), ledger=credit())
+        # Effectively once per decision point: after a resume, re-read events get the
+        # decision they got before the crash, not one made against state that moved on.
+        return RememberingDecider(engine, memo(), policy.version)
 
     inputs = {kafka.topic_of(s): s for s in kafka.topics}
-    source = KafkaInputSource(kafka, inputs, settings.batch_size, on_lag=observer.on_kafka_lag)
+    end = opts.close_at_end_seconds
+    source = KafkaInputSource(
+        kafka, inputs, settings.batch_size, on_lag=observer.on_kafka_lag, end_when_idle=end
+    )
     # One watermark per input partition: the clock takes the lowest, so a partition read
     # ahead of the others (a backlog, a restart from earliest) makes no event late.
     window = replace(settings.window, sources=tuple(source.list_parts()))
@@ -349,15 +376,16 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
         sinks={},
         decider_factory=decider,
         window=window,
-        close_open_cases_at_eof=False,
+        close_open_cases_at_eof=end is not None,
         emit_case_views=stores.cases is not None,
         observer=observer,
         models=models,
     )
     streams = build_streams(parts, opts.flow_id)
     review_source = KafkaInputSource(
-        kafka, {kafka.review_decisions_topic: REVIEW_STREAM}, settings.batch_size
-    )
+        kafka, {kafka.review_decisions_topic: REVIEW_STREAM}, settings.batch_size,
+        end_when_idle=end,
+    )  # fmt: skip
     decisions = op.input("review_input", streams.flow, review_source)
     expires_hours = settings.review.expires_hours
     if expires_hours is None:
@@ -453,11 +481,125 @@ def _metrics_observer() -> FlowObserver:
     try:
         from flows.observability.metrics import SalvageMetrics
 
-        return SalvageMetrics().observer()
+        metrics = SalvageMetrics()
     except (ImportError, ValueError) as exc:  # e.g. registered twice in one process
         log.warning("flow metrics are off: %s", exc)
         return FlowObserver()
+    _watch_redis(metrics)
+    return metrics.observer()
 
+
+def _watch_redis(metrics: Any) -> None:
+    """Redis outages in the metrics: ``salvage_redis_up`` and, per failed attempt,
+    ``salvage_redis_calls_total{operation="connection",outcome="error"}``."""
+    from state.redis_conn import HEALTH
+
+    metrics.redis_up.set(1 if HEALTH.up else 0)
+
+    def on_health(up: bool, error: BaseException | None) -> None:
+        metrics.redis_up.set(1 if up else 0)
+        if not up:
+            metrics.redis_calls.labels("connection", "error").inc()
+
+    HEALTH.listen(on_health)
+
+
+# --- running it: shared by ``salvage run`` and ``python -m bytewax.run flows.live:flow`` --------
+
+
+def init_recovery(directory: Path, partitions: int) -> bool:
+    """Create Bytewax recovery partitions in ``directory`` unless some exist. True if made."""
+    from bytewax.recovery import init_db_dir
+
+    directory.mkdir(parents=True, exist_ok=True)
+    if any(directory.glob("part-*.sqlite3")):
+        return False
+    init_db_dir(directory, partitions)
+    return True
+
+
+def recovery_from_settings(settings: Settings) -> tuple[Any, timedelta]:
+    """``(RecoveryConfig or None, epoch interval)`` for ``recovery.*``; creates the recovery
+    partitions on first use and says in the log where recovery is, or that there is none."""
+    from bytewax.recovery import RecoveryConfig
+
+    rec = settings.recovery
+    epoch = timedelta(seconds=rec.snapshot_interval_seconds)
+    if not rec.dir:
+        log.warning(
+            "no recovery.dir: a restart re-reads input from kafka.starting_offset=%s",
+            settings.kafka.starting_offset,
+        )
+        return None, epoch
+    made = init_recovery(Path(rec.dir), rec.partitions)
+    log.info(
+        "recovery in %s (%s); snapshots every %g s",
+        rec.dir,
+        "new" if made else "resuming",
+        rec.snapshot_interval_seconds,
+    )
+    return RecoveryConfig(rec.dir, timedelta(seconds=rec.backup_interval_seconds)), epoch
+
+
+def start_metrics_server(settings: Settings) -> None:
+    """Serve ``/metrics`` on ``metrics_addr:metrics_port`` (0: off)."""
+    if not settings.metrics_port:
+        return
+    from prometheus_client import start_http_server
+
+    start_http_server(settings.metrics_port, addr=settings.metrics_addr)
+    log.info("metrics on %s:%d/metrics", settings.metrics_addr, settings.metrics_port)
+
+
+def log_start(settings: Settings, how: str) -> None:
+    log.info(
+        "%s: %s, %d worker(s), brokers %s",
+        how,
+        settings.source,
+        settings.workers,
+        settings.kafka.bootstrap_servers,
+    )
+
+
+def _bytewax_run_arguments() -> dict[str, Any] | None:
+    """The arguments ``python -m bytewax.run`` will run the flow with, if it is the runner:
+    its ``__main__`` parses them into ``kwargs`` before it looks the flow up (Bytewax
+    0.21), so the flow can still fill in what the settings say."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    kwargs = getattr(main, "kwargs", None)
+    if spec is None or spec.name != "bytewax.run" or not isinstance(kwargs, dict):
+        return None
+    return kwargs if "recovery_config" in kwargs else None
+
+
+def _flow_for_bytewax_run() -> Dataflow:
+    """``flows.live:flow``: the flow ``salvage run`` runs, with its logging, its metrics
+    endpoint and its recovery settings (``-r/-s/-b`` on the command line win)."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    settings = load_settings()
+    flow = build_live_flow(settings)
+    run_args = _bytewax_run_arguments()
+    if run_args is None:
+        log.info("flows.live:flow built outside bytewax.run: recovery is the runner's")
+    elif run_args["recovery_config"] is not None:
+        given = run_args["recovery_config"]
+        init_recovery(Path(given.db_dir), settings.recovery.partitions)
+        log.info("recovery in %s (from -r)", given.db_dir)
+        if settings.recovery.dir and Path(settings.recovery.dir) != Path(given.db_dir):
+            log.warning("recovery.dir %s is not used: -r wins", settings.recovery.dir)
+    else:
+        recovery, epoch = recovery_from_settings(settings)
+        if recovery is not None:
+            run_args["recovery_config"] = recovery
+            run_args["epoch_interval"] = epoch
+    start_metrics_server(settings)
+    log_start(settings, "bytewax.run flows.live:flow")
+    return flow
+
+
+#: The log format of ``salvage`` and of ``flows.live:flow``.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 _FLOW: list[Dataflow] = []
 
@@ -467,6 +609,6 @@ def __getattr__(name: str) -> Any:
     # in the environment, not at import time.
     if name == "flow":
         if not _FLOW:
-            _FLOW.append(build_live_flow(load_settings()))
+            _FLOW.append(_flow_for_bytewax_run())
         return _FLOW[0]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,6 +28,7 @@ from typing import Any
 
 from operators import stores
 from operators.credit import WINDOW_SECONDS, InMemoryCreditLedger
+from operators.memo import DecisionMemo, MemoEntry
 from operators.vocabulary import Outcome
 from state.context import DAY, InMemoryContextStore
 
@@ -448,6 +449,51 @@ def check_dispatch_only_dead_letters_reopen(open_store: Callable[[], Any]) -> No
     assert open_store().status("iv-r") == "claimed"
 
 
+# --- DecisionMemo -------------------------------------------------------------------------
+
+
+def _memo_entry(action: str, n: int) -> Any:
+    record = {"order_id": "m-1", "action": action, "scores": {"p": 0.1 * n}, "reasons": ["x"]}
+    pending = {
+        "order_id": "m-1", "decided_at": T0 + n, "vector": (0.5, 1.0), "predicted": 0.25,
+        "action": None, "arm": "treatment", "point": "delivery", "first": True,
+        "keys": ("a", "b"), "offset": -0.5,
+    }  # fmt: skip
+    return MemoEntry(T0 + n, action, "treatment", 0.25, (("decision", record),), pending)
+
+
+def check_memo_first_decision_stands(open_store: Callable[[], Any]) -> None:
+    memo = open_store()
+    assert memo.get("pt-1") is None
+    first = _memo_entry("proactive_reassurance", 1)
+    assert memo.remember("pt-1", first) == first
+    # Another handle (another process, a restart) gets the first decision back, unchanged.
+    assert open_store().get("pt-1") == first
+    assert open_store().remember("pt-1", _memo_entry("none", 2)) == first
+    assert open_store().get("pt-2") is None
+
+
+def check_memo_is_atomic_across_handles(open_store: Callable[[], Any]) -> None:
+    barrier = threading.Barrier(4)
+    lock = threading.Lock()
+    standing: list[Any] = []
+
+    def worker(n: int) -> None:
+        memo = open_store()
+        barrier.wait()
+        got = memo.remember("pt-race", _memo_entry(f"a{n}", n))
+        with lock:
+            standing.append(got)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({e.action for e in standing}) == 1, standing
+    assert open_store().get("pt-race") == standing[0]
+
+
 # --- every store: the domain's protocol ---------------------------------------------------
 
 #: The domain protocol (``operators.stores``) each kind of store implements.
@@ -459,6 +505,7 @@ PROTOCOLS: dict[str, type] = {
     "credit": stores.CreditLedger,
     "contacts": stores.ContactBook,
     "retries": stores.RetryQueue,
+    "memo": DecisionMemo,
 }
 
 
@@ -516,13 +563,14 @@ CHECKS: dict[str, tuple[Check, ...]] = {
         check_retry_bury_and_unbury,
     ),
     "models": (check_models_keep_the_newest_versions,),
+    "memo": (check_memo_first_decision_stands, check_memo_is_atomic_across_handles),
 }
 CHECKS = {kind: (_implements(kind), *checks) for kind, checks in CHECKS.items()}
 
 
 def yield_checks(kind: str) -> Iterator[Check]:
     """The checks of one interface: ``context``, ``cases``, ``dispatch``, ``models``,
-    ``credit``, ``contacts`` or ``retries``."""
+    ``credit``, ``contacts``, ``retries`` or ``memo``."""
     if kind not in CHECKS:
         raise ValueError(f"unknown store kind {kind!r}; expected one of {sorted(CHECKS)}")
     yield from CHECKS[kind]

@@ -22,7 +22,11 @@ True
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -35,6 +39,8 @@ from redis.exceptions import AuthenticationError, RedisClusterException
 from redis.retry import Retry
 
 from operators.masking import mask_url
+
+log = logging.getLogger("salvage.redis")
 
 #: What :func:`connect` returns: one server, or a cluster client routing keys by slot. Both
 #: have the same commands, pipelines and scripts (see ``state.redis_store`` for the one
@@ -49,6 +55,23 @@ PASSWORD_ENV = "SALVAGE_REDIS_PASSWORD"
 PREFIX_ENV = "SALVAGE_REDIS_PREFIX"
 CASE_TTL_ENV = "SALVAGE_CASE_TTL_DAYS"
 CACHE_TTL_ENV = "SALVAGE_CONTEXT_CACHE_SECONDS"
+OUTAGE_ENV = "SALVAGE_REDIS_OUTAGE_SECONDS"
+#: How long live mode waits through a Redis outage before a command fails (and the
+#: process exits for its supervisor to restart): a restart or a failover fits in it.
+LIVE_OUTAGE_SECONDS = 120.0
+
+
+def live_outage_seconds() -> float:
+    """``$SALVAGE_REDIS_OUTAGE_SECONDS`` or :data:`LIVE_OUTAGE_SECONDS`."""
+    raw = os.environ.get(OUTAGE_ENV)
+    try:
+        value = float(raw) if raw else LIVE_OUTAGE_SECONDS
+    except ValueError:
+        raise RedisConfigError(f"{OUTAGE_ENV} must be a number, got {str(raw)[:20]!r}") from None
+    if value < 0:
+        raise RedisConfigError(f"{OUTAGE_ENV} must be >= 0")
+    return value
+
 
 #: Cluster URL schemes -> whether they use TLS.
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
@@ -123,29 +146,130 @@ def parse_url(url: str) -> dict[str, Any]:
     }
 
 
+class RedisHealth:
+    """Whether this process can reach Redis, for the logs and the metrics.
+
+    Commands that fail on a dropped connection or a timeout report here, and so does the
+    first command that succeeds after them. The first failure logs a warning (decisions
+    pause: the flow waits in the command), an outage that lasts logs again every
+    ``LOG_EVERY`` seconds, and the recovery logs how long it took. ``listen`` registers a
+    callback ``(up, error)`` called on every failure and on the recovery (metrics).
+    """
+
+    LOG_EVERY = 10.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.up = True
+        self.errors = 0
+        self.outages = 0
+        self.down_since: float | None = None
+        self._logged_at = 0.0
+        self._listeners: list[Callable[[bool, BaseException | None], None]] = []
+
+    def listen(self, callback: Callable[[bool, BaseException | None], None]) -> None:
+        with self._lock:
+            if callback not in self._listeners:
+                self._listeners.append(callback)
+
+    def failed(self, error: BaseException, patience: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.errors += 1
+            first = self.up
+            if first:
+                self.up = False
+                self.outages += 1
+                self.down_since = now
+            down_for = now - (self.down_since or now)
+            due = first or now - self._logged_at >= self.LOG_EVERY
+            if due:
+                self._logged_at = now
+            listeners = list(self._listeners)
+        if first:
+            log.warning(
+                "redis unreachable (%s: %s): waiting for it, retrying for up to %g s",
+                type(error).__name__, str(error)[:200], patience,
+            )  # fmt: skip
+        elif due:
+            log.warning(
+                "redis still unreachable after %.0f s (%d errors so far)", down_for, self.errors
+            )
+        for callback in listeners:
+            callback(False, error)
+
+    def recovered(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self.up:
+                return
+            self.up = True
+            down_for = now - (self.down_since or now)
+            self.down_since = None
+            listeners = list(self._listeners)
+        log.warning("redis is back after %.1f s (%d errors so far)", down_for, self.errors)
+        for callback in listeners:
+            callback(True, None)
+
+
+#: One per process: every client of :func:`connect` reports here.
+HEALTH = RedisHealth()
+
+
 class _Retry(Retry):
-    """Retries dropped connections and timeouts a few times, quickly; never a wrong or
-    missing password (redis-py counts that as a connection error and would back off for
-    a long while before saying so)."""
+    """Retries dropped connections and timeouts with exponential backoff; never a wrong
+    or missing password (redis-py counts that as a connection error and would back off
+    for a long while before saying so).
+
+    ``patience_seconds``: keep retrying until the failures have lasted this long (a Redis
+    restart or failover), not just ``retries`` times; then the error is raised. Failures
+    and the recovery are reported to :data:`HEALTH`."""
+
+    def __init__(self, backoff: Any, retries: int, patience_seconds: float = 0.0) -> None:
+        super().__init__(backoff, retries)
+        self.patience_seconds = patience_seconds
 
     def call_with_retry(
-        self, do: Any, fail: Any, is_retryable: Any = None, *args: Any, **kwargs: Any
+        self,
+        do: Any,
+        fail: Any,
+        is_retryable: Any = None,
+        with_failure_count: bool = False,
+        **kwargs: Any,
     ) -> Any:
-        if not _HAS_IS_RETRYABLE:  # older redis-py: cannot tell, retries everything
-            return super().call_with_retry(do, fail)
+        self._backoff.reset()
+        failures = 0
+        started = 0.0
+        while True:
+            try:
+                result = do()
+            except self._supported_errors as error:
+                if isinstance(error, AuthenticationError):
+                    raise
+                if is_retryable is not None and not is_retryable(error):
+                    raise
+                failures += 1
+                if failures == 1:
+                    started = time.monotonic()
+                HEALTH.failed(error, self.patience_seconds)
+                if with_failure_count:
+                    fail(error, failures)
+                else:
+                    fail(error)
+                waited = time.monotonic() - started
+                if failures > self._retries and waited >= self.patience_seconds:
+                    raise
+                time.sleep(self._backoff.compute(failures))
+            else:
+                if not HEALTH.up:
+                    HEALTH.recovered()
+                return result
 
-        def retryable(exc: Exception) -> bool:
-            if isinstance(exc, AuthenticationError):
-                return False
-            return is_retryable is None or bool(is_retryable(exc))
 
-        return super().call_with_retry(do, fail, retryable, *args, **kwargs)
-
-
-_HAS_IS_RETRYABLE = "is_retryable" in Retry.call_with_retry.__code__.co_varnames
-
-
-def _retry(retries: int) -> Retry:
+def _retry(retries: int, patience_seconds: float = 0.0) -> Retry:
+    if patience_seconds > 0:
+        # Through an outage: waits of 0.1 s doubling up to 2 s, for patience_seconds.
+        return _Retry(ExponentialBackoff(cap=2.0, base=0.1), retries, patience_seconds)
     return _Retry(ExponentialBackoff(cap=0.5, base=0.05), retries)
 
 
@@ -171,15 +295,18 @@ def connect(
     socket_timeout: float = 5.0,
     retries: int = 3,
     client_name: str = "salvage",
+    outage_seconds: float = 0.0,
 ) -> RedisClient:
     """A Redis client for ``url`` (see :func:`resolve_url`). Replies are raw bytes.
 
     The password is ``password``, else the URL's, else ``$SALVAGE_REDIS_PASSWORD``.
     ``ca_file`` verifies a ``rediss://`` server signed by a private CA. A dropped
     connection is retried ``retries`` times within about a second; authentication errors
-    are not retried. Nothing is sent until the first command, except with a cluster URL:
-    ``RedisCluster`` asks the seed node for the slot map at once, and an unreachable
-    cluster raises ``redis.ConnectionError`` here.
+    are not retried. ``outage_seconds`` > 0 (live mode): a command keeps retrying, with
+    backoff, until Redis has been unreachable that long (see :class:`RedisHealth`), so a
+    Redis restart pauses the caller instead of failing it. Nothing is sent until the first
+    command, except with a cluster URL: ``RedisCluster`` asks the seed node for the slot
+    map at once, and an unreachable cluster raises ``redis.ConnectionError`` here.
     """
     resolved = resolve_url(url)
     kw = parse_url(resolved)
@@ -198,7 +325,7 @@ def connect(
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
         health_check_interval=30,
-        retry=_retry(retries),
+        retry=_retry(retries, outage_seconds),
         client_name=client_name,
     )
 
@@ -330,6 +457,8 @@ class RedisStoreConfig:
     case_open_ttl_days: float = 60.0
     customer_ttl_days: float = 730.0
     context_cache_seconds: float = 5.0
+    #: How long a command waits through a Redis outage before failing (0: about a second).
+    outage_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         parse_url(self.url)
@@ -384,4 +513,9 @@ class RedisStoreConfig:
 
     def connect(self) -> RedisClient:
         """A new client for these settings (``RedisCluster`` for a cluster URL)."""
-        return connect(self.url, password=self.password, ca_file=self.ca_file)
+        return connect(
+            self.url,
+            password=self.password,
+            ca_file=self.ca_file,
+            outage_seconds=self.outage_seconds,
+        )

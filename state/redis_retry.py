@@ -15,9 +15,7 @@ buried deliveries do not expire: they leave when delivered, buried, or re-sent.
 
 from __future__ import annotations
 
-import redis
-
-from state.redis_conn import DEFAULT_PREFIX, KeyLayout
+from state.redis_conn import DEFAULT_PREFIX, KeyLayout, RedisClient
 from state.retry import DEFAULT_LEASE_SECONDS, RetryItem
 
 _TAKE_LUA = """
@@ -45,7 +43,7 @@ return item
 class RedisRetryQueue:
     """A :class:`~state.retry.RetryQueue` in Redis."""
 
-    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client: RedisClient, prefix: str = DEFAULT_PREFIX) -> None:
         self.client = client
         p = KeyLayout(prefix).prefix
         self.due_key = f"{p}:{{retry}}:due"

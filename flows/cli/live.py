@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,62 +50,43 @@ def _add_config_arg(p: argparse.ArgumentParser) -> None:
 
 
 def init_recovery(directory: Path, partitions: int) -> bool:
-    """Create Bytewax recovery partitions in ``directory`` unless some exist. True if made."""
-    from bytewax.recovery import init_db_dir
+    """Create Bytewax recovery partitions in ``directory`` unless some exist (see
+    :func:`flows.live.init_recovery`; imported when used, as the flow is)."""
+    from flows.live import init_recovery as init
 
-    directory.mkdir(parents=True, exist_ok=True)
-    if any(directory.glob("part-*.sqlite3")):
-        return False
-    init_db_dir(directory, partitions)
-    return True
+    return init(directory, partitions)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from bytewax._bytewax import cli_main
-    from bytewax.recovery import RecoveryConfig
 
-    from flows.live import build_live_flow
+    from flows.live import (
+        LiveOptions,
+        build_live_flow,
+        log_start,
+        recovery_from_settings,
+        start_metrics_server,
+    )
 
     settings = _settings(args)
     try:
         settings.check_secrets()
     except SettingsError as exc:
         raise UsageError(str(exc)) from None
-    flow = build_live_flow(settings)
-    recovery = None
-    rec = settings.recovery
-    if rec.dir:
-        made = init_recovery(Path(rec.dir), rec.partitions)
-        log.info(
-            "recovery in %s (%s); snapshots every %g s",
-            rec.dir,
-            "new" if made else "resuming",
-            rec.snapshot_interval_seconds,
-        )
-        recovery = RecoveryConfig(rec.dir, timedelta(seconds=rec.backup_interval_seconds))
-    else:
-        log.warning(
-            "no recovery.dir: a restart re-reads input from kafka.starting_offset=%s",
-            settings.kafka.starting_offset,
-        )
-    if settings.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.metrics_port, addr=settings.metrics_addr)
-        log.info("metrics on %s:%d/metrics", settings.metrics_addr, settings.metrics_port)
+    close_at_end = getattr(args, "close_at_end", None)
+    if close_at_end is not None and close_at_end <= 0:
+        raise UsageError("--close-at-end must be > 0")
+    flow = build_live_flow(settings, LiveOptions(close_at_end_seconds=close_at_end))
+    recovery, epoch = recovery_from_settings(settings)
+    start_metrics_server(settings)
     addresses = args.addresses.split(";") if args.addresses else None
-    log.info(
-        "salvage run: %s, %d worker(s), brokers %s",
-        settings.source,
-        settings.workers,
-        settings.kafka.bootstrap_servers,
-    )
+    log_start(settings, "salvage run")
     cli_main(
         flow,
         workers_per_process=settings.workers,
         process_id=args.process_id,
         addresses=addresses,
-        epoch_interval=timedelta(seconds=rec.snapshot_interval_seconds),
+        epoch_interval=epoch,
         recovery_config=recovery,
     )
     return 0
@@ -337,6 +317,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--process-id", type=int, help="this process's index in a cluster")
     p.add_argument(
         "--addresses", metavar="H:P;H:P", help="host:port of every process in the cluster"
+    )
+    p.add_argument(
+        "--close-at-end",
+        type=float,
+        metavar="SECONDS",
+        help="demos and drills: once every input partition has been read to its end and "
+        "stayed there SECONDS, end the input, close the open cases as censored (as a replay "
+        "does at the end of its files), deliver what is pending and exit",
     )
     p.set_defaults(func=_cmd_run)
 

@@ -196,6 +196,9 @@ class MetricDeclarations:
             "Messages between the consumer position and the end of each partition.",
             ("topic", "partition"),
         )
+        self.redis_up = gauge(
+            "salvage_redis_up", "1 while Redis answers, 0 during an outage (live mode).", ()
+        )
         self.redis_calls = counter(
             "salvage_redis_calls", "Redis calls by operation and outcome.", ("operation", "outcome")
         )

@@ -18,9 +18,11 @@ from state.checks import CHECKS, PROTOCOLS, Check, yield_checks
 from state.contacts import InMemoryContactBook
 from state.context import InMemoryContextStore
 from state.dispatch import InMemoryDispatchLedger
+from state.memo import InMemoryDecisionMemo
 from state.models import InMemoryModelStore
 from state.redis_conn import RedisClient, connect
 from state.redis_credit import RedisContactBook, RedisCreditLedger
+from state.redis_memo import RedisDecisionMemo
 from state.redis_retry import RedisRetryQueue
 from state.redis_store import (
     RedisCaseStore,
@@ -41,6 +43,7 @@ IN_MEMORY: dict[str, Callable[[], Any]] = {
     "credit": InMemoryCreditLedger,
     "contacts": InMemoryContactBook,
     "retries": InMemoryRetryQueue,
+    "memo": InMemoryDecisionMemo,
 }
 REDIS: dict[str, Callable[[RedisClient], Any]] = {
     "context": RedisContextStore,
@@ -50,6 +53,7 @@ REDIS: dict[str, Callable[[RedisClient], Any]] = {
     "credit": RedisCreditLedger,
     "contacts": RedisContactBook,
     "retries": RedisRetryQueue,
+    "memo": RedisDecisionMemo,
 }
 
 

@@ -59,7 +59,8 @@ def create_topics(
         raise ValueError("partitions must be >= 1")
     if replication_factor < 1:
         raise ValueError("replication factor must be >= 1")
-    admin = AdminClient(settings.client_config())
+    config: dict[str, str | int | float | bool] = {**settings.client_config()}
+    admin = AdminClient(config)
     existing = admin.list_topics(timeout=timeout).topics
     wanted = all_topics(settings)
     results: dict[str, TopicResult] = {}

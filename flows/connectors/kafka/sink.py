@@ -7,21 +7,66 @@ produced it can be snapshotted (at-least-once; a resume re-emits the last epoch)
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from flows.connectors.kafka.serde import record_headers
 from flows.settings import KafkaSettings
 
 log = logging.getLogger("salvage.kafka")
 
+#: How long one flush waits before the sink logs that the broker is not acknowledging.
+FLUSH_SLICE_SECONDS = 10.0
+#: After this long without acknowledgements the producer is replaced (see _renew).
+RENEW_AFTER_SECONDS = 20.0
+#: After this long the batch fails and the flow stops (a supervisor restarts it).
+GIVE_UP_SECONDS = 300.0
+
+
+class _BrokerState:
+    """How many times this process saw a broker lose its state (a log that ends before
+    our read position, a producer failing fatally): every sink replaces its producer
+    before its next batch instead of waiting for it to stall (an idempotent producer a
+    broker no longer knows is never acknowledged)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    def lost(self) -> None:
+        with self._lock:
+            self.generation += 1
+
+
+BROKER_STATE = _BrokerState()
+
+
+def broker_lost_state() -> None:
+    """Tell every Kafka sink of this process that a broker lost its state."""
+    BROKER_STATE.lost()
+
+
+def _cause(exc: BaseException) -> str:
+    """The Kafka error behind ``exc`` (confluent-kafka wraps a fatal error raised in a
+    delivery report in a SystemError)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KafkaException):
+            return str(seen.args[0]) if seen.args else str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return str(exc)[:300]
+
 
 class _ProducerPartition(StatelessSinkPartition[dict[str, Any]]):
-    def __init__(self, producer: Producer, topic: str, event_type: str) -> None:
-        self._producer = producer
+    def __init__(self, make: Callable[[], Producer], topic: str, event_type: str) -> None:
+        self._make = make
+        self._producer = make()
+        self._generation = BROKER_STATE.generation
         self._topic = topic
         self._headers = record_headers(event_type)
         self._failed: list[str] = []
@@ -30,7 +75,7 @@ class _ProducerPartition(StatelessSinkPartition[dict[str, Any]]):
         if err is not None:
             self._failed.append(str(err))
 
-    def write_batch(self, items: list[dict[str, Any]]) -> None:
+    def _produce_all(self, items: list[dict[str, Any]]) -> None:
         produce, dumps = self._producer.produce, orjson.dumps
         for record in items:
             key = record.get("order_id")
@@ -46,7 +91,68 @@ class _ProducerPartition(StatelessSinkPartition[dict[str, Any]]):
                     break
                 except BufferError:  # local queue full: let deliveries drain
                     self._producer.poll(0.1)
-        remaining = self._producer.flush(60.0)
+
+    def _renew(self, items: list[dict[str, Any]], why: str) -> None:
+        """Replace the producer and send the batch again. An idempotent producer whose
+        broker lost its state (restarted without storage) is never acknowledged again, or
+        fails fatally (``OUT_OF_ORDER_SEQUENCE_NUMBER``); a new one is acknowledged.
+        Records the old one did get written are written twice: outputs are at least once,
+        and consumers deduplicate by key (see docs/operations.md)."""
+        log.warning(
+            "Kafka topic %r: %s; replacing the producer and sending the batch of %d again",
+            self._topic, why, len(items),
+        )  # fmt: skip
+        try:
+            self._producer.purge()
+            self._producer.poll(0)  # serve the purge's delivery reports ...
+        except (KafkaException, SystemError):
+            pass  # a producer in a fatal state: dropped all the same
+        self._failed.clear()  # ... which are not failures of the records
+        self._producer = self._make()
+        self._generation = BROKER_STATE.generation
+        self._produce_all(items)
+
+    def _flush(self, items: list[dict[str, Any]]) -> int:
+        """Records not yet acknowledged after one flush slice; a fatal producer error
+        (raised from the flush, by confluent-kafka as a SystemError around it) renews the
+        producer."""
+        try:
+            return int(self._producer.flush(FLUSH_SLICE_SECONDS))
+        except (KafkaException, SystemError) as exc:
+            broker_lost_state()
+            self._renew(items, f"the producer failed ({_cause(exc)})")
+            return len(items)
+
+    def write_batch(self, items: list[dict[str, Any]]) -> None:
+        if self._generation != BROKER_STATE.generation:
+            log.warning(
+                "Kafka topic %r: a broker lost its state; replacing the producer", self._topic
+            )
+            self._producer.flush(0)
+            self._producer = self._make()
+            self._generation = BROKER_STATE.generation
+        try:
+            self._produce_all(items)
+        except (KafkaException, SystemError) as exc:
+            self._renew(items, f"the producer failed ({_cause(exc)})")
+        remaining = self._flush(items)
+        waited = since_renew = FLUSH_SLICE_SECONDS
+        while remaining and not self._failed and waited < GIVE_UP_SECONDS:
+            # A paused, restarting or restarted broker: keep waiting (librdkafka retries
+            # the sends), say so, and renew the producer now and then.
+            log.warning(
+                "Kafka topic %r: %d records not acknowledged after %.0f s (broker paused "
+                "or down?): waiting",
+                self._topic, remaining, waited,
+            )  # fmt: skip
+            if since_renew >= RENEW_AFTER_SECONDS:
+                self._renew(items, f"{remaining} records still not acknowledged")
+                since_renew = 0.0
+            remaining = self._flush(items)
+            waited += FLUSH_SLICE_SECONDS
+            since_renew += FLUSH_SLICE_SECONDS
+        if waited > FLUSH_SLICE_SECONDS and not remaining and not self._failed:
+            log.warning("Kafka topic %r: acknowledged again after %.0f s", self._topic, waited)
         if remaining or self._failed:
             why = self._failed[0] if self._failed else f"{remaining} records not acknowledged"
             self._failed.clear()
@@ -66,7 +172,7 @@ class KafkaRecordSink(DynamicSink[dict[str, Any]]):
         self.event_type = event_type
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProducerPartition:
-        return _ProducerPartition(make_producer(self.settings), self.topic, self.event_type)
+        return _ProducerPartition(lambda: make_producer(self.settings), self.topic, self.event_type)
 
 
 def make_producer(settings: KafkaSettings, **extra: Any) -> Producer:

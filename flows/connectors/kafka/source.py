@@ -25,10 +25,49 @@ from confluent_kafka.admin import AdminClient
 
 from flows.connectors.kafka.admin import topic_partitions
 from flows.connectors.kafka.serde import InputItem
+from flows.connectors.kafka.sink import broker_lost_state
 from flows.settings import KafkaSettings
 from flows.sources import _event_time as occurred_at
 
 log = logging.getLogger("salvage.kafka")
+
+#: Seconds between two warnings of the same kind (a broker outage repeats them).
+WARN_EVERY = 10.0
+#: A backlog arriving after a silence (see _AlignedPartition._settling): records spanning
+#: more event time than this wait SETTLE_FACTOR * max_idle for the other topics' records.
+SETTLE_SPAN_SECONDS = 60.0
+SETTLE_FACTOR = 4.0
+
+#: Errors a read can get while a broker is paused, restarting or unreachable; librdkafka
+#: recovers from them by itself.
+_TRANSIENT = {
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._TIMED_OUT,
+    KafkaError._AUTO_OFFSET_RESET,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.OFFSET_OUT_OF_RANGE,
+    KafkaError.REQUEST_TIMED_OUT,
+}
+
+
+def _transient(err: KafkaError) -> bool:
+    return err.code() in _TRANSIENT or bool(err.retriable())
+
+
+_client_warned: dict[int, float] = {}
+
+
+def _on_client_error(err: KafkaError) -> None:
+    """librdkafka's client-level errors (a broker that stopped answering, all brokers
+    down), in the Salvage log at most every WARN_EVERY seconds per kind: a stalled broker
+    stalls the input, and the log must say why."""
+    now = time.monotonic()
+    if now - _client_warned.get(err.code(), -math.inf) >= WARN_EVERY:
+        _client_warned[err.code()] = now
+        log.warning("Kafka client: %s (input waits; librdkafka retries)", err.str())
 
 
 class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
@@ -56,8 +95,14 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
         max_idle: float,
         on_lag: Callable[[str, int, int], None] | None = None,
         lag_every: float = 5.0,
+        end_when_idle: float | None = None,
     ) -> None:
         self._consumer = Consumer(config)
+        self._end_when_idle = end_when_idle
+        self._at_end_since: float | None = None
+        self._warned: dict[str, float] = {}
+        self._silent_since: float | None = None
+        self._settle_until: float | None = None
         self._source = f"p{index}"  # the clock keeps a watermark per input partition
         self._on_lag = on_lag
         self._lag_every = lag_every
@@ -82,7 +127,12 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     continue
-                raise RuntimeError(f"error reading Kafka topic {msg.topic()!r}: {err}")
+                if err.fatal() or not _transient(err):
+                    raise RuntimeError(f"error reading Kafka topic {msg.topic()!r}: {err}")
+                # A broker paused, restarting or unreachable: librdkafka reconnects and
+                # fetches again by itself; say so instead of crashing the flow.
+                self._warn(f"reading {msg.topic()!r} partition {self._index}: {err.str()}")
+                continue
             raw = msg.value() or b""
             try:
                 payload: Any = loads(raw)
@@ -90,10 +140,45 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
                 payload = raw  # decoded downstream into a dead letter with the reason
             topic = msg.topic()
             offset = msg.offset()
+            if topic is None or offset is None:
+                continue  # only error events lack them, and those were handled above
             # An unreadable time sorts first: the record is emitted (and dead-lettered) at once.
             at = occurred_at(payload)
             self._buffers[topic].append((-math.inf if at is None else at, offset, payload))
             self._next[topic] = offset + 1
+
+    def _warn(self, message: str) -> None:
+        """A warning at most every ``WARN_EVERY`` seconds per message (an outage repeats)."""
+        now = time.monotonic()
+        if now - self._warned.get(message, -math.inf) >= WARN_EVERY:
+            self._warned[message] = now
+            log.warning("%s", message)
+
+    def _check_log_ends(self) -> None:
+        """A partition whose log now ends before our position was truncated or recreated:
+        a broker restarted without its storage (Tansu keeps topics in memory), or a topic
+        deleted and created again. Say what is lost and read the new log from its start,
+        so what is produced next is not skipped."""
+        for topic, buf in self._buffers.items():
+            if buf:
+                continue
+            low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(topic, self._index), cached=True
+            )
+            if high is None or high < 0 or high >= self._next[topic]:
+                continue
+            start = max(low or 0, 0)
+            log.warning(
+                "%s partition %d: the log now ends at offset %d, before our position %d: the "
+                "broker lost records (restarted without its storage, or the topic was "
+                "recreated); records it held past offset %d that were not read yet are lost. "
+                "Reading again from offset %d",
+                topic, self._index, high, self._next[topic], self._next[topic] - 1, start,
+            )  # fmt: skip
+            self._consumer.seek(TopicPartition(topic, self._index, start))
+            self._next[topic] = start
+            self._high[topic] = high
+            broker_lost_state()  # the output producers are unknown to it too
 
     def _caught_up(self, topic: str, now: float) -> bool:
         _, high = self._consumer.get_watermark_offsets(
@@ -108,12 +193,13 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
 
     def next_batch(self) -> list[InputItem]:
         self._read()
+        self._check_log_ends()
         buffers = self._buffers
         now = time.monotonic()
-        blocked = False
+        blocked = self._settling(now)
         batch: list[InputItem] = []
         received = time.time()
-        limit = self._batch_size
+        limit = 0 if blocked else self._batch_size
         while len(batch) < limit:
             head_topic = None
             head_ts = float("inf")
@@ -138,6 +224,8 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
         if self._on_lag is not None and now - self._lag_at >= self._lag_every:
             self._lag_at = now
             self._report_lag()
+        if self._end_when_idle is not None:
+            self._maybe_end(bool(batch), now)
         if not batch:
             # Nothing to emit: come back after the idle interval instead of spinning.
             wait = min(self._idle_poll, timedelta(milliseconds=1)) if blocked else self._idle_poll
@@ -145,6 +233,72 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
         else:
             self._awake = None
         return batch
+
+    def _settling(self, now: float) -> bool:
+        """Whether to hold a backlog that just arrived after a silence, to let the other
+        topics' backlogs arrive too.
+
+        After a broker pause or outage, the records sent meanwhile arrive topic by topic:
+        one topic's backlog can be read while another's is still on its way, and that
+        topic then looks caught up. Emitting the first backlog at once would run event
+        time ahead by the length of the backlog and make the other topic's records late.
+        So when records arrive after the input was silent for more than ``max_idle`` and
+        they span more than ``SETTLE_SPAN_SECONDS`` of event time (a backlog, not one new
+        event of a quiet shop), they wait ``SETTLE_FACTOR * max_idle`` unless every topic
+        has records buffered by then."""
+        buffers = self._buffers
+        if not any(buffers.values()):
+            if self._silent_since is None:
+                self._silent_since = now
+            self._settle_until = None
+            return False
+        silent_since, self._silent_since = self._silent_since, None
+        if silent_since is not None and now - silent_since > self._max_idle:
+            heads = [buf[0][0] for buf in buffers.values() if buf]
+            tails = [buf[-1][0] for buf in buffers.values() if buf]
+            if max(tails) - min(heads) > SETTLE_SPAN_SECONDS:
+                self._settle_until = now + SETTLE_FACTOR * self._max_idle
+                log.info(
+                    "input partition %d: a backlog arrived after %.0f s of silence; "
+                    "waiting up to %.1f s for every topic's backlog before merging",
+                    self._index, now - silent_since, SETTLE_FACTOR * self._max_idle,
+                )  # fmt: skip
+        if self._settle_until is None:
+            return False
+        if now >= self._settle_until or all(buffers.values()):
+            self._settle_until = None
+            return False
+        return True
+
+    def _maybe_end(self, emitted: bool, now: float) -> None:
+        """``close at end``: raise StopIteration (Bytewax's end of input) once every topic
+        has been read to its high watermark, with nothing buffered, for ``end_when_idle``
+        seconds in a row."""
+        assert self._end_when_idle is not None
+        at_end = not emitted and all(
+            not buf and self._next[t] >= self._watermark(t) for t, buf in self._buffers.items()
+        )
+        if not at_end:
+            self._at_end_since = None
+            return
+        if self._at_end_since is None:
+            self._at_end_since = now
+        elif now - self._at_end_since >= self._end_when_idle:
+            log.info(
+                "input partition %d read to its end for %g s: ending the input (close at end)",
+                self._index,
+                self._end_when_idle,
+            )
+            raise StopIteration
+
+    def _watermark(self, topic: str) -> int:
+        # The watermark of the consumer's last fetch response (cached: no round trip).
+        _, high = self._consumer.get_watermark_offsets(
+            TopicPartition(topic, self._index), cached=True
+        )
+        if high is not None and high >= 0:
+            self._high[topic] = high
+        return self._high.get(topic, 0)
 
     def _report_lag(self) -> None:
         """Lag per topic: from the first record not yet emitted to the end of the partition
@@ -185,15 +339,20 @@ class KafkaInputSource(FixedPartitionedSource[InputItem, dict[str, int]]):
         batch_size: int = 1000,
         consumer_config: Mapping[str, Any] | None = None,
         on_lag: Callable[[str, int, int], None] | None = None,
+        end_when_idle: float | None = None,
     ) -> None:
         self.settings = settings
+        #: Seconds at the end of every topic after which the partition ends (demos and
+        #: drills: ``salvage run --close-at-end``); None: never.
+        self.end_when_idle = end_when_idle
         self.topics = dict(topics)
         self.batch_size = batch_size
         self.consumer_config = dict(consumer_config or {})
         self.on_lag = on_lag
 
     def _partition_map(self) -> dict[str, list[int]]:
-        admin = AdminClient(self.settings.client_config())
+        config: dict[str, str | int | float | bool] = {**self.settings.client_config()}
+        admin = AdminClient(config)
         return {topic: topic_partitions(admin, topic) for topic in self.topics}
 
     def list_parts(self) -> list[str]:
@@ -214,6 +373,11 @@ class KafkaInputSource(FixedPartitionedSource[InputItem, dict[str, int]]):
             "enable.auto.offset.store": False,
             # Low fetch wait: an idle partition answers quickly when a record arrives.
             "fetch.wait.max.ms": 20,
+            # A position past the end of a log the broker lost is reset to the new log's
+            # start, not its end (which would skip what is produced meanwhile); the loss is
+            # logged by _check_log_ends.
+            "auto.offset.reset": "earliest",
+            "error_cb": _on_client_error,
             **self.consumer_config,
         }
 
@@ -253,4 +417,5 @@ class KafkaInputSource(FixedPartitionedSource[InputItem, dict[str, int]]):
             timedelta(milliseconds=self.settings.idle_poll_ms),
             self.settings.max_idle_ms / 1000.0,
             self.on_lag,
+            end_when_idle=self.end_when_idle,
         )

@@ -30,6 +30,7 @@ or message text.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -226,7 +227,7 @@ class Dispatcher:
         future = self._pool.submit(self._deliver, endpoint, intervention)
         with self._lock:
             self._futures.add(future)
-        future.add_done_callback(lambda f, ep=endpoint: self._done(f, ep))
+        future.add_done_callback(functools.partial(self._done, endpoint=endpoint))
         return future
 
     def _done(self, future: Future[DeliveryResult], endpoint: _Endpoint) -> None:

@@ -36,7 +36,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
     headers (``Authorization`` included) to whatever host the ``Location`` names, and count
     that host's 200 as delivered. A 3xx is a failed, final attempt instead."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None
 
 
