@@ -41,7 +41,7 @@ from tests.fixtures.kafka_broker import KafkaBroker
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 ORDERS = 300
-KILLS = 4
+KILLS = 5  # five kills at random moments, the operations drill
 RATE = 80.0  # events/s: about 20 s of input, so the kills land while it is processed
 MAX_CONTACTS = 2  # the shipped policy's limits.max_contacts_per_order
 MARKER = "zz-marker"
