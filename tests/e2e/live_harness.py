@@ -91,7 +91,9 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
-def read_topic(bootstrap: str, topic: str, partitions: int) -> list[tuple[dict[str, bytes], Any]]:
+def read_topic(
+    bootstrap: str, topic: str, partitions: int
+) -> list[tuple[bytes | None, dict[str, bytes], Any]]:
     """Every record now in ``topic``: (headers, JSON value).
 
     Read up to the end-of-partition event of a fetch, not up to the high watermark that
@@ -123,7 +125,7 @@ def read_topic(bootstrap: str, topic: str, partitions: int) -> list[tuple[dict[s
                     at_end.add(msg.partition())
                 continue
             at_end.discard(msg.partition())
-            out.append((dict(msg.headers() or []), orjson.loads(msg.value())))
+            out.append((msg.key(), dict(msg.headers() or []), orjson.loads(msg.value())))
         return out
     finally:
         consumer.close()
@@ -236,7 +238,9 @@ batch_size: 50
     # --- Kafka -------------------------------------------------------------------------
 
     def read(self, name: str) -> list[tuple[dict[str, bytes], Any]]:
-        return read_topic(self.bootstrap, self.topics[name], self.partitions)
+        return [
+            (h, v) for _, h, v in read_topic(self.bootstrap, self.topics[name], self.partitions)
+        ]
 
     def decisions(self) -> list[dict[str, Any]]:
         return [r for h, r in self.read("decisions") if h.get("type") == b"decision"]

@@ -33,6 +33,7 @@ import orjson
 import pytest
 
 from operators.signature import verify
+from tests.e2e.live_harness import read_topic, wait_for
 from tests.fixtures.kafka_broker import KafkaBroker
 from tests.fixtures.processes import free_port, stop_process
 from tests.helpers import at, body, order_placed, support
@@ -114,55 +115,6 @@ def start_receiver(receiver: Receiver) -> tuple[ThreadingHTTPServer, str]:
 # --- Kafka helpers ---------------------------------------------------------------------------
 
 
-def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict[str, bytes], Any]]:
-    """Every record now in ``topic`` (assign-based, from the beginning), read up to the
-    end-of-partition event of a fetch: the high watermark Tansu reports through
-    ``get_watermark_offsets`` lags behind the log until the next write, and a reader
-    stopping there missed the newest records (the cause of "the restart did not re-emit")."""
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "e2e-reader",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-        out = []
-        at_end: set[int] = set()
-        deadline = time.monotonic() + 15
-        while len(at_end) < PARTITIONS and time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(msg.partition())
-                continue
-            at_end.discard(msg.partition())
-            out.append((msg.key(), dict(msg.headers() or []), orjson.loads(msg.value())))
-        return out
-    finally:
-        consumer.close()
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 45.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-
-
-# --- the scenario ------------------------------------------------------------------------------
-
-
 def late_parcel(oid: str, h0: float = 0.0) -> list[tuple[str, dict[str, Any]]]:
     """A late parcel and a where-is-my-order ticket: proactive reassurance."""
     return [
@@ -225,7 +177,7 @@ class Live:
         assert producer.flush(15) == 0
 
     def read(self, name: str) -> list[tuple[bytes | None, dict[str, bytes], Any]]:
-        return read_topic(self.broker.bootstrap, self.topics[name])
+        return read_topic(self.broker.bootstrap, self.topics[name], PARTITIONS)
 
     def start(
         self, argv: list[str], log_name: str, env: dict[str, str] | None = None
