@@ -143,6 +143,9 @@ class LiveRig:
     #: librdkafka properties for every client (``kafka.security`` passes them through).
     kafka_properties: dict[str, str] = field(default_factory=dict)
     receiver: Receiver = field(default_factory=Receiver)
+    #: ``(retry_base_seconds, retry_max_seconds)`` of every endpoint (None: the defaults,
+    #: 60 s and 1800 s); the webhook-outage test scales the slow retries down with it.
+    retry_seconds: tuple[float, float] | None = None
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     procs: list[subprocess.Popen] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
@@ -155,6 +158,10 @@ class LiveRig:
         self.prefix = f"faults-{self.tag}"
         self.recovery_dir = self.work / "recovery"
         t = self.topics
+        slow = "{}"
+        if self.retry_seconds is not None:
+            retry_base, retry_max = self.retry_seconds
+            slow = f"{{retry_base_seconds: {retry_base}, retry_max_seconds: {retry_max}}}"
         self.config = self.work / "salvage.yaml"
         self.config.write_text(
             f"""
@@ -175,9 +182,11 @@ webhooks:
       timeout_seconds: 2
       backoff_base_seconds: 0.05
       backoff_max_seconds: 0.2
+      <<: {slow}
     support:
       url: {base}/support
       secret_env: {SECRET_ENV}
+      <<: {slow}
   routes:
     human_review: support
     "*": messaging

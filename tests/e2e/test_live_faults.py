@@ -18,6 +18,7 @@ import os
 import random
 import signal
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from flows.cli.live import init_recovery
 from tests.e2e.live_harness import (
     BYTEWAX_RUN,
     LiveRig,
+    Receiver,
     load_events,
     marker_events,
     marker_ids,
@@ -510,3 +512,144 @@ def test_broker_killed_and_restarted_empty_is_survived_and_logged(
     log = restarted.log_text("restarted.log")
     assert "the broker lost records" in log, log[-3000:]
     print("broker restart log:", [ln for ln in log.splitlines() if "lost records" in ln][:2])
+
+
+OUTAGE_SECONDS = 15.0
+#: ``retry_base_seconds`` and ``retry_max_seconds`` of the outage run (defaults: 60, 1800).
+SLOW_RETRIES = (1.0, 4.0)
+QUICK_ATTEMPTS = 5  # the endpoints' max_attempts (the default)
+
+
+class Outage:
+    """The receiver's answer to every request: HTTP 500 while the outage is on, else 200."""
+
+    def __init__(self) -> None:
+        self.on = threading.Event()
+
+    def __call__(self, path: str, key: str) -> int:
+        return 500 if self.on.is_set() else 200
+
+
+def refused(receiver: Receiver) -> Counter[str]:
+    """How many times each Idempotency-Key was answered with a 5xx."""
+    with receiver.lock:
+        return Counter(h.key for h in receiver.hits if h.status >= 500)
+
+
+def scrape(port: int) -> dict[tuple[str, str, str], float]:
+    """The flow's webhook counters: (metric, endpoint, result or outcome) -> value."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out: dict[tuple[str, str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name in ("salvage_webhook_deliveries_total", "salvage_webhook_attempts_total"):
+                what = s.labels.get("result") or s.labels.get("outcome", "")
+                out[(s.name, s.labels["endpoint"], what)] = s.value
+    return out
+
+
+@pytest.mark.skipif(
+    not os.environ.get("SALVAGE_FAULT_DRILLS"),
+    reason="under heavy load a few valid events can be dead-lettered as late (the input "
+    "merge, see docs/operations.md): run with SALVAGE_FAULT_DRILLS=1 until it is fixed",
+)
+def test_webhook_receiver_failing_for_15_s_delays_deliveries_and_loses_none(
+    rigs: Any, simulated: list[tuple[str, bytes, str]]
+) -> None:
+    """The webhook receiver answers HTTP 500 to every request for a stretch of the input,
+    then 200 again (issue #11: an endpoint returning 500s for 60 s). The flow must not
+    stop or decide differently; each intervention refused meanwhile is attempted
+    ``max_attempts`` times quickly, parked in the Redis retry queue, retried from there,
+    and delivered exactly once (by Idempotency-Key) once the receiver is back; /metrics
+    counts the refusals and the parking, the log names the endpoint and the HTTP status.
+
+    Scaled down: 15 s of outage with slow retries 1 s to 4 s apart instead of 60 s with
+    the shipped 60 s to 1800 s. The path is the same (quick attempts, park, the retry
+    loop polling the queue every second, a retry refused and parked again, then
+    delivered); only the waits are shorter, so several slow retries land inside the
+    outage, as they do in a 60 s outage with a 60 s base. The outage ends only once a
+    slow retry has been refused (a condition, not a guess at timing), and lasts at least
+    ``OUTAGE_SECONDS``."""
+    from tests.fixtures.processes import free_port
+
+    outage = Outage()
+    reference = rigs("reference")
+    failing = rigs("webhook-outage", receiver=Receiver(status=outage), retry_seconds=SLOW_RETRIES)
+    markers = marker_ids(simulated[-4:])
+    port = free_port()
+    reference.start(bytewax_run(reference), "reference.log")
+    flow = failing.start(bytewax_run(failing), "outage.log", {"SALVAGE_METRICS_PORT": str(port)})
+    progress = Progress()
+    producer = start_producing([reference, failing], simulated, progress)
+    progress.wait_past(len(simulated) // 4)
+    outage.on.set()
+    began = time.monotonic()
+    wait_for(
+        "a slow retry refused during the outage",
+        lambda: any(n > QUICK_ATTEMPTS for n in refused(failing.receiver).values()),
+        120,
+    )
+    rest = OUTAGE_SECONDS - (time.monotonic() - began)
+    threading.Event().wait(max(rest, 0.0))  # the outage itself: how long it lasts
+    outage.on.clear()
+    assert flow.poll() is None, failing.log_text("outage.log")[-3000:]
+    producer.join(120)
+    assert not producer.is_alive()
+
+    summary = compare(reference, failing, markers, f"webhook-500-{OUTAGE_SECONDS:g}s")
+    assert flow.poll() is None, failing.log_text("outage.log")[-3000:]
+
+    refusals = refused(failing.receiver)
+    accepted = Counter(failing.receiver.accepted_keys())
+    assert refusals, "no delivery was attempted during the outage"
+    # Every refused delivery was delivered afterwards, once (compare: nothing else twice).
+    assert all(accepted[key] == 1 for key in refusals), refusals
+
+    # /metrics says what happened. The receiver records a request before it answers and
+    # the dispatcher counts it after the answer: wait for the last delivery to be counted.
+    interventions = summary["interventions"]
+    deliveries, attempts = "salvage_webhook_deliveries_total", "salvage_webhook_attempts_total"
+
+    def total(got: dict[tuple[str, str, str], float], metric: str, label: str) -> float:
+        return sum(v for (m, _endpoint, lab), v in got.items() if m == metric and lab == label)
+
+    metrics = wait_for(
+        "every delivery counted in /metrics",
+        lambda: (
+            (got := scrape(port)) and total(got, deliveries, "delivered") >= interventions and got
+        ),
+        30,
+    )
+    assert total(metrics, attempts, "5xx") == sum(refusals.values()), (metrics, refusals)
+    assert metrics.get((deliveries, "messaging", "retrying"), 0) > 0, metrics
+    assert total(metrics, deliveries, "delivered") == interventions, metrics
+    for result in ("dead_letter", "abandoned", "blocked"):
+        assert total(metrics, deliveries, result) == 0, metrics
+
+    # The retry queue in Redis is empty again: nothing parked, nothing given up (checked
+    # after the counting, which follows the queue's ``done``).
+    import redis as redis_client
+
+    client = redis_client.Redis.from_url(failing.redis_url)
+    try:
+        assert client.hlen(f"{failing.prefix}:{{retry}}:items") == 0
+        assert client.hlen(f"{failing.prefix}:{{retry}}:buried") == 0
+    finally:
+        client.close()
+
+    # The log: the failing endpoint and status, the parking, and the recovery.
+    log = failing.log_text("outage.log")
+    assert "webhook messaging for " in log and ": HTTP 500 (attempt 1 of 5)" in log, log[-3000:]
+    assert f"HTTP 500 after {QUICK_ATTEMPTS} attempts; next attempt at" in log
+    assert "delivered on attempt" in log
+    assert "dead-lettered" not in log
+    print(
+        "webhook outage:",
+        json.dumps({"refused_requests": sum(refusals.values()), "refused_interventions":
+                    len(refusals), "max_attempts_of_one": max(refusals.values())}),
+    )  # fmt: skip
