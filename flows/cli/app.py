@@ -21,6 +21,7 @@ from flows.cli.replay import register as register_replay
 from flows.cli.report import register as register_report
 from flows.cli.simulate import register as register_simulate
 from flows.cli.state import register as register_state
+from flows.cli.validate import register as register_validate
 from operators.contract import CONTRACT_VERSION
 from operators.policy import PolicyError
 
@@ -33,6 +34,7 @@ REGISTRARS: list[Registrar] = [
     register_live,
     register_state,
     register_report,
+    register_validate,
 ]
 
 

@@ -74,6 +74,22 @@ def test_replay_writes_valid_outputs_and_a_summary(simulated: Path, tmp_path: Pa
         for row in read_jsonl(out / f"{name}.jsonl"):
             assert VALIDATORS[name](row) == [], (name, row)
 
+    # `salvage validate` checks the same files with the same validators ...
+    checked = salvage("validate", str(out))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"outcomes: {len(outcomes):,} records, 0 invalid" in checked.stdout
+    # ... and names the file, line and problem of a broken record, not its content.
+    lines = (out / "outcomes.jsonl").read_text().splitlines()
+    broken = json.loads(lines[2])
+    del broken["resolved_at"]
+    lines[2] = json.dumps(broken)
+    (out / "outcomes.jsonl").write_text("\n".join(lines) + "\n")
+    checked = salvage("validate", str(out))
+    assert checked.returncode == 1
+    assert "outcomes: " in checked.stdout and ", 1 invalid" in checked.stdout
+    assert "outcomes.jsonl:3: missing resolved_at" in checked.stdout
+    assert broken["order_id"] not in checked.stdout
+
 
 @pytest.mark.slow
 def test_replay_via_python_dash_m_with_options(simulated: Path, tmp_path: Path) -> None:
@@ -211,9 +227,14 @@ COMMANDS = sorted(set(_command_paths(build_parser())))
 
 
 def test_core_subcommands_are_registered() -> None:
-    assert {("demo",), ("simulate",), ("replay",), ("policy",), ("policy", "check")} <= set(
-        COMMANDS
-    )
+    assert {
+        ("demo",),
+        ("simulate",),
+        ("replay",),
+        ("policy",),
+        ("policy", "check"),
+        ("validate",),
+    } <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
