@@ -36,8 +36,6 @@ class ModelRuntime:
     versions: VersionClock = field(default_factory=VersionClock)
     board: SnapshotBoard = field(default_factory=SnapshotBoard)
     store: ModelStore | None = None
-    #: Unused since versions are cut by event time; kept so callers that set it still run.
-    publish_every: int = 200
     last_stats: dict[str, Any] | None = None
     #: Every decision is labelled "refunded within this horizon" (policy
     #: ``learning.label_horizon_days``), released once the learner's event time passes it.
@@ -120,13 +118,11 @@ class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes | N
                 self.learner.restart_clock()
         else:
             self.learner = Learner(
-                runtime.publish_every,
                 horizon=runtime.horizon,
                 margin=runtime.margin,
                 prior_precision=runtime.prior_precision,
                 models=runtime.learn,
             )
-        self.learner.publish_every = runtime.publish_every
         self.learner.horizon = runtime.horizon
         self.learner.margin = runtime.margin
         self.learner.period = runtime.versions.period

@@ -50,7 +50,6 @@ class ReplayOptions:
     #: (a cluster's processes leave that to the caller, see flows/cluster.py).
     canonical: bool = True
     learn: bool = True  # online models; False: the static rules (fixed heuristic scorer)
-    publish_every: int = 200  # unused: versions are cut by event time (operators.versions)
     ground_truth: Path | None = None  # simulator truth: label treated cases as if live
     model_store: ModelStore | None = None
 
@@ -127,7 +126,6 @@ def run_replay(
         pol,
         opts.window,
         store=opts.model_store,
-        publish_every=opts.publish_every,
         truth=truth,
         # A cluster of processes has one learner for all and a context per process
         # (flows/cluster.py): its decisions cannot wait for versions made elsewhere.

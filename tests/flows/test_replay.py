@@ -243,7 +243,7 @@ def test_two_replays_are_byte_identical_and_valid(simulated: Path, tmp_path: Pat
     policy_file.write_text(SHORT_HORIZON_YAML, encoding="utf-8")
     policy = RecoveryPolicy.load(policy_file)
     assert policy.label_horizon_days == 3
-    opts = ReplayOptions(publish_every=50)
+    opts = ReplayOptions()
     run_replay(simulated, tmp_path / "a", policy, opts)
     run_replay(simulated, tmp_path / "b", policy, opts)
     first, second = _output_bytes(tmp_path / "a"), _output_bytes(tmp_path / "b")
@@ -262,7 +262,7 @@ def test_two_replays_are_byte_identical_and_valid(simulated: Path, tmp_path: Pat
         "import sys; from pathlib import Path; from flows.replay import ReplayOptions, "
         "run_replay; from operators.policy import RecoveryPolicy; "
         "run_replay(Path(sys.argv[1]), Path(sys.argv[2]), RecoveryPolicy.load(sys.argv[3]), "
-        "ReplayOptions(publish_every=50))"
+        "ReplayOptions())"
     )
     subprocess.run(
         [sys.executable, "-c", code, str(simulated), str(tmp_path / "c"), str(policy_file)],

@@ -282,7 +282,7 @@ def warm_runs(tmp_path_factory) -> dict[str, Any]:
     for name in ("cold", "warm"):
         versions: list[int] = []
         observer = FlowObserver(on_model=lambda s, v=versions: v.append(s["version"]))
-        options = ReplayOptions(model_store=store, publish_every=50)
+        options = ReplayOptions(model_store=store)
         run_replay(data, base / name, options=options, observer=observer)
         saved = store.latest(MODEL_SET)
         runs[name] = {
