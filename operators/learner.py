@@ -33,6 +33,7 @@ from typing import Any
 
 from operators.actions import action_names
 from operators.bandit import NONE, BanditLearner
+from operators.case import DAY
 from operators.features import FEATURE_NAMES, from_vector
 from operators.gate import Progress
 from operators.models import (
@@ -51,7 +52,6 @@ from operators.models import (
 )
 from operators.vocabulary import Outcome
 
-DAY = 86400.0
 #: Batches after which a silent source stops holding the learner's clock back.
 STALE_BATCHES = 10_000
 

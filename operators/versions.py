@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-DAY = 86400.0
+from operators.case import DAY
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,10 +27,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from operators import stores
+from operators.case import DAY
 from operators.credit import WINDOW_SECONDS, InMemoryCreditLedger
 from operators.memo import DecisionMemo, MemoEntry
 from operators.vocabulary import Outcome
-from state.context import DAY, InMemoryContextStore
+from state.context import InMemoryContextStore
 
 Check = Callable[[Callable[[], Any]], None]
 

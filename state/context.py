@@ -30,11 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
+from operators.case import DAY
 from operators.contract import parse_ts
 from operators.versions import VersionClock
 from operators.vocabulary import Outcome
-
-DAY = 86400.0
 
 
 @dataclass(slots=True)

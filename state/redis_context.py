@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from operators.case import DAY
 from operators.vocabulary import Outcome
-from state.context import DAY, CustomerStats, DecayedRate
+from state.context import CustomerStats, DecayedRate
 from state.redis_conn import DEFAULT_PREFIX, KeyLayout, RedisClient, RedisStoreConfig
 from state.redis_scripts import (
     _CUSTOMER_LUA,

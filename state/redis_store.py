@@ -36,7 +36,7 @@ from typing import Any, cast
 
 import orjson
 
-from state.context import DAY
+from operators.case import DAY
 from state.redis_conn import DEFAULT_PREFIX, KeyLayout, RedisClient, RedisStoreConfig
 from state.redis_context import DELAY, REFUND, RedisContextStore
 from state.redis_scripts import (

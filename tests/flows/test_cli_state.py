@@ -14,7 +14,8 @@ import pytest
 
 from flows.cli.context_rows import RowError, detect_format, parse_row
 from flows.cli.state import format_case
-from state.context import DAY, DecayedRate
+from operators.case import DAY
+from state.context import DecayedRate
 from state.redis_conn import connect
 from state.redis_store import RedisCaseStore, RedisContextStore, RedisDispatchLedger
 

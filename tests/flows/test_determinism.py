@@ -13,14 +13,14 @@ import pytest
 
 from flows.replay import ReplayOptions, ReplayRun, run_replay
 from flows.sinks import OUTPUTS, write_canonical
-from operators.case import OrderCase
+from operators.case import DAY, OrderCase
 from operators.features import build_features, to_vector
 from operators.gate import SnapshotBoard
 from operators.learner import Learner
 from operators.models import Pending, Resolution
 from operators.policy import RecoveryPolicy
 from operators.simulation import simulate
-from operators.versions import DAY, VersionClock
+from operators.versions import VersionClock
 from state.context import InMemoryContextStore
 
 REPO = Path(__file__).resolve().parents[2]

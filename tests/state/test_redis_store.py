@@ -21,13 +21,14 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from flows.case_sink import CaseStoreSink, attach_case_store, write_case_records
 from flows.dataflow import FlowParts, build_streams
+from operators.case import DAY
 from operators.contract import format_ts
 from operators.engine import DecisionEngine
 from operators.masking import mask_url
 from operators.policy import RecoveryPolicy
 from state.cases import InMemoryCaseStore
 from state.checks import FAMILIES, LANES, T0, random_outcomes
-from state.context import DAY, InMemoryContextStore
+from state.context import InMemoryContextStore
 from state.models import InMemoryModelStore
 from state.redis_conn import (
     KeyLayout,
