@@ -19,16 +19,18 @@ class JsonlError(ValueError):
     """A line that is not a JSON object; the message names the file and the line."""
 
 
+def worker_parts(path: Path) -> list[Path]:
+    """``name.jsonl`` and its other workers' parts (``name.w1.jsonl``...), those present."""
+    parts = [path, *sorted(path.parent.glob(path.name.replace(".jsonl", ".w*.jsonl")))]
+    return [p for p in parts if p.exists()]
+
+
 def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """Records of a JSONL file and of its worker parts (``name.w1.jsonl``...), streamed.
 
     A missing file yields nothing; ``.gz`` files are decompressed; blank lines are skipped.
     """
-    path = Path(path)
-    parts = [path, *sorted(path.parent.glob(path.name.replace(".jsonl", ".w*.jsonl")))]
-    for p in parts:
-        if not p.exists():
-            continue
+    for p in worker_parts(Path(path)):
         opener = gzip.open if p.suffix == ".gz" else open
         with opener(p, "rb") as fh:
             for lineno, line in enumerate(fh, 1):

@@ -10,6 +10,8 @@ from typing import IO, Any
 import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from flows.jsonl import worker_parts
+
 OUTPUTS: tuple[str, ...] = ("interventions", "decisions", "outcomes", "dead_letter")
 #: The event-time field each output is ordered by (then order id, then the line's bytes).
 ORDER_BY: dict[str, str] = {
@@ -48,21 +50,6 @@ class JsonlSink(DynamicSink[dict[str, Any]]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _JsonlPartition:
         return _JsonlPartition(output_path(self.out_dir, self.name, worker_index))
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """All records of a JSONL file (all worker parts of it when given the base name)."""
-    records: list[dict[str, Any]] = []
-    for p in worker_parts(path):
-        with open(p, "rb") as fh:
-            records.extend(orjson.loads(line) for line in fh if line.strip())
-    return records
-
-
-def worker_parts(path: Path) -> list[Path]:
-    """``name.jsonl`` and its other workers' parts (``name.w1.jsonl``...), those present."""
-    parts = [path, *sorted(path.parent.glob(path.name.replace(".jsonl", ".w*.jsonl")))]
-    return [p for p in parts if p.exists()]
 
 
 def _canonical_key(line: bytes, time_field: str) -> tuple[str, str, bytes]:
