@@ -71,7 +71,9 @@ def _open(path: Path) -> IO[bytes]:
     return open(path, "rb", buffering=1 << 20)
 
 
-def _event_time(payload: Any) -> float | None:
+def occurred_at(payload: Any) -> float | None:
+    """A raw record's event time, used to merge streams (None: unreadable, emitted first
+    and dead-lettered downstream with the reason)."""
     if isinstance(payload, dict) and isinstance(payload.get("occurred_at"), str):
         try:
             return parse_ts(payload.get("occurred_at"))
@@ -163,7 +165,7 @@ class MergedFiles:
             payload = orjson.loads(line)
         except orjson.JSONDecodeError:
             payload = line.rstrip(b"\r")
-        return _Line(_event_time(payload), payload, blanks)
+        return _Line(occurred_at(payload), payload, blanks)
 
     def _fill(self, stream: str) -> None:
         """Read ahead, and work out the head's merge key: its time, or -inf (at once) if

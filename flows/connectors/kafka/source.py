@@ -27,7 +27,7 @@ from flows.connectors.kafka.admin import topic_partitions
 from flows.connectors.kafka.serde import InputItem
 from flows.connectors.kafka.sink import broker_lost_state
 from flows.settings import KafkaSettings
-from flows.sources import _event_time as occurred_at
+from flows.sources import occurred_at
 
 log = logging.getLogger("salvage.kafka")
 
