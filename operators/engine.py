@@ -54,12 +54,11 @@ from operators.features import build_features, to_vector
 from operators.messages import MessageFields, message_text
 from operators.models import Pending, Resolution
 from operators.policy import ActionSpec, RecoveryPolicy
-from operators.records import CustomerMessage, Intervention, Offer
+from operators.records import CustomerMessage, Intervention, Offer, Output
 from operators.scoring import HeuristicScorer, Scorer, abuse_risk
 from operators.stores import ContextStore
 from operators.vocabulary import Action, Outcome
 
-Output = tuple[str, Any]
 #: A plain string: decisions are counted by action, and record keys must be exactly ``str``.
 HUMAN_REVIEW: str = Action.HUMAN_REVIEW.value
 

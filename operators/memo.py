@@ -31,11 +31,11 @@ from operators.case import OrderCase
 from operators.contract import Event
 from operators.decision import NO_ACTION
 from operators.models import Pending
+from operators.records import Output
 from operators.window import Decider
 
 log = logging.getLogger("salvage.memo")
 
-Output = tuple[str, Any]
 
 #: The record kinds a memo entry keeps as they were emitted.
 REPLAYED_KINDS = ("decision", "intervention")

@@ -30,6 +30,10 @@ from operators.vocabulary import Outcome
 if TYPE_CHECKING:
     from operators.case import OrderCase
 
+#: A tagged output of the case window: ("decision" | "intervention" | "outcome" | "case",
+#: record) and, for the learner step, ("pending", Pending) and ("resolution", Resolution).
+Output = tuple[str, Any]
+
 
 @dataclass(frozen=True, slots=True)
 class Offer:

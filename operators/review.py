@@ -55,7 +55,7 @@ from operators.credit import CreditLedger
 from operators.decision import intervention_id
 from operators.messages import MessageFields, message_text
 from operators.policy import RecoveryPolicy
-from operators.records import CustomerMessage, Offer
+from operators.records import CustomerMessage, Offer, Output
 from operators.review_auth import (
     DEFAULT_MAX_MESSAGE_CHARS,
     DEFAULT_SIGNATURE_MAX_AGE_SECONDS,
@@ -74,7 +74,6 @@ MAX_MESSAGE_CHARS = 2000  # notes, and message text when decisions are not authe
 REVIEW_STREAM = "review_decisions"
 
 #: Tagged outputs: ("intervention" | "review", record).
-Output = tuple[str, dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)

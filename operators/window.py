@@ -40,7 +40,7 @@ from operators.contract import (
     payload_digest,
     redact,
 )
-from operators.records import OutcomeRecord
+from operators.records import OutcomeRecord, Output
 from operators.vocabulary import DeadLetterKind
 
 
@@ -463,10 +463,6 @@ def _dead(event: Event, kind: DeadLetterKind, reason: str, received_at: float) -
 
 
 # --- the case window ------------------------------------------------------------------------
-
-#: Tagged outputs of the case window: ("decision" | "intervention" | "outcome" | "case", record)
-#: and, for the learner step, ("pending", Pending) and ("resolution", Resolution).
-Output = tuple[str, Any]
 
 
 class Decider(Protocol):
