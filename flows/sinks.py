@@ -10,9 +10,11 @@ from typing import IO, Any
 import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from flows.dataflow import OUTPUT_NAMES
 from flows.jsonl import worker_parts
 
-OUTPUTS: tuple[str, ...] = ("interventions", "decisions", "outcomes", "dead_letter")
+#: One file per output of the flow.
+OUTPUTS: tuple[str, ...] = OUTPUT_NAMES
 #: The event-time field each output is ordered by (then order id, then the line's bytes).
 ORDER_BY: dict[str, str] = {
     "interventions": "decided_at",
