@@ -62,22 +62,38 @@ class Msg:
 
 
 class FakeConsumer:
-    """``consume`` returns the next scripted batch; watermarks are set by the test."""
+    """``consume`` returns the next scripted batch, then a partition-end event for every
+    topic read to its end, as librdkafka does (once each time the end is reached). The end
+    of a topic's log is ``end`` if the test sets it, else the reported watermark ``high``:
+    a test makes the watermark lag behind the log by setting both."""
 
     def __init__(self) -> None:
         self.batches: list[list[Msg]] = []
         self.high: dict[str, int] = {A: 0, B: 0}
         self.low: dict[str, int] = {A: 0, B: 0}
+        self.end: dict[str, int] = {}
+        self.position: dict[str, int] = {A: 0, B: 0}
+        self.eof_at: dict[str, int] = {}
         self.seeks: list[tuple[str, int]] = []
 
     def consume(self, n: int, timeout: float) -> list[Msg]:
-        return self.batches.pop(0) if self.batches else []
+        batch = self.batches.pop(0) if self.batches else []
+        for msg in batch:
+            if msg.error() is None:
+                self.position[msg.topic()] = msg.offset() + 1
+        for topic, position in self.position.items():
+            end = self.end.get(topic, self.high[topic])
+            if position >= end and self.eof_at.get(topic) != position:
+                self.eof_at[topic] = position
+                batch = [*batch, Msg(topic, position, eof=True)]
+        return batch
 
     def get_watermark_offsets(self, tp: Any, cached: bool = False, timeout: float = 0) -> Any:
         return self.low[tp.topic], self.high[tp.topic]
 
     def seek(self, tp: Any) -> None:
         self.seeks.append((tp.topic, tp.offset))
+        self.position[tp.topic] = tp.offset
 
     def assign(self, parts: Any) -> None:
         pass
@@ -108,6 +124,7 @@ def partition(fake: FakeConsumer, offsets: dict[str, int]) -> _AlignedPartition:
     )  # fmt: skip
     part._consumer.close()
     part._consumer = fake  # type: ignore[assignment]
+    fake.position = dict(offsets)
     return part
 
 
@@ -157,6 +174,27 @@ def test_a_topic_that_really_lags_holds_the_others_back_only_for_max_idle(clock:
     assert part.next_batch() == []  # B is behind: wait for it
     clock.now += 0.6  # past max_idle (0.5 s) with A's records waiting and B still empty
     assert len(part.next_batch()) == 3
+
+
+def test_a_topic_is_caught_up_only_at_its_partition_end_not_at_a_lagging_watermark(
+    clock: Clock,
+) -> None:
+    """After a resume the first watermarks come from a query, and a broker may report one
+    behind its log (Tansu lags by tens of records under load). B's says "nothing past
+    your position" while B has three more records: A must wait for them, not run ahead
+    and make them late (the SIGKILL drill's few late events, issue #11)."""
+    fake = FakeConsumer()
+    fake.high = {A: 105, B: 5}
+    fake.end = {B: 8}
+    part = partition(fake, {A: 100, B: 5})
+    fake.batches = [[Msg(A, i, T0 + (i - 100) * 60) for i in range(100, 105)]]
+    assert part.next_batch() == []  # B not read to its end yet
+    clock.now += 0.1
+    fake.high = {A: 105, B: 8}
+    fake.batches = [[Msg(B, i, T0 + (i - 5) * 60 + 1) for i in range(5, 8)]]
+    merged = part.next_batch() + part.next_batch()
+    times = [t for _, t in emitted_times(merged)]
+    assert len(times) == 8 and times == sorted(times)
 
 
 def test_a_broker_restarted_empty_is_noticed_logged_and_read_from_its_new_start(

@@ -181,6 +181,11 @@ def make_producer(settings: KafkaSettings, **extra: Any) -> Producer:
         **settings.client_config(),
         "linger.ms": 5,
         "enable.idempotence": True,
+        # Topics are created by the operator (`salvage topics create`), with the partition
+        # count the flow needs. A producer that creates a missing topic by asking for it
+        # gets the broker's default count, and several clients asking at once (all sinks
+        # after a broker came back empty) can race the operator's creation.
+        "allow.auto.create.topics": False,
         **settings.producer,
         **extra,
     }

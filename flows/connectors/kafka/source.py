@@ -112,6 +112,7 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
         self._streams = streams
         self._next = dict(offsets)  # next offset to read, per topic
         self._high = dict(highs)  # last known high watermark, per topic
+        self._eof: dict[str, int] = {}  # offset of the last partition-end event, per topic
         self._buffers: dict[str, deque[tuple[float, int, Any]]] = {t: deque() for t in streams}
         self._empty_since: dict[str, float] = {}
         self._batch_size = batch_size
@@ -126,6 +127,11 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
+                    # The only trustworthy "read to the end": some brokers (Tansu) report
+                    # high watermarks that lag behind the log.
+                    topic, end = msg.topic(), msg.offset()
+                    if topic is not None and end is not None:
+                        self._eof[topic] = end
                     continue
                 if err.fatal() or not _transient(err):
                     raise RuntimeError(f"error reading Kafka topic {msg.topic()!r}: {err}")
@@ -177,16 +183,29 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
             )  # fmt: skip
             self._consumer.seek(TopicPartition(topic, self._index, start))
             self._next[topic] = start
+            self._eof.pop(topic, None)
             self._high[topic] = high
             broker_lost_state()  # the output producers are unknown to it too
 
-    def _caught_up(self, topic: str, now: float) -> bool:
+    def _at_end(self, topic: str) -> bool:
+        """Whether ``topic`` has been read to its end: the consumer said so with a
+        partition-end event at our position, and no later high watermark says there is
+        more. A watermark alone is not enough: brokers may report one that lags behind the
+        log (Tansu does, by tens of records under load), and a topic taken as caught up
+        too early lets the others run ahead in event time and makes its records late
+        (seen after a resume, when the first watermark comes from a query)."""
         _, high = self._consumer.get_watermark_offsets(
             TopicPartition(topic, self._index), cached=True
         )
         if high is not None and high >= 0:
             self._high[topic] = high
-        if self._next[topic] >= self._high.get(topic, -1) >= 0:
+            if high > self._next[topic]:
+                return False
+        # >=: offsets can skip (transaction markers), so the end may lie past our position.
+        return self._eof.get(topic, -1) >= self._next[topic]
+
+    def _caught_up(self, topic: str, now: float) -> bool:
+        if self._at_end(topic):
             return True
         since = self._empty_since.setdefault(topic, now)
         return now - since >= self._max_idle
@@ -272,11 +291,11 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
 
     def _maybe_end(self, emitted: bool, now: float) -> None:
         """``close at end``: raise StopIteration (Bytewax's end of input) once every topic
-        has been read to its high watermark, with nothing buffered, for ``end_when_idle``
+        has been read to its end (see ``_at_end``), with nothing buffered, for ``end_when_idle``
         seconds in a row."""
         assert self._end_when_idle is not None
         at_end = not emitted and all(
-            not buf and self._next[t] >= self._watermark(t) for t, buf in self._buffers.items()
+            not buf and self._at_end(t) for t, buf in self._buffers.items()
         )
         if not at_end:
             self._at_end_since = None
@@ -290,15 +309,6 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
                 self._end_when_idle,
             )
             raise StopIteration
-
-    def _watermark(self, topic: str) -> int:
-        # The watermark of the consumer's last fetch response (cached: no round trip).
-        _, high = self._consumer.get_watermark_offsets(
-            TopicPartition(topic, self._index), cached=True
-        )
-        if high is not None and high >= 0:
-            self._high[topic] = high
-        return self._high.get(topic, 0)
 
     def _report_lag(self) -> None:
         """Lag per topic: from the first record not yet emitted to the end of the partition
@@ -379,6 +389,8 @@ class KafkaInputSource(FixedPartitionedSource[InputItem, dict[str, int]]):
             "auto.offset.reset": "earliest",
             "error_cb": _on_client_error,
             **self.consumer_config,
+            # The merge takes a topic as caught up only at a partition-end event.
+            "enable.partition.eof": True,
         }
 
     def build_part(
