@@ -144,6 +144,18 @@ def compare(reference: LiveRig, faulted: LiveRig, markers: set[str], name: str) 
             contacts[iv["order_id"]].add(iv["intervention_id"])
     over_cap = {o: len(ids) for o, ids in contacts.items() if len(ids) > MAX_CONTACTS}
     late = [r for _, r in faulted.read("dead_letter") if "late" in str(r.get("reason", ""))]
+
+    # Outcomes: one per closed case (the topic may hold a re-emitted copy), and the same
+    # case closing the same way with the same arm and actions as in the uninterrupted run.
+    def both_outcomes() -> tuple[dict[str, set[bytes]], dict[str, set[bytes]]] | None:
+        ref, got = outcomes_by_order(reference), outcomes_by_order(faulted)
+        return (ref, got) if ref and ref.keys() == got.keys() else None
+
+    ref_outcomes, got_outcomes = wait_for(
+        f"the {name} run's outcomes for the reference's orders", both_outcomes, 60
+    )
+    outcome_copies = {o: len(v) for o, v in got_outcomes.items() if len(v) > 1}
+    outcomes_differ = {o for o in ref_outcomes if ref_outcomes[o] != got_outcomes[o]}
     summary = {
         "fault": name, "decision_points": len(ref_points),
         "re_emitted_copies": len(got_decisions) - len(got_points),
@@ -151,6 +163,7 @@ def compare(reference: LiveRig, faulted: LiveRig, markers: set[str], name: str) 
         "action_differs_from_reference": len(differ), "interventions": len(got_ids),
         "deliveries": sum(keys.values()), "duplicated_deliveries": len(duplicated),
         "over_contact_limit": len(over_cap), "dead_lettered_late": len(late),
+        "outcomes": len(got_outcomes), "outcomes_differ": len(outcomes_differ),
     }  # fmt: skip
     print(f"{name} summary:", json.dumps(summary))
     assert not changed, f"re-emitted decisions differ from the first: {list(changed)[:5]}"
@@ -161,7 +174,17 @@ def compare(reference: LiveRig, faulted: LiveRig, markers: set[str], name: str) 
     assert set(keys) == got_ids  # every intervention delivered, nothing else
     assert not over_cap, over_cap
     assert not late, late[:3]
+    assert not outcome_copies, f"one case closed in different ways: {outcome_copies}"
+    assert not outcomes_differ, sorted(outcomes_differ)[:5]
     return summary
+
+
+def outcomes_by_order(rig: LiveRig) -> dict[str, set[bytes]]:
+    """Each order's distinct outcome records (a re-emitted copy is identical)."""
+    got: dict[str, set[bytes]] = defaultdict(set)
+    for _, r in rig.read("outcomes"):
+        got[r["order_id"]].add(orjson.dumps(r, option=orjson.OPT_SORT_KEYS))
+    return got
 
 
 class Progress:
