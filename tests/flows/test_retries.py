@@ -10,6 +10,7 @@ run as the command line runs it, against Redis.
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import threading
 from collections.abc import Callable, Iterator
@@ -409,7 +410,7 @@ def test_only_a_dead_lettered_claim_can_be_reopened(stores: QueueFactory) -> Non
 
 
 def test_a_delivery_in_flight_when_its_process_dies_is_sent_by_another(
-    receiver: Receiver, redis_url: str
+    receiver: Receiver, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Write-ahead: the delivery is in the retry queue before its first attempt, so a
     process killed during the quick attempts does not lose it."""
@@ -433,9 +434,12 @@ def test_a_delivery_in_flight_when_its_process_dies_is_sent_by_another(
     restarted = rig(receiver.url, make, clock)
     assert restarted.dispatcher.retry_due() == []  # the lease has not ended yet
     clock.t += 600.0
-    [result] = restarted.dispatcher.retry_due()
+    with caplog.at_level(logging.WARNING, logger="salvage.dispatch"):
+        [result] = restarted.dispatcher.retry_due()
     assert (result.status, result.attempts) == ("delivered", 1)
     assert receiver.statuses("iv-7") == [200]
+    # The receiver may have had it from the dead process: the log says it was sent again.
+    assert "re-sending iv-7: its earlier delivery did not finish" in caplog.text
     assert queue.pending() == 0
     for c in clients:
         c.close()

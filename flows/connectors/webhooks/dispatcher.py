@@ -408,6 +408,10 @@ class Dispatcher:
         if self.ledger.status(iid) == "delivered":
             self.retries.done(iid)  # delivered meanwhile (e.g. by a re-send)
             return DeliveryResult(iid, ep.name, "skipped_duplicate", item.attempts)
+        if item.attempts == 0:
+            # Parked ahead of its first attempt by a run that stopped before the delivery
+            # ended: the receiver may have accepted it already (same Idempotency-Key).
+            log.warning("re-sending %s: its earlier delivery did not finish", iid)
         item.attempts += 1
         result = self._attempt(endpoint, item.intervention, webhook_body(item.intervention),
                                item.attempts)  # fmt: skip
