@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol
 
-from operators.actions import action_names, definition
+from operators.actions import action_names, definition, generation
 from operators.decision import Scores
 
 
@@ -71,6 +71,23 @@ def promise_sensitivity(f: dict[str, float]) -> float:
     return round(_sigmoid(x), 4)
 
 
+#: (registry generation, per action: name, intercept, weights) of the registered priors;
+#: read at every decision point, so not looked up in the registry each time.
+_PRIORS: list[tuple[int, tuple[tuple[str, float, tuple[tuple[str, float], ...]], ...]]] = []
+
+
+def _priors() -> tuple[tuple[str, float, tuple[tuple[str, float], ...]], ...]:
+    gen = generation()
+    if not _PRIORS or _PRIORS[0][0] != gen:
+        priors = tuple(
+            (a, p.intercept, tuple(p.weights.items()))
+            for a in action_names()
+            for p in (definition(a).recovery_prior,)
+        )
+        _PRIORS[:] = [(gen, priors)]
+    return _PRIORS[0][1]
+
+
 class Scorer(Protocol):
     """Scores a case from its features; learns from outcomes if it can."""
 
@@ -109,9 +126,9 @@ class HeuristicScorer:
         out = {}
         if abuse is None:
             abuse = abuse_risk(f)[0]
-        for action in action_names():
-            prior = definition(action).recovery_prior
-            x = prior.intercept + sum(w * f.get(k, 0.0) for k, w in prior.weights.items())
+        get = f.get
+        for action, intercept, weights in _priors():
+            x = intercept + sum(w * get(k, 0.0) for k, w in weights)
             x -= 2.5 * abuse
             out[action] = _sigmoid(x)
         return out
