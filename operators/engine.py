@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import random
 import threading
-from dataclasses import replace
 from typing import Any
 
 from operators.bandit import (
@@ -131,19 +130,15 @@ class DecisionEngine:
             point, case.lane, case.sku_family, case.support_reason(), case.customer_orders,
             case.campaign,
         )  # fmt: skip
+        # Stamped on the decision where it is built (the versions and the case's labels).
+        stamp = (self.policy.version, self.scorer.version, CaseLabels.of_case(case))
         decision = self._choose(
-            case, trigger, now, features, scores, recover, point, ctx, prior_p, prior_rec
+            case, trigger, now, features, scores, recover, point, ctx, prior_p, prior_rec, stamp
         )
         treated = case.arm == TREATMENT
         # Once the treatment arm acted, later points teach nothing: the truth of the case is
         # keyed on its first action.
         acted_before = treated and bool(case.actions)
-        decision = replace(
-            decision,
-            policy_version=self.policy.version,
-            model_version=self.scorer.version,
-            labels=CaseLabels.of_case(case),
-        )
         out: list[Output] = [("decision", decision.to_record())]
         if decision.action != NO_ACTION:
             case.record_action(now, decision.action)
@@ -236,6 +231,7 @@ class DecisionEngine:
         ctx: Context,
         prior_p: float,
         prior_rec: dict[str, float],
+        stamp: tuple[str, str, CaseLabels],
     ) -> Decision:
         policy = self.policy
         arm = case.arm or TREATMENT
@@ -272,7 +268,7 @@ class DecisionEngine:
                 case.order_id, now, trigger.event_id, NO_ACTION, arm, True, rule,
                 tuple(reasons + list(why)), scores, value_at_risk, 0.0, None,
                 point, eligible, round(choice.propensity, 6) if choice else 1.0, segment,
-                _probabilities(choice),
+                _probabilities(choice), *stamp,
             )  # fmt: skip
 
         # A learning policy's gate reads the heuristic prior, as the static rules do: the
@@ -304,7 +300,7 @@ class DecisionEngine:
             return Decision(
                 case.order_id, now, trigger.event_id, HUMAN_REVIEW, arm, False,
                 "automation_boundary", tuple(reasons), scores, value_at_risk,
-                saving, proposed, point, eligible, 1.0, segment,
+                saving, proposed, point, eligible, 1.0, segment, (), *stamp,
             )  # fmt: skip
         if best is None:
             return none("no_eligible_action", *blocked)
@@ -357,7 +353,7 @@ class DecisionEngine:
             case.order_id, now, trigger.event_id, spec.name, arm, True,
             f"{spec.name}.{clause_name}", tuple(reasons), scores, value_at_risk,
             round(mean_saving, 2), None, point, eligible, round(choice.propensity, 6), segment,
-            _probabilities(choice),
+            _probabilities(choice), *stamp,
         )  # fmt: skip
 
     def _posterior(self) -> BanditPosterior | None:
