@@ -62,6 +62,19 @@ from operators.vocabulary import Action, Outcome
 HUMAN_REVIEW: str = Action.HUMAN_REVIEW.value
 
 
+_POINTS: dict[str, str] = {}
+
+
+def _point(event_type: str) -> str:
+    """The decision point of a trigger type, as the plain string records carry."""
+    point = _POINTS.get(event_type)
+    if point is None:
+        point = point_of(event_type).value
+        if len(_POINTS) < 1024:  # event types are validated: a handful in practice
+            _POINTS[event_type] = point
+    return point
+
+
 def _probabilities(choice: Choice | None) -> tuple[tuple[str, float], ...]:
     """Each option's probability, rounded, in a stable order (empty without a choice)."""
     if choice is None or len(choice.shares) < 2:
@@ -125,7 +138,7 @@ class DecisionEngine:
             case.arm = arm_of(case.order_id, self.policy.holdout_share, self.policy.holdout_salt)
         if case.first_propensity is None:
             case.first_propensity = round(scores.return_propensity, 4)
-        point = point_of(trigger.type).value
+        point = _point(trigger.type)
         ctx = Context.of(
             point, case.lane, case.sku_family, case.support_reason(), case.customer_orders,
             case.campaign,
@@ -250,7 +263,11 @@ class DecisionEngine:
         for spec in policy.actions.values():
             if spec.name == HUMAN_REVIEW:
                 continue
-            clause = next((c for c in spec.eligible if c.holds(case, now)), None)
+            clause = None
+            for c in spec.eligible:
+                if c.holds(case, now):
+                    clause = c
+                    break
             if clause is None:
                 continue
             why = self._blocked(spec, case, now)
