@@ -121,10 +121,19 @@ def _check_order_placed(obj: dict[str, Any]) -> None:
                 raise ContractError(f"customer.{exc}", exc.kind) from None
 
 
+_DELIVERY_STRINGS = ("shipment_id", "courier", "lane", "exception_code")
+
+
 def _check_delivery(obj: dict[str, Any]) -> None:
-    for field in ("shipment_id", "courier", "lane", "exception_code"):
-        _check_optional_str(obj, field)
-    _check_optional_ts(obj, "estimated_delivery_at")
+    # The most frequent event: _check_optional_str inlined.
+    get = obj.get
+    for field in _DELIVERY_STRINGS:
+        value = get(field)
+        if value is not None and not isinstance(value, str):
+            raise ContractError(f"{field} must be a string or null, got {_kind(value)}")
+    estimate = get("estimated_delivery_at")
+    if estimate is not None:
+        parse_ts(estimate, "estimated_delivery_at")
 
 
 def _check_support(obj: dict[str, Any]) -> None:
