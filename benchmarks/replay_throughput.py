@@ -108,17 +108,22 @@ def main() -> int:
         size = args.batch_size
         runs: list[tuple[str, Callable[[], tuple[int, float]]]] = [
             ("bare Bytewax (orjson, counter per order)", lambda: bare_bytewax(data, size)),
-            ("heuristic (no learning)", replay(ReplayOptions(size, learn=False), "heuristic")),
+            (
+                "heuristic (no learning)",
+                replay(ReplayOptions(batch_size=size, learn=False), "heuristic"),
+            ),
             (
                 "learning (River models)",
                 replay(
-                    ReplayOptions(size, learn=True, ground_truth=data / "ground_truth.jsonl"),
+                    ReplayOptions(
+                        batch_size=size, learn=True, ground_truth=data / "ground_truth.jsonl"
+                    ),
                     "learning",
                 ),
             ),
         ]
         if args.batch_1:
-            runs.append(("learning, batch size 1", replay(ReplayOptions(1), "batch1")))
+            runs.append(("learning, batch size 1", replay(ReplayOptions(batch_size=1), "batch1")))
         seconds: dict[str, list[float]] = {name: [] for name, _ in runs}
         cpu: dict[str, list[float]] = {name: [] for name, _ in runs}
         events: dict[str, int] = {}
