@@ -321,13 +321,24 @@ def _observer_of(
     return observe
 
 
-def _select(tag: str) -> Callable[[tuple[str, Any]], dict[str, Any] | None]:
-    """The record of each tagged item with ``tag``; None (dropped) for the others."""
+def _select(tag: str) -> Callable[[tuple[str, tuple[str, Any]]], dict[str, Any] | None]:
+    """The record of each (order id, tagged item) with ``tag``; None (dropped) for others."""
 
-    def select(item: tuple[str, Any]) -> dict[str, Any] | None:
+    def select(kv: tuple[str, tuple[str, Any]]) -> dict[str, Any] | None:
+        item = kv[1]
         return item[1] if item[0] == tag else None
 
     return select
+
+
+_EXAMPLE_TAGS = frozenset({"pending", "resolution", "progress"})
+
+
+def _example(kv: tuple[str, tuple[str, Any]]) -> tuple[str, Any] | None:
+    """The tagged items the learner step takes (the case step's ``pending``,
+    ``resolution`` and ``progress``); None (dropped) for the others."""
+    item = kv[1]
+    return item if item[0] in _EXAMPLE_TAGS else None
 
 
 def _decode_item(item: tuple[Any, ...]) -> Event | DeadLetter:
@@ -405,17 +416,19 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
         ),
     )
     gate = parts.models.gate if parts.models is not None else None
-    admitted = op.map("unkey_clock", clocked, lambda kv: kv[1])
+    # The clock's (shard, item) pairs are split and re-keyed by order in one step each
+    # (no separate unkeying step: every event passes here).
+    by_order: Stream[tuple[str, Any]]
     clock_dead: Stream[DeadLetter]
     if gate is None:
-        admitted_ok = op.branch("admitted", admitted, lambda x: not isinstance(x, DeadLetter))
-        by_order = op.key_on("key_order", admitted_ok.trues, lambda x: x.order_id)
-        clock_dead = admitted_ok.falses
+        admitted_ok = op.branch("admitted", clocked, lambda kv: not isinstance(kv[1], DeadLetter))
+        by_order = op.map("key_order", admitted_ok.trues, lambda kv: (kv[1].order_id, kv[1]))
+        clock_dead = op.map("unkey_dead", admitted_ok.falses, lambda kv: kv[1])
     else:
         # Items come tagged with the clock worker that sent them (see ClockLogic).
-        tagged_ok = op.branch("admitted", admitted, lambda x: not isinstance(x[1], DeadLetter))
-        by_order = op.key_on("key_order", tagged_ok.trues, lambda x: x[1].order_id)
-        clock_dead = op.map("untag_dead", tagged_ok.falses, lambda x: x[1])
+        tagged_ok = op.branch("admitted", clocked, lambda kv: not isinstance(kv[1][1], DeadLetter))
+        by_order = op.map("key_order", tagged_ok.trues, lambda kv: (kv[1][1].order_id, kv[1]))
+        clock_dead = op.map("untag_dead", tagged_ok.falses, lambda kv: kv[1][1])
 
     close_at_eof = parts.close_open_cases_at_eof
 
@@ -429,8 +442,8 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
         window = CaseWindow(case.order_id, decider(), cfg, case, parts.emit_case_views)
         return CaseLogic(window, close_at_eof, observer.on_latency, snapshots, gate, fresh)
 
+    # (order id, (tag, record)) pairs: the steps below read the tagged item directly.
     cases = op.stateful("case", by_order, case_builder)
-    tagged = op.map("unkey_case", cases, lambda kv: kv[1])
 
     dead: Stream[DeadLetter] = op.merge("dead_letters", valid.falses, clock_dead)
     if observer.on_dead_letter is not None:
@@ -442,12 +455,10 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
     names = [*RECORD_OUTPUTS, "cases"] if parts.emit_case_views else list(RECORD_OUTPUTS)
     for name in names:
         tag = _TAG_OF_OUTPUT[name]
-        records[name] = op.filter_map(f"select_{name}", tagged, _select(tag))
+        records[name] = op.filter_map(f"select_{name}", cases, _select(tag))
     if parts.models is not None:
         runtime = parts.models
-        examples = op.filter(
-            "select_examples", tagged, lambda t: t[0] in ("pending", "resolution", "progress")
-        )
+        examples = op.filter_map("select_examples", cases, _example)
         keyed = op.key_on("key_models", examples, lambda _r: MODEL_SET)
         learned = op.stateful_batch(
             "learn", keyed, lambda snap: LearnerLogic(runtime, snap, observer, snapshots)

@@ -176,6 +176,14 @@ _DEFINITIONS: tuple[ActionDefinition, ...] = (
 #: it, so reordering changes every simulated world).
 _REGISTRY: dict[str, ActionDefinition] = {str(d.name): d for d in _DEFINITIONS}
 REGISTRY: Mapping[str, ActionDefinition] = MappingProxyType(_REGISTRY)
+#: Changes whenever the registry does: readers that cache what they derive from it (the
+#: heuristic scorer's priors) rebuild when it moved.
+_GENERATION = [0]
+
+
+def generation() -> int:
+    """A number that changes whenever an action is registered or unregistered."""
+    return _GENERATION[0]
 
 
 def action_names() -> tuple[str, ...]:
@@ -204,6 +212,7 @@ def register(action: ActionDefinition) -> None:
     if action.name in _REGISTRY or action.name == Action.NONE:
         raise ValueError(f"action {action.name!r} is already registered")
     _REGISTRY[str(action.name)] = action
+    _GENERATION[0] += 1
 
 
 def unregister(name: str) -> None:
@@ -211,6 +220,7 @@ def unregister(name: str) -> None:
     if any(d.name == name for d in _DEFINITIONS):
         raise ValueError(f"{name!r} is a built-in action")
     _REGISTRY.pop(name, None)
+    _GENERATION[0] += 1
 
 
 @contextmanager
@@ -233,6 +243,7 @@ __all__ = [
     "action_names",
     "customer_facing_names",
     "definition",
+    "generation",
     "register",
     "registered",
     "unregister",

@@ -381,6 +381,43 @@ def static_choice(best: str, options: Sequence[str], epsilon: float, rng: random
     return Choice(action, shares[action], shares, explored, 0.0)
 
 
+class _Sampled:
+    """Each option's saving over the threshold in every draw, worked out when first read:
+    the guarded choice reads two options' at most, and not at all when the means agree
+    with its baseline (the draws themselves are taken up front, so the random stream is
+    the same whatever is read)."""
+
+    __slots__ = ("_base", "_done", "_effects", "_min_saving", "_p_base")
+
+    def __init__(self, base: list[float], draws: int, min_saving: float) -> None:
+        self._base = base
+        self._p_base: list[float] | None = None
+        self._effects: dict[str, tuple[list[float], Option]] = {}
+        self._min_saving = min_saving
+        self._done: dict[str, list[float]] = {NONE: [0.0] * draws}
+
+    def add(self, option: Option, effect: list[float]) -> None:
+        self._effects[option.action] = (effect, option)
+
+    def __contains__(self, action: str) -> bool:
+        return action in self._done or action in self._effects
+
+    def __getitem__(self, action: str) -> list[float]:
+        done = self._done.get(action)
+        if done is not None:
+            return done
+        effect, o = self._effects[action]
+        p_base = self._p_base
+        if p_base is None:
+            p_base = self._p_base = [sigmoid(z) for z in self._base]
+        value, cost, min_saving = o.value, o.cost, self._min_saving
+        done = self._done[action] = [
+            (p - sigmoid(z + e)) * value - cost - min_saving
+            for p, z, e in zip(p_base, self._base, effect, strict=True)
+        ]
+        return done
+
+
 def _savings(
     posterior: BanditPosterior,
     keys: Sequence[str],
@@ -389,7 +426,7 @@ def _savings(
     rng: random.Random,
     min_saving: float,
     draws: int,
-) -> tuple[dict[str, float], dict[str, list[float]]]:
+) -> tuple[dict[str, float], _Sampled]:
     """Each option's saving over the threshold, ``(p_none - p_a) * value - cost -
     min_saving`` (``none``: 0), under the posterior means and in ``draws`` draws.
 
@@ -403,16 +440,12 @@ def _savings(
     base = _draws(mu_n, math.sqrt(var_n), draws, rng)
     p_none = sigmoid(mu_n)
     means: dict[str, float] = {NONE: 0.0}
-    sampled: dict[str, list[float]] = {NONE: [0.0] * draws}
+    sampled = _Sampled(base, draws, min_saving)
     for o in options:
         mu_e, var_e = posterior.weights(o.action, keys)
         mu_e += offsets[o.action] - offsets[NONE]
         means[o.action] = (p_none - sigmoid(mu_n + mu_e)) * o.value - o.cost - min_saving
-        effect = _draws(mu_e, math.sqrt(var_e), draws, rng)
-        sampled[o.action] = [
-            (sigmoid(z) - sigmoid(z + e)) * o.value - o.cost - min_saving
-            for z, e in zip(base, effect, strict=True)
-        ]
+        sampled.add(o, _draws(mu_e, math.sqrt(var_e), draws, rng))
     return means, sampled
 
 

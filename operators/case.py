@@ -143,6 +143,24 @@ class Timeline:
     def append(self, entry: tuple[float, str]) -> None:
         self._data += self._pack(entry)
 
+    def add(self, ts: float, type_: str, limit: int) -> None:
+        """Insert an entry in event-time order (after those at the same time), then drop
+        the oldest beyond ``limit``: what ``OrderCase`` does for every event, without
+        unpacking entries it does not need to look at."""
+        data = self._data
+        record = self._REC.pack(ts, _type_code(type_))
+        end = len(data)
+        if end and ts < _TIME.unpack_from(data, end - 9)[0]:
+            # Out-of-order arrival: keep the timeline sorted by event time.
+            i = end - 9
+            while i and _TIME.unpack_from(data, i - 9)[0] > ts:
+                i -= 9
+            data[i:i] = record
+        else:
+            data += record
+        if len(data) > 9 * limit:
+            del data[:9]
+
     def insert(self, index: int, entry: tuple[float, str]) -> None:
         i = max(0, min(index + len(self) if index < 0 else index, len(self)))
         self._data[9 * i : 9 * i] = self._pack(entry)
@@ -164,6 +182,7 @@ class Timeline:
         return f"Timeline({list(self)!r})"
 
 
+_TIME = struct.Struct("<d")  # the time of a timeline record
 #: Event type codes of timelines (per process; snapshots carry the names).
 _TYPE_NAMES: list[str] = sorted({t for types in STREAM_TYPES.values() for t in types})
 _TYPE_CODES: dict[str, int] = {t: i for i, t in enumerate(_TYPE_NAMES)}
@@ -281,16 +300,7 @@ class OrderCase:
         timeline = self.timeline
         if not isinstance(timeline, Timeline):  # a snapshot from before: a list
             timeline = self.timeline = Timeline(timeline)
-        if timeline and ts < timeline[-1][0]:
-            # Out-of-order arrival: keep the timeline sorted by event time.
-            i = len(timeline)
-            while i and timeline[i - 1][0] > ts:
-                i -= 1
-            timeline.insert(i, (ts, type_))
-        else:
-            timeline.append((ts, type_))
-        if len(timeline) > TIMELINE_LIMIT:
-            del timeline[0]
+        timeline.add(ts, type_, TIMELINE_LIMIT)
 
     def _resolve(self, event: Event) -> None:
         if self.outcome is not None:

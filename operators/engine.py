@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import random
 import threading
-from dataclasses import replace
 from typing import Any
 
 from operators.bandit import (
@@ -61,6 +60,19 @@ from operators.vocabulary import Action, Outcome
 
 #: A plain string: decisions are counted by action, and record keys must be exactly ``str``.
 HUMAN_REVIEW: str = Action.HUMAN_REVIEW.value
+
+
+_POINTS: dict[str, str] = {}
+
+
+def _point(event_type: str) -> str:
+    """The decision point of a trigger type, as the plain string records carry."""
+    point = _POINTS.get(event_type)
+    if point is None:
+        point = point_of(event_type).value
+        if len(_POINTS) < 1024:  # event types are validated: a handful in practice
+            _POINTS[event_type] = point
+    return point
 
 
 def _probabilities(choice: Choice | None) -> tuple[tuple[str, float], ...]:
@@ -126,24 +138,20 @@ class DecisionEngine:
             case.arm = arm_of(case.order_id, self.policy.holdout_share, self.policy.holdout_salt)
         if case.first_propensity is None:
             case.first_propensity = round(scores.return_propensity, 4)
-        point = point_of(trigger.type).value
+        point = _point(trigger.type)
         ctx = Context.of(
             point, case.lane, case.sku_family, case.support_reason(), case.customer_orders,
             case.campaign,
         )  # fmt: skip
+        # Stamped on the decision where it is built (the versions and the case's labels).
+        stamp = (self.policy.version, self.scorer.version, CaseLabels.of_case(case))
         decision = self._choose(
-            case, trigger, now, features, scores, recover, point, ctx, prior_p, prior_rec
+            case, trigger, now, features, scores, recover, point, ctx, prior_p, prior_rec, stamp
         )
         treated = case.arm == TREATMENT
         # Once the treatment arm acted, later points teach nothing: the truth of the case is
         # keyed on its first action.
         acted_before = treated and bool(case.actions)
-        decision = replace(
-            decision,
-            policy_version=self.policy.version,
-            model_version=self.scorer.version,
-            labels=CaseLabels.of_case(case),
-        )
         out: list[Output] = [("decision", decision.to_record())]
         if decision.action != NO_ACTION:
             case.record_action(now, decision.action)
@@ -236,6 +244,7 @@ class DecisionEngine:
         ctx: Context,
         prior_p: float,
         prior_rec: dict[str, float],
+        stamp: tuple[str, str, CaseLabels],
     ) -> Decision:
         policy = self.policy
         arm = case.arm or TREATMENT
@@ -254,7 +263,11 @@ class DecisionEngine:
         for spec in policy.actions.values():
             if spec.name == HUMAN_REVIEW:
                 continue
-            clause = next((c for c in spec.eligible if c.holds(case, now)), None)
+            clause = None
+            for c in spec.eligible:
+                if c.holds(case, now):
+                    clause = c
+                    break
             if clause is None:
                 continue
             why = self._blocked(spec, case, now)
@@ -272,7 +285,7 @@ class DecisionEngine:
                 case.order_id, now, trigger.event_id, NO_ACTION, arm, True, rule,
                 tuple(reasons + list(why)), scores, value_at_risk, 0.0, None,
                 point, eligible, round(choice.propensity, 6) if choice else 1.0, segment,
-                _probabilities(choice),
+                _probabilities(choice), *stamp,
             )  # fmt: skip
 
         # A learning policy's gate reads the heuristic prior, as the static rules do: the
@@ -304,7 +317,7 @@ class DecisionEngine:
             return Decision(
                 case.order_id, now, trigger.event_id, HUMAN_REVIEW, arm, False,
                 "automation_boundary", tuple(reasons), scores, value_at_risk,
-                saving, proposed, point, eligible, 1.0, segment,
+                saving, proposed, point, eligible, 1.0, segment, (), *stamp,
             )  # fmt: skip
         if best is None:
             return none("no_eligible_action", *blocked)
@@ -357,7 +370,7 @@ class DecisionEngine:
             case.order_id, now, trigger.event_id, spec.name, arm, True,
             f"{spec.name}.{clause_name}", tuple(reasons), scores, value_at_risk,
             round(mean_saving, 2), None, point, eligible, round(choice.propensity, 6), segment,
-            _probabilities(choice),
+            _probabilities(choice), *stamp,
         )  # fmt: skip
 
     def _posterior(self) -> BanditPosterior | None:

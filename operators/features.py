@@ -35,6 +35,11 @@ _DEFAULT_REFUND_RATE = 0.08
 _DEFAULT_DELAY_RATE = 0.1
 
 
+#: (feature name, flag value) of the one-hot intent and reason features, in order.
+_INTENT_KEYS = tuple((f"intent_{intent}", intent) for intent in _INTENT_FLAGS)
+_REASON_KEYS = tuple((f"reason_{reason}", reason) for reason in _REASON_FLAGS)
+
+
 def build_features(case: OrderCase, context: ContextStore | None, now: float) -> dict[str, float]:
     """Numeric features of ``case`` at event time ``now`` (a new dict every call)."""
     slip = case.slip_hours(now)
@@ -43,6 +48,10 @@ def build_features(case: OrderCase, context: ContextStore | None, now: float) ->
     orders = case.customer_orders or 0
     returns = case.customer_returns or 0
     ltv = case.customer_ltv or 0.0
+    delivered_at = case.delivered_at
+    open_request = case.has_open_request()
+    sentiment = case.last_sentiment
+    min_sentiment = case.min_sentiment
     f: dict[str, float] = {
         "log_order_value": round(math.log1p(value), 4),
         "margin_share": round(margin / value, 4) if value > 0 else 0.0,
@@ -51,19 +60,15 @@ def build_features(case: OrderCase, context: ContextStore | None, now: float) ->
         "delays": float(case.delays),
         "delivery_problems": float(case.exceptions + case.failed_attempts),
         "lost": 1.0 if case.lost or case.returned_to_sender else 0.0,
-        "delivered": 1.0 if case.delivered_at is not None else 0.0,
+        "delivered": 1.0 if delivered_at is not None else 0.0,
         "hours_since_delivery": (
-            round(max(now - case.delivered_at, 0.0) / HOUR, 2)
-            if case.delivered_at is not None
-            else 0.0
+            round(max(now - delivered_at, 0.0) / HOUR, 2) if delivered_at is not None else 0.0
         ),
         "contacts": float(case.contacts),
-        "sentiment": case.last_sentiment if case.last_sentiment is not None else 0.0,
-        "min_sentiment": case.min_sentiment if case.min_sentiment is not None else 0.0,
-        "has_request": 1.0 if case.has_open_request() else 0.0,
-        "refund_request": 1.0
-        if case.has_open_request() and case.request_type == "refund_requested"
-        else 0.0,
+        "sentiment": sentiment if sentiment is not None else 0.0,
+        "min_sentiment": min_sentiment if min_sentiment is not None else 0.0,
+        "has_request": 1.0 if open_request else 0.0,
+        "refund_request": 1.0 if open_request and case.request_type == "refund_requested" else 0.0,
         "request_age_hours": round(case.request_age_hours(now) or 0.0, 2),
         "exchange_preferred": 1.0 if case.exchange_preferred else 0.0,
         "customer_orders": float(orders),
@@ -71,10 +76,12 @@ def build_features(case: OrderCase, context: ContextStore | None, now: float) ->
         "log_customer_ltv": round(math.log1p(ltv), 4),
         "new_customer": 1.0 if orders == 0 else 0.0,
     }
-    for intent in _INTENT_FLAGS:
-        f[f"intent_{intent}"] = 1.0 if case.last_intent == intent else 0.0
-    for reason in _REASON_FLAGS:
-        f[f"reason_{reason}"] = 1.0 if case.request_reason == reason else 0.0
+    intent = case.last_intent
+    for key, flag in _INTENT_KEYS:
+        f[key] = 1.0 if intent == flag else 0.0
+    reason = case.request_reason
+    for key, flag in _REASON_KEYS:
+        f[key] = 1.0 if reason == flag else 0.0
     if context is not None:
         f["family_refund_rate"] = round(context.family_rate(case.sku_family, now), 4)
         f["lane_refund_rate"] = round(context.lane_refund_rate(case.lane, now), 4)
@@ -122,6 +129,11 @@ assert len(FEATURE_NAMES) <= 64
 
 def to_vector(features: dict[str, float]) -> tuple[float, ...]:
     """The feature values in FEATURE_NAMES order (what the compiled models score)."""
+    if len(features) == len(FEATURE_NAMES):
+        values = tuple(features.values())
+        # build_features fills the dict in FEATURE_NAMES order: its values are the vector.
+        if tuple(features) == FEATURE_NAMES:
+            return values
     return tuple(features[name] for name in FEATURE_NAMES)
 
 

@@ -68,6 +68,11 @@ class SnapshotBoard:
         #: Reads made before their boundary was cut: (boundary, version number read).
         self._unchecked: list[tuple[float, int]] = []
         self.early_reads = 0
+        #: The latest event time found ready with the current clock: ``visible`` never
+        #: decreases with time and ``complete_until`` never goes back, so any time at or
+        #: before it is ready too (asked for every item of a replay).
+        self._ready_upto = -math.inf
+        self._ready_clock: VersionClock | None = None
 
     def post(self, snapshot: ModelSnapshot) -> None:
         """An untimed version (warm start, tests): the newest by version number wins."""
@@ -123,7 +128,18 @@ class SnapshotBoard:
 
     def ready(self, t: float) -> bool:
         """Whether the version a decision at ``t`` reads is complete (always, untimed)."""
-        return self.clock is None or self.clock.visible(t) <= self.complete_until
+        clock = self.clock
+        if clock is None:
+            return True
+        if t <= self._ready_upto and clock is self._ready_clock:
+            return True
+        if clock.visible(t) <= self.complete_until:
+            if clock is not self._ready_clock:
+                self._ready_clock, self._ready_upto = clock, t
+            elif t > self._ready_upto:
+                self._ready_upto = t
+            return True
+        return False
 
 
 class DecisionGate:

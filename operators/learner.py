@@ -52,6 +52,10 @@ from operators.models import (
 )
 from operators.vocabulary import Outcome
 
+#: Positions and names of the features the models read (``model_input``), in order.
+_MODEL_NAMES = tuple(model_input(dict.fromkeys(FEATURE_NAMES, 0.0)))
+_MODEL_INDEX = tuple(FEATURE_NAMES.index(name) for name in _MODEL_NAMES)
+
 #: Batches after which a silent source stops holding the learner's clock back.
 STALE_BATCHES = 10_000
 
@@ -365,10 +369,16 @@ class Learner:
 
     def learn(self, ex: Example) -> None:
         """Learn one labelled example (the caller publishes snapshots when it wants them)."""
-        x = model_input(ex.features)
-        self.examples += 1
         f = ex.features
-        vector = [f.get(name, 0.0) for name in FEATURE_NAMES]
+        if len(f) == len(FEATURE_NAMES) and tuple(f) == FEATURE_NAMES:
+            # A stored vector's features (every released example): the same values and
+            # model input, without a lookup per feature.
+            vector = list(f.values())
+            x = dict(zip(_MODEL_NAMES, [vector[i] for i in _MODEL_INDEX], strict=True))
+        else:
+            vector = [f.get(name, 0.0) for name in FEATURE_NAMES]
+            x = model_input(f)
+        self.examples += 1
         self.lo = list(map(min, self.lo, vector))
         self.hi = list(map(max, self.hi, vector))
         self.lag_seconds = max(ex.labelled_at - ex.decided_at, 0.0)
@@ -401,7 +411,8 @@ class Learner:
     def snapshot(self) -> ModelSnapshot:
         """The models as they are, at the current version (no new version): what scorers
         should read right after this learner was restored from a checkpoint."""
-        lo, hi = (self.lo, self.hi) if self.examples else (None, None)
+        # One tuple each, shared by every model: scorers then clamp a vector once.
+        lo, hi = (tuple(self.lo), tuple(self.hi)) if self.examples else (None, None)
         return ModelSnapshot(
             self.version,
             CompiledLogit.from_pipeline(self.propensity, lo, hi),

@@ -347,8 +347,23 @@ class CompiledLogit:
         return cls(intercept, tuple(coefs), tuple(lo), tuple(hi))
 
     def predict(self, vector: tuple[float, ...]) -> float:
+        return self.predict_clamped(self.clamp(vector))
+
+    def clamp(self, vector: tuple[float, ...]) -> tuple[float, ...]:
+        """``vector`` clamped to the learned ranges: the models of one snapshot share
+        them, so a scorer clamps once and calls :meth:`predict_clamped` on each model."""
         if self.lo is not None and self.hi is not None:
-            vector = tuple(map(min, map(max, vector, self.lo), self.hi))
+            return tuple(map(min, map(max, vector, self.lo), self.hi))
+        return vector
+
+    def same_range(self, other: CompiledLogit) -> bool:
+        """Whether ``other`` clamps exactly as this model does."""
+        return (self.lo is other.lo or self.lo == other.lo) and (
+            self.hi is other.hi or self.hi == other.hi
+        )
+
+    def predict_clamped(self, vector: tuple[float, ...]) -> float:
+        """The probability for a vector already clamped by :meth:`clamp`."""
         z = self.intercept + sum(map(mul, self.coefs, vector))
         if z < -35.0:
             return 0.0

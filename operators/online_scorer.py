@@ -136,7 +136,9 @@ class OnlineScorer:
             p_refund, recover = prior_p, prior_rec
         else:
             x = to_vector(features)
-            learned_p = snap.propensity.predict(x)
+            propensity = snap.propensity
+            clamped = propensity.clamp(x)  # the same for every model of the snapshot
+            learned_p = propensity.predict_clamped(clamped)
             p_refund = self._blend(learned_p, prior_p, snap.propensity_examples)
             recover = {}
             for action in action_names():
@@ -144,7 +146,11 @@ class OnlineScorer:
                 if n == 0:
                     recover[action] = prior_rec[action]
                     continue
-                p_treated = snap.recovery[action].predict(x)
+                model = snap.recovery[action]
+                if model.same_range(propensity):
+                    p_treated = model.predict_clamped(clamped)
+                else:
+                    p_treated = model.predict(x)
                 learned = 1.0 - p_treated / p_refund if p_refund > 1e-6 else 0.0
                 recover[action] = self._blend(min(max(learned, 0.0), 1.0), prior_rec[action], n)
         scores = Scores(

@@ -249,26 +249,44 @@ class Eligibility:
     min_order_value: float | None = None
 
     def holds(self, case: OrderCase, now: float) -> bool:
-        slip = case.slip_hours(now)
-        checks = (
-            self.min_slip_hours is None or slip >= self.min_slip_hours,
-            self.max_slip_hours is None or slip <= self.max_slip_hours,
-            self.intents is None or case.last_intent in self.intents,
-            self.reasons is None or case.request_reason in self.reasons,
-            self.request_types is None
-            or (case.has_open_request() and case.request_type in self.request_types),
-            self.sku_families is None or case.sku_family in self.sku_families,
-            self.delivered is None or (case.delivered_at is not None) == self.delivered,
-            self.delivery_problem is None
-            or bool(case.exceptions or case.failed_attempts or case.lost) == self.delivery_problem,
-            self.exchange_preferred is None or case.exchange_preferred == self.exchange_preferred,
-            self.has_request is None or case.has_open_request() == self.has_request,
-            self.min_contacts is None or case.contacts >= self.min_contacts,
-            self.max_sentiment is None
-            or (case.min_sentiment is not None and case.min_sentiment <= self.max_sentiment),
-            self.min_order_value is None or case.order_value >= self.min_order_value,
-        )
-        return all(checks)
+        # Checked one by one, stopping at the first that fails: this runs for every clause
+        # of every action at every decision point, and most clauses fail early.
+        if self.min_slip_hours is not None or self.max_slip_hours is not None:
+            slip = case.slip_hours(now)
+            if self.min_slip_hours is not None and not slip >= self.min_slip_hours:
+                return False
+            if self.max_slip_hours is not None and not slip <= self.max_slip_hours:
+                return False
+        if self.intents is not None and case.last_intent not in self.intents:
+            return False
+        if self.reasons is not None and case.request_reason not in self.reasons:
+            return False
+        if self.request_types is not None and not (
+            case.has_open_request() and case.request_type in self.request_types
+        ):
+            return False
+        if self.sku_families is not None and case.sku_family not in self.sku_families:
+            return False
+        if self.delivered is not None and (case.delivered_at is not None) != self.delivered:
+            return False
+        if self.delivery_problem is not None and self.delivery_problem != bool(
+            case.exceptions or case.failed_attempts or case.lost
+        ):
+            return False
+        if (
+            self.exchange_preferred is not None
+            and case.exchange_preferred != self.exchange_preferred
+        ):
+            return False
+        if self.has_request is not None and case.has_open_request() != self.has_request:
+            return False
+        if self.min_contacts is not None and not case.contacts >= self.min_contacts:
+            return False
+        if self.max_sentiment is not None and not (
+            case.min_sentiment is not None and case.min_sentiment <= self.max_sentiment
+        ):
+            return False
+        return self.min_order_value is None or case.order_value >= self.min_order_value
 
 
 @dataclass(frozen=True, slots=True)

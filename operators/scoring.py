@@ -14,9 +14,10 @@ True
 from __future__ import annotations
 
 import math
+from operator import mul
 from typing import Any, Protocol
 
-from operators.actions import action_names, definition
+from operators.actions import action_names, definition, generation
 from operators.decision import Scores
 
 
@@ -71,6 +72,31 @@ def promise_sensitivity(f: dict[str, float]) -> float:
     return round(_sigmoid(x), 4)
 
 
+#: Per action: its name, the prior's intercept, feature names, weights and as many zeros.
+_Prior = tuple[str, float, tuple[str, ...], tuple[float, ...], tuple[float, ...]]
+#: (registry generation, the registered priors): read at every decision point, so not
+#: looked up in the registry each time.
+_PRIORS: list[tuple[int, tuple[_Prior, ...]]] = []
+
+
+def _priors() -> tuple[_Prior, ...]:
+    gen = generation()
+    if not _PRIORS or _PRIORS[0][0] != gen:
+        priors = tuple(
+            (
+                a,
+                p.intercept,
+                tuple(p.weights),
+                tuple(p.weights.values()),
+                (0.0,) * len(p.weights),
+            )
+            for a in action_names()
+            for p in (definition(a).recovery_prior,)
+        )
+        _PRIORS[:] = [(gen, priors)]
+    return _PRIORS[0][1]
+
+
 class Scorer(Protocol):
     """Scores a case from its features; learns from outcomes if it can."""
 
@@ -109,9 +135,10 @@ class HeuristicScorer:
         out = {}
         if abuse is None:
             abuse = abuse_risk(f)[0]
-        for action in action_names():
-            prior = definition(action).recovery_prior
-            x = prior.intercept + sum(w * f.get(k, 0.0) for k, w in prior.weights.items())
+        get = f.get
+        for action, intercept, keys, weights, zeros in _priors():
+            # sum(w * f.get(k, 0.0)) over the weights in order, iterated in C.
+            x = intercept + sum(map(mul, weights, map(get, keys, zeros)))
             x -= 2.5 * abuse
             out[action] = _sigmoid(x)
         return out

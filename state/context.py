@@ -99,7 +99,10 @@ class _History(Generic[V]):
     out of order only invalidates those after it). ``read_until`` is the latest boundary
     read: an update at or before it came after a read that should have seen it."""
 
-    __slots__ = ("apply", "base", "deltas", "keys", "read_until", "valid", "values")
+    __slots__ = (
+        "_read_at", "_read_value", "apply", "base", "deltas", "keys", "read_until", "valid",
+        "values",
+    )  # fmt: skip
 
     def __init__(self, apply: Callable[[V | None, Any], V]) -> None:
         self.apply = apply
@@ -109,10 +112,15 @@ class _History(Generic[V]):
         self.valid = 0  # values[:valid] are up to date
         self.base: V | None = None  # the value after the entries pruned from the front
         self.read_until = -math.inf
+        # The last read's boundary and value: decisions read the same boundary for a whole
+        # version period, so most reads repeat the previous one. Any update forgets it.
+        self._read_at: float | None = None
+        self._read_value: V | None = None
 
     def insert(self, key: tuple[float, str], delta: Any) -> bool:
         """Add an update; False if a read already passed its time (that read was inexact)."""
         exact = key[0] > self.read_until
+        self._read_at = None
         i = bisect.bisect_right(self.keys, key)
         self.keys.insert(i, key)
         self.deltas.insert(i, delta)
@@ -132,9 +140,13 @@ class _History(Generic[V]):
 
     def at(self, boundary: float) -> V | None:
         """The value after every update at or before ``boundary``."""
+        if boundary == self._read_at:
+            return self._read_value  # nothing was inserted or pruned since that read
         if boundary > self.read_until:
             self.read_until = boundary
-        return self._upto(bisect.bisect_right(self.keys, (boundary, _LAST)))
+        value = self._upto(bisect.bisect_right(self.keys, (boundary, _LAST)))
+        self._read_at, self._read_value = boundary, value
+        return value
 
     def latest(self) -> V | None:
         return self._upto(len(self.keys))
@@ -144,6 +156,7 @@ class _History(Generic[V]):
         becomes the base."""
         i = bisect.bisect_left(self.keys, (before, ""))
         if i:
+            self._read_at = None
             self.base = self._upto(i)
             del self.keys[:i], self.deltas[:i], self.values[:i]
             self.valid -= i

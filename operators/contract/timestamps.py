@@ -57,7 +57,6 @@ def format_ts(ts: float) -> str:
     >>> format_ts(1780495500.0)
     '2026-06-03T14:05:00Z'
     """
-    dt = datetime.fromtimestamp(ts, UTC)
-    if dt.microsecond:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat writes what "%Y-%m-%dT%H:%M:%S[.%f]" would for the years parse_ts accepts
+    # (four digits), in a fraction of strftime's time; every output record formats times.
+    return datetime.fromtimestamp(ts, UTC).isoformat()[:-6] + "Z"

@@ -170,3 +170,17 @@ def test_flows_accept_a_registered_action_without_changes(throwaway: ActionDefin
     built_in = action_colors(action_names()[:-1])  # the throwaway is registered last
     assert {a: colors[a] for a in built_in} == built_in
     assert name in colors and len(set(colors.values())) == len(colors)
+
+
+def test_the_heuristic_scorer_follows_the_registry_as_it_changes() -> None:
+    # The scorer caches the registered priors: scored before, during and after a
+    # registration, it scores exactly the actions registered at the time.
+    scorer = HeuristicScorer()
+    features = {"intent_product_question": 1.0}
+    before = scorer.recovery(features)
+    with registered(THROWAWAY):
+        during = scorer.recovery(features)
+    after = scorer.recovery(features)
+    assert THROWAWAY.name not in before and THROWAWAY.name in during
+    assert list(during) == [*before, THROWAWAY.name]
+    assert after == before and list(after) == list(before)

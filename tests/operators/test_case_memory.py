@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 import operators.case as case_module
-from operators.case import OrderCase
+from operators.case import OrderCase, Timeline
 from operators.contract import Event, decode
 from operators.features import FEATURE_NAMES, build_features, from_vector, pack_vector
 
@@ -156,3 +156,21 @@ def test_the_packed_timeline_behaves_like_the_list_it_replaces() -> None:
     assert list(old.timeline) == [(0.5, "order_placed"), (1.0, "shipped")]
     with pytest.raises(IndexError):
         Timeline()[0]
+
+
+def test_timeline_add_keeps_event_time_order_and_the_limit_like_a_list() -> None:
+    # Timeline.add (what a case does per event) against the list it stands for: insert
+    # after entries at the same time, keep it sorted, drop the oldest past the limit.
+    rnd = random.Random(11)
+    types = ["order_placed", "shipped", "delayed", "delivered", "ticket_opened"]
+    for _ in range(200):
+        timeline, model = Timeline(), []
+        for _ in range(rnd.randint(0, 70)):
+            ts, type_ = float(rnd.randint(0, 30)), rnd.choice(types)
+            timeline.add(ts, type_, 12)
+            i = len(model)
+            while i and model[i - 1][0] > ts:
+                i -= 1
+            model.insert(i, (ts, type_))
+            del model[:-12]
+            assert list(timeline) == model
