@@ -46,6 +46,14 @@ def children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def load_average() -> str:
+    """1, 5 and 15 minute load averages: the machine may be shared."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def outcomes(out: Path) -> dict[str, tuple[Any, ...]]:
     return {
         o["order_id"]: tuple(o[k] for k in OUTCOME_FIELDS)
@@ -68,6 +76,7 @@ def main() -> int:
         events = sum(stats.events.values())
         print(f"simulated {args.orders:,} orders, {events:,} events")
 
+        print(f"load average before: {load_average()}")
         one_out = Path(tmp) / "one"
         cpu0, t0 = children_cpu(), time.perf_counter()
         proc = ctx.Process(target=_one_process, args=(str(data), str(one_out), options))
@@ -88,9 +97,14 @@ def main() -> int:
         print(f"{'1 process':<14} {one_s:7.1f} s  {rate:>9,.0f} events/s  cpu {one_cpu:6.1f} s")
         print(
             f"{f'{args.processes} processes':<14} {many_s:7.1f} s  {events / many_s:>9,.0f} "
-            f"events/s  cpu {many_cpu:6.1f} s  (records per process {done['process_records']})"
+            f"events/s  cpu {many_cpu:6.1f} s  (records per process {done['process_records']}, "
+            f"CPU s per process {done['process_cpu_seconds']})"
         )
-        print(f"ratio {args.processes} processes / 1 process: {one_s / many_s:.2f}")
+        print(
+            f"ratio {args.processes} processes / 1 process: {one_s / many_s:.2f} "
+            f"(throughput; CPU {many_cpu / one_cpu:.2f}x the CPU of one process)"
+        )
+        print(f"load average after: {load_average()}")
         print(f"orders with the same outcome: {same:,} of {len(a):,} ({len(b):,} in the cluster)")
     return 0
 
