@@ -3,16 +3,22 @@
 Simulates ``launch-week-backlog`` once, replays it with one process (``run_replay``, one
 worker) and with a local Bytewax cluster of ``--processes`` processes (``salvage replay
 --processes N``, ``flows/cluster.py``), and prints, from this one run: wall time and
-events/s of each, the ratio N-process / 1-process, the CPU seconds each used (so a
-loaded machine shows as wall time well above CPU time), and whether every order closed
-with the same outcome (kind, resolution time, values) in both.
+events/s of each, the ratio N-process / 1-process, the CPU seconds each used (all the
+cluster's processes, and each one's), the load average, and whether every order closed
+with the same outcome (kind, resolution time, values) in both; it stops if one did not.
+
+On a shared machine wall time follows the other users' load: the CPU columns do not.
+One process's CPU over the busiest cluster process's CPU is about the throughput ratio
+the cluster would reach on N idle cores. ``--rounds R`` repeats both replays, alternating
+which goes first, and prints the medians.
 
 The 1-process figure includes the same start-up the cluster pays (a fresh interpreter per
-run), so the ratio compares like with like. Learning is off by default: with learning on,
-processes without the learner step score with the heuristic (their context and models
-are their own, see flows/cluster.py), which would flatter the cluster.
+run), so the ratio compares like with like. Learning is off by default: each cluster
+process learns only from its own orders (flows/cluster.py), so with learning on the two
+sides make different decisions and do different work.
 
-Run: ``python benchmarks/replay_processes.py [--orders 100000] [--processes 2] [--learning]``.
+Run: ``python benchmarks/replay_processes.py [--orders 100000] [--processes 2] [--rounds 1]
+[--learning]``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,13 @@ from state.context import InMemoryContextStore
 from state.models import ModelStore
 
 log = logging.getLogger(__name__)
+
+#: The epoch of a cluster replay: longer than any replay, so it runs as one epoch. An
+#: epoch end is a barrier across processes: a process that has finished its epoch polls
+#: its input without pause until every other one has too (Bytewax 0.21.1,
+#: ``src/inputs.rs``), which burnt a core whenever one process was slowed. Epochs are
+#: recovery points, and replays keep no recovery; one process keeps Bytewax's default.
+CLUSTER_EPOCH = timedelta(days=365)
 
 
 @dataclass
@@ -183,7 +191,13 @@ def run_replay(
     started = time.perf_counter()
     if cluster is not None:
         addresses, index = cluster
-        cluster_main(flow, addresses, index, worker_count_per_proc=opts.workers)
+        cluster_main(
+            flow,
+            addresses,
+            index,
+            epoch_interval=CLUSTER_EPOCH,
+            worker_count_per_proc=opts.workers,
+        )
     elif opts.workers == 1:
         run_main(flow)
     else:
