@@ -6,28 +6,35 @@ starts N processes that form one Bytewax cluster (``cluster_main`` with the addr
 all of them, as ``python -m bytewax.run -i I -a ADDRS`` would), each with ``--workers``
 worker threads.
 
-How the work is split, and why outcomes match one process:
+How the work is split, and why it scales and outcomes match one process:
 
 - **Input, partitioned by order.** Every process reads the stream files and merges them
   by event time exactly as one process does, then keeps only its own orders: those whose
-  clock shard (``shard_of(order_id)``, 8 shards by default) is ``shard % N == I``. Records
-  without a usable order id go to process 0, so each is dead-lettered once. The merge is
-  the same everywhere, so each record keeps the ``received_at`` it has in one process.
-- **The steps.** The clock (keyed by shard) and the case window (keyed by order) are
-  routed by Bytewax to the worker that owns the key, which may be in another process:
-  those items cross between processes (pickled). Each clock shard still sees the events
+  clock shard (``shard_of(order_id)``, 8 shards by default) is on one of its workers
+  (:func:`process_of`: ``shard % (processes * workers)``, one worker per process by
+  default). Records without a usable order id go to process 0, so each is dead-lettered
+  once. The merge is the same everywhere, so each record keeps the ``received_at`` it has
+  in one process.
+- **Nothing crosses processes after that.** Bytewax sends a stateful step's items to the
+  worker its hash of the state key picks; the keys of the clock, case and learner steps
+  are chosen so that this is the worker that read them (``flows.routing.LocalKeys``).
+  (With plain keys, half the events crossed processes twice, pickled, costing about as
+  much as deciding: two processes were slower than one.) Each clock shard sees the events
   of its orders in the same order as in one process, so lateness, expiry and therefore
   every order's outcome are the same.
-- **Context and models are per process** in a replay (in memory): the customer, family
-  and lane aggregates a process's decisions read are fed by the cases that closed in
-  that process, and the one learner step's models reach the scorers of its own process.
-  So decisions (and the actions and predictions recorded on outcomes) can differ from a
-  one-process replay; outcomes per order (kind, resolution time, values) do not. Live
-  mode shares both through Redis (``docs/state.md``).
+- **Context, models and the decision gate are per process** in a replay (in memory):
+  the customer, family and lane aggregates a process's decisions read are fed by the
+  cases that closed in that process, and each process's learner learns from its own
+  cases, with its decisions waiting for its own versions as in one process. So decisions
+  (and the actions and predictions recorded on outcomes) can differ from a one-process
+  replay; outcomes per order (kind, resolution time, values) do not; and a process's
+  outputs depend only on its input, so the same input gives the same files. Live mode
+  shares context and models through Redis (``docs/state.md``).
 - **Outputs are written per worker**: ``decisions.jsonl`` by worker 0,
-  ``decisions.w<i>.jsonl`` by worker ``i`` (and so on for every output). Readers
+  ``decisions.w<i>.jsonl`` by worker ``i`` (and so on for every output), each put in the
+  canonical order of ``flows.sinks.write_canonical`` by its process at the end. Readers
   (``flows.jsonl.read_jsonl``, the summary, the report) read all parts; records of one
-  order are all in one part, in order.
+  order are all in one part.
 
 A process that fails makes the others fail (Bytewax stops the cluster); the parent
 reports the first non-zero exit.
@@ -40,12 +47,14 @@ import multiprocessing
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource
 
 from flows.replay import clear_outputs
+from flows.sinks import OUTPUTS, output_path, sort_canonical
 from flows.sources import RawItem, _ReplayPartition, find_stream_files
 from operators.window import shard_of
 
@@ -53,9 +62,10 @@ from operators.window import shard_of
 PART_FILE = ".process-{}.json"
 
 
-def process_of(payload: Any, shards: int, processes: int) -> int:
-    """The process that handles a raw record: its order's clock shard modulo the number
-    of processes; 0 for records without a usable order id.
+def process_of(payload: Any, shards: int, processes: int, workers: int = 1) -> int:
+    """The process that handles a raw record: the one whose worker holds its order's clock
+    shard (shard ``s`` is on worker ``s % (processes * workers)``, see
+    ``flows.routing.LocalKeys``); 0 for records without a usable order id.
 
     >>> [process_of({"order_id": f"o{i}"}, 8, 2) for i in range(6)]
     [1, 1, 1, 1, 0, 0]
@@ -67,14 +77,21 @@ def process_of(payload: Any, shards: int, processes: int) -> int:
     order_id = payload.get("order_id") if isinstance(payload, dict) else None
     if not isinstance(order_id, str) or not order_id:
         return 0
-    return int(shard_of(order_id, shards)) % processes
+    return int(shard_of(order_id, shards)) % (processes * workers) // workers
 
 
 class _OwnOrders(_ReplayPartition):
     """The merged replay, keeping the records of one process's orders."""
 
-    def __init__(self, files: dict[str, Path], batch_size: int, resume: Any, mine: Any) -> None:
-        super().__init__(files, batch_size, resume)
+    def __init__(
+        self,
+        files: dict[str, Path],
+        batch_size: int,
+        resume: Any,
+        mine: Callable[[Any], bool],
+        hold_end: Callable[[], bool] | None = None,
+    ) -> None:
+        super().__init__(files, batch_size, resume, hold_end)
         self.mine = mine
 
     def next_batch(self) -> list[RawItem]:
@@ -84,37 +101,56 @@ class _OwnOrders(_ReplayPartition):
             try:
                 item = next(merged)
             except StopIteration:
-                if not batch:
-                    raise
-                break
+                if batch:
+                    break
+                return super().next_batch()  # the end of input, held while decisions wait
             if mine(item[1]):
                 batch.append(item)
         return batch
 
 
 class PartitionedReplaySource(FixedPartitionedSource[RawItem, dict[str, int]]):
-    """A replay directory read by process ``index`` of ``count``: one local partition
-    holding that process's orders (see :func:`process_of`)."""
+    """A replay directory read by process ``index`` of ``count`` (each with ``workers``
+    worker threads): one local partition holding that process's orders (see
+    :func:`process_of`). ``hold_end`` as for ``flows.sources.ReplaySource``."""
 
     def __init__(
-        self, input_dir: Path, batch_size: int, index: int, count: int, shards: int
+        self,
+        input_dir: Path,
+        batch_size: int,
+        index: int,
+        count: int,
+        shards: int,
+        workers: int = 1,
+        hold_end: Callable[[], bool] | None = None,
     ) -> None:
         if not 0 <= index < count:
             raise ValueError(f"process index {index} is not in 0..{count - 1}")
         self.files = find_stream_files(Path(input_dir))
         self.batch_size = batch_size
-        self.index, self.count, self.shards = index, count, shards
+        self.index, self.count, self.shards, self.workers = index, count, shards, workers
+        self.hold_end = hold_end
 
     def list_parts(self) -> list[str]:
         return [f"replay-{self.index}-of-{self.count}"]  # only this process's part is local
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _OwnOrders:
-        index, count, shards = self.index, self.count, self.shards
+        index, count, shards, workers = self.index, self.count, self.shards, self.workers
+
+        # Every process reads every record: remember each order's answer (one dict
+        # lookup instead of a CRC per record; an order has several records).
+        known: dict[str, bool] = {}
 
         def mine(payload: Any) -> bool:
-            return process_of(payload, shards, count) == index
+            order_id = payload.get("order_id") if isinstance(payload, dict) else None
+            if not isinstance(order_id, str):
+                return process_of(payload, shards, count, workers) == index
+            answer = known.get(order_id)
+            if answer is None:
+                answer = known[order_id] = process_of(payload, shards, count, workers) == index
+            return answer
 
-        return _OwnOrders(self.files, self.batch_size, resume_state, mine)
+        return _OwnOrders(self.files, self.batch_size, resume_state, mine, self.hold_end)
 
 
 def local_addresses(count: int) -> list[str]:
@@ -144,18 +180,38 @@ def _process_main(
     from operators.policy import RecoveryPolicy
 
     policy = RecoveryPolicy.load(policy_path) if policy_path else RecoveryPolicy.default()
-    source = PartitionedReplaySource(
-        Path(input_dir), options.batch_size, index, len(addresses), options.window.shards
-    )
+    count, workers = len(addresses), options.workers
+
+    def make_source(hold_end: Callable[[], bool] | None) -> PartitionedReplaySource:
+        return PartitionedReplaySource(
+            Path(input_dir),
+            options.batch_size,
+            index,
+            count,
+            options.window.shards,
+            workers,
+            hold_end,
+        )
+
     run = run_replay(
         Path(input_dir),
         Path(out_dir),
         policy,
         options,
-        source=source,
+        make_source=make_source,
         cluster=(addresses, index),
     )
-    part = {"input_records": run.input_records, "seconds": run.seconds, "models": run.model_stats}
+    # This process's parts, in canonical order: its records arrive in an order that
+    # depends on batching, their set does not.
+    for name in OUTPUTS:
+        for worker in range(index * workers, (index + 1) * workers):
+            sort_canonical(output_path(Path(out_dir), name, worker), name)
+    part = {
+        "input_records": run.input_records,
+        "seconds": run.seconds,
+        "cpu_seconds": time.process_time(),  # this process's, start-up included
+        "models": run.model_stats,
+    }
     (Path(out_dir) / PART_FILE.format(index)).write_text(json.dumps(part))
 
 
@@ -207,4 +263,5 @@ def run_cluster_replay(
         "models": models,
         "process_records": [p["input_records"] for p in parts],
         "process_seconds": [round(p["seconds"], 3) for p in parts],
+        "process_cpu_seconds": [round(p["cpu_seconds"], 3) for p in parts],
     }

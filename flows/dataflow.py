@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeGuard
+from typing import Any, Protocol, TypeGuard
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
@@ -65,6 +65,21 @@ class FlowParts:
     #: without a recovery store they are thrown away, so skip building them.
     snapshots: bool = True
     observer: FlowObserver = field(default_factory=FlowObserver)
+    #: The state keys of the clock and case steps (a cluster replay chooses them so that
+    #: nothing crosses processes, ``flows.routing.LocalKeys``); None: the shard and the
+    #: order id, placed wherever Bytewax's hash of them says.
+    keys: StepKeys | None = None
+
+
+class StepKeys(Protocol):
+    """State keys for the clock step (by shard), the case step (by order id) and the
+    learner step (one key: one learner per key)."""
+
+    def clock_key(self, shard: str) -> str: ...
+
+    def case_key(self, order_id: str) -> str: ...
+
+    def learner_key(self) -> str: ...
 
 
 class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any] | None]):
@@ -302,6 +317,22 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, Any], bytes | None]):
         return pickle.dumps(self.window.case, pickle.HIGHEST_PROTOCOL)
 
 
+def _case_key(keys: StepKeys, tagged: bool = False) -> Callable[[Any], str]:
+    """The case step's key of an item (``(sender, item)`` if ``tagged``), from ``keys``."""
+    case_key = keys.case_key
+    if tagged:
+        return lambda x: case_key(x[1].order_id)
+    return lambda x: case_key(x.order_id)
+
+
+def _order_id(item: Event | Expire) -> str:
+    return item.order_id
+
+
+def _tagged_order_id(item: tuple[int, Event | Expire]) -> str:
+    return item[1].order_id
+
+
 def _item_time(value: Event | Expire) -> float:
     return value.occurred_at if isinstance(value, Event) else value.deadline
 
@@ -406,7 +437,14 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
 
     shards = cfg.shards
     snapshots = parts.snapshots
-    by_shard = op.key_on("key_shard", valid.trues, lambda e: shard_of(e.order_id, shards))
+    keys = parts.keys
+    if keys is None:
+        by_shard = op.key_on("key_shard", valid.trues, lambda e: shard_of(e.order_id, shards))
+    else:
+        clock_key = keys.clock_key
+        by_shard = op.key_on(
+            "key_shard", valid.trues, lambda e: clock_key(shard_of(e.order_id, shards))
+        )
     tag_sender = parts.models is not None and parts.models.gate is not None
     clocked = op.stateful_batch(
         "clock",
@@ -422,12 +460,14 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
     clock_dead: Stream[DeadLetter]
     if gate is None:
         admitted_ok = op.branch("admitted", clocked, lambda kv: not isinstance(kv[1], DeadLetter))
-        by_order = op.map("key_order", admitted_ok.trues, lambda kv: (kv[1].order_id, kv[1]))
+        order_key = _case_key(keys) if keys is not None else _order_id
+        by_order = op.map("key_order", admitted_ok.trues, lambda kv: (order_key(kv[1]), kv[1]))
         clock_dead = op.map("unkey_dead", admitted_ok.falses, lambda kv: kv[1])
     else:
         # Items come tagged with the clock worker that sent them (see ClockLogic).
         tagged_ok = op.branch("admitted", clocked, lambda kv: not isinstance(kv[1][1], DeadLetter))
-        by_order = op.map("key_order", tagged_ok.trues, lambda kv: (kv[1][1].order_id, kv[1]))
+        tagged_key = _case_key(keys, tagged=True) if keys is not None else _tagged_order_id
+        by_order = op.map("key_order", tagged_ok.trues, lambda kv: (tagged_key(kv[1]), kv[1]))
         clock_dead = op.map("untag_dead", tagged_ok.falses, lambda kv: kv[1][1])
 
     close_at_eof = parts.close_open_cases_at_eof
@@ -459,7 +499,8 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
     if parts.models is not None:
         runtime = parts.models
         examples = op.filter_map("select_examples", cases, _example)
-        keyed = op.key_on("key_models", examples, lambda _r: MODEL_SET)
+        model_key = keys.learner_key() if keys is not None else MODEL_SET
+        keyed = op.key_on("key_models", examples, lambda _r: model_key)
         learned = op.stateful_batch(
             "learn", keyed, lambda snap: LearnerLogic(runtime, snap, observer, snapshots)
         )

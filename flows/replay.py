@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from bytewax.testing import cluster_main, run_main
 from flows.dataflow import FlowParts, build_flow
 from flows.learning import ModelRuntime
 from flows.observer import FlowObserver
+from flows.routing import LocalKeys
 from flows.runtime import tune_gc
 from flows.sinks import OUTPUTS, JsonlSink, write_canonical
 from flows.sources import ReplaySource
@@ -37,6 +39,13 @@ from state.context import InMemoryContextStore
 from state.models import ModelStore
 
 log = logging.getLogger(__name__)
+
+#: The epoch of a cluster replay: longer than any replay, so it runs as one epoch. An
+#: epoch end is a barrier across processes: a process that has finished its epoch polls
+#: its input without pause until every other one has too (Bytewax 0.21.1,
+#: ``src/inputs.rs``), which burnt a core whenever one process was slowed. Epochs are
+#: recovery points, and replays keep no recovery; one process keeps Bytewax's default.
+CLUSTER_EPOCH = timedelta(days=365)
 
 
 @dataclass
@@ -103,14 +112,18 @@ def run_replay(
     decider_factory: Callable[[], Decider] | None = None,
     observer: FlowObserver | None = None,
     *,
-    source: Source | None = None,
+    make_source: Callable[[Callable[[], bool] | None], Source] | None = None,
     cluster: tuple[list[str], int] | None = None,
 ) -> ReplayRun:
     """Replay ``input_dir`` through the dataflow, writing the four outputs to ``out_dir``.
 
-    ``source`` replaces the whole-directory source; ``cluster`` (addresses, this process's
-    index) runs this process as one of a Bytewax cluster (``flows.cluster``), which
-    clears stale outputs itself before its processes start."""
+    ``make_source`` builds the source instead of the whole-directory one, given the
+    function that holds the end of input while decisions wait (or None). ``cluster``
+    (addresses, this process's index) runs this process as one of a Bytewax cluster
+    (``flows.cluster``), which clears stale outputs itself before its processes start.
+    In a cluster the steps' keys are chosen so that each process keeps the items it reads
+    (``flows.routing``): the source must give each process the orders of its own clock
+    shards (``flows.cluster.PartitionedReplaySource``)."""
     tune_gc()
     opts = options or ReplayOptions()
     pol = policy or RecoveryPolicy.default()
@@ -127,9 +140,8 @@ def run_replay(
         opts.window,
         store=opts.model_store,
         truth=truth,
-        # A cluster of processes has one learner for all and a context per process
-        # (flows/cluster.py): its decisions cannot wait for versions made elsewhere.
-        wait_for_versions=cluster is None,
+        # In a cluster each process has its own learner, context and gate (flows/cluster.py).
+        wait_for_versions=True,
         learn=opts.learn,
         workers=opts.workers,
     )
@@ -154,8 +166,16 @@ def run_replay(
 
     gate = models.gate
     hold_end = gate.hold_end if gate is not None else None
+    keys = None
+    if cluster is not None:
+        addresses, index = cluster
+        keys = LocalKeys(len(addresses) * opts.workers, opts.window.shards, index * opts.workers)
     parts = FlowParts(
-        source=source or ReplaySource(Path(input_dir), opts.batch_size, hold_end),
+        source=(
+            make_source(hold_end)
+            if make_source is not None
+            else ReplaySource(Path(input_dir), opts.batch_size, hold_end)
+        ),
         sinks={name: JsonlSink(out_dir, name) for name in OUTPUTS},
         decider_factory=decider_factory or default_factory,
         window=opts.window,
@@ -165,12 +185,19 @@ def run_replay(
         # workers' progress, which is what the context aggregates' versions wait for.
         models=models,
         snapshots=False,  # replays run without Bytewax recovery
+        keys=keys,
     )
     flow = build_flow(parts)
     started = time.perf_counter()
     if cluster is not None:
         addresses, index = cluster
-        cluster_main(flow, addresses, index, worker_count_per_proc=opts.workers)
+        cluster_main(
+            flow,
+            addresses,
+            index,
+            epoch_interval=CLUSTER_EPOCH,
+            worker_count_per_proc=opts.workers,
+        )
     elif opts.workers == 1:
         run_main(flow)
     else:

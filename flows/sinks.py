@@ -62,6 +62,23 @@ def _canonical_key(line: bytes, time_field: str) -> tuple[str, str, bytes]:
     return (at if isinstance(at, str) else "", order_id if isinstance(order_id, str) else "", line)
 
 
+def sort_canonical(path: Path, name: str) -> int:
+    """Rewrite one file of output ``name`` (a cluster process's own part) in the canonical
+    order of :func:`write_canonical`: the same records give the same bytes, whatever order
+    they arrived in. Returns the number of records; a missing file is left missing."""
+    if not path.exists():
+        return 0
+    with open(path, "rb") as fh:
+        lines = [line.rstrip(b"\n") for line in fh if line.strip()]
+    field = ORDER_BY.get(name, "")
+    lines.sort(key=lambda line: _canonical_key(line, field))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb", buffering=1 << 20) as fh:
+        fh.write(b"".join(line + b"\n" for line in lines))
+    tmp.replace(path)
+    return len(lines)
+
+
 def write_canonical(out_dir: Path, name: str) -> int:
     """Merge the worker parts of output ``name`` into ``name.jsonl``, ordered by event time,
     then order id, then the line's bytes: a total order on the records themselves, so the
