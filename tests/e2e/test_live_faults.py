@@ -47,6 +47,18 @@ KILLS = 5  # five kills at random moments, the operations drill
 RATE = 80.0  # events/s: about 20 s of input, so the kills land while it is processed
 MAX_CONTACTS = 2  # the shipped policy's limits.max_contacts_per_order
 MARKER = "zz-marker"
+#: The drills replay a month of a shop in about 20 s: 1.4 days of event time per second of
+#: wall time. With the shipped 6 h lateness, two topics read 0.2 s apart on a loaded
+#: machine (a producer's batches reach the broker partition by partition) would make
+#: valid events late in a way no real shop, whose event time runs at wall-clock speed,
+#: can see. Every flow of the drills (reference and faulted alike) therefore allows 48 h:
+#: about 1.5 s at this speed, still far tighter than the 6 h of wall time a live shop
+#: gets. The merge bugs these drills caught (a broker pause's backlog, a lagging
+#: watermark after a resume) ran topics hours to days apart, beyond this too.
+DRILL_WINDOW = """
+window:
+  allowed_lateness_hours: 48
+"""
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +83,7 @@ def rigs(kafka_broker: KafkaBroker, redis_server: str, tmp_path: Path) -> Iterat
         name: str, redis_url: str | None = None, bootstrap: str | None = None, **kwargs: Any
     ) -> LiveRig:
         url = redis_url or redis_server
+        kwargs.setdefault("extra_yaml", DRILL_WINDOW)
         rig = LiveRig(bootstrap or kafka_broker.bootstrap, url, tmp_path / name, **kwargs)
         made.append(rig)
         rig.create_topics()
