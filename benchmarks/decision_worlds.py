@@ -83,6 +83,74 @@ def _twisted(decision: Mapping[str, Any], twists: list[dict[str, Any]]) -> bool:
     return False
 
 
+def _lane_of(d: Mapping[str, Any]) -> str:
+    lane = d.get("courier_lane") or "-"
+    return str(lane).rsplit(":", 1)[-1]
+
+
+#: Segment keys of the hindsight bound (``segment_oracle``): coarse (what the policy's
+#: triggers tell apart) and fine (what a per-lane, per-family learner could tell apart).
+SEGMENTATIONS: dict[str, Any] = {
+    "point": lambda d: (d.get("point"), tuple(d.get("eligible") or ())),
+    "point_lane_family": lambda d: (
+        d.get("point"),
+        _lane_of(d),
+        d.get("sku_family"),
+        tuple(d.get("eligible") or ()),
+    ),
+}
+
+
+def segment_oracle(
+    truth: Mapping[str, Mapping[str, Any]],
+    costs: ActionCosts,
+    decisions: list[Mapping[str, Any]],
+    segment_of: Any,
+) -> float:
+    """The loss of the best *per-segment* rule chosen in hindsight: for every order, its
+    first decision where the policy chooses puts it in a segment; per segment, one of
+    "what the run did", "nothing", or one eligible action at that decision, whichever
+    loses least over the segment's orders. What a learner that knew every segment's
+    average effect from the first order could do (it cannot tell orders within a
+    segment apart): an upper bound for learning per segment, generous, as it is picked
+    on the very orders it is scored on."""
+    by_order: dict[str, list[Mapping[str, Any]]] = {}
+    for d in decisions:
+        by_order.setdefault(d["order_id"], []).append(d)
+    run = policy_choices(decisions)
+    none = Choice("none")
+    total = 0.0
+    segments: dict[Any, dict[str, float]] = {}
+    for oid, row in truth.items():
+        value = float(row.get("order_value") or 0.0)
+        mine = run.get(oid, none)
+        taken = mine.actions or ((mine.action,) if mine.action != "none" else ())
+        run_loss = float(truth_outcome(row, mine.action, mine.at)["refund_value"])
+        run_loss += sum(costs.contact.get(a, 0.0) for a in taken)
+        run_loss += max((costs.credit(a, value) for a in taken), default=0.0)
+        first = next(
+            (
+                d
+                for d in by_order.get(oid, ())
+                if d.get("eligible") and d["rule"] not in NOT_ACTIONABLE
+            ),
+            None,
+        )
+        if first is None:
+            total += run_loss
+            continue
+        at = parse_ts(first["decided_at"])
+        seg = segments.setdefault(segment_of(first), {})
+        options = {"run": run_loss, "none": float(row["outcomes"]["none"]["refund_value"])}
+        for a in first["eligible"]:
+            options[a] = float(truth_outcome(row, a, at)["refund_value"]) + costs.of(a, value)
+        for k, v in options.items():
+            seg[k] = seg.get(k, 0.0) + v
+    for seg in segments.values():
+        total += min(seg.values())
+    return total
+
+
 def static_bounds(
     truth: Mapping[str, Mapping[str, Any]],
     costs: ActionCosts,
@@ -157,7 +225,12 @@ def static_bounds(
             and t["action"] in d["eligible"]
             and d.get(where) == t[where]
         )
+    seg_bounds = {
+        f"segment_oracle_{name}": share_of(segment_oracle(truth, costs, static, key))
+        for name, key in SEGMENTATIONS.items()
+    }
     return {
+        **seg_bounds,
         "static_rules": captured_share(status_quo, static_arm, oracle_arm),
         "twist_aware": captured_share(status_quo, aware, oracle_arm),
         "eligible_oracle": share_of(actionable_loss),
@@ -180,13 +253,16 @@ def format_bounds(worlds: list[Mapping[str, Any]]) -> str:
     labels = {
         "static_rules": "static rules (captured share)",
         "twist_aware": "static rules that know the twists",
+        "segment_oracle_point": "best rule per point x eligible set, in hindsight",
+        "segment_oracle_point_lane_family": "best rule per point x lane x family x eligible "
+        "set, in hindsight",
         "eligible_oracle": "best eligible action per order, where the policy chooses",
         "eligible_oracle_all_points": "... at every decision point (gate and boundary ignored)",
         "avoidable_without_actionable_decision": "share of the avoidable loss on orders "
         "where the policy never chooses",
     }
     for key, label in labels.items():
-        sp = spread([r[key] for r in rows if r[key] is not None])
+        sp = spread([r[key] for r in rows if r.get(key) is not None])
         lines.append(f"| {label} | {sp['median']:.1%} | {sp['p10']:.1%} | {sp['p90']:.1%} |")
     sp = spread([r["actionable_decisions"] for r in rows])
     lines.append(

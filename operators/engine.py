@@ -344,7 +344,7 @@ class DecisionEngine:
                 rule_choice = top if static_ev[top] >= policy.min_expected_saving else NO_ACTION
                 choice = guarded_choice(
                     posterior, ctx.keys(), offsets, options, policy.exploration, rng,
-                    policy.min_expected_saving, rule_choice,
+                    policy.min_expected_saving, rule_choice, policy.guard_confidence,
                 )  # fmt: skip
             mean_saving = choice.mean_saving
             kind = "exploration" if choice.explored else f"learned ({policy.choice})"

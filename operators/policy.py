@@ -370,6 +370,10 @@ class RecoveryPolicy:
     #: means where the posterior is sure it beats the static rules' choice, else that
     #: choice; plus the exploration floor) or ``thompson`` (Thompson sampling).
     choice: str = "guarded"
+    #: The guard's confidence (``learning.guard_confidence``): the share of posterior draws
+    #: in which the learned choice must save more than the static rules' before it replaces
+    #: it. None: ``operators.bandit.GUARD_CONFIDENCE`` (0.99).
+    guard_confidence: float | None = None
     #: Models and context aggregates are versioned by event time: a new version every
     #: this many hours, and a decision at time t reads the version of t less the lag
     #: (``operators.versions``; docs/decisions.md, "Replay determinism").
@@ -559,12 +563,14 @@ def _build(doc: _Doc) -> RecoveryPolicy:
         )
         q.done()
     horizon, prior_outcomes, choice = 14.0, 50.0, "guarded"
+    guard: float | None = None
     period_hours, lag_hours = 24.0, 48.0
     if top.get("learning") is not None:
         learning = top.sub("learning")
         horizon = learning.number("label_horizon_days", 14.0, lo=0.1, hi=365.0)
         prior_outcomes = learning.number("prior_outcomes", 50.0, lo=0.1)
         choice = learning.get("choice", "guarded")
+        guard = learning.opt_number("guard_confidence", lo=0.5, hi=1.0)
         period_hours = learning.number("version_period_hours", 24.0, lo=0.01, hi=24.0 * 365)
         lag_hours = learning.number("version_lag_hours", 48.0, lo=0.0, hi=24.0 * 365)
         if choice not in CHOICES:
@@ -592,6 +598,7 @@ def _build(doc: _Doc) -> RecoveryPolicy:
         label_horizon_days=horizon,
         prior_outcomes=prior_outcomes,
         choice=choice,
+        guard_confidence=guard,
         version_period_hours=period_hours,
         version_lag_hours=lag_hours,
         source=doc.source,

@@ -44,6 +44,6 @@ def test_state_implements_the_domain_protocols() -> None:
 def test_the_default_policies_ship_with_the_policy_code() -> None:
     shipped = resources.files("operators") / "policies"
     names = sorted(p.name for p in shipped.iterdir() if p.name.endswith(".yaml"))
-    assert names == ["conservative.yaml", "default.yaml"]
+    assert names == ["conservative.yaml", "default.yaml", "learning.yaml"]
     assert RecoveryPolicy.default().source == "operators/policies/default.yaml"
     assert not (ROOT / "flows" / "policies").exists()

@@ -50,7 +50,7 @@ def load_error(path: Path) -> re.Match[str]:
 # --- the shipped policies ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["default", "conservative"])
+@pytest.mark.parametrize("name", ["default", "conservative", "learning"])
 def test_shipped_policies_load_with_every_action(name: str) -> None:
     policy = RecoveryPolicy.load(SHIPPED / f"{name}.yaml")
     assert name in policy.version
@@ -80,6 +80,34 @@ def test_conservative_sets_a_higher_bar_than_default() -> None:
     assert conservative.min_return_propensity > default.min_return_propensity
     assert conservative.automation.max_value_at_risk < default.automation.max_value_at_risk
     assert conservative.exploration == 0.0 < default.exploration
+
+
+def test_learning_policy_widens_eligibility_and_keeps_the_default_limits() -> None:
+    default = RecoveryPolicy.load(SHIPPED / "default.yaml")
+    learning = RecoveryPolicy.load(SHIPPED / "learning.yaml")
+    # The caps, the boundary and the holdout are the default's: only the room to choose differs.
+    for key in ("holdout_share", "holdout_salt", "max_contacts_per_order", "max_credit_per_order",
+                "max_credit_per_customer_30d", "cost_budget_share", "automation"):  # fmt: skip
+        assert getattr(learning, key) == getattr(default, key), key
+    # Every customer-facing action but the parcel credit may answer any open request, where
+    # the default lets each request reason have one action at most.
+    case = OrderCase("O-1", order_value=60.0, customer_id="C-1", promised_at=0.0)
+    case.request_type, case.request_reason = "refund_requested", "changed_mind"
+    for name in ("proactive_reassurance", "exchange_first_offer", "product_guidance"):
+        spec = learning.actions[name]
+        assert any(c.holds(case, 0.0) for c in spec.eligible), name
+    eligible_default = [
+        n for n, s in default.actions.items() if any(c.holds(case, 0.0) for c in s.eligible)
+    ]
+    assert len(eligible_default) <= 1
+    assert default.guard_confidence is None  # the default's meaning is unchanged
+
+
+def test_guard_confidence_is_read_and_bounded() -> None:
+    text = 'version: "t"\nlearning: {guard_confidence: 0.8}\nactions: {human_review: {cost: 1}}\n'
+    assert RecoveryPolicy.from_text(text).guard_confidence == 0.8
+    with pytest.raises(PolicyError, match="guard_confidence"):
+        RecoveryPolicy.from_text(text.replace("0.8", "0.2"))
 
 
 def test_minimal_policy_takes_the_documented_defaults() -> None:
