@@ -70,6 +70,12 @@ def sort_canonical(path: Path, name: str) -> int:
         return 0
     with open(path, "rb") as fh:
         lines = [line.rstrip(b"\n") for line in fh if line.strip()]
+    return _write_sorted(path, name, lines)
+
+
+def _write_sorted(path: Path, name: str, lines: list[bytes]) -> int:
+    """Write the records ``lines`` of output ``name`` to ``path`` in the canonical order,
+    through a temporary file (a reader never sees half a file)."""
     field = ORDER_BY.get(name, "")
     lines.sort(key=lambda line: _canonical_key(line, field))
     tmp = path.with_name(f".{path.name}.tmp")
@@ -90,13 +96,8 @@ def write_canonical(out_dir: Path, name: str) -> int:
     for part in parts:
         with open(part, "rb") as fh:
             lines.extend(line.rstrip(b"\n") for line in fh if line.strip())
-    field = ORDER_BY.get(name, "")
-    lines.sort(key=lambda line: _canonical_key(line, field))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb", buffering=1 << 20) as fh:
-        fh.write(b"".join(line + b"\n" for line in lines))
-    tmp.replace(path)
+    count = _write_sorted(path, name, lines)
     for part in parts:
         if part != path:
             part.unlink()
-    return len(lines)
+    return count
