@@ -54,6 +54,7 @@ from typing import Any
 from bytewax.inputs import FixedPartitionedSource
 
 from flows.replay import clear_outputs
+from flows.routing import process_of_shard
 from flows.sinks import OUTPUTS, output_path, sort_canonical
 from flows.sources import RawItem, _ReplayPartition, find_stream_files
 from operators.window import shard_of
@@ -77,7 +78,7 @@ def process_of(payload: Any, shards: int, processes: int, workers: int = 1) -> i
     order_id = payload.get("order_id") if isinstance(payload, dict) else None
     if not isinstance(order_id, str) or not order_id:
         return 0
-    return int(shard_of(order_id, shards)) % (processes * workers) // workers
+    return process_of_shard(int(shard_of(order_id, shards)), processes, workers)
 
 
 class _OwnOrders(_ReplayPartition):

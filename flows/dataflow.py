@@ -16,8 +16,8 @@ Replay and live mode build this same flow; only the source and the sinks differ.
 
 from __future__ import annotations
 
+import math
 import pickle
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,9 +95,14 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any] | None]):
         tag_sender: bool = False,
     ) -> None:
         self.censor_at_eof = censor_at_eof
-        #: Emit (worker, item) pairs: the case steps' progress is per clock worker (the
-        #: items of one sender arrive in order; different senders' do not).
+        #: Emit ((shard, number, bound), item) pairs: the items for the case step are
+        #: numbered in the order sent (dead letters: -1), and ``bound`` is the watermark
+        #: before the call that emitted the item: this and every later item of the shard
+        #: is at or after it (an event is admitted only there, an expiry is known there),
+        #: whatever the lateness let through. The case steps' progress is built on these
+        #: (see DecisionGate).
         self.tag_sender = tag_sender
+        self._sent = 0
         self.clock = ExpiryClock.restore(config, snap)
         self.observer = observer
         self.snapshots = snapshots
@@ -135,13 +140,26 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any] | None]):
         if values and self.shard is None:
             self.shard = shard_of(values[0].order_id, clock.config.shards)
         self._report()
-        return self._tag(out), StatefulBatchLogic.RETAIN
+        return self._tag(out, before), StatefulBatchLogic.RETAIN
 
-    def _tag(self, out: list[Any]) -> list[Any]:
-        if not self.tag_sender:
+    def _tag(self, out: list[Any], watermark: float | None) -> list[Any]:
+        if not self.tag_sender or not out:
             return out
-        sender = threading.get_ident()
-        return [(sender, item) for item in out]
+        shard = self.shard
+        if shard is None:  # no event yet: a censoring or idle call emits nothing
+            shard = shard_of(_order_of(out[0]), self.clock.config.shards)
+        key = int(shard)
+        bound = -math.inf if watermark is None else watermark
+        tagged = []
+        n = self._sent
+        for item in out:
+            if isinstance(item, DeadLetter):
+                tagged.append(((key, -1, bound), item))
+            else:
+                tagged.append(((key, n, bound), item))
+                n += 1
+        self._sent = n
+        return tagged
 
     def notify_at(self) -> datetime | None:
         idle = self.clock.config.idle_advance_seconds
@@ -154,6 +172,7 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any] | None]):
         partition): event time follows the wall clock from the latest event seen."""
         clock = self.clock
         now = time.time()
+        before = clock.watermark
         if clock.max_event_at is not None:
             per_source = self._idle_targets(now) if clock.config.sources else None
             out = clock.advance_idle(clock.max_event_at + (now - self._latest_at), per_source)
@@ -162,7 +181,7 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any] | None]):
             out = []
         self._moved_at = now
         self._report()
-        return self._tag(out), StatefulBatchLogic.RETAIN
+        return self._tag(out, before), StatefulBatchLogic.RETAIN
 
     def _idle_targets(self, now: float) -> dict[str, float]:
         """Each partition's new event time: its own latest plus the wall time since that
@@ -184,7 +203,9 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any] | None]):
         return targets
 
     def on_eof(self) -> tuple[list[Any], bool]:
-        return self._tag(list(self.clock.on_eof(self.censor_at_eof))), StatefulBatchLogic.RETAIN
+        before = self.clock.watermark
+        out = list(self.clock.on_eof(self.censor_at_eof))
+        return self._tag(out, before), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> dict[str, Any] | None:
         return self.clock.snapshot() if self.snapshots else None
@@ -244,22 +265,23 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, Any], bytes | None]):
         return out
 
     def on_item(
-        self, value: Event | Expire | tuple[int, Event | Expire]
+        self, value: Event | Expire | tuple[tuple[int, int, float], Event | Expire]
     ) -> tuple[list[tuple[str, Any]], bool]:
         gate = self.gate
         if gate is None:
             assert not isinstance(value, tuple)
             return self._handle(value)
-        assert isinstance(value, tuple)  # (clock worker, item) with a gate
-        sender, value = value
-        if isinstance(value, Event):
-            gate.received(value.occurred_at, sender)
+        assert isinstance(value, tuple)  # ((shard, number, bound), item): see ClockLogic
+        (shard, seq, bound), value = value
         if self.queue or not self._ready(value):
             if not self.queue:
                 gate.wait(value.order_id, _item_time(value))
             self.queue.append(value)
+            gate.received(shard, seq, bound, _item_time(value))
             return self._progress([]), StatefulLogic.RETAIN
         out, discard = self._handle(value)
+        # Handled: what it emits is in ``out``, ahead of this worker's next progress.
+        gate.received(shard, seq, bound, _item_time(value))
         return self._progress(out), discard
 
     def _drain(self, force: bool) -> tuple[list[tuple[str, Any]], bool]:
@@ -329,8 +351,12 @@ def _order_id(item: Event | Expire) -> str:
     return item.order_id
 
 
-def _tagged_order_id(item: tuple[int, Event | Expire]) -> str:
+def _tagged_order_id(item: tuple[Any, Event | Expire]) -> str:
     return item[1].order_id
+
+
+def _order_of(item: Any) -> str:
+    return str(item.order_id)
 
 
 def _item_time(value: Event | Expire) -> float:
@@ -454,6 +480,9 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
         ),
     )
     gate = parts.models.gate if parts.models is not None else None
+    if gate is not None and gate.shards != shards:
+        # Progress waits for a bound from each shard: fewer would make it no bound.
+        raise ValueError(f"the gate expects {gate.shards} clock shards, the flow has {shards}")
     # The clock's (shard, item) pairs are split and re-keyed by order in one step each
     # (no separate unkeying step: every event passes here).
     by_order: Stream[tuple[str, Any]]

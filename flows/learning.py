@@ -40,7 +40,8 @@ class ModelRuntime:
     #: Every decision is labelled "refunded within this horizon" (policy
     #: ``learning.label_horizon_days``), released once the learner's event time passes it.
     horizon: float = 14 * DAY
-    #: Room for resolutions arriving after later decisions (at least the allowed lateness).
+    #: Room for resolutions arriving after later decisions (at least the allowed lateness;
+    #: live mode: with a gate the learner's clock is already a bound and needs none).
     margin: float = 1 * DAY
     prior_precision: float = 12.5
     #: Simulator ground truth for treated examples (backtests); never checkpointed.
@@ -55,6 +56,9 @@ class ModelRuntime:
     learn: bool = True
     #: Workers of this process's flow (the gate waits to hear from each).
     workers: int = 1
+    #: The clock's shards (``WindowConfig.shards``): a worker's progress is the lowest of
+    #: their watermarks, so the gate waits for a bound from each.
+    shards: int = WindowConfig().shards
 
     @classmethod
     def for_policy(
@@ -74,6 +78,7 @@ class ModelRuntime:
             horizon=policy.label_horizon_days * DAY,
             margin=margin,
             prior_precision=policy.prior_precision,
+            shards=window.shards,
             **kwargs,
         )
 
@@ -81,7 +86,7 @@ class ModelRuntime:
         if self.board.clock is None:
             self.board.clock = self.versions
         if self.wait_for_versions and self.gate is None:
-            self.gate = DecisionGate(self.board, self.workers)
+            self.gate = DecisionGate(self.board, self.workers, shards=self.shards)
         # Warm start: scorers read the last checkpoint from the first decision on, not
         # only once the learner step (built on its first example) exists.
         if self.store is not None and self.board.latest is None:
@@ -124,7 +129,9 @@ class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes | N
                 models=runtime.learn,
             )
         self.learner.horizon = runtime.horizon
-        self.learner.margin = runtime.margin
+        # With a gate the clock is a bound on everything still to come (DecisionGate): no
+        # room for late items is needed. Without one it follows the items themselves.
+        self.learner.margin = 0.0 if runtime.gate is not None else runtime.margin
         self.learner.period = runtime.versions.period
         self.learner.clock_from_progress = runtime.gate is not None
         gate = runtime.gate

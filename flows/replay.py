@@ -24,7 +24,7 @@ from bytewax.testing import cluster_main, run_main
 from flows.dataflow import FlowParts, build_flow
 from flows.learning import ModelRuntime
 from flows.observer import FlowObserver
-from flows.routing import LocalKeys
+from flows.routing import LocalKeys, process_of_shard
 from flows.runtime import tune_gc
 from flows.sinks import OUTPUTS, JsonlSink, write_canonical
 from flows.sources import ReplaySource
@@ -170,6 +170,13 @@ def run_replay(
     if cluster is not None:
         addresses, index = cluster
         keys = LocalKeys(len(addresses) * opts.workers, opts.window.shards, index * opts.workers)
+        if gate is not None:
+            # This process reads only its own shards' orders: its progress is theirs.
+            gate.shards = sum(
+                1
+                for shard in range(opts.window.shards)
+                if process_of_shard(shard, len(addresses), opts.workers) == index
+            )
     parts = FlowParts(
         source=(
             make_source(hold_end)

@@ -126,3 +126,9 @@ class LocalKeys:
             worker = self.worker_of_shard(shard_of(order_id, self.shards))
             key = self._cases[order_id] = key_for(order_id, worker, self.workers)
         return key
+
+
+def process_of_shard(shard: int, processes: int, workers: int = 1) -> int:
+    """The process whose worker ``shard % (processes * workers)`` holds clock shard
+    ``shard`` (``LocalKeys`` puts it there)."""
+    return shard % (processes * workers) // workers

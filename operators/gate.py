@@ -28,9 +28,10 @@ END_ROUNDS = 20
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """A worker's case step will emit nothing earlier than ``at`` any more (less the
-    allowed lateness): everything it received up to then was decided, or waits at ``at``
-    or later. With a :class:`DecisionGate` the learner's clock moves on these alone."""
+    """A worker's case step will emit nothing earlier than ``at`` any more: no shard of
+    the clock sends anything earlier, and what it received before was decided, or waits
+    at ``at`` or later. With a :class:`DecisionGate` the learner's clock moves on these
+    alone."""
 
     source: int
     at: float
@@ -148,18 +149,39 @@ class DecisionGate:
     A worker's case step asks :meth:`ready` before handing an order's item to its case: if
     the version for the decision's event time is not cut yet, the item (and every later
     item of the order) waits in the case's state and is retried when the step is next
-    woken. Each worker reports its :class:`Progress` to the learner: the latest event time
-    it received, or its earliest waiting item if earlier; the learner's clock is the
-    lowest progress of the workers, so a waiting decision never waits for itself (the lag
-    is at least the learner's margin plus :data:`PROGRESS_STEP`). Per-worker state is
-    keyed by thread: the workers of one process share the gate.
+    woken. Each worker reports its :class:`Progress` to the learner: how far every shard
+    of the clock has surely got (see :meth:`received`), or its earliest waiting item if
+    earlier. The learner's clock is the lowest progress of the workers, so a waiting
+    decision never waits for itself (the lag is at least the learner's margin plus
+    :data:`PROGRESS_STEP`). Per-worker state is keyed by thread: the workers of one
+    process share the gate, and what the shards sent is counted for all of them.
+
+    Why not the latest event time received: a shard admits events up to the allowed
+    lateness behind its *own* latest, which may be far behind another shard's; and a
+    stateful step takes the items of one activation grouped by key, so even one shard's
+    items are handled out of the order it sent them in. Hence each shard numbers the items
+    it sends and tags them with its watermark then (``flows.dataflow.ClockLogic``): once
+    every item up to number *n* was handled, nothing earlier than the bound sent with *n*
+    can come from that shard any more.
     """
 
-    def __init__(self, board: SnapshotBoard, workers: int = 1, step: float = PROGRESS_STEP) -> None:
+    def __init__(
+        self,
+        board: SnapshotBoard,
+        workers: int = 1,
+        step: float = PROGRESS_STEP,
+        shards: int = 1,
+    ) -> None:
         self.board = board
         self.workers = workers  # the flow's case-step workers, all in this process
         self.step = step
+        #: The clock's shards (WindowConfig.shards): progress needs a bound from each.
+        self.shards = shards
         self._workers: dict[int, _WorkerProgress] = {}
+        self._lock = threading.Lock()  # the feeds are shared by the workers
+        self._feeds: dict[int, _Feed] = {}
+        #: The lowest bound of the shards (-inf until every shard was heard from).
+        self._low = -math.inf
         #: Items that waited, and items handed on at end of input before they were ready.
         self.held = 0
         self.forced = 0
@@ -204,17 +226,38 @@ class DecisionGate:
         """Whether any worker has items waiting (read from any thread)."""
         return any(w.waiting for w in list(self._workers.values()))
 
-    def received(self, t: float, sender: int = 0) -> None:
-        """This worker received an event at ``t`` from clock worker ``sender``."""
+    def received(self, shard: int, seq: int, bound: float, at: float) -> None:
+        """This worker has handled (decided, or queued to wait) item ``seq`` of clock
+        shard ``shard``, at event time ``at``, sent with the bound ``bound``: that shard
+        sends nothing earlier than it from its item ``seq`` on (its watermark then; -inf:
+        none yet)."""
         mine = self._mine()
         mine.changed_at = self.end_rounds
-        by = mine.received_from
-        if t > by.get(sender, -math.inf):
-            by[sender] = t
-            # Items of one sender arrive in order, not those of different senders: what
-            # this worker has surely received is the lowest of its senders' latest.
-            if len(by) >= self.workers or self.end_rounds >= END_ROUNDS:
-                mine.received = min(by.values())
+        if at > mine.latest:
+            mine.latest = at
+        if seq < 0:
+            return  # not numbered: nothing is counted on it
+        with self._lock:
+            feed = self._feeds.get(shard)
+            if feed is None:
+                feed = self._feeds[shard] = _Feed()
+            if seq != feed.next:
+                feed.ahead[seq] = bound  # an earlier item of the shard is still to come
+                return
+            feed.next = seq + 1
+            ahead = feed.ahead
+            while feed.next in ahead:
+                bound = max(bound, ahead.pop(feed.next))
+                feed.next += 1
+            if bound <= feed.bound:
+                return
+            low = feed.bound
+            feed.bound = bound
+            feeds = self._feeds
+            if (low <= self._low or self._low == -math.inf) and (
+                len(feeds) >= self.shards or self.end_rounds >= END_ROUNDS
+            ):
+                self._low = min(f.bound for f in feeds.values())
 
     def wait(self, order_id: str, t: float) -> None:
         """The order's earliest waiting item is at ``t`` (it starts waiting, or the item
@@ -232,13 +275,14 @@ class DecisionGate:
     def progress(self) -> Progress | None:
         """This worker's progress, when it moved ``step`` since last reported."""
         mine = self._mine()
-        at = mine.received
+        at = self._low
         # After the end of input, report at every turn: the learner re-reads finished().
         ending = self.end_rounds >= END_ROUNDS and mine.seen_end != self.end_rounds
-        if ending and self.end_rounds - mine.changed_at >= END_ROUNDS and mine.received_from:
-            # Everything sent to this worker has arrived: a sender that stopped sending to
-            # it long ago no longer holds its progress back.
-            at = max(mine.received_from.values())
+        if ending and self.end_rounds - mine.changed_at >= END_ROUNDS and mine.latest > at:
+            # Everything sent to this worker has arrived and was handled: it emits nothing
+            # earlier than its waiting items any more (the shards' bounds lag their latest
+            # event by the lateness and more, at the sparse tail of an input).
+            at = mine.latest
         mine.seen_end = self.end_rounds
         if at < mine.reported + self.step and not ending:
             return None
@@ -253,17 +297,24 @@ class DecisionGate:
         return Progress(mine.source, at)
 
 
+class _Feed:
+    """What a worker of this process handled of one clock shard's numbered items."""
+
+    __slots__ = ("ahead", "bound", "next")
+
+    def __init__(self) -> None:
+        self.next = 0  # every item before this one was handled
+        self.bound = -math.inf  # the bound sent with item next - 1
+        self.ahead: dict[int, float] = {}  # items handled before an earlier one: bound
+
+
 class _WorkerProgress:
-    __slots__ = (
-        "changed_at", "heap", "received", "received_from", "reported", "seen_end", "source",
-        "waiting",
-    )  # fmt: skip
+    __slots__ = ("changed_at", "heap", "latest", "reported", "seen_end", "source", "waiting")
 
     def __init__(self, source: int) -> None:
         self.source = source
-        self.received = -math.inf
-        self.received_from: dict[int, float] = {}  # clock worker -> its latest event here
         self.reported = -math.inf
+        self.latest = -math.inf  # the latest event time of the items it handled
         self.waiting: dict[str, float] = {}  # order id -> its earliest waiting item's time
         self.heap: list[tuple[float, str]] = []
         self.seen_end = 0

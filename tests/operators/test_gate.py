@@ -1,0 +1,126 @@
+"""The decision gate's progress is a lower bound on what its worker will still emit, even
+when the clock admits a straggler far behind the latest event time the worker received
+(another shard is ahead) or a shard's items are handled out of the order it sent them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+from operators.case import DAY, HOUR, OrderCase
+from operators.contract import Event, decode, format_ts
+from operators.features import build_features, to_vector
+from operators.gate import DecisionGate, Progress, SnapshotBoard
+from operators.learner import Learner
+from operators.models import Pending
+from operators.versions import VersionClock
+from operators.window import ExpiryClock, WindowConfig
+
+D0 = 1_780_272_000.0  # 2026-06-01T00:00:00Z
+VECTOR = to_vector(build_features(OrderCase("o"), None, 0.0))
+
+
+def placed(order_id: str, at: float) -> Event:
+    return decode(
+        "orders",
+        {
+            "event_id": f"e-{order_id}", "type": "order_placed", "order_id": order_id,
+            "occurred_at": format_ts(at), "customer_id": "c", "currency": "EUR", "total": 1,
+            "items": [{"sku": "s", "sku_family": "f", "quantity": 1, "unit_price": 1}],
+        },
+    )  # fmt: skip
+
+
+def pending(order_id: str, at: float) -> Pending:
+    return Pending(order_id, at, VECTOR, 0.2, None, "control", "other", True, (), 0.0)
+
+
+def learner_for(gate: DecisionGate | None) -> Learner:
+    learner = Learner(horizon=1 * HOUR, margin=0.0, period=DAY, models=True)
+    learner.clock_from_progress = True
+    if gate is not None:
+        learner.finished, learner.heard_all = gate.finished, gate.heard_all
+    return learner
+
+
+def sent(clocks: dict[int, ExpiryClock], script: list[tuple[int, Event]]) -> Iterator[tuple]:
+    """What the clock step sends, as ClockLogic tags it: (shard, number, the shard's
+    watermark before the call, item), for each admitted item of each event in turn."""
+    numbers = dict.fromkeys(clocks, 0)
+    for shard, event in script:
+        clock = clocks[shard]
+        wm = clock.watermark
+        bound = -math.inf if wm is None else wm
+        for item in clock.on_event(event):
+            assert isinstance(item, Event), item  # the straggler is admitted, not late
+            yield shard, numbers[shard], bound, item
+            numbers[shard] += 1
+
+
+def test_a_straggler_of_a_lagging_shard_is_learned_before_its_version_is_cut() -> None:
+    config = WindowConfig()  # 6 h lateness, 6 h jumps need a second event
+    clocks = {0: ExpiryClock(config), 1: ExpiryClock(config)}
+    straggler_at = D0 - 5 * HOUR
+    script = [
+        (0, placed("a1", D0)),
+        (1, placed("b1", D0)),
+        (1, placed("b2", D0 + 1 * HOUR)),
+        # Shard 0 runs ten days ahead (two events: the jump is confirmed).
+        (0, placed("a2", D0 + 10 * DAY)),
+        (0, placed("a3", D0 + 10 * DAY + 1 * HOUR)),
+        # Shard 1's watermark is D0 - 5 h: it still admits this one.
+        (1, placed("b3", straggler_at)),
+    ]
+    gate = DecisionGate(SnapshotBoard(VersionClock(DAY, 2 * DAY)), workers=1, shards=2)
+    learner = learner_for(gate)
+    old_rule = learner_for(None)  # progress = the latest event time received
+    latest = -math.inf
+    for shard, seq, bound, event in sent(clocks, script):
+        at = event.occurred_at
+        # The case step decides the item (one example), then counts it as handled and
+        # reports its progress, in that order (flows/dataflow.py, CaseLogic.on_item).
+        gate.received(shard, seq, bound, at)
+        batch: list[Pending | Progress] = [pending(event.order_id, at)]
+        progress = gate.progress()
+        if progress is not None:
+            assert progress.at <= at or event.order_id != "b3"
+            batch.append(progress)
+        learner.feed_batch(batch)
+        latest = max(latest, at)
+        old_rule.feed_batch([pending(event.order_id, at), Progress(0, latest)])
+
+    # The straggler's example (released at D0 - 4 h) belongs in the version cut at D0.
+    assert learner.late == 0
+    assert learner.released_until < straggler_at + 1 * HOUR
+    # The old rule had cut ten days past it before it came: its example arrived late.
+    assert old_rule.released_until >= D0 + 9 * DAY
+    assert old_rule.late == 1
+    # And the gate's progress did move: it is shard 1's watermark, not -inf.
+    assert learner.released_until == D0 - DAY
+
+
+def test_progress_waits_for_a_shards_earlier_item_handled_out_of_order() -> None:
+    gate = DecisionGate(SnapshotBoard(VersionClock(DAY, 2 * DAY)), workers=1, shards=1)
+    gate.received(0, 0, D0, D0)
+    assert gate.progress() == Progress(gate._mine().source, D0)
+    # Item 2 (bound D0 + 2 days) is handled before item 1 (bound D0 + 1 day): item 1's
+    # may still be anything from D0 + 1 day on, so nothing moves until it is handled.
+    gate.received(0, 2, D0 + 2 * DAY, D0 + 2 * DAY + HOUR)
+    assert gate.progress() is None
+    gate.received(0, 1, D0 + DAY, D0 + DAY + HOUR)
+    progress = gate.progress()
+    assert progress is not None and progress.at == D0 + 2 * DAY
+    # Dead letters are not numbered and move nothing.
+    gate.received(0, -1, D0 + 5 * DAY, D0 + 5 * DAY)
+    assert gate.progress() is None
+
+
+def test_progress_needs_a_bound_from_every_shard() -> None:
+    gate = DecisionGate(SnapshotBoard(VersionClock(DAY, 2 * DAY)), workers=1, shards=3)
+    gate.received(0, 0, D0, D0)
+    gate.received(1, 0, D0 + DAY, D0 + DAY)
+    progress = gate.progress()
+    assert progress is None or progress.at == -math.inf  # shard 2 may still send anything
+    gate.received(2, 0, D0 + 2 * DAY, D0 + 2 * DAY)
+    progress = gate.progress()
+    assert progress is not None and progress.at == D0  # the lowest shard's bound
