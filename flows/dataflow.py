@@ -480,8 +480,9 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
         ),
     )
     gate = parts.models.gate if parts.models is not None else None
-    if gate is not None and gate.shards != shards:
-        # Progress waits for a bound from each shard: fewer would make it no bound.
+    # Progress waits for a bound from each shard that sends to this process: fewer would
+    # make it no bound (a cluster process reads only its own shards' orders).
+    if gate is not None and (gate.shards > shards if keys is not None else gate.shards != shards):
         raise ValueError(f"the gate expects {gate.shards} clock shards, the flow has {shards}")
     # The clock's (shard, item) pairs are split and re-keyed by order in one step each
     # (no separate unkeying step: every event passes here).
