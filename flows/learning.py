@@ -78,8 +78,7 @@ class ModelRuntime:
             horizon=policy.label_horizon_days * DAY,
             margin=margin,
             prior_precision=policy.prior_precision,
-            shards=window.shards,
-            **kwargs,
+            **{"shards": window.shards, **kwargs},
         )
 
     def __post_init__(self) -> None:

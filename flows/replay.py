@@ -135,9 +135,18 @@ def run_replay(
     truth = None
     if opts.ground_truth is not None and opts.learn:
         truth = truth_lookup(load_ground_truth(opts.ground_truth))
+    shards = opts.window.shards
+    if cluster is not None:
+        # This process reads only its own shards' orders: its progress is theirs.
+        shards = sum(
+            1
+            for shard in range(opts.window.shards)
+            if process_of_shard(shard, len(cluster[0]), opts.workers) == cluster[1]
+        )
     models = ModelRuntime.for_policy(
         pol,
         opts.window,
+        shards=shards,
         store=opts.model_store,
         truth=truth,
         # In a cluster each process has its own learner, context and gate (flows/cluster.py).
@@ -170,13 +179,6 @@ def run_replay(
     if cluster is not None:
         addresses, index = cluster
         keys = LocalKeys(len(addresses) * opts.workers, opts.window.shards, index * opts.workers)
-        if gate is not None:
-            # This process reads only its own shards' orders: its progress is theirs.
-            gate.shards = sum(
-                1
-                for shard in range(opts.window.shards)
-                if process_of_shard(shard, len(addresses), opts.workers) == index
-            )
     parts = FlowParts(
         source=(
             make_source(hold_end)

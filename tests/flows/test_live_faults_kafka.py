@@ -120,7 +120,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 def partition(fake: FakeConsumer, offsets: dict[str, int]) -> _AlignedPartition:
     part = _AlignedPartition(
         {"bootstrap.servers": "127.0.0.1:1", "group.id": "x"}, 0, {A: "orders", B: "delivery"},
-        dict(offsets), dict(fake.high), 1000, timedelta(milliseconds=5), 0.5,
+        dict(offsets), 1000, timedelta(milliseconds=5), 0.5,
     )  # fmt: skip
     part._consumer.close()
     part._consumer = fake  # type: ignore[assignment]

@@ -89,7 +89,6 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
         index: int,
         streams: dict[str, str],
         offsets: dict[str, int],
-        highs: dict[str, int],
         batch_size: int,
         idle_poll: timedelta,
         max_idle: float,
@@ -111,7 +110,6 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
         self._index = index
         self._streams = streams
         self._next = dict(offsets)  # next offset to read, per topic
-        self._high = dict(highs)  # last known high watermark, per topic
         self._eof: dict[str, int] = {}  # offset of the last partition-end event, per topic
         self._buffers: dict[str, deque[tuple[float, int, Any]]] = {t: deque() for t in streams}
         self._empty_since: dict[str, float] = {}
@@ -184,7 +182,6 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
             self._consumer.seek(TopicPartition(topic, self._index, start))
             self._next[topic] = start
             self._eof.pop(topic, None)
-            self._high[topic] = high
             broker_lost_state()  # the output producers are unknown to it too
 
     def _at_end(self, topic: str) -> bool:
@@ -197,10 +194,8 @@ class _AlignedPartition(StatefulSourcePartition[InputItem, dict[str, int]]):
         _, high = self._consumer.get_watermark_offsets(
             TopicPartition(topic, self._index), cached=True
         )
-        if high is not None and high >= 0:
-            self._high[topic] = high
-            if high > self._next[topic]:
-                return False
+        if high is not None and high > self._next[topic]:
+            return False
         # >=: offsets can skip (transaction markers), so the end may lie past our position.
         return self._eof.get(topic, -1) >= self._next[topic]
 
@@ -402,11 +397,9 @@ class KafkaInputSource(FixedPartitionedSource[InputItem, dict[str, int]]):
         config = self._config()
         probe = Consumer(config)
         offsets: dict[str, int] = {}
-        highs: dict[str, int] = {}
         try:
             for topic in streams:
                 low, high = probe.get_watermark_offsets(TopicPartition(topic, index), timeout=10.0)
-                highs[topic] = high
                 if resume_state is not None and topic in resume_state:
                     offsets[topic] = resume_state[topic]
                 elif self.settings.starting_offset == "latest":
@@ -424,7 +417,6 @@ class KafkaInputSource(FixedPartitionedSource[InputItem, dict[str, int]]):
             index,
             streams,
             offsets,
-            highs,
             self.batch_size,
             timedelta(milliseconds=self.settings.idle_poll_ms),
             self.settings.max_idle_ms / 1000.0,
