@@ -272,6 +272,24 @@ def start_producing(
     return producer
 
 
+def start_beside_reference(
+    reference: LiveRig,
+    faulted: LiveRig,
+    log_name: str,
+    events: list[tuple[str, bytes, str]],
+    fault_at: int,
+    env: dict[str, str] | None = None,
+) -> tuple[Any, threading.Thread]:
+    """Start both flows, produce ``events`` to both at RATE, and return (the faulted flow,
+    the producer) once ``fault_at`` events are produced: where the fault goes in."""
+    reference.start(bytewax_run(reference), "reference.log")
+    flow = faulted.start(bytewax_run(faulted), log_name, env)
+    progress = Progress()
+    producer = start_producing([reference, faulted], events, progress)
+    progress.wait_past(fault_at)
+    return flow, producer
+
+
 def test_sigkill_at_random_moments_changes_no_decision_and_no_delivery(
     rigs: Any, simulated: list[tuple[str, bytes, str]]
 ) -> None:
@@ -321,11 +339,9 @@ def test_redis_stopped_for_20_s_pauses_decisions_and_loses_nothing(
         reference = rigs("reference")
         blip = rigs("redis-blip", redis_url=redis_server.url)
         markers = marker_ids(simulated[-4:])
-        reference.start(bytewax_run(reference), "reference.log")
-        flow = blip.start(bytewax_run(blip), "blip.log")
-        progress = Progress()
-        producer = start_producing([reference, blip], simulated, progress)
-        progress.wait_past(len(simulated) // 3)
+        flow, producer = start_beside_reference(
+            reference, blip, "blip.log", simulated, len(simulated) // 3
+        )
         redis_server.stop()
         stopped = threading.Event()
         stopped.wait(20)  # the outage itself: how long Redis stays down
@@ -509,11 +525,9 @@ def test_broker_paused_loses_nothing_and_makes_no_event_late(
     reference = rigs("reference")
     paused = rigs("paused", bootstrap=tansu.bootstrap)
     markers = marker_ids(simulated[-4:])
-    reference.start(bytewax_run(reference), "reference.log")
-    flow = paused.start(bytewax_run(paused), "paused.log")
-    progress = Progress()
-    producer = start_producing([reference, paused], simulated, progress)
-    progress.wait_past(len(simulated) // 3)
+    flow, producer = start_beside_reference(
+        reference, paused, "paused.log", simulated, len(simulated) // 3
+    )
     os.kill(tansu.proc.pid, signal.SIGSTOP)
     try:
         threading.Event().wait(PAUSE_SECONDS)  # the pause itself
@@ -648,11 +662,14 @@ def test_webhook_receiver_failing_for_60_s_delays_deliveries_and_loses_none(
     failing = rigs("webhook-outage", receiver=Receiver(status=outage), retry_seconds=SLOW_RETRIES)
     markers = marker_ids(simulated[-4:])
     port = free_port()
-    reference.start(bytewax_run(reference), "reference.log")
-    flow = failing.start(bytewax_run(failing), "outage.log", {"SALVAGE_METRICS_PORT": str(port)})
-    progress = Progress()
-    producer = start_producing([reference, failing], simulated, progress)
-    progress.wait_past(len(simulated) // 4)
+    flow, producer = start_beside_reference(
+        reference,
+        failing,
+        "outage.log",
+        simulated,
+        len(simulated) // 4,
+        {"SALVAGE_METRICS_PORT": str(port)},
+    )
     outage.on.set()
     began = time.monotonic()
     wait_for(
