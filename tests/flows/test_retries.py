@@ -154,11 +154,17 @@ def stores(request: pytest.FixtureRequest) -> Iterator[QueueFactory]:
         queue, ledger = InMemoryRetryQueue(), InMemoryDispatchLedger()
         yield lambda: (queue, ledger)
         return
-    url = request.getfixturevalue("redis_url")
+    yield request.getfixturevalue("redis_stores")
+
+
+@pytest.fixture
+def redis_stores(redis_url: str) -> Iterator[QueueFactory]:
+    """A new Redis client's retry queue and ledger per call, as a process restarted on the
+    same Redis has; all closed at the end."""
     clients: list[redis.Redis] = []
 
     def make() -> tuple[RetryQueue, Any]:
-        clients.append(redis.Redis.from_url(url))
+        clients.append(redis.Redis.from_url(redis_url))
         return RedisRetryQueue(clients[-1], "retry-test"), RedisDispatchLedger(
             clients[-1], "retry-test"
         )
@@ -289,23 +295,16 @@ def test_two_resends_of_one_delivery_send_it_once(receiver: Receiver, stores: Qu
 
 
 def test_parked_deliveries_survive_a_restart_and_are_taken_once(
-    receiver: Receiver, redis_url: str
+    receiver: Receiver, redis_stores: QueueFactory
 ) -> None:
-    clients: list[redis.Redis] = []
-
-    def make() -> tuple[RetryQueue, Any]:
-        clients.append(redis.Redis.from_url(redis_url))
-        c = clients[-1]
-        return RedisRetryQueue(c, "retry-test"), RedisDispatchLedger(c, "retry-test")
-
     clock = Clock()
-    before = rig(receiver.url, make, clock)
+    before = rig(receiver.url, redis_stores, clock)
     for i in range(1, 21):
         assert before.dispatcher.deliver_now(intervention(i)).status == "retrying"
     before.dispatcher.close()  # the process is gone; its parked deliveries are in Redis
     receiver.healthy.set()
     clock.t = T0 + HOUR
-    workers = [rig(receiver.url, make, clock) for _ in range(3)]  # the restarted processes
+    workers = [rig(receiver.url, redis_stores, clock) for _ in range(3)]  # the restarted processes
     results: list[DeliveryResult] = []
     lock = threading.Lock()
     barrier = threading.Barrier(3)
@@ -325,8 +324,6 @@ def test_parked_deliveries_survive_a_restart_and_are_taken_once(
     for i in range(1, 21):
         assert receiver.statuses(f"iv-{i}").count(200) == 1, i
     assert workers[0].queue.pending() == 0
-    for c in clients:
-        c.close()
 
 
 def test_a_taken_delivery_comes_back_after_its_lease() -> None:
@@ -410,20 +407,13 @@ def test_only_a_dead_lettered_claim_can_be_reopened(stores: QueueFactory) -> Non
 
 
 def test_a_delivery_in_flight_when_its_process_dies_is_sent_by_another(
-    receiver: Receiver, redis_url: str, caplog: pytest.LogCaptureFixture
+    receiver: Receiver, redis_stores: QueueFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Write-ahead: the delivery is in the retry queue before its first attempt, so a
     process killed during the quick attempts does not lose it."""
-    clients: list[redis.Redis] = []
-
-    def make() -> tuple[RetryQueue, Any]:
-        clients.append(redis.Redis.from_url(redis_url))
-        c = clients[-1]
-        return RedisRetryQueue(c, "retry-test"), RedisDispatchLedger(c, "retry-test")
-
     clock = Clock()
-    dying = rig(receiver.url, make, clock)
-    queue, _ = make()
+    dying = rig(receiver.url, redis_stores, clock)
+    queue, _ = redis_stores()
     # The dying process claimed and wrote ahead, then was killed before any attempt: this
     # is what _deliver leaves behind at its first line.
     iv = intervention(7)
@@ -431,7 +421,7 @@ def test_a_delivery_in_flight_when_its_process_dies_is_sent_by_another(
     item = RetryItem(iv, "hook", 0, clock.t, clock.t + 600.0)
     queue.park(item)
     receiver.healthy.set()
-    restarted = rig(receiver.url, make, clock)
+    restarted = rig(receiver.url, redis_stores, clock)
     assert restarted.dispatcher.retry_due() == []  # the lease has not ended yet
     clock.t += 600.0
     with caplog.at_level(logging.WARNING, logger="salvage.dispatch"):
@@ -441,8 +431,6 @@ def test_a_delivery_in_flight_when_its_process_dies_is_sent_by_another(
     # The receiver may have had it from the dead process: the log says it was sent again.
     assert "re-sending iv-7: its earlier delivery did not finish" in caplog.text
     assert queue.pending() == 0
-    for c in clients:
-        c.close()
 
 
 def test_a_delivered_write_ahead_leaves_nothing_parked(
