@@ -25,13 +25,20 @@ from operators.baselines import (
     ARM_LABELS,
     ARM_ORDER,
     ActionCosts,
+    captured_share,
     compare_arms,
+    evaluate_arm,
+    oracle_choices,
     percent,
     policy_choices,
     spending,
     truth_outcome,
 )
+from operators.contract import parse_ts
 from operators.ope import build_log, doubly_robust
+
+#: Length of a period in :func:`captured_by_period` (four weeks of event time).
+PERIOD_SECONDS = 28 * 86400
 
 
 def spread(values: Sequence[float]) -> dict[str, float | int | None]:
@@ -83,6 +90,59 @@ def logged_losses(
     return out
 
 
+def captured_by_period(
+    truth: Mapping[str, Mapping[str, Any]],
+    costs: ActionCosts,
+    learned: Sequence[Mapping[str, Any]],
+    static: Sequence[Mapping[str, Any]],
+    period: float = PERIOD_SECONDS,
+) -> list[dict[str, Any]]:
+    """The static rules' and the learned policy's captured share per period of each order's
+    first decision (four weeks by default): whether learning pulls ahead as outcomes
+    accumulate. Orders never decided on are left out of every period.
+
+    >>> def kept_if(action):
+    ...     refunded = {"outcome": "refunded", "refund_value": 50.0, "retained_value": 0.0}
+    ...     kept = {"outcome": "kept", "refund_value": 0.0, "retained_value": 50.0}
+    ...     return {"order_value": 50.0, "outcomes": {"none": refunded, action: kept}}
+    >>> truth = {"A": kept_if("proactive_reassurance"), "B": kept_if("proactive_reassurance")}
+    >>> def decision(oid, t, action):
+    ...     return {"order_id": oid, "decided_at": t, "action": action, "arm": "treatment"}
+    >>> static = [decision("A", "2026-03-02T10:00:00Z", "none"),
+    ...           decision("B", "2026-04-01T10:00:00Z", "none")]
+    >>> learned = [decision("A", "2026-03-02T10:00:00Z", "none"),
+    ...            decision("B", "2026-04-01T10:00:00Z", "proactive_reassurance")]
+    >>> costs = ActionCosts({"proactive_reassurance": 0.0}, {}, 15.0)
+    >>> [(p["period"], p["static_rules"], p["learned"]) for p in
+    ...  captured_by_period(truth, costs, learned, static)]
+    [(0, 0.0, 0.0), (1, 0.0, 1.0)]
+    """
+    first: dict[str, float] = {}
+    for d in (*static, *learned):
+        t = parse_ts(d["decided_at"])
+        if t < first.get(d["order_id"], float("inf")):
+            first[d["order_id"]] = t
+    if not first:
+        return []
+    start = min(first.values())
+    groups: dict[int, dict[str, Mapping[str, Any]]] = {}
+    for oid, row in truth.items():
+        if oid in first:
+            groups.setdefault(int((first[oid] - start) // period), {})[oid] = row
+    static_choices, learned_choices = policy_choices(static), policy_choices(learned)
+    out = []
+    for index in sorted(groups):
+        rows = groups[index]
+        status_quo = evaluate_arm("status_quo", rows, {}, costs)
+        oracle = evaluate_arm("oracle", rows, oracle_choices(rows, costs), costs)
+        shares = {
+            name: captured_share(status_quo, evaluate_arm(name, rows, choices, costs), oracle)
+            for name, choices in (("static_rules", static_choices), ("learned", learned_choices))
+        }
+        out.append({"period": index, "orders": len(rows), **shares})
+    return out
+
+
 def evaluate_world(
     truth: Mapping[str, Mapping[str, Any]],
     costs: ActionCosts,
@@ -103,6 +163,7 @@ def evaluate_world(
     true_loss = arms["arms"]["static_rules"]["loss"]
     return {
         **arms,
+        "by_period": captured_by_period(truth, costs, learned, static),
         "ope_static_rules": {
             **est.to_dict(),
             "true_loss": true_loss,
@@ -135,6 +196,20 @@ def summarize_worlds(worlds: list[Mapping[str, Any]]) -> dict[str, Any]:
         and w["arms"]["static_rules"]["captured_share"] is not None
     ]
     out["learned_minus_static"] = spread(gaps)
+    periods: dict[int, list[Mapping[str, Any]]] = {}
+    for w in worlds:
+        for row in w.get("by_period") or ():
+            if row["static_rules"] is not None and row["learned"] is not None:
+                periods.setdefault(row["period"], []).append(row)
+    out["by_period"] = [
+        {
+            "period": index,
+            "static_rules": spread([r["static_rules"] for r in rows]),
+            "learned": spread([r["learned"] for r in rows]),
+            "learned_minus_static": spread([r["learned"] - r["static_rules"] for r in rows]),
+        }
+        for index, rows in sorted(periods.items())
+    ]
     ope = [w["ope_static_rules"] for w in worlds if "ope_static_rules" in w]
     covered = [o["covered"] for o in ope]
     widths = [(o["ci_high"] - o["ci_low"]) / 2 / o["true_loss"] for o in ope if o["true_loss"]]
@@ -173,6 +248,22 @@ def format_worlds(summary: Mapping[str, Any]) -> str:
             f"{gap['median'] * 100:+.1f}, p10 {gap['p10'] * 100:+.1f}, "
             f"worst world {gap['min'] * 100:+.1f}, best {gap['max'] * 100:+.1f}"
         )
+    periods = summary.get("by_period") or []
+    if len(periods) > 1:
+        weeks = PERIOD_SECONDS // (7 * 86400)
+        lines += [
+            "",
+            "| weeks of the first decision | static rules | learned | learned - static: "
+            "median | p10 | worst | worlds |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in periods:
+            gap, first = row["learned_minus_static"], row["period"] * weeks + 1
+            lines.append(
+                f"| {first}-{first + weeks - 1} | {percent(row['static_rules']['median'])} | "
+                f"{percent(row['learned']['median'])} | {gap['median'] * 100:+.1f} | "
+                f"{gap['p10'] * 100:+.1f} | {gap['min'] * 100:+.1f} | {gap['n']} |"
+            )
     cov = summary["ope_coverage"]
     if cov["worlds"]:
         width, error = cov["half_width_relative"], cov["error_relative"]

@@ -389,6 +389,27 @@ def _steady_state() -> ScenarioParams:
     )
 
 
+def _steady_season() -> ScenarioParams:
+    """Sixteen ordinary weeks of the same beauty brand, March to June.
+
+    The steady-state shop run four times as long: the same weekly rhythm, lanes, campaigns
+    and customers, with every week alike. Refund outcomes are known two weeks or more after
+    a decision, so a learner that waits for them acts in the last weeks of a four-week
+    scenario only; here it has three months to act on what it learned. Use it to measure
+    how decisions change as outcomes accumulate (`benchmarks/decision_worlds.py --scenario
+    steady-season`), at the same orders per day as ``steady-state`` with four times the
+    orders.
+    """
+    four_weeks = _steady_state()
+    return replace(
+        four_weeks,
+        name="steady-season",
+        days=4 * four_weeks.days,
+        order_prefix="SSN",
+        day_weights=four_weeks.day_weights * 4,
+    )
+
+
 def _build(factory: Callable[[], ScenarioParams]) -> ScenarioParams:
     """Build a scenario and attach its factory's docstring as the description."""
     params = factory()
@@ -396,7 +417,8 @@ def _build(factory: Callable[[], ScenarioParams]) -> ScenarioParams:
 
 
 SCENARIOS: dict[str, ScenarioParams] = {
-    params.name: params for params in map(_build, (_launch_week_backlog, _steady_state))
+    params.name: params
+    for params in map(_build, (_launch_week_backlog, _steady_state, _steady_season))
 }
 
 

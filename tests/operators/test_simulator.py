@@ -297,6 +297,28 @@ def test_registry_and_stories() -> None:
         simulate("no-such-scenario", 10, 1, Path("/nonexistent"))
 
 
+def test_the_season_is_sixteen_steady_weeks(tmp_path: Path, steady: Run) -> None:
+    """``steady-season`` is the steady-state shop four times as long: orders spread evenly
+    over 16 weeks (each four-week block holds about a quarter), nothing else differs."""
+    season_params, steady_params = SCENARIOS["steady-season"], SCENARIOS["steady-state"]
+    assert season_params.days == 4 * steady_params.days == 112
+    assert season_params.lanes == steady_params.lanes
+    assert season_params.campaigns == steady_params.campaigns
+    season = _load(tmp_path, simulate("steady-season", 4000, 11, tmp_path))
+    placed = sorted(_ts(e) for e in season.events["orders"] if e["type"] == "order_placed")
+    first = placed[0]
+    blocks = Counter(min((t - first).days // 28, 3) for t in placed)
+    assert (placed[-1] - first).days >= 105
+    for block in range(4):
+        assert 0.2 < blocks[block] / len(placed) < 0.3, blocks
+
+    def request_rate(run: Run) -> float:
+        asked = {e["order_id"] for e in run.events["refunds"] if e["type"] in REQUESTS}
+        return len(asked) / run.stats.orders
+
+    assert abs(request_rate(season) - request_rate(steady)) < 0.03
+
+
 def test_same_seed_same_bytes_and_other_seed_differs(tmp_path: Path) -> None:
     files = [f"{s}.jsonl" for s in STREAMS] + ["ground_truth.jsonl", "scenario.json", "world.json"]
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
