@@ -7,15 +7,15 @@ grid with the median and the worst world per point, and the point with the best 
 The reporting worlds (100-119, and 200-219, never looked at) are never read here:
 ``benchmarks/decision_worlds.py`` reports on them with whatever this chose.
 
-``--learner`` tunes the learned policy's constants instead (``operators/bandit.py``: the
-guard's confidence, the effect weights' prior strength, and whether an action's outcomes
-also teach the shared no-action level): each tuning world is replayed once with the static
-rules and once learning per grid point, and the table gives the learned-minus-static gap
-in points of captured share (median, mean and worst world).
+``--learner`` tunes the learned policy's keys instead (``LEARNER_GRID``: the guard's
+confidence, the prior's weight in outcomes, the exploration rate and the choice rule, each
+as an override of ``--policy``): each tuning world is replayed once with the static rules
+and once learning per grid point, and the table gives the learned-minus-static gap in
+points of captured share (median, mean and worst world).
 
 Run: ``python benchmarks/tune_policy.py [--seeds 0-9] [--orders 8000]``, or
-``python benchmarks/tune_policy.py --learner --misspecified --scenario steady-state
---orders 10000``.
+``python benchmarks/tune_policy.py --learner --misspecified --scenario steady-season
+--orders 40000 --policy operators/policies/learning.yaml``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import operators.bandit as bandit  # noqa: E402
 from benchmarks.decision_worlds import parse_seeds  # noqa: E402
 from flows.jsonl import read_jsonl  # noqa: E402
 from flows.replay import ReplayOptions, run_replay  # noqa: E402
@@ -46,16 +47,35 @@ from operators.worlds import spread  # noqa: E402
 DEFAULT = ROOT / "operators" / "policies" / "default.yaml"
 PROPENSITY = (0.0, 0.05, 0.10, 0.15, 0.25)
 SAVING = (0.0, 0.5, 2.0)
-#: The learner grid: (guard confidence, effect prior scale, joint level).
-LEARNER_GRID = (
-    (0.99, 1.0, False),
-    (0.99, 1.0, True),
-    (0.99, 4.0, True),
-    (0.8, 4.0, True),
-    (0.6, 4.0, True),
-    (0.8, 1.0, True),
-    (0.8, 8.0, True),
-)
+#: The learner grid: named overrides of the policy's ``learning`` and ``ranking`` keys.
+LEARNER_GRID: dict[str, dict[str, dict[str, Any]]] = {
+    "policy as shipped": {},
+    "guard 0.5": {"learning": {"guard_confidence": 0.5}},
+    "guard 0.8": {"learning": {"guard_confidence": 0.8}},
+    "guard 0.99": {"learning": {"guard_confidence": 0.99}},
+    "prior 5": {"learning": {"prior_outcomes": 5}},
+    "prior 50": {"learning": {"prior_outcomes": 50}},
+    "exploration 0.2": {"ranking": {"exploration": 0.2}},
+    "thompson": {"learning": {"choice": "thompson"}},
+    "thompson, prior 5": {"learning": {"choice": "thompson", "prior_outcomes": 5}},
+    "horizon 7 days": {"learning": {"label_horizon_days": 7}},
+    "horizon 10 days": {"learning": {"label_horizon_days": 10}},
+    "guard 0.8, prior 5": {"learning": {"guard_confidence": 0.8, "prior_outcomes": 5}},
+    # Not policy keys: constants of operators/bandit.py, set in the worker for one run.
+    "segment crosses": {"bandit": {"SEGMENT_CROSSES": True}},
+    "effect x1, guard 0.8, prior 5": {
+        "learning": {"guard_confidence": 0.8, "prior_outcomes": 5},
+        "bandit": {"EFFECT_PRECISION_SCALE": 1.0},
+    },
+    "effect x2, guard 0.8, prior 5": {
+        "learning": {"guard_confidence": 0.8, "prior_outcomes": 5},
+        "bandit": {"EFFECT_PRECISION_SCALE": 2.0},
+    },
+    "crosses, guard 0.8, prior 5": {
+        "learning": {"guard_confidence": 0.8, "prior_outcomes": 5},
+        "bandit": {"SEGMENT_CROSSES": True},
+    },
+}
 REPORTING = (range(100, 120), range(200, 220))
 
 
@@ -85,13 +105,19 @@ def one_world(world_seed: int, scenario: str, orders: int, learn: bool) -> dict[
     return shares
 
 
+def with_overrides(base: Path, name: str, overrides: dict[str, dict[str, Any]]) -> RecoveryPolicy:
+    """The policy in ``base`` with some of its sections' keys replaced."""
+    doc = yaml.safe_load(base.read_text())
+    for section, keys in overrides.items():
+        doc.setdefault(section, {}).update(keys)
+    return RecoveryPolicy.from_text(yaml.safe_dump(doc), f"tune({name})")
+
+
 def learner_world(
-    world_seed: int, scenario: str, orders: int, misspecified: bool
+    world_seed: int, scenario: str, orders: int, misspecified: bool, base: Path, points: list[str]
 ) -> dict[str, float | None]:
     """Captured share of the static rules and of the learned policy per grid point."""
-    import operators.bandit as bandit
-
-    policy = RecoveryPolicy.load(DEFAULT)
+    policy = RecoveryPolicy.load(base)
     costs = ActionCosts.from_policy(policy)
     shares: dict[str, float | None] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,46 +129,55 @@ def learner_world(
         truth = load_ground_truth(truth_path)
         run_replay(data, Path(tmp) / "static", policy, ReplayOptions(learn=False))
         static = read_jsonl(Path(tmp) / "static" / "decisions.jsonl")
-        for confidence, scale, joint in LEARNER_GRID:
-            bandit.GUARD_CONFIDENCE = confidence
-            bandit.EFFECT_PRECISION_SCALE = scale
-            bandit.JOINT_LEVEL = joint
-            out = Path(tmp) / f"{confidence}-{scale}-{joint}"
-            run_replay(data, out, policy, ReplayOptions(learn=True, ground_truth=truth_path))
+        for i, name in enumerate(points):
+            overrides = dict(LEARNER_GRID[name])
+            constants = overrides.pop("bandit", {})
+            saved = {k: getattr(bandit, k) for k in constants}
+            variant_policy = with_overrides(base, name, overrides)
+            out = Path(tmp) / f"learned-{i}"
+            opts = ReplayOptions(learn=True, ground_truth=truth_path)
+            for k, v in constants.items():
+                setattr(bandit, k, v)
+            try:
+                run_replay(data, out, variant_policy, opts)
+            finally:
+                for k, v in saved.items():
+                    setattr(bandit, k, v)
             block = compare_arms(truth, costs, read_jsonl(out / "decisions.jsonl"), static)
             arms = block["arms"]
             shares["static"] = arms["static_rules"]["captured_share"]
-            shares[f"{confidence}|{scale}|{joint}"] = arms["policy"]["captured_share"]
+            shares[name] = arms["policy"]["captured_share"]
     return shares
 
 
 def tune_learner(args: argparse.Namespace, seeds: list[int]) -> int:
     n = len(seeds)
+    base = Path(args.policy) if args.policy else DEFAULT
+    points = args.points.split(";") if args.points else list(LEARNER_GRID)
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(args.processes, 1)) as pool:
         worlds = list(
             pool.map(
                 learner_world, seeds, [args.scenario] * n, [args.orders] * n,
-                [args.misspecified] * n,
+                [args.misspecified] * n, [base] * n, [points] * n,
             )
         )  # fmt: skip
     kind = "misspecified " if args.misspecified else ""
     static = spread([w["static"] for w in worlds if w["static"] is not None])
     print(
         f"learned minus static rules on {kind}tuning worlds {args.seeds} ({args.scenario}, "
-        f"{args.orders:,} orders); static rules captured {static['median']:.1%} (median)"
+        f"{args.orders:,} orders, {base.name}); static rules captured "
+        f"{static['median']:.1%} (median)"
     )
-    head = ("confidence", 11), ("effect x", 10), ("joint", 7), ("learned", 9), ("gap", 8)
-    print("".join(f"{h:>{w}}" for h, w in head) + f"{'mean':>8}{'worst':>8}")
-    for confidence, scale, joint in LEARNER_GRID:
-        key = f"{confidence}|{scale}|{joint}"
-        pairs = [(w[key], w["static"]) for w in worlds if None not in (w[key], w["static"])]
+    print(f"{'grid point':<22}{'learned':>9}{'gap':>8}{'mean':>8}{'worst':>8}")
+    for name in points:
+        pairs = [(w[name], w["static"]) for w in worlds if None not in (w[name], w["static"])]
         gaps = [100 * (a - b) for a, b in pairs]
         learned = spread([a for a, _ in pairs])
         gap = spread(gaps)
         print(
-            f"{confidence:>11}{scale:>10}{joint!s:>7}{learned['median']:>9.1%}"
-            f"{gap['median']:>+8.1f}{sum(gaps) / len(gaps):>+8.2f}{gap['min']:>+8.1f}"
+            f"{name:<22}{learned['median']:>9.1%}{gap['median']:>+8.1f}"
+            f"{sum(gaps) / len(gaps):>+8.2f}{gap['min']:>+8.1f}"
         )
     print(f"\ndone in {time.perf_counter() - started:.0f} s")
     return 0
@@ -157,7 +192,11 @@ def main() -> int:
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--learner", action="store_true", help="tune the learner's constants")
     ap.add_argument("--misspecified", action="store_true", help="worlds with prior errors")
+    ap.add_argument("--policy", help="with --learner: the policy whose learning keys are tuned")
+    ap.add_argument("--points", help="with --learner: grid points to run, separated by ';'")
     args = ap.parse_args()
+    if args.points and not set(args.points.split(";")) <= set(LEARNER_GRID):
+        ap.error(f"--points: choose among {'; '.join(LEARNER_GRID)}")
     seeds = parse_seeds(args.seeds)
     if any(s in r for s in seeds for r in REPORTING):
         ap.error("seeds 100-119 and 200-219 are the reporting worlds: tune on others")

@@ -90,6 +90,12 @@ EFFECT_PRECISION_SCALE = 4.0
 #: 0-9 (misspecified) 0.6, 0.8 and 0.99 were within 0.3 points of each other in median
 #: (0.6: worst world -2.5); the most cautious is kept (``benchmarks/tune_policy.py``).
 GUARD_CONFIDENCE = 0.99
+#: Cross keys (decision point x lane, decision point x family) beside the one-hot keys: let
+#: an action's effect at a late parcel in one lane differ from its effect at a request
+#: there, at the cost of more weights to learn. Off: on world seeds 0-9 (misspecified,
+#: ``steady-season``) they gained nothing (learned minus static +3.1 points in median
+#: against +3.5 without; ``benchmarks/tune_policy.py --learner``, grid "segment crosses").
+SEGMENT_CROSSES = False
 
 
 def _quantiles(n: int) -> tuple[float, ...]:
@@ -178,10 +184,13 @@ class Context:
 
     def keys(self) -> tuple[str, ...]:
         """The one-hot features (``*``: the intercept, shared by every case of an arm)."""
-        return (
+        keys: tuple[str, ...] = (
             "*", f"p={self.point}", f"l={self.lane}", f"f={self.family}",
             f"i={self.intent}", f"t={self.tier}", f"c={self.campaign}",
         )  # fmt: skip
+        if SEGMENT_CROSSES:
+            keys += (f"pl={self.point}/{self.lane}", f"pf={self.point}/{self.family}")
+        return keys
 
 
 def logit(p: float) -> float:
