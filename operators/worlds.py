@@ -159,17 +159,16 @@ def evaluate_world(
     log, explored = build_log(learned, losses, values, segments, holdout_share)
     target = {oid: c.action for oid, c in policy_choices(static).items()}
     contact_costs = {a: costs.contact.get(a, 0.0) for a in action_names()}
-    est = doubly_robust(log, target, contact_costs, explored)
     true_loss = arms["arms"]["static_rules"]["loss"]
-    return {
-        **arms,
-        "by_period": captured_by_period(truth, costs, learned, static),
-        "ope_static_rules": {
+    out = {**arms, "by_period": captured_by_period(truth, costs, learned, static)}
+    for key, normalized in (("ope_static_rules", False), ("ope_static_rules_sn", True)):
+        est = doubly_robust(log, target, contact_costs, explored, self_normalized=normalized)
+        out[key] = {
             **est.to_dict(),
             "true_loss": true_loss,
             "covered": est.ci_low <= true_loss <= est.ci_high,
-        },
-    }
+        }
+    return out
 
 
 def summarize_worlds(worlds: list[Mapping[str, Any]]) -> dict[str, Any]:
@@ -210,17 +209,18 @@ def summarize_worlds(worlds: list[Mapping[str, Any]]) -> dict[str, Any]:
         }
         for index, rows in sorted(periods.items())
     ]
-    ope = [w["ope_static_rules"] for w in worlds if "ope_static_rules" in w]
-    covered = [o["covered"] for o in ope]
-    widths = [(o["ci_high"] - o["ci_low"]) / 2 / o["true_loss"] for o in ope if o["true_loss"]]
-    errors = [abs(o["loss"] - o["true_loss"]) / o["true_loss"] for o in ope if o["true_loss"]]
-    out["ope_coverage"] = {
-        "covered": sum(covered),
-        "worlds": len(covered),
-        "share": round(sum(covered) / len(covered), 4) if covered else None,
-        "half_width_relative": spread(widths),
-        "error_relative": spread(errors),
-    }
+    for key, name in (("ope_static_rules", "ope_coverage"), ("ope_static_rules_sn", "ope_sn")):
+        ope = [w[key] for w in worlds if key in w]
+        covered = [o["covered"] for o in ope]
+        widths = [(o["ci_high"] - o["ci_low"]) / 2 / o["true_loss"] for o in ope if o["true_loss"]]
+        errors = [abs(o["loss"] - o["true_loss"]) / o["true_loss"] for o in ope if o["true_loss"]]
+        out[name] = {
+            "covered": sum(covered),
+            "worlds": len(covered),
+            "share": round(sum(covered) / len(covered), 4) if covered else None,
+            "half_width_relative": spread(widths),
+            "error_relative": spread(errors),
+        }
     return out
 
 
@@ -264,14 +264,16 @@ def format_worlds(summary: Mapping[str, Any]) -> str:
                 f"{percent(row['learned']['median'])} | {gap['median'] * 100:+.1f} | "
                 f"{gap['p10'] * 100:+.1f} | {gap['min'] * 100:+.1f} | {gap['n']} |"
             )
-    cov = summary["ope_coverage"]
-    if cov["worlds"]:
+    for key, name in (("ope_coverage", "doubly robust"), ("ope_sn", "self-normalised DR")):
+        cov = summary.get(key) or {"worlds": 0}
+        if not cov["worlds"]:
+            continue
         width, error = cov["half_width_relative"], cov["error_relative"]
         lines.append(
-            f"off-policy (doubly robust) 95% interval for the static rules, estimated from "
+            f"off-policy ({name}) 95% interval for the static rules, estimated from "
             f"the learned run's log, covers the true loss in {cov['covered']} of "
             f"{cov['worlds']} worlds; interval half-width {percent(width['median'])} of the "
             f"true loss (median; widest {percent(width['max'])}), estimate off by "
-            f"{percent(error['median'])} (median)"
+            f"{percent(error['median'])} (median; worst {percent(error['max'])})"
         )
     return "\n".join(lines)

@@ -109,7 +109,10 @@ def off_policy_estimate(
     for run in targets:
         target_decisions = read_jsonl(Path(run["out_dir"]) / "decisions.jsonl")
         target = {oid: c.action for oid, c in policy_choices(target_decisions).items()}
-        out["estimates"][run["name"]] = doubly_robust(log, target, contact, explored).to_dict()
+        est = doubly_robust(log, target, contact, explored).to_dict()
+        sn = doubly_robust(log, target, contact, explored, self_normalized=True).to_dict()
+        est["self_normalized"] = {k: sn[k] for k in ("loss", "ci_low", "ci_high")}
+        out["estimates"][run["name"]] = est
     return out
 
 
@@ -126,6 +129,13 @@ def format_off_policy(block: dict[str, Any]) -> str:
             f"  {name}: loss {est['loss']:,.2f}  [{est['ci_low']:,.2f}, {est['ci_high']:,.2f}]"
             f"  ({est['matched_orders']:,} orders where the log took the same first action)"
         )
+        sn = est.get("self_normalized")
+        if sn:
+            lines.append(
+                f"  {name}, self-normalised: loss {sn['loss']:,.2f}  "
+                f"[{sn['ci_low']:,.2f}, {sn['ci_high']:,.2f}]  (steadier where logged "
+                "probabilities are tiny, slightly biased)"
+            )
         lines += [f"  warning: {w}" for w in est["warnings"]]
     lines.append(f"  assumptions: {block['assumptions']}")
     return "\n".join(lines)

@@ -270,3 +270,44 @@ def test_without_ground_truth_the_history_leakage_is_still_reported(tmp_path: Pa
     assert history.split()[-1] == "42.50"
     leak = next(ln for ln in table.splitlines() if ln.startswith("refund leakage"))
     assert leak.split()[-1] == "unknown"
+
+
+def test_off_policy_estimate_from_a_logged_period_without_ground_truth(
+    tmp_path: Path, capsys
+) -> None:
+    """``backtest --against B --logged DIR``: a learned run's outputs are the log of a
+    "live period"; the input without its ground truth is what a merchant has. Both
+    estimates (doubly robust, and self-normalised) come with an interval around them."""
+    from operators.simulation import simulate
+
+    data = tmp_path / "input"
+    simulate("steady-state", 1500, 3, data, world_seed=3)
+    logged = tmp_path / "logged"
+    assert main(["replay", str(data), "--out", str(logged), "-q"]) == 0
+    (data / "ground_truth.jsonl").unlink()
+    out = tmp_path / "out"
+    learning = Path(__file__).parents[2] / "operators" / "policies" / "learning.yaml"
+    args = ["backtest", str(data), "--out", str(out), "--against", str(learning)]
+    assert main([*args, "--logged", str(logged), "--no-learning"]) == 0
+    printed = capsys.readouterr().out
+    block = orjson.loads((out / "backtest.json").read_bytes())["off_policy"]
+    assert block["logged_orders"] == 1500
+    (est,) = block["estimates"].values()
+    assert est["ci_low"] < est["loss"] < est["ci_high"]
+    sn = est["self_normalized"]
+    assert sn["ci_low"] < sn["loss"] < sn["ci_high"]
+    assert 0 < est["matched_orders"] < 1500
+    assert "off-policy estimate from 1,500 logged orders" in printed
+    assert "self-normalised: loss" in printed
+    assert "assumptions: overlap" in printed
+
+
+def test_off_policy_needs_the_logged_propensities(tmp_path: Path, capsys) -> None:
+    data = write_input(tmp_path / "input", with_truth=False)
+    logged = tmp_path / "logged"
+    logged.mkdir()
+    (logged / "decisions.jsonl").write_bytes(orjson.dumps({"order_id": "x"}) + b"\n")
+    (logged / "outcomes.jsonl").write_bytes(b"")
+    args = ["backtest", str(data), "--out", str(tmp_path / "o"), "--against", str(CONSERVATIVE)]
+    assert main([*args, "--logged", str(logged), "--no-learning"]) == 2
+    assert "carry no propensity" in capsys.readouterr().err
