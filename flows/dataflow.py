@@ -274,8 +274,12 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, Any], bytes | None]):
         assert isinstance(value, tuple)  # ((shard, number, bound), item): see ClockLogic
         (shard, seq, bound), value = value
         if self.queue or not self._ready(value):
-            if not self.queue:
-                gate.wait(value.order_id, _item_time(value))
+            at = _item_time(value)
+            # The gate must know the order's earliest waiting item: one queued behind
+            # another may be earlier (out of order, within the allowed lateness), and the
+            # worker's progress must not pass it before it is handed on.
+            if not self.queue or at < _earliest(self.queue):
+                gate.wait(value.order_id, at)
             self.queue.append(value)
             gate.received(shard, seq, bound, _item_time(value))
             return self._progress([]), StatefulLogic.RETAIN
@@ -303,7 +307,7 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, Any], bytes | None]):
             got, discard = self._handle(value)
             out.extend(got)
         if self.queue:
-            gate.wait(self.queue[0].order_id, _item_time(self.queue[0]))
+            gate.wait(self.queue[0].order_id, _earliest(self.queue))
         else:
             gate.done(self.window.case.order_id)
         return out, discard
@@ -361,6 +365,12 @@ def _order_of(item: Any) -> str:
 
 def _item_time(value: Event | Expire) -> float:
     return value.occurred_at if isinstance(value, Event) else value.deadline
+
+
+def _earliest(queue: list[Event | Expire]) -> float:
+    """The event time of the earliest of an order's waiting items (not always the first
+    in the queue: items of an order may arrive out of order, within the lateness)."""
+    return min(map(_item_time, queue))
 
 
 def _is_event(item: Event | DeadLetter) -> TypeGuard[Event]:

@@ -311,3 +311,31 @@ def test_partitions_read_out_of_step_lose_nothing_with_per_partition_watermarks(
         assert late == [] and len(out["outcomes"]) == 10
     else:  # one watermark for both: p1's early orders are behind p0's latest
         assert {d["order_id"] for d in late} == {"p1-0", "p1-1", "p1-2", "p1-3"}
+
+
+def test_a_waiting_order_holds_progress_at_its_earliest_item_not_its_first() -> None:
+    """In a replay, an order's items wait while the model version they need is not cut.
+    An item of the order that arrives later but is dated earlier (out of order, within the
+    lateness) waits behind the first: the worker's progress must stay at or below it, or
+    the learner may cut past it before it is handed on (a late example)."""
+    from operators.case import HOUR
+    from operators.gate import DecisionGate, Progress, SnapshotBoard
+    from operators.versions import VersionClock
+    from operators.window import CaseWindow
+
+    gate = DecisionGate(SnapshotBoard(VersionClock(24 * HOUR, 48 * HOUR)), workers=1, shards=1)
+    logic = CaseLogic(CaseWindow("o1", None, WindowConfig()), close_at_eof=False, gate=gate)  # type: ignore[arg-type]
+    t0 = epoch(0)
+
+    def event(hours: float, n: int) -> Event:
+        got = decode("orders", order_placed("o1", hours) | {"event_id": f"e{n}"})
+        assert isinstance(got, Event)
+        return got
+
+    reported: list[float] = []
+    # (number, the shard's watermark when it sent the item, the item's time in hours)
+    for seq, bound_hours, hours in [(0, 0, 10), (1, 1, 2), (2, 5, 6)]:
+        out, _ = logic.on_item(((0, seq, t0 + bound_hours * HOUR), event(hours, seq)))
+        reported += [p.at for kind, p in out if kind == "progress" and isinstance(p, Progress)]
+    assert len(logic.queue) == 3  # nothing is cut: every item waits
+    assert reported and max(reported) <= t0 + 2 * HOUR
