@@ -274,12 +274,13 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, Any], bytes | None]):
         assert isinstance(value, tuple)  # ((shard, number, bound), item): see ClockLogic
         (shard, seq, bound), value = value
         if self.queue or not self._ready(value):
-            at = _item_time(value)
-            # The gate must know the order's earliest waiting item: one queued behind
+            # The gate must know the order's earliest waiting event: one queued behind
             # another may be earlier (out of order, within the allowed lateness), and the
             # worker's progress must not pass it before it is handed on.
-            if not self.queue or at < _earliest(self.queue):
-                gate.wait(value.order_id, at)
+            if not self.queue:
+                gate.wait(value.order_id, _item_time(value))
+            elif isinstance(value, Event) and value.occurred_at < _earliest(self.queue):
+                gate.wait(value.order_id, value.occurred_at)
             self.queue.append(value)
             gate.received(shard, seq, bound, _item_time(value))
             return self._progress([]), StatefulLogic.RETAIN
@@ -368,9 +369,14 @@ def _item_time(value: Event | Expire) -> float:
 
 
 def _earliest(queue: list[Event | Expire]) -> float:
-    """The event time of the earliest of an order's waiting items (not always the first
-    in the queue: items of an order may arrive out of order, within the lateness)."""
-    return min(map(_item_time, queue))
+    """The event time of the earliest of an order's waiting events (not always the first
+    in the queue: events of an order may arrive out of order, within the lateness). An
+    expiry does not count: it is sent once the watermark is past its deadline, so its
+    deadline is no bound on what is still to come (counting it would hold the worker's
+    progress below what it already reported, and the version its queue waits for would
+    never be cut). With only expiries waiting, the first one's deadline, as before."""
+    times = [v.occurred_at for v in queue if isinstance(v, Event)]
+    return min(times) if times else _item_time(queue[0])
 
 
 def _is_event(item: Event | DeadLetter) -> TypeGuard[Event]:
