@@ -93,8 +93,12 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any] | None]):
         snapshots: bool = True,
         censor_at_eof: bool = False,
         tag_sender: bool = False,
+        gate: DecisionGate | None = None,
     ) -> None:
         self.censor_at_eof = censor_at_eof
+        #: Told how many numbered items the shard has sent, before they are sent: the gate
+        #: then knows when nothing is in flight any more (DecisionGate.finished).
+        self.gate = gate
         #: Emit ((shard, number, bound), item) pairs: the items for the case step are
         #: numbered in the order sent (dead letters: -1), and ``bound`` is the watermark
         #: before the call that emitted the item: this and every later item of the shard
@@ -159,6 +163,8 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any] | None]):
                 tagged.append(((key, n, bound), item))
                 n += 1
         self._sent = n
+        if self.gate is not None:
+            self.gate.sent(key, n)
         return tagged
 
     def notify_at(self) -> datetime | None:
@@ -487,15 +493,15 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
         by_shard = op.key_on(
             "key_shard", valid.trues, lambda e: clock_key(shard_of(e.order_id, shards))
         )
-    tag_sender = parts.models is not None and parts.models.gate is not None
+    gate = parts.models.gate if parts.models is not None else None
+    tag_sender = gate is not None
     clocked = op.stateful_batch(
         "clock",
         by_shard,
         lambda snap: ClockLogic(
-            cfg, snap, observer, snapshots, parts.close_open_cases_at_eof, tag_sender
+            cfg, snap, observer, snapshots, parts.close_open_cases_at_eof, tag_sender, gate
         ),
     )
-    gate = parts.models.gate if parts.models is not None else None
     # Progress waits for a bound from each shard that sends to this process: fewer would
     # make it no bound (a cluster process reads only its own shards' orders).
     if gate is not None and (gate.shards > shards if keys is not None else gate.shards != shards):

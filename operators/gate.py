@@ -187,6 +187,8 @@ class DecisionGate:
         self.forced = 0
         #: Turns the source gave at the end of input while items waited (hold_end).
         self.end_rounds = 0
+        #: Numbered items each clock shard of this process has sent so far (see sent()).
+        self._sent: dict[int, int] = {}
 
     def hold_end(self) -> bool:
         """The source is at the end of its input: whether to give the flow another turn
@@ -200,11 +202,32 @@ class DecisionGate:
         worker that never received an item sends nothing)."""
         return sources >= self.workers or self.end_rounds >= END_ROUNDS
 
+    def sent(self, shard: int, count: int) -> None:
+        """Clock shard ``shard`` has sent (or is about to send) items numbered below
+        ``count``: until a worker of this process has handled each of them, one is still on
+        its way, and no worker is finished."""
+        with self._lock:
+            if count > self._sent.get(shard, 0):
+                self._sent[shard] = count
+
+    def in_flight(self) -> bool:
+        """Whether an item a clock shard sent has not been handled yet (read from any
+        thread)."""
+        with self._lock:
+            feeds = self._feeds
+            return any(
+                (feed := feeds.get(shard)) is None or feed.next < count
+                for shard, count in self._sent.items()
+                if count > 0
+            )
+
     def finished(self) -> frozenset[int]:
-        """Workers with nothing waiting, END_ROUNDS turns after the end of input: they
-        have nothing left to send (an item still on its way would count as late)."""
+        """Workers with nothing waiting, END_ROUNDS turns after the end of input, when every
+        item the clock shards sent has been handled: they have nothing left to send. (Turns
+        alone were not enough: with two worker threads, an item could still be on its way
+        to the other worker after END_ROUNDS turns of the source, and it came late.)"""
         rounds = self.end_rounds
-        if rounds < END_ROUNDS:
+        if rounds < END_ROUNDS or self.in_flight():
             return frozenset()
         return frozenset(
             src
@@ -278,7 +301,12 @@ class DecisionGate:
         at = self._low
         # After the end of input, report at every turn: the learner re-reads finished().
         ending = self.end_rounds >= END_ROUNDS and mine.seen_end != self.end_rounds
-        if ending and self.end_rounds - mine.changed_at >= END_ROUNDS and mine.latest > at:
+        if (
+            ending
+            and self.end_rounds - mine.changed_at >= END_ROUNDS
+            and mine.latest > at
+            and not self.in_flight()
+        ):
             # Everything sent to this worker has arrived and was handled: it emits nothing
             # earlier than its waiting items any more (the shards' bounds lag their latest
             # event by the lateness and more, at the sparse tail of an input).

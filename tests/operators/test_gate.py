@@ -124,3 +124,26 @@ def test_progress_needs_a_bound_from_every_shard() -> None:
     gate.received(2, 0, D0 + 2 * DAY, D0 + 2 * DAY)
     progress = gate.progress()
     assert progress is not None and progress.at == D0  # the lowest shard's bound
+
+
+def test_no_worker_is_finished_while_an_item_a_shard_sent_is_on_its_way() -> None:
+    """At the end of input a worker with nothing waiting is taken as finished (the
+    learner's clock then ignores it), but only once every item the clock shards sent has
+    been handled: turns of the source alone left an item in flight to the other worker
+    thread now and then, and it arrived after the learner had cut past it."""
+    from operators.gate import END_ROUNDS
+
+    gate = DecisionGate(SnapshotBoard(VersionClock(DAY, 2 * DAY)), workers=1, shards=1)
+    gate.sent(0, 2)  # the shard sent items 0 and 1
+    gate.received(0, 0, D0, D0)
+    for _ in range(2 * END_ROUNDS):
+        gate.hold_end()
+    assert gate.in_flight()
+    assert gate.finished() == frozenset()
+    progress = gate.progress()
+    assert progress is None or progress.at <= D0  # not the worker's latest: item 1 may be earlier
+    gate.received(0, 1, D0, D0 + HOUR)
+    for _ in range(2 * END_ROUNDS):
+        gate.hold_end()
+    assert not gate.in_flight()
+    assert gate.finished() == frozenset({gate._mine().source})
