@@ -92,20 +92,17 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any] | None]):
         observer: FlowObserver,
         snapshots: bool = True,
         censor_at_eof: bool = False,
-        tag_sender: bool = False,
         gate: DecisionGate | None = None,
     ) -> None:
         self.censor_at_eof = censor_at_eof
-        #: Told how many numbered items the shard has sent, before they are sent: the gate
-        #: then knows when nothing is in flight any more (DecisionGate.finished).
+        #: With a gate (replays), emit ((shard, number, bound), item) pairs: the items for
+        #: the case step are numbered in the order sent (dead letters: -1), and ``bound`` is
+        #: the watermark before the call that emitted the item: this and every later item
+        #: of the shard is at or after it (an event is admitted only there, an expiry is
+        #: known there), whatever the lateness let through. The case steps' progress is
+        #: built on these (see DecisionGate), and the gate is told how many the shard has
+        #: sent before they are sent, so it knows when nothing is in flight any more.
         self.gate = gate
-        #: Emit ((shard, number, bound), item) pairs: the items for the case step are
-        #: numbered in the order sent (dead letters: -1), and ``bound`` is the watermark
-        #: before the call that emitted the item: this and every later item of the shard
-        #: is at or after it (an event is admitted only there, an expiry is known there),
-        #: whatever the lateness let through. The case steps' progress is built on these
-        #: (see DecisionGate).
-        self.tag_sender = tag_sender
         self._sent = 0
         self.clock = ExpiryClock.restore(config, snap)
         self.observer = observer
@@ -147,7 +144,7 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any] | None]):
         return self._tag(out, before), StatefulBatchLogic.RETAIN
 
     def _tag(self, out: list[Any], watermark: float | None) -> list[Any]:
-        if not self.tag_sender or not out:
+        if self.gate is None or not out:
             return out
         shard = self.shard
         if shard is None:  # no event yet: a censoring or idle call emits nothing
@@ -163,8 +160,7 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any] | None]):
                 tagged.append(((key, n, bound), item))
                 n += 1
         self._sent = n
-        if self.gate is not None:
-            self.gate.sent(key, n)
+        self.gate.sent(key, n)
         return tagged
 
     def notify_at(self) -> datetime | None:
@@ -494,12 +490,11 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
             "key_shard", valid.trues, lambda e: clock_key(shard_of(e.order_id, shards))
         )
     gate = parts.models.gate if parts.models is not None else None
-    tag_sender = gate is not None
     clocked = op.stateful_batch(
         "clock",
         by_shard,
         lambda snap: ClockLogic(
-            cfg, snap, observer, snapshots, parts.close_open_cases_at_eof, tag_sender, gate
+            cfg, snap, observer, snapshots, parts.close_open_cases_at_eof, gate
         ),
     )
     # Progress waits for a bound from each shard that sends to this process: fewer would

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from operators.case import DAY, HOUR, OrderCase
 from operators.contract import Event, decode, format_ts
 from operators.features import build_features, to_vector
-from operators.gate import DecisionGate, Progress, SnapshotBoard
+from operators.gate import END_ROUNDS, DecisionGate, Progress, SnapshotBoard
 from operators.learner import Learner
 from operators.models import Pending
 from operators.versions import VersionClock
@@ -131,8 +131,6 @@ def test_no_worker_is_finished_while_an_item_a_shard_sent_is_on_its_way() -> Non
     learner's clock then ignores it), but only once every item the clock shards sent has
     been handled: turns of the source alone left an item in flight to the other worker
     thread now and then, and it arrived after the learner had cut past it."""
-    from operators.gate import END_ROUNDS
-
     gate = DecisionGate(SnapshotBoard(VersionClock(DAY, 2 * DAY)), workers=1, shards=1)
     gate.sent(0, 2)  # the shard sent items 0 and 1
     gate.received(0, 0, D0, D0)
