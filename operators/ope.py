@@ -69,7 +69,8 @@ class LoggedOrder:
 
 @dataclass
 class Estimate:
-    """A doubly robust estimate of a policy's total loss with its 95 % interval."""
+    """A doubly robust estimate of a policy's total loss with its 95 % interval, and the
+    self-normalised estimate from the same log (see :func:`doubly_robust`)."""
 
     value: float
     ci_low: float
@@ -78,9 +79,10 @@ class Estimate:
     matched: int
     direct_method: float
     warnings: list[str] = field(default_factory=list)
+    self_normalized: Estimate | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "loss": round(self.value, 2),
             "ci_low": round(self.ci_low, 2),
             "ci_high": round(self.ci_high, 2),
@@ -89,6 +91,14 @@ class Estimate:
             "direct_method_loss": round(self.direct_method, 2),
             "warnings": self.warnings,
         }
+        sn = self.self_normalized
+        if sn is not None:
+            out["self_normalized"] = {
+                "loss": round(sn.value, 2),
+                "ci_low": round(sn.ci_low, 2),
+                "ci_high": round(sn.ci_high, 2),
+            }
+        return out
 
 
 def _none_probability(d: Mapping[str, Any]) -> float:
@@ -179,13 +189,13 @@ def doubly_robust(
     target: Mapping[str, str],
     costs: Mapping[str, float],
     explored: Mapping[str, set[str]],
-    self_normalized: bool = False,
 ) -> Estimate:
     """Doubly robust estimate of the total loss of the policy whose first action per order
     is ``target`` (orders not in it: none). ``explored`` maps a segment to the actions the
     log applied there at least once, for the overlap warning.
 
-    ``self_normalized``: the correction term is divided by the mean importance weight
+    Its ``self_normalized`` estimate, from the same outcome model and log: the correction
+    term is divided by the mean importance weight
     ``sum_i w_i / n`` (``w_i = 1[a_i = b_i] / mu_i``, expected 1) instead of 1, so a few
     orders with tiny logged probabilities cannot move the estimate beyond the range of the
     observed residuals (Swaminathan & Joachims 2015; Kallus & Uehara 2019). Slightly biased,
@@ -211,21 +221,17 @@ def doubly_robust(
     n = len(direct_terms)
     direct = sum(direct_terms)
     weight_sum = sum(weights)
-    if self_normalized and weight_sum > 0:
+    terms = [q + w * r for q, w, r in zip(direct_terms, weights, residuals, strict=True)]
+    normalized_terms = terms
+    if weight_sum > 0:
         # Total = sum q_b + n R, R = sum w r / sum w; per order (linearised around R):
         # q_b + R + (n / sum w) w (r - R), which sums to the total.
         ratio = sum(w * r for w, r in zip(weights, residuals, strict=True)) / weight_sum
         scale = n / weight_sum
-        terms = [
+        normalized_terms = [
             q + ratio + scale * w * (r - ratio)
             for q, w, r in zip(direct_terms, weights, residuals, strict=True)
         ]
-    else:
-        terms = [q + w * r for q, w, r in zip(direct_terms, weights, residuals, strict=True)]
-    total = sum(terms)
-    mean = total / n if n else 0.0
-    var = sum((t - mean) ** 2 for t in terms) / (n - 1) if n > 1 else 0.0
-    half = Z95 * math.sqrt(var * n)
     warnings = []
     if unexplored:
         orders = sum(unexplored.values())
@@ -238,7 +244,18 @@ def doubly_robust(
     small = sum(1 for o in logged if 0 < o.probability < 0.01)
     if small:
         warnings.append(f"{small} logged actions had a probability below 1%: the interval is wide")
-    return Estimate(total, total - half, total + half, n, matched, direct, warnings)
+    normalized = Estimate(*_interval(normalized_terms), n, matched, direct, warnings)
+    return Estimate(*_interval(terms), n, matched, direct, warnings, normalized)
+
+
+def _interval(terms: list[float]) -> tuple[float, float, float]:
+    """The total of per-order terms and its normal 95 % interval."""
+    n = len(terms)
+    total = sum(terms)
+    mean = total / n if n else 0.0
+    var = sum((t - mean) ** 2 for t in terms) / (n - 1) if n > 1 else 0.0
+    half = Z95 * math.sqrt(var * n)
+    return total, total - half, total + half
 
 
 def build_log(

@@ -161,8 +161,9 @@ def evaluate_world(
     contact_costs = {a: costs.contact.get(a, 0.0) for a in action_names()}
     true_loss = arms["arms"]["static_rules"]["loss"]
     out = {**arms, "by_period": captured_by_period(truth, costs, learned, static)}
-    for key, normalized in (("ope_static_rules", False), ("ope_static_rules_sn", True)):
-        est = doubly_robust(log, target, contact_costs, explored, self_normalized=normalized)
+    plain = doubly_robust(log, target, contact_costs, explored)
+    for key, est in (("ope_static_rules", plain), ("ope_static_rules_sn", plain.self_normalized)):
+        assert est is not None
         out[key] = {
             **est.to_dict(),
             "true_loss": true_loss,

@@ -109,10 +109,7 @@ def off_policy_estimate(
     for run in targets:
         target_decisions = read_jsonl(Path(run["out_dir"]) / "decisions.jsonl")
         target = {oid: c.action for oid, c in policy_choices(target_decisions).items()}
-        est = doubly_robust(log, target, contact, explored).to_dict()
-        sn = doubly_robust(log, target, contact, explored, self_normalized=True).to_dict()
-        est["self_normalized"] = {k: sn[k] for k in ("loss", "ci_low", "ci_high")}
-        out["estimates"][run["name"]] = est
+        out["estimates"][run["name"]] = doubly_robust(log, target, contact, explored).to_dict()
     return out
 
 

@@ -70,7 +70,8 @@ def test_self_normalized_interval_also_covers_in_most_worlds() -> None:
     for seed in range(worlds):
         logged, explored, truth = _world(seed)
         target = {o.order_id: "b" for o in logged}
-        est = doubly_robust(logged, target, COSTS, explored, self_normalized=True)
+        est = doubly_robust(logged, target, COSTS, explored).self_normalized
+        assert est is not None
         covered += est.ci_low <= truth <= est.ci_high
     assert covered >= 0.88 * worlds
 
@@ -88,7 +89,8 @@ def test_one_tiny_logged_probability_plain_is_wide_self_normalised_is_narrow_and
                                   o.segment)  # fmt: skip
     target = {x.order_id: "b" for x in logged}
     plain = doubly_robust(logged, target, COSTS, explored)
-    normalized = doubly_robust(logged, target, COSTS, explored, self_normalized=True)
+    normalized = plain.self_normalized
+    assert normalized is not None
     assert abs(plain.value - truth) > 0.5 * truth
     assert plain.ci_low <= truth <= plain.ci_high
     assert abs(normalized.value - truth) < abs(plain.value - truth) / 2
