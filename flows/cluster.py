@@ -56,7 +56,7 @@ from bytewax.inputs import FixedPartitionedSource
 from flows.replay import clear_outputs
 from flows.routing import process_of_shard
 from flows.sinks import OUTPUTS, output_path, sort_canonical
-from flows.sources import RawItem, _ReplayPartition, find_stream_files
+from flows.sources import EndOfInput, RawItem, _ReplayPartition, find_stream_files
 from operators.window import shard_of
 
 #: Where each process leaves its counts for the parent (removed after merging).
@@ -90,12 +90,12 @@ class _OwnOrders(_ReplayPartition):
         batch_size: int,
         resume: Any,
         mine: Callable[[Any], bool],
-        hold_end: Callable[[], bool] | None = None,
+        gate: EndOfInput | None = None,
     ) -> None:
-        super().__init__(files, batch_size, resume, hold_end)
+        super().__init__(files, batch_size, resume, gate)
         self.mine = mine
 
-    def next_batch(self) -> list[RawItem]:
+    def _next_batch(self) -> list[RawItem]:
         batch: list[RawItem] = []
         merged, mine = self.merged, self.mine
         while len(batch) < self.batch_size:
@@ -104,7 +104,7 @@ class _OwnOrders(_ReplayPartition):
             except StopIteration:
                 if batch:
                     break
-                return super().next_batch()  # the end of input, held while decisions wait
+                return self._end()  # the end of input, held while decisions wait
             if mine(item[1]):
                 batch.append(item)
         return batch
@@ -113,7 +113,7 @@ class _OwnOrders(_ReplayPartition):
 class PartitionedReplaySource(FixedPartitionedSource[RawItem, dict[str, int]]):
     """A replay directory read by process ``index`` of ``count`` (each with ``workers``
     worker threads): one local partition holding that process's orders (see
-    :func:`process_of`). ``hold_end`` as for ``flows.sources.ReplaySource``."""
+    :func:`process_of`). ``gate`` as for ``flows.sources.ReplaySource``."""
 
     def __init__(
         self,
@@ -123,14 +123,14 @@ class PartitionedReplaySource(FixedPartitionedSource[RawItem, dict[str, int]]):
         count: int,
         shards: int,
         workers: int = 1,
-        hold_end: Callable[[], bool] | None = None,
+        gate: EndOfInput | None = None,
     ) -> None:
         if not 0 <= index < count:
             raise ValueError(f"process index {index} is not in 0..{count - 1}")
         self.files = find_stream_files(Path(input_dir))
         self.batch_size = batch_size
         self.index, self.count, self.shards, self.workers = index, count, shards, workers
-        self.hold_end = hold_end
+        self.gate = gate
 
     def list_parts(self) -> list[str]:
         return [f"replay-{self.index}-of-{self.count}"]  # only this process's part is local
@@ -151,7 +151,7 @@ class PartitionedReplaySource(FixedPartitionedSource[RawItem, dict[str, int]]):
                 answer = known[order_id] = process_of(payload, shards, count, workers) == index
             return answer
 
-        return _OwnOrders(self.files, self.batch_size, resume_state, mine, self.hold_end)
+        return _OwnOrders(self.files, self.batch_size, resume_state, mine, self.gate)
 
 
 def local_addresses(count: int) -> list[str]:
@@ -183,7 +183,7 @@ def _process_main(
     policy = RecoveryPolicy.load(policy_path) if policy_path else RecoveryPolicy.default()
     count, workers = len(addresses), options.workers
 
-    def make_source(hold_end: Callable[[], bool] | None) -> PartitionedReplaySource:
+    def make_source(gate: EndOfInput | None) -> PartitionedReplaySource:
         return PartitionedReplaySource(
             Path(input_dir),
             options.batch_size,
@@ -191,7 +191,7 @@ def _process_main(
             count,
             options.window.shards,
             workers,
-            hold_end,
+            gate,
         )
 
     run = run_replay(

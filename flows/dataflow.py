@@ -141,10 +141,15 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any] | None]):
         if values and self.shard is None:
             self.shard = shard_of(values[0].order_id, clock.config.shards)
         self._report()
-        return self._tag(out, before), StatefulBatchLogic.RETAIN
+        return self._tag(out, before, len(values)), StatefulBatchLogic.RETAIN
 
-    def _tag(self, out: list[Any], watermark: float | None) -> list[Any]:
-        if self.gate is None or not out:
+    def _tag(self, out: list[Any], watermark: float | None, took: int = 0) -> list[Any]:
+        gate = self.gate
+        if gate is None:
+            return out
+        if not out:
+            if took:  # every event taken was a re-delivery dropped here
+                gate.sent(-1, 0, took)
             return out
         shard = self.shard
         if shard is None:  # no event yet: a censoring or idle call emits nothing
@@ -160,7 +165,7 @@ class ClockLogic(StatefulBatchLogic[Event, Any, dict[str, Any] | None]):
                 tagged.append(((key, n, bound), item))
                 n += 1
         self._sent = n
-        self.gate.sent(key, n)
+        gate.sent(key, n, took)
         return tagged
 
     def notify_at(self) -> datetime | None:
@@ -287,7 +292,11 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, Any], bytes | None]):
             gate.received(shard, seq, bound, _item_time(value))
             return self._progress([]), StatefulLogic.RETAIN
         out, discard = self._handle(value)
-        # Handled: what it emits is in ``out``, ahead of this worker's next progress.
+        # Handled: what it emits is in ``out``, ahead of this worker's next progress; the
+        # examples in it are counted before the item is (see DecisionGate.finished).
+        examples = _examples_in(out)
+        if examples:
+            gate.emitted(examples)
         gate.received(shard, seq, bound, _item_time(value))
         return self._progress(out), discard
 
@@ -309,6 +318,9 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, Any], bytes | None]):
                 self.window = self.fresh(value.order_id)
             got, discard = self._handle(value)
             out.extend(got)
+        examples = _examples_in(out)
+        if examples:
+            gate.emitted(examples)  # before the order stops waiting (DecisionGate.finished)
         if self.queue:
             gate.wait(self.queue[0].order_id, _earliest(self.queue))
         else:
@@ -334,6 +346,9 @@ class CaseLogic(StatefulLogic[Event | Expire, tuple[str, Any], bytes | None]):
             # The clock censored every case it tracked at its shard's end of input; a case
             # still here was never tracked (nothing valid arrived): its last event it is.
             got, discard = self.window.on_eof(None)
+            examples = _examples_in(got)
+            if examples and self.gate is not None:
+                self.gate.emitted(examples)
             return out + got, discard
         return out, StatefulLogic.RETAIN
 
@@ -364,6 +379,19 @@ def _tagged_order_id(item: tuple[Any, Event | Expire]) -> str:
 
 def _order_of(item: Any) -> str:
     return str(item.order_id)
+
+
+#: The tags of the case step's outputs that the learner counts (DecisionGate.emitted).
+_TO_LEARNER = frozenset({"pending", "resolution"})
+
+
+def _examples_in(out: list[tuple[str, Any]]) -> int:
+    """How many of a case's outputs are examples for the learner.
+
+    >>> _examples_in([("decision", {}), ("pending", None), ("resolution", None)])
+    2
+    """
+    return sum(1 for tag, _ in out if tag in _TO_LEARNER)
 
 
 def _item_time(value: Event | Expire) -> float:
@@ -425,6 +453,19 @@ def _decode_item(item: tuple[Any, ...]) -> Event | DeadLetter:
     return decode(stream, payload, received_at)
 
 
+def _counting_rejects(gate: DecisionGate) -> Callable[[tuple[Any, ...]], Event | DeadLetter]:
+    """:func:`_decode_item`, telling ``gate`` of each item that decodes to a dead letter
+    (it never reaches a clock shard: see DecisionGate.in_flight)."""
+
+    def decode_counted(item: tuple[Any, ...]) -> Event | DeadLetter:
+        decoded = _decode_item(item)
+        if not isinstance(decoded, Event):
+            gate.rejected(1)
+        return decoded
+
+    return decode_counted
+
+
 @dataclass
 class FlowStreams:
     """The built flow and its output streams, for callers that add steps before the sinks
@@ -471,7 +512,8 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
     if observer.on_input is not None:
         on_input = observer.on_input
         raw = op.inspect("observe_input", raw, lambda _s, item: on_input(item[0], item[1]))
-    decoded = op.map("decode", raw, _decode_item)
+    gate = parts.models.gate if parts.models is not None else None
+    decoded = op.map("decode", raw, _decode_item if gate is None else _counting_rejects(gate))
     if observer.on_event is not None:
         on_event = observer.on_event
         decoded = op.inspect(
@@ -489,7 +531,6 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
         by_shard = op.key_on(
             "key_shard", valid.trues, lambda e: clock_key(shard_of(e.order_id, shards))
         )
-    gate = parts.models.gate if parts.models is not None else None
     clocked = op.stateful_batch(
         "clock",
         by_shard,

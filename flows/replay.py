@@ -27,7 +27,7 @@ from flows.observer import FlowObserver
 from flows.routing import LocalKeys, process_of_shard
 from flows.runtime import tune_gc
 from flows.sinks import OUTPUTS, JsonlSink, write_canonical
-from flows.sources import ReplaySource
+from flows.sources import EndOfInput, ReplaySource
 from operators.engine import DecisionEngine
 from operators.evaluation import load_ground_truth
 from operators.models import truth_lookup
@@ -112,18 +112,18 @@ def run_replay(
     decider_factory: Callable[[], Decider] | None = None,
     observer: FlowObserver | None = None,
     *,
-    make_source: Callable[[Callable[[], bool] | None], Source] | None = None,
+    make_source: Callable[[EndOfInput | None], Source] | None = None,
     cluster: tuple[list[str], int] | None = None,
 ) -> ReplayRun:
     """Replay ``input_dir`` through the dataflow, writing the four outputs to ``out_dir``.
 
     ``make_source`` builds the source instead of the whole-directory one, given the
-    function that holds the end of input while decisions wait (or None). ``cluster``
-    (addresses, this process's index) runs this process as one of a Bytewax cluster
-    (``flows.cluster``), which clears stale outputs itself before its processes start.
-    In a cluster the steps' keys are chosen so that each process keeps the items it reads
-    (``flows.routing``): the source must give each process the orders of its own clock
-    shards (``flows.cluster.PartitionedReplaySource``)."""
+    decision gate it reports its reads to, which holds the end of input while decisions
+    wait (or None). ``cluster`` (addresses, this process's index) runs this process as one
+    of a Bytewax cluster (``flows.cluster``), which clears stale outputs itself before its
+    processes start. In a cluster the steps' keys are chosen so that each process keeps
+    the items it reads (``flows.routing``): the source must give each process the orders of
+    its own clock shards (``flows.cluster.PartitionedReplaySource``)."""
     tune_gc()
     opts = options or ReplayOptions()
     pol = policy or RecoveryPolicy.default()
@@ -174,16 +174,15 @@ def run_replay(
             inner(stream, payload)
 
     gate = models.gate
-    hold_end = gate.hold_end if gate is not None else None
     keys = None
     if cluster is not None:
         addresses, index = cluster
         keys = LocalKeys(len(addresses) * opts.workers, opts.window.shards, index * opts.workers)
     parts = FlowParts(
         source=(
-            make_source(hold_end)
+            make_source(gate)
             if make_source is not None
-            else ReplaySource(Path(input_dir), opts.batch_size, hold_end)
+            else ReplaySource(Path(input_dir), opts.batch_size, gate)
         ),
         sinks={name: JsonlSink(out_dir, name) for name in OUTPUTS},
         decider_factory=decider_factory or default_factory,

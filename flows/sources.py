@@ -21,10 +21,10 @@ from __future__ import annotations
 import gzip
 import io
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -231,20 +231,36 @@ class MergedFiles:
 MAX_HOLD_ROUNDS = 20_000
 
 
+class EndOfInput(Protocol):
+    """What a replay source tells the flow's decision gate (``operators.gate``)."""
+
+    def read(self, count: int) -> None:
+        """The source hands ``count`` more items to the flow."""
+
+    def hold_end(self) -> bool:
+        """The source is at the end of its input: whether to give the flow another turn."""
+
+
 class _ReplayPartition(StatefulSourcePartition[RawItem, dict[str, int]]):
     def __init__(
         self,
         files: dict[str, Path],
         batch_size: int,
         resume: dict[str, int] | None,
-        hold_end: Callable[[], bool] | None = None,
+        gate: EndOfInput | None = None,
     ):
         self.merged = MergedFiles(files, resume)
         self.batch_size = batch_size
-        self.hold_end = hold_end
+        self.gate = gate
         self.held_rounds = 0
 
     def next_batch(self) -> list[RawItem]:
+        batch = self._next_batch()
+        if batch and self.gate is not None:
+            self.gate.read(len(batch))
+        return batch
+
+    def _next_batch(self) -> list[RawItem]:
         batch: list[RawItem] = []
         merged = self.merged
         for _ in range(self.batch_size):
@@ -253,17 +269,18 @@ class _ReplayPartition(StatefulSourcePartition[RawItem, dict[str, int]]):
             except StopIteration:
                 if batch:
                     break
-                if (
-                    self.hold_end is not None
-                    and self.held_rounds < MAX_HOLD_ROUNDS
-                    and self.hold_end()
-                ):
-                    # Decisions still wait for model versions: end of input now would
-                    # make them decide before those are cut. Give the flow another turn.
-                    self.held_rounds += 1
-                    return []
-                raise
+                return self._end()
         return batch
+
+    def _end(self) -> list[RawItem]:
+        """At the end of the files: an empty batch while the gate holds the end of input
+        (at most MAX_HOLD_ROUNDS times), then the end (StopIteration)."""
+        if self.gate is not None and self.held_rounds < MAX_HOLD_ROUNDS and self.gate.hold_end():
+            # Decisions still wait for model versions: end of input now would make them
+            # decide before those are cut. Give the flow another turn.
+            self.held_rounds += 1
+            return []
+        raise StopIteration
 
     def snapshot(self) -> dict[str, int]:
         return dict(self.merged.consumed)
@@ -275,19 +292,20 @@ class _ReplayPartition(StatefulSourcePartition[RawItem, dict[str, int]]):
 class ReplaySource(FixedPartitionedSource[RawItem, dict[str, int]]):
     """Bytewax source over a replay directory (one partition: the merge is global).
 
-    ``hold_end``: while it returns True at the end of the files, the source gives empty
-    batches instead of ending (decisions waiting in the flow, see
-    ``operators.learner.DecisionGate``), at most ``MAX_HOLD_ROUNDS`` times."""
+    ``gate``: told how many items the source reads and, while its ``hold_end`` returns
+    True at the end of the files, the source gives empty batches instead of ending
+    (decisions waiting in the flow, see ``operators.gate.DecisionGate``), at most
+    ``MAX_HOLD_ROUNDS`` times."""
 
     def __init__(
         self,
         input_dir: Path,
         batch_size: int = 1000,
-        hold_end: Callable[[], bool] | None = None,
+        gate: EndOfInput | None = None,
     ) -> None:
         self.files = find_stream_files(Path(input_dir))
         self.batch_size = batch_size
-        self.hold_end = hold_end
+        self.gate = gate
 
     def list_parts(self) -> list[str]:
         return ["replay"]
@@ -295,4 +313,4 @@ class ReplaySource(FixedPartitionedSource[RawItem, dict[str, int]]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: dict[str, int] | None
     ) -> _ReplayPartition:
-        return _ReplayPartition(self.files, self.batch_size, resume_state, self.hold_end)
+        return _ReplayPartition(self.files, self.batch_size, resume_state, self.gate)

@@ -13,6 +13,7 @@ import bisect
 import heapq
 import math
 import threading
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from operators.models import ModelSnapshot
@@ -189,6 +190,12 @@ class DecisionGate:
         self.end_rounds = 0
         #: Numbered items each clock shard of this process has sent so far (see sent()).
         self._sent: dict[int, int] = {}
+        #: Raw items the source handed to the flow, the ones decoding turned into dead
+        #: letters, and the events the clock shards took: until the first equals the sum
+        #: of the others, an event is on its way to a clock shard (see in_flight()).
+        self._read = 0
+        self._rejected = 0
+        self._taken = 0
 
     def hold_end(self) -> bool:
         """The source is at the end of its input: whether to give the flow another turn
@@ -196,24 +203,45 @@ class DecisionGate:
         self.end_rounds += 1
         return self.waiting()
 
-    def heard_all(self, sources: int) -> bool:
-        """Whether the learner may cut, having heard from ``sources`` workers: all of them
-        (one not heard from may still send anything), or the input ended a while ago (a
-        worker that never received an item sends nothing)."""
-        return sources >= self.workers or self.end_rounds >= END_ROUNDS
-
-    def sent(self, shard: int, count: int) -> None:
-        """Clock shard ``shard`` has sent (or is about to send) items numbered below
-        ``count``: until a worker of this process has handled each of them, one is still on
-        its way, and no worker is finished."""
+    def read(self, count: int) -> None:
+        """The source hands ``count`` more raw items to the flow (called before it does)."""
         with self._lock:
+            self._read += count
+
+    def rejected(self, count: int) -> None:
+        """Decoding turned ``count`` of the items read into dead letters: they never reach
+        a clock shard."""
+        with self._lock:
+            self._rejected += count
+
+    def heard_all(self, heard: Collection[int], done: Collection[int] = ()) -> bool:
+        """Whether the learner may cut, having had progress from the workers ``heard``:
+        from all of them (one not heard from may still send anything), or, a while after
+        the end of input, from every worker that is not ``done`` (see :meth:`finished`; a
+        worker that never received an item sends nothing)."""
+        if len(heard) >= self.workers:
+            return True
+        if self.end_rounds < END_ROUNDS:
+            return False
+        return all(src in heard or src in done for src in list(self._workers))
+
+    def sent(self, shard: int, count: int, took: int = 0) -> None:
+        """Clock shard ``shard`` took ``took`` more events and has sent (or is about to
+        send) items numbered below ``count``: until a worker of this process has handled
+        each of them, one is still on its way, and no worker is finished. (Both at once:
+        read apart, the events taken and the items sent would show nothing in flight
+        between the two updates.)"""
+        with self._lock:
+            self._taken += took
             if count > self._sent.get(shard, 0):
                 self._sent[shard] = count
 
     def in_flight(self) -> bool:
-        """Whether an item a clock shard sent has not been handled yet (read from any
-        thread)."""
+        """Whether an item the source read has not reached a clock shard yet, or one a
+        clock shard sent has not been handled yet (read from any thread)."""
         with self._lock:
+            if self._read > self._rejected + self._taken:
+                return True
             feeds = self._feeds
             return any(
                 (feed := feeds.get(shard)) is None or feed.next < count
@@ -221,18 +249,29 @@ class DecisionGate:
                 if count > 0
             )
 
-    def finished(self) -> frozenset[int]:
-        """Workers with nothing waiting, END_ROUNDS turns after the end of input, when every
-        item the clock shards sent has been handled: they have nothing left to send. (Turns
-        alone were not enough: with two worker threads, an item could still be on its way
-        to the other worker after END_ROUNDS turns of the source, and it came late.)"""
+    def emitted(self, count: int) -> None:
+        """This worker hands ``count`` more examples (pending, resolution) to the learner.
+        Called before it counts the item that gave them as handled: until the learner has
+        taken as many from it (:meth:`finished`), they are on their way."""
+        self._mine().emitted += count
+
+    def finished(self, received: Mapping[int, int]) -> frozenset[int]:
+        """Workers with nothing left to send the learner, given how many examples it has
+        ``received`` from each: nothing waiting, END_ROUNDS turns after the end of input
+        and after the last item they received, every item the source read and the clock
+        shards sent handled, and every example they emitted received. (The learner reads
+        this from another thread: a worker's state says it is idle as soon as it has
+        handled its last item, while what that emitted is still on its way to the
+        learner; counting both ends closes that window, where turns alone did not.)"""
         rounds = self.end_rounds
         if rounds < END_ROUNDS or self.in_flight():
             return frozenset()
         return frozenset(
             src
             for src, w in list(self._workers.items())
-            if not w.waiting and rounds - w.changed_at >= END_ROUNDS
+            if not w.waiting
+            and rounds - w.changed_at >= END_ROUNDS
+            and received.get(src, 0) >= w.emitted
         )
 
     def _mine(self) -> _WorkerProgress:
@@ -337,7 +376,9 @@ class _Feed:
 
 
 class _WorkerProgress:
-    __slots__ = ("changed_at", "heap", "latest", "reported", "seen_end", "source", "waiting")
+    __slots__ = (
+        "changed_at", "emitted", "heap", "latest", "reported", "seen_end", "source", "waiting",
+    )  # fmt: skip
 
     def __init__(self, source: int) -> None:
         self.source = source
@@ -347,3 +388,4 @@ class _WorkerProgress:
         self.heap: list[tuple[float, str]] = []
         self.seen_end = 0
         self.changed_at = 0  # the end turn at which it last received an item
+        self.emitted = 0  # examples it handed to the learner (see DecisionGate.emitted)

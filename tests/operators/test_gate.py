@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 
 from operators.case import DAY, HOUR, OrderCase
 from operators.contract import Event, decode, format_ts
 from operators.features import build_features, to_vector
 from operators.gate import END_ROUNDS, DecisionGate, Progress, SnapshotBoard
 from operators.learner import Learner
-from operators.models import Pending
+from operators.models import Pending, Resolution
 from operators.versions import VersionClock
 from operators.window import ExpiryClock, WindowConfig
 
@@ -137,11 +138,61 @@ def test_no_worker_is_finished_while_an_item_a_shard_sent_is_on_its_way() -> Non
     for _ in range(2 * END_ROUNDS):
         gate.hold_end()
     assert gate.in_flight()
-    assert gate.finished() == frozenset()
+    assert gate.finished({}) == frozenset()
     progress = gate.progress()
     assert progress is None or progress.at <= D0  # not the worker's latest: item 1 may be earlier
     gate.received(0, 1, D0, D0 + HOUR)
     for _ in range(2 * END_ROUNDS):
         gate.hold_end()
     assert not gate.in_flight()
-    assert gate.finished() == frozenset({gate._mine().source})
+    assert gate.finished({}) == frozenset({gate._mine().source})
+
+
+def test_no_worker_is_finished_while_an_event_the_source_read_is_on_its_way_to_a_shard() -> None:
+    """The source's last batch may not have reached the clock shards (another worker
+    thread's) after END_ROUNDS turns of the source: what the source read, less what
+    decoding rejected, must all have been taken by the shards."""
+    gate = DecisionGate(SnapshotBoard(VersionClock(DAY, 2 * DAY)), workers=1, shards=1)
+    gate.read(3)
+    gate.rejected(1)  # a line that decodes to a dead letter never reaches a shard
+    gate.sent(0, 1, took=1)
+    gate.received(0, 0, D0, D0)
+    for _ in range(2 * END_ROUNDS):
+        gate.hold_end()
+    assert gate.in_flight()
+    assert gate.finished({}) == frozenset()
+    gate.sent(0, 1, took=1)  # the last event was a re-delivery: taken, nothing sent
+    assert not gate.in_flight()
+    assert gate.finished({}) == frozenset({gate._mine().source})
+
+
+def test_a_refund_a_worker_handed_on_at_the_end_is_learned_before_the_cut_past_it() -> None:
+    """The race behind a rare late example with two workers: at the end of input a worker
+    hands on an order's waiting refund, and its state says idle at once, while the refund
+    is still on its way to the learner (another thread). Taken as finished then, the
+    worker let the learner's clock jump to the latest event time and cut past the refund
+    before it arrived. It is finished only once the learner has taken every example it
+    emitted."""
+    gate = DecisionGate(SnapshotBoard(VersionClock(DAY, 2 * DAY)), workers=1, shards=1)
+    learner = learner_for(gate)
+    me = gate._mine().source
+    # Earlier: the worker reported its progress, and decided a later order at D0 + 3 days.
+    gate.emitted(1)
+    learner.feed_batch([Progress(me, D0), replace(pending("later", D0 + 3 * DAY), source=me)])
+    # The refund of an order that waited for its version is handed on at the end of input.
+    gate.read(1)
+    gate.sent(0, 1, took=1)
+    gate.wait("o", D0 + DAY)
+    gate.received(0, 0, D0, D0 + DAY)
+    for _ in range(2 * END_ROUNDS):
+        gate.hold_end()
+    gate.emitted(1)
+    gate.done("o")
+    refund = Resolution("o", "refunded", D0 + DAY, me)
+    assert gate.finished(learner.received) == frozenset()  # the refund has not arrived
+    learner.feed_batch([])  # the learner takes a turn before it does
+    assert learner.released_until < D0 + DAY
+    learner.feed_batch([refund])
+    assert gate.finished(learner.received) == frozenset({me})
+    assert learner.released_until >= D0 + 2 * DAY  # now it may cut past the refund
+    assert learner.late == 0
