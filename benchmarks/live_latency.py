@@ -50,6 +50,8 @@ from tests.fixtures.kafka_broker import start_broker, stop_process  # noqa: E402
 
 #: Partitions per topic (``--partitions``).
 PARTITIONS = 2
+#: Bytewax epoch (snapshot interval) with recovery on; None: the shipped setting.
+SNAPSHOT_SECONDS: float | None = None
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -239,6 +241,8 @@ def flow_env(
         env["SALVAGE_REDIS__PREFIX"] = tag
     if recovery:
         env["SALVAGE_RECOVERY__DIR"] = str(work / f"{tag}-recovery")
+        if SNAPSHOT_SECONDS is not None:
+            env["SALVAGE_RECOVERY__SNAPSHOT_INTERVAL_SECONDS"] = str(SNAPSHOT_SECONDS)
     if webhook_url:
         # Every action goes to one endpoint (routes by "*" need the file, not a variable).
         config = work / f"{tag}.yaml"
@@ -394,7 +398,7 @@ class Bench(NamedTuple):
 
 
 def main(argv: list[str] | None = None) -> int:
-    global PARTITIONS
+    global PARTITIONS, SNAPSHOT_SECONDS
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rates", type=float, nargs="*", default=[200.0, 1000.0])
     parser.add_argument("--seconds", type=float, default=20.0, help="produce time per rate")
@@ -407,10 +411,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=PARTITIONS, help="per topic")
     parser.add_argument("--recovery", action="store_true", help="Bytewax recovery on")
     parser.add_argument(
+        "--snapshot-seconds", type=float, help="recovery snapshot interval (default: shipped)"
+    )
+    parser.add_argument(
         "--backlog", type=int, default=0, help="also drain a backlog of this many events"
     )
     args = parser.parse_args(argv)
     PARTITIONS = args.partitions
+    SNAPSHOT_SECONDS = args.snapshot_seconds
     work = Path(tempfile.mkdtemp(prefix="salvage-bench-"))
     broker, broker_proc = start_broker(work)
     redis_server = None
@@ -424,10 +432,14 @@ def main(argv: list[str] | None = None) -> int:
         need = max([int(rate * args.seconds) + args.warmup for rate in args.rates] + [args.backlog])
         orders = max(args.orders, need // 6 + 1)  # about 6.5 events per order
         events = simulate_events(orders, 7, work)
+        recovery = "off"
+        if args.recovery:
+            every = SNAPSHOT_SECONDS
+            recovery = "on" if every is None else f"on, snapshots every {every:g} s"
         print(
             f"broker {broker.bootstrap} (Tansu), {PARTITIONS} partitions per topic; "
-            f"state: {'Redis' if redis_url else 'in memory'}; recovery "
-            f"{'on' if args.recovery else 'off'}; batch size {args.batch_size}; "
+            f"state: {'Redis' if redis_url else 'in memory'}; recovery {recovery}"
+            f"; batch size {args.batch_size}; "
             f"{len(events):,} simulated steady-state events; producer in its own process"
         )
         if args.rates:
