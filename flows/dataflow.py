@@ -28,7 +28,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic, StatefulLogic
-from bytewax.outputs import Sink
+from bytewax.outputs import FixedPartitionedSink, Sink
 
 from flows.learning import LearnerLogic, ModelRuntime
 from flows.observer import FlowObserver
@@ -36,7 +36,15 @@ from operators.case import OrderCase
 from operators.contract import DeadLetter, Event, decode
 from operators.gate import DecisionGate
 from operators.models import MODEL_SET
-from operators.window import CaseWindow, Decider, Expire, ExpiryClock, WindowConfig, shard_of
+from operators.window import (
+    BatchDecider,
+    CaseWindow,
+    Decider,
+    Expire,
+    ExpiryClock,
+    WindowConfig,
+    shard_of,
+)
 
 #: The outputs a case emits, then the dead letters (from decoding and the clock).
 RECORD_OUTPUTS = ("interventions", "decisions", "outcomes")
@@ -69,6 +77,10 @@ class FlowParts:
     #: nothing crosses processes, ``flows.routing.LocalKeys``); None: the shard and the
     #: order id, placed wherever Bytewax's hash of them says.
     keys: StepKeys | None = None
+    #: The decider sees each batch of events before the case step and settles its
+    #: decisions on the case step's outputs before they go on (``BatchDecider``: live
+    #: mode's decision memo reads and writes a batch in one round trip each).
+    decides_per_batch: bool = False
 
 
 class StepKeys(Protocol):
@@ -466,6 +478,43 @@ def _counting_rejects(gate: DecisionGate) -> Callable[[tuple[Any, ...]], Event |
     return decode_counted
 
 
+def _batched(decider: Callable[[], Decider]) -> BatchDecider:
+    d = decider()
+    if not isinstance(d, BatchDecider):
+        raise TypeError(f"decides_per_batch needs a BatchDecider, not {type(d).__name__}")
+    return d
+
+
+def _settling(
+    decider: Callable[[], Decider],
+) -> Callable[[list[tuple[str, Any]]], list[tuple[str, Any]]]:
+    """The ``settle_decisions`` step: the decider's ``settle`` of each batch of outputs."""
+
+    def settle(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        return _batched(decider).settle(items)
+
+    return settle
+
+
+def _preparing(
+    decider: Callable[[], Decider],
+) -> Callable[[list[tuple[str, Any]]], list[tuple[str, Any]]]:
+    """The ``prepare_decisions`` step: hands the decider the batch's events, passes the
+    batch on unchanged."""
+
+    def prepare(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        events = []
+        for _key, value in items:
+            if isinstance(value, tuple):  # (sender, item) with a gate
+                value = value[1]
+            if isinstance(value, Event):
+                events.append(value)
+        _batched(decider).prepare(events)
+        return items
+
+    return prepare
+
+
 @dataclass
 class FlowStreams:
     """The built flow and its output streams, for callers that add steps before the sinks
@@ -492,7 +541,27 @@ def attach_outputs(
         records = streams.records[name]
         if hook is not None:
             records = op.inspect(f"observe_{name}", records, _observer_of(name, hook))
-        op.output(f"out_{name}", records, sink)
+        output(f"out_{name}", records, sink)
+
+
+def record_key(record: dict[str, Any]) -> str:
+    """The key a partitioned sink routes a record by: its order id ("" without one).
+
+    >>> record_key({"order_id": "o-1"}), record_key({"reason": "bad json"})
+    ('o-1', '')
+    """
+    order_id = record.get("order_id")
+    return order_id if isinstance(order_id, str) else ""
+
+
+def output(step_id: str, records: Stream[dict[str, Any]], sink: Sink) -> None:
+    """``op.output`` of records; a partitioned sink (Kafka: it waits for acknowledgements
+    per epoch) gets them keyed by order id, one order to one partition."""
+    if isinstance(sink, FixedPartitionedSink):
+        keyed = op.key_on(f"key_{step_id}", records, record_key)
+        op.output(step_id, keyed, sink)
+    else:
+        op.output(step_id, records, sink)
 
 
 def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
@@ -570,8 +639,15 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
         window = CaseWindow(case.order_id, decider(), cfg, case, parts.emit_case_views)
         return CaseLogic(window, close_at_eof, observer.on_latency, snapshots, gate, fresh)
 
+    if parts.decides_per_batch:
+        by_order = op.flat_map_batch("prepare_decisions", by_order, _preparing(decider))
+
     # (order id, (tag, record)) pairs: the steps below read the tagged item directly.
     cases = op.stateful("case", by_order, case_builder)
+    if parts.decides_per_batch:
+        # Before any sink: a decision is recorded before its records leave the flow.
+        settle = _settling(decider)
+        cases = op.flat_map_batch("settle_decisions", cases, settle)
 
     dead: Stream[DeadLetter] = op.merge("dead_letters", valid.falses, clock_dead)
     if observer.on_dead_letter is not None:

@@ -45,6 +45,7 @@ from flows.dataflow import (
     ModelRuntime,
     attach_outputs,
     build_streams,
+    output,
 )
 from flows.runtime import tune_gc
 from flows.settings import Settings, load_settings
@@ -380,6 +381,8 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
         emit_case_views=stores.cases is not None,
         observer=observer,
         models=models,
+        # The memo is read and written once per batch, not twice per decision point.
+        decides_per_batch=True,
     )
     streams = build_streams(parts, opts.flow_id)
     review_source = KafkaInputSource(
@@ -418,7 +421,7 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
         name: KafkaRecordSink(kafka, out[name], types[name]) for name in types
     }
     attach_outputs(streams, sinks, observer)
-    op.output("out_reviews", reviews, KafkaRecordSink(kafka, out["decisions"], "review"))
+    output("out_reviews", reviews, KafkaRecordSink(kafka, out["decisions"], "review"))
 
     if stores.cases is not None:
         from flows.case_sink import CaseStoreSink, case_records

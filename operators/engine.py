@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import random
 import threading
+from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 from operators.bandit import (
@@ -113,6 +115,38 @@ class DecisionEngine:
         self.prior = HeuristicScorer()
         # Thompson sampling before the first published posterior: the prior alone.
         self.prior_posterior = BanditPosterior(policy.prior_precision)
+        #: Order id -> customer id, from the batches :meth:`prepare` saw (newest last).
+        self._customer_of: OrderedDict[str, str] = OrderedDict()
+        self._customer_lock = threading.Lock()  # workers of a process share the engine
+
+    #: Orders :meth:`prepare` remembers the customer of (a bounded map, not per case: an
+    #: order past it is read from the store at its decision, as without ``prepare``).
+    CUSTOMERS_KEPT = 100_000
+
+    def prepare(self, events: Iterable[Event]) -> None:
+        """Before a batch of events reaches the cases (live mode): load the customers of
+        their orders from a context store that can fetch many at once (``prefetch``), so
+        the batch's decisions read them from memory instead of one round trip each."""
+        prefetch = getattr(self.context, "prefetch", None)
+        if prefetch is None:
+            return
+        customer_of = self._customer_of
+        wanted: list[str] = []
+        with self._customer_lock:
+            for e in events:
+                cid = e.body.get("customer_id")
+                if isinstance(cid, str) and cid:
+                    customer_of[e.order_id] = cid
+                    customer_of.move_to_end(e.order_id)
+                else:
+                    cid = customer_of.get(e.order_id)
+                    if cid is None:
+                        continue
+                wanted.append(cid)
+            while len(customer_of) > self.CUSTOMERS_KEPT:
+                customer_of.popitem(last=False)
+        if wanted:
+            prefetch(wanted)
 
     # --- the seam ----------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ import math
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from operators.case import DAY, HOUR, OrderCase
 from operators.contract import (
@@ -476,6 +476,17 @@ class Decider(Protocol):
     def on_close(self, case: OrderCase, outcome: dict[str, Any]) -> list[Output]:
         """Called once when the case closes; may return extra outputs (learning examples)."""
         ...
+
+
+@runtime_checkable
+class BatchDecider(Decider, Protocol):
+    """A decider that works per batch of the flow (``FlowParts.decides_per_batch``):
+    ``prepare`` gets each batch's events before the case step, ``settle`` each batch of
+    the case step's (key, output) pairs after it and returns what goes on."""
+
+    def prepare(self, events: Iterable[Event]) -> None: ...
+
+    def settle(self, items: list[tuple[Any, Output]]) -> list[tuple[Any, Output]]: ...
 
 
 class CaseWindow:

@@ -495,6 +495,24 @@ def check_memo_is_atomic_across_handles(open_store: Callable[[], Any]) -> None:
     assert open_store().get("pt-race") == standing[0]
 
 
+def check_memo_batches_answer_like_single_calls(open_store: Callable[[], Any]) -> None:
+    memo = open_store()
+    first, other = _memo_entry("proactive_reassurance", 1), _memo_entry("none", 2)
+    assert memo.get_many([]) == [] and memo.remember_many([]) == []
+    assert memo.remember("pt-b1", first) == first
+    # In order, absent points as None, a repeated point answered twice.
+    assert open_store().get_many(["pt-b0", "pt-b1", "pt-b0", "pt-b1"]) == [
+        None, first, None, first,
+    ]  # fmt: skip
+    # A batch write: new points take their entry, a point another writer holds keeps its.
+    new = _memo_entry("exchange_first_offer", 3)
+    standing = open_store().remember_many([("pt-b2", new), ("pt-b1", other), ("pt-b3", other)])
+    assert standing == [new, first, other]
+    assert standing[0] is new  # the caller's own entry when it was written
+    assert memo.get_many(["pt-b2", "pt-b3"]) == [new, other]
+    assert open_store().remember("pt-b2", first) == new
+
+
 # --- every store: the domain's protocol ---------------------------------------------------
 
 #: The domain protocol (``operators.stores``) each kind of store implements.
@@ -564,7 +582,11 @@ CHECKS: dict[str, tuple[Check, ...]] = {
         check_retry_bury_and_unbury,
     ),
     "models": (check_models_keep_the_newest_versions,),
-    "memo": (check_memo_first_decision_stands, check_memo_is_atomic_across_handles),
+    "memo": (
+        check_memo_first_decision_stands,
+        check_memo_is_atomic_across_handles,
+        check_memo_batches_answer_like_single_calls,
+    ),
 }
 CHECKS = {kind: (_implements(kind), *checks) for kind, checks in CHECKS.items()}
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import orjson
 
@@ -61,6 +62,12 @@ class InMemoryDecisionMemo:
                     self._entries.popitem(last=False)
                 return entry
         return copy_entry(known)
+
+    def get_many(self, points: Sequence[str]) -> list[MemoEntry | None]:
+        return [self.get(p) for p in points]
+
+    def remember_many(self, entries: Sequence[tuple[str, MemoEntry]]) -> list[MemoEntry]:
+        return [self.remember(p, e) for p, e in entries]
 
     def __len__(self) -> int:
         with self._lock:

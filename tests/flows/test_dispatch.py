@@ -228,6 +228,48 @@ def test_each_intervention_is_sent_once(server_factory) -> None:
     h.dispatcher.close()
 
 
+class BatchLedger(InMemoryDispatchLedger):
+    """A ledger that claims a batch in one call (as Redis does in one pipeline)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def claim(self, intervention_id: str, ttl_seconds: int) -> bool:
+        self.calls.append("claim")
+        return super().claim(intervention_id, ttl_seconds)
+
+    def claim_many(self, intervention_ids: list[str], ttl_seconds: int) -> list[bool]:
+        self.calls.append("claim_many")
+        return [super(BatchLedger, self).claim(i, ttl_seconds) for i in intervention_ids]
+
+
+def test_a_batch_is_claimed_in_one_call_and_sent_like_one_by_one(server_factory) -> None:
+    srv = server_factory(lambda attempt: 200)
+    ledger = BatchLedger()
+    assert super(BatchLedger, ledger).claim("iv-4", 3600)  # an earlier run died after this
+    assert super(BatchLedger, ledger).claim("iv-5", 3600)
+    super(BatchLedger, ledger).mark_delivered("iv-5", "delivered", 3600)  # ... and this one went
+    h = harness(settings(srv.url), ledger)
+    batch = [intervention(i) for i in (1, 2, 1, 3, 2, 4, 5)]
+    batch.insert(3, intervention(6, action="product_guidance"))  # unrouted
+    futures = h.dispatcher.submit_many(batch)
+    assert [f is None for f in futures] == [False, False, True, True, False, True, False, True]
+    assert ledger.calls == ["claim_many"]
+    for f in futures:
+        if f is not None:
+            f.result(5)
+    sent = sorted(hh["Idempotency-Key"] for hh, _, _ in srv.hits)
+    assert sent == ["iv-1", "iv-2", "iv-3", "iv-4"]
+    statuses = {r.intervention_id: r.status for r in h.results if r.status != "delivered"}
+    assert statuses == {
+        "iv-1": "skipped_duplicate", "iv-2": "skipped_duplicate", "iv-6": "unrouted",
+        "iv-5": "skipped_duplicate",
+    }  # fmt: skip
+    assert ledger.status("iv-6") is None
+    h.dispatcher.close()
+
+
 def test_a_new_run_does_not_resend_what_an_earlier_run_delivered(server_factory) -> None:
     srv = server_factory(lambda attempt: 200)
     ledger = InMemoryDispatchLedger()  # shared like Redis is between runs

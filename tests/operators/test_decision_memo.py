@@ -121,3 +121,104 @@ def test_decision_points_differ_by_order_trigger_and_policy_version() -> None:
         decision_point(o, e, v) for o in ("o-1", "o-2") for e in ("e-1", "e-2") for v in ("1", "2")
     }
     assert len(points) == 8
+
+
+# --- per batch (live mode: FlowParts.decides_per_batch) ------------------------------------
+
+
+class CountingMemo(InMemoryDecisionMemo):
+    """Counts calls: a batch must cost one read and one write, not two calls per point."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def get(self, p: str) -> MemoEntry | None:
+        self.calls.append("get")
+        return super().get(p)
+
+    def remember(self, p: str, entry: MemoEntry) -> MemoEntry:
+        self.calls.append("remember")
+        return super().remember(p, entry)
+
+    def get_many(self, points: Any) -> list[MemoEntry | None]:
+        self.calls.append("get_many")
+        return [super(CountingMemo, self).get(p) for p in points]
+
+    def remember_many(self, entries: Any) -> list[MemoEntry]:
+        self.calls.append("remember_many")
+        return [super(CountingMemo, self).remember(p, e) for p, e in entries]
+
+
+def _batched(memo: InMemoryDecisionMemo, scorer: StubScorer) -> RememberingDecider:
+    policy = make_policy()
+    engine = DecisionEngine(policy, scorer=scorer, context=InMemoryContextStore())
+    return RememberingDecider(engine, memo, policy.version)
+
+
+def _step(decider: RememberingDecider, window: CaseWindow, events: list[Any]) -> list[Any]:
+    """One batch through prepare, the case step and settle, as the flow runs it."""
+    decider.prepare(events)
+    out = [(window.case.order_id, o) for e in events for o in window.on_event(e)[0]]
+    return [o for _key, o in decider.settle(out)]
+
+
+def test_per_batch_a_re_read_event_replays_the_first_decision_with_one_read_and_one_write() -> None:
+    scorer = StubScorer(p_refund=0.9, recover={ACTION: 0.6})
+    memo = CountingMemo()
+    decider = _batched(memo, scorer)
+    placed, delayed = late_parcel("o-1", 0, 300.0, "c-1")
+    window = CaseWindow("o-1", decider, WindowConfig())
+    _step(decider, window, [event(placed)])
+    snapshot = pickle.dumps(window.case)
+    memo.calls.clear()
+    first = _step(decider, window, [event(delayed)])
+    assert memo.calls == ["get_many", "remember_many"]
+    # Nothing is recorded before settle: the write comes after the case step, in one go.
+    assert [r["action"] for k, r in first if k == "decision"] == [ACTION]
+
+    scorer.p_refund = 0.01  # the model moved on; the resumed case must not see it
+    resumed = CaseWindow("o-1", decider, WindowConfig(), pickle.loads(snapshot))
+    memo.calls.clear()
+    again = _step(decider, resumed, [event(delayed)])
+    assert memo.calls == ["get_many"]  # known from the batch read: no write, no single read
+    assert _records(again) == _records(first)
+    for name in ("actions", "arm", "first_propensity", "example_points"):
+        assert getattr(resumed.case, name) == getattr(window.case, name), name
+
+
+def test_per_batch_a_decision_is_not_recorded_until_settled() -> None:
+    memo = InMemoryDecisionMemo()
+    decider = _batched(memo, StubScorer(p_refund=0.9, recover={ACTION: 0.6}))
+    placed, delayed = late_parcel("o-1", 0, 300.0, "c-1")
+    window = CaseWindow("o-1", decider, WindowConfig())
+    decider.prepare([event(placed), event(delayed)])
+    outs = [o for e in (event(placed), event(delayed)) for o in window.on_event(e)[0]]
+    assert len(memo) == 0
+    decider.settle([("o-1", o) for o in outs])
+    assert len(memo) == 2
+    decider.settle([])  # nothing left to write
+    assert len(memo) == 2
+
+
+def test_per_batch_a_point_another_writer_recorded_first_is_replaced_by_the_standing_one() -> None:
+    """Two incarnations at once: ours decided after the batch read, the other wrote first.
+    The standing decision's records take the place of ours, and the case its marks."""
+    standing = MemoEntry(1.0, "none", "treatment", 0.5, (("decision", {"action": "none"}),), None)
+    placed, delayed = late_parcel("o-3", 0, 300.0, "c-3")
+    point = decision_point("o-3", event(delayed).event_id, make_policy().version)
+
+    class Racing(InMemoryDecisionMemo):
+        def remember_many(self, entries: Any) -> list[MemoEntry]:
+            return [standing if p == point else e for p, e in entries]
+
+    decider = _batched(Racing(), StubScorer(p_refund=0.9, recover={ACTION: 0.6}))
+    window = CaseWindow("o-3", decider, WindowConfig(), emit_views=True)
+    _step(decider, window, [event(placed)])
+    examples_before = window.case.example_points
+    out = _step(decider, window, [event(delayed)])
+    assert _records(out) == [("decision", {"action": "none"})]
+    assert [k for k, _ in out] == ["decision", "case"]  # no pending example: the standing has none
+    # Our action is undone; the standing decision made none and no learning example.
+    assert window.case.actions == [] and window.case.example_points == examples_before
+    assert decider.overruled == 1

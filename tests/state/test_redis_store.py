@@ -266,6 +266,42 @@ def test_prefetch_loads_a_batch_of_customers_in_one_round_trip(client: RedisClie
 
 
 @pytest.mark.services
+def test_a_prepared_engine_decides_a_batch_from_one_customer_fetch(client: RedisClient) -> None:
+    """Live mode hands the engine each batch before the cases: the customers of the batch's
+    orders (named by their ``order_placed``, remembered for their later events) are read
+    in one round trip, and the decisions match those of an unprepared engine."""
+    from operators.window import CaseWindow, WindowConfig
+    from tests.helpers import event
+    from tests.operators.test_engine import late_parcel
+
+    writer = RedisContextStore(client, flush_max_pending=10_000)
+    for o in random_outcomes(3, 200, customers=20):
+        writer.record_outcome(o)
+    writer.flush()
+    orders = [late_parcel(f"o-{i}", 0, 300.0, f"c{i}") for i in range(8)]
+
+    def decide(prepared: bool) -> tuple[list[Any], int]:
+        store = RedisContextStore(client)
+        engine = DecisionEngine(RecoveryPolicy.default(), context=store)
+        windows = {f"o-{i}": CaseWindow(f"o-{i}", engine, WindowConfig()) for i in range(8)}
+        out: list[Any] = []
+        for batch in zip(*orders, strict=True):  # every order's placed, then every delay
+            events = [event(b) for b in batch]
+            if prepared:
+                engine.prepare(events)
+            for e in events:
+                out += [r for k, r in windows[e.order_id].on_event(e)[0] if k == "decision"]
+        return out, store.round_trips
+
+    plain, plain_trips = decide(prepared=False)
+    batched, batched_trips = decide(prepared=True)
+    assert batched == plain and len(plain) == 16
+    # Eight customer reads (one at each order's first decision; the delays find them in
+    # the store's cache) became one fetch; the family and lane reads are the same.
+    assert plain_trips - batched_trips == 8 - 1
+
+
+@pytest.mark.services
 def test_context_keys_have_the_documented_ttls(client: RedisClient) -> None:
     red = RedisContextStore(client, customer_ttl_days=10)
     red.record_outcome(

@@ -35,7 +35,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -192,8 +192,11 @@ class Dispatcher:
         ep = self.webhooks.endpoint_for(str(intervention.get("action")))
         return self._endpoints.get(ep.name) if ep is not None else None
 
-    def _claim(self, iid: str) -> bool:
-        if self.ledger.claim(iid, self._ttl):
+    def _claim(self, iid: str, claimed: bool | None = None) -> bool:
+        """Claim ``iid`` (``claimed``: the answer of a batch claim already made)."""
+        if claimed is None:
+            claimed = self.ledger.claim(iid, self._ttl)
+        if claimed:
             with self._lock:
                 self._claimed_here.add(iid)
             return True
@@ -208,15 +211,46 @@ class Dispatcher:
                 return True
         return False
 
-    def submit(self, intervention: dict[str, Any]) -> Future[DeliveryResult] | None:
+    def submit_many(
+        self, interventions: Sequence[dict[str, Any]]
+    ) -> list[Future[DeliveryResult] | None]:
+        """:meth:`submit` of each intervention, in order, the claims of the routed ones
+        made in one call to a ledger that can (``claim_many``: one round trip to Redis,
+        not one per intervention on the dataflow's thread)."""
+        claim_many = getattr(self.ledger, "claim_many", None)
+        if claim_many is None or len(interventions) < 2:
+            return [self.submit(iv) for iv in interventions]
+        routed = [
+            iv
+            for iv in interventions
+            if isinstance(iv.get("intervention_id"), str) and self.route(iv) is not None
+        ]
+        # A repeated id is claimed once; its later copies are answered "taken" below.
+        ids = list(dict.fromkeys(iv["intervention_id"] for iv in routed))
+        answers = dict(zip(ids, claim_many(ids, self._ttl), strict=True))
+        first: set[str] = set()
+        futures: list[Future[DeliveryResult] | None] = []
+        for iv in interventions:
+            iid = iv.get("intervention_id")
+            claimed = None
+            if isinstance(iid, str) and iid in answers:
+                claimed = answers[iid] and iid not in first
+                first.add(iid)
+            futures.append(self.submit(iv, claimed))
+        return futures
+
+    def submit(
+        self, intervention: dict[str, Any], claimed: bool | None = None
+    ) -> Future[DeliveryResult] | None:
         """Queue one intervention for delivery. Returns None if it is not sent (unrouted,
-        or already claimed); blocks while its endpoint has ``max_in_flight`` requests."""
+        or already claimed); blocks while its endpoint has ``max_in_flight`` requests.
+        ``claimed``: the ledger's answer to a claim already made (``submit_many``)."""
         iid = intervention.get("intervention_id")
         endpoint = self.route(intervention)
         if endpoint is None or not isinstance(iid, str):
             self._report(DeliveryResult(str(iid), "-", "unrouted"))
             return None
-        if not self._claim(iid):
+        if not self._claim(iid, claimed):
             self._report(DeliveryResult(iid, endpoint.settings.name, "skipped_duplicate"))
             return None
         if self._refused(endpoint, intervention) is not None:

@@ -15,8 +15,7 @@ class _DispatchPartition(StatelessSinkPartition[dict[str, Any]]):
         self.dispatcher = dispatcher
 
     def write_batch(self, items: list[dict[str, Any]]) -> None:
-        for intervention in items:
-            self.dispatcher.submit(intervention)
+        self.dispatcher.submit_many(items)
 
     def close(self) -> None:
         self.dispatcher.close()
