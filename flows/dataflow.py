@@ -30,6 +30,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic, StatefulLogic
 from bytewax.outputs import FixedPartitionedSink, Sink
 
+from flows.batching import prepare_step, settle_step
 from flows.learning import LearnerLogic, ModelRuntime
 from flows.observer import FlowObserver
 from operators.case import OrderCase
@@ -37,7 +38,6 @@ from operators.contract import DeadLetter, Event, decode
 from operators.gate import DecisionGate
 from operators.models import MODEL_SET
 from operators.window import (
-    BatchDecider,
     CaseWindow,
     Decider,
     Expire,
@@ -478,43 +478,6 @@ def _counting_rejects(gate: DecisionGate) -> Callable[[tuple[Any, ...]], Event |
     return decode_counted
 
 
-def _batched(decider: Callable[[], Decider]) -> BatchDecider:
-    d = decider()
-    if not isinstance(d, BatchDecider):
-        raise TypeError(f"decides_per_batch needs a BatchDecider, not {type(d).__name__}")
-    return d
-
-
-def _settling(
-    decider: Callable[[], Decider],
-) -> Callable[[list[tuple[str, Any]]], list[tuple[str, Any]]]:
-    """The ``settle_decisions`` step: the decider's ``settle`` of each batch of outputs."""
-
-    def settle(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-        return _batched(decider).settle(items)
-
-    return settle
-
-
-def _preparing(
-    decider: Callable[[], Decider],
-) -> Callable[[list[tuple[str, Any]]], list[tuple[str, Any]]]:
-    """The ``prepare_decisions`` step: hands the decider the batch's events, passes the
-    batch on unchanged."""
-
-    def prepare(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-        events = []
-        for _key, value in items:
-            if isinstance(value, tuple):  # (sender, item) with a gate
-                value = value[1]
-            if isinstance(value, Event):
-                events.append(value)
-        _batched(decider).prepare(events)
-        return items
-
-    return prepare
-
-
 @dataclass
 class FlowStreams:
     """The built flow and its output streams, for callers that add steps before the sinks
@@ -640,13 +603,13 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
         return CaseLogic(window, close_at_eof, observer.on_latency, snapshots, gate, fresh)
 
     if parts.decides_per_batch:
-        by_order = op.flat_map_batch("prepare_decisions", by_order, _preparing(decider))
+        by_order = op.flat_map_batch("prepare_decisions", by_order, prepare_step(decider))
 
     # (order id, (tag, record)) pairs: the steps below read the tagged item directly.
     cases = op.stateful("case", by_order, case_builder)
     if parts.decides_per_batch:
         # Before any sink: a decision is recorded before its records leave the flow.
-        settle = _settling(decider)
+        settle = settle_step(decider)
         cases = op.flat_map_batch("settle_decisions", cases, settle)
 
     dead: Stream[DeadLetter] = op.merge("dead_letters", valid.falses, clock_dead)
