@@ -28,7 +28,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic, StatefulLogic
-from bytewax.outputs import FixedPartitionedSink, Sink
+from bytewax.outputs import Sink
 
 from flows.batching import prepare_step, settle_step
 from flows.learning import LearnerLogic, ModelRuntime
@@ -504,27 +504,7 @@ def attach_outputs(
         records = streams.records[name]
         if hook is not None:
             records = op.inspect(f"observe_{name}", records, _observer_of(name, hook))
-        output(f"out_{name}", records, sink)
-
-
-def record_key(record: dict[str, Any]) -> str:
-    """The key a partitioned sink routes a record by: its order id ("" without one).
-
-    >>> record_key({"order_id": "o-1"}), record_key({"reason": "bad json"})
-    ('o-1', '')
-    """
-    order_id = record.get("order_id")
-    return order_id if isinstance(order_id, str) else ""
-
-
-def output(step_id: str, records: Stream[dict[str, Any]], sink: Sink) -> None:
-    """``op.output`` of records; a partitioned sink (Kafka: it waits for acknowledgements
-    per epoch) gets them keyed by order id, one order to one partition."""
-    if isinstance(sink, FixedPartitionedSink):
-        keyed = op.key_on(f"key_{step_id}", records, record_key)
-        op.output(step_id, keyed, sink)
-    else:
-        op.output(step_id, records, sink)
+        op.output(f"out_{name}", records, sink)
 
 
 def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:

@@ -45,7 +45,6 @@ from flows.dataflow import (
     ModelRuntime,
     attach_outputs,
     build_streams,
-    output,
 )
 from flows.runtime import tune_gc
 from flows.settings import Settings, load_settings
@@ -421,7 +420,7 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
         name: KafkaRecordSink(kafka, out[name], types[name]) for name in types
     }
     attach_outputs(streams, sinks, observer)
-    output("out_reviews", reviews, KafkaRecordSink(kafka, out["decisions"], "review"))
+    op.output("out_reviews", reviews, KafkaRecordSink(kafka, out["decisions"], "review"))
 
     if stores.cases is not None:
         from flows.case_sink import CaseStoreSink, case_records

@@ -293,14 +293,12 @@ class FakeProducer:
         self.fail_with = fail_with
         self.values: list[bytes] = []
         self.purged = False
-        self.flushes = 0
         FakeProducer.made.append(self)
 
     def produce(self, topic: str, value: bytes, key: Any, headers: Any, on_delivery: Any):
         self.values.append(value)
 
     def flush(self, timeout: float) -> int:
-        self.flushes += 1
         if self.fail_with is not None:
             exc, self.fail_with = self.fail_with, None
             raise exc
@@ -321,14 +319,14 @@ def test_a_fatal_producer_error_after_a_broker_restart_renews_the_producer(
     SystemError. The sink replaces the producer and sends the batch again."""
     from confluent_kafka import KafkaException
 
-    from flows.connectors.kafka.sink import _TopicWriter
+    from flows.connectors.kafka.sink import _ProducerPartition
 
     fatal = KafkaException(KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, fatal=True))
     wrapped = SystemError("<function _on_delivery> returned a result with an exception set")
     wrapped.__cause__ = fatal
     FakeProducer.made.clear()
     makes = iter([FakeProducer(fail_with=wrapped), FakeProducer()])
-    sink = _TopicWriter(lambda: next(makes), "t.decisions", "decision")
+    sink = _ProducerPartition(lambda: next(makes), "t.decisions", "decision")
     with caplog.at_level(logging.WARNING, logger="salvage.kafka"):
         sink.write_batch([{"order_id": "o-1"}, {"order_id": "o-2"}])
     old, new = FakeProducer.made
@@ -337,38 +335,13 @@ def test_a_fatal_producer_error_after_a_broker_restart_renews_the_producer(
 
 
 def test_when_a_broker_lost_its_state_every_sink_renews_its_producer_first() -> None:
-    from flows.connectors.kafka.sink import _TopicWriter, broker_lost_state
+    from flows.connectors.kafka.sink import _ProducerPartition, broker_lost_state
 
     FakeProducer.made.clear()
-    sink = _TopicWriter(FakeProducer, "t.outcomes", "outcome")
+    sink = _ProducerPartition(FakeProducer, "t.outcomes", "outcome")
     sink.write_batch([{"order_id": "o-1"}])
     broker_lost_state()  # seen by the source, or by another sink
     sink.write_batch([{"order_id": "o-2"}])
     sink.write_batch([{"order_id": "o-3"}])
     first, second = FakeProducer.made
     assert len(first.values) == 1 and len(second.values) == 2
-
-
-def test_records_are_acknowledged_at_the_end_of_each_epoch_not_after_each_batch() -> None:
-    """The dataflow does not wait for the broker per batch and sink: a partition hands
-    records to the producer and waits for their acknowledgements in ``snapshot``, which
-    Bytewax calls at the end of every epoch, before the epoch can be committed."""
-    from flows.connectors.kafka.sink import _RecordPart, _TopicWriter
-
-    FakeProducer.made.clear()
-    writer = _TopicWriter(FakeProducer, "t.decisions", "decision")
-    parts = [_RecordPart(writer), _RecordPart(writer)]  # the partitions share a producer
-    for i in range(3):
-        parts[i % 2].write_batch([{"order_id": f"o-{i}"}])
-    (producer,) = FakeProducer.made
-    assert len(producer.values) == 3 and producer.flushes == 0
-    parts[0].snapshot()
-    assert producer.flushes == 1
-    parts[1].snapshot()  # nothing left to acknowledge
-    assert producer.flushes == 1
-    # A delivery that failed surfaces at the epoch's end: the flow stops before the epoch
-    # is committed, and a restart re-emits it.
-    parts[1].write_batch([{"order_id": "o-9"}])
-    writer._on_delivery("Broker: Not enough in-sync replicas", None)
-    with pytest.raises(RuntimeError, match="in-sync replicas"):
-        parts[1].snapshot()
