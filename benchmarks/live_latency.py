@@ -420,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
         "--backlog", type=int, default=0, help="also drain a backlog of this many events"
     )
     parser.add_argument("--repeat", type=int, default=1, help="backlog rounds, alternated")
+    parser.add_argument(
+        "--series", action="store_true", help="also print decision latency per second of each rate"
+    )
     args = parser.parse_args(argv)
     PARTITIONS = args.partitions
     SNAPSHOT_SECONDS = args.snapshot_seconds
@@ -491,10 +494,29 @@ def latency_table(bench: Bench, events: list[tuple[str, bytes, str, str]]) -> No
                 f"{fmt_ms(p50):>10} {fmt_ms(p99):>10} {fmt_ms(b50):>11} {fmt_ms(b99):>11} "
                 f"{fmt_ms(p99 - b99):>17}"
             )
+        if args.series:
+            print_series(result["decision_series"])
     print(
         "broker = the same produce/consume path without the flow (one hop; the flow "
         "path has two: input topic -> flow -> output topic)"
     )
+
+
+def print_series(series: list[tuple[float, float]], step: float = 1.0) -> None:
+    """Decision latency per ``step`` seconds of produce time (where in the run the tail is:
+    a periodic pause shows as a spike every snapshot interval, falling behind as a ramp)."""
+    if not series:
+        return
+    start = min(t for t, _ in series)
+    buckets: dict[int, list[float]] = {}
+    for produced, latency in series:
+        buckets.setdefault(int((produced - start) / step), []).append(latency)
+    for k in sorted(buckets):
+        lat = buckets[k]
+        print(
+            f"{'':>8} {k * step:>7.0f} s {len(lat):>6} decisions  p50 "
+            f"{fmt_ms(percentile(lat, 50))}  max {fmt_ms(max(lat))}"
+        )
 
 
 def backlog_table(bench: Bench, events: list[tuple[str, bytes, str, str]]) -> None:

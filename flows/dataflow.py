@@ -37,14 +37,7 @@ from operators.case import OrderCase
 from operators.contract import DeadLetter, Event, decode
 from operators.gate import DecisionGate
 from operators.models import MODEL_SET
-from operators.window import (
-    CaseWindow,
-    Decider,
-    Expire,
-    ExpiryClock,
-    WindowConfig,
-    shard_of,
-)
+from operators.window import CaseWindow, Decider, Expire, ExpiryClock, WindowConfig, shard_of
 
 #: The outputs a case emits, then the dead letters (from decoding and the clock).
 RECORD_OUTPUTS = ("interventions", "decisions", "outcomes")
