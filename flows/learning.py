@@ -9,6 +9,8 @@ the :class:`~operators.gate.SnapshotBoard` of their process.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +61,14 @@ class ModelRuntime:
     #: The clock's shards (``WindowConfig.shards``): a worker's progress is the lowest of
     #: their watermarks, so the gate waits for a bound from each.
     shards: int = WindowConfig().shards
+    #: Wall seconds at least between two checkpoints to ``store`` (0: one per version).
+    #: Scorers of this process read the board; the store serves warm starts and other
+    #: processes' scorers, which poll it every 30 s. In real time a version is cut every
+    #: ``version_period_hours``, far apart; a backlog drain cuts one nearly every batch,
+    #: and pickling the learner with its held examples for each cost a twentieth of the
+    #: drain. The newest version is checkpointed at every epoch and at the end regardless.
+    checkpoint_every_seconds: float = 0.0
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
     @classmethod
     def for_policy(
@@ -109,6 +119,9 @@ class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes | N
     ):
         self.runtime = runtime
         self.observer = observer
+        #: The newest version not yet checkpointed to the store, and when the last was.
+        self._unsaved: int | None = None
+        self._saved_at = -math.inf
         self.snapshots = snapshots
         blob = snap
         warm = False
@@ -161,7 +174,19 @@ class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes | N
                 newest = snapshot
                 self._report(stats, boundary)
         if newest is not None and store is not None:
-            store.save(MODEL_SET, newest.version, self.learner.to_bytes())
+            self._unsaved = newest.version
+            now = self.runtime.clock()
+            if now - self._saved_at >= self.runtime.checkpoint_every_seconds:
+                self._checkpoint(now)
+
+    def _checkpoint(self, now: float, blob: bytes | None = None) -> None:
+        """Save the newest version to the store, if one is not saved yet (``blob``: the
+        learner as pickled already)."""
+        if self._unsaved is not None and self.runtime.store is not None:
+            blob = blob if blob is not None else self.learner.to_bytes()
+            self.runtime.store.save(MODEL_SET, self._unsaved, blob)
+            self._unsaved = None
+            self._saved_at = now
 
     def on_batch(self, values: list[tuple[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
         self.learner.feed_batch([v[1] for v in values])
@@ -176,12 +201,15 @@ class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes | N
         # no decision is left to read it).
         final = learner.publish() if learner.examples > before else None
         self.runtime.board.publish(math.inf, final)
-        if final is not None and self.runtime.store is not None:
-            self.runtime.store.save(MODEL_SET, final.version, learner.to_bytes())
+        if final is not None:
+            self._unsaved = final.version
+        self._checkpoint(self.runtime.clock())
         self._report(learner.stats())
         return [], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes | None:
         # The learner holds its pending examples (a horizon's worth of decisions): pickling
         # them at every epoch is the cost of recovery, not worth paying without it.
-        return self.learner.to_bytes() if self.snapshots else None
+        blob = self.learner.to_bytes() if self.snapshots else None
+        self._checkpoint(self.runtime.clock(), blob)
+        return blob

@@ -78,6 +78,9 @@ log = logging.getLogger("salvage.live")
 
 #: How often each dispatcher looks for webhook deliveries due for a slow retry.
 RETRY_POLL_SECONDS = 1.0
+#: Wall seconds at least between two learner checkpoints to the model store
+#: (``ModelRuntime.checkpoint_every_seconds``; every epoch checkpoints the newest anyway).
+CHECKPOINT_SECONDS = 5.0
 
 
 @dataclass
@@ -348,7 +351,9 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
     # Online models: one learner step (a single writer) checkpoints to the model store;
     # scorers read its snapshots in this process and its checkpoints in the others.
     model_store = stores.models() if stores.models is not None else None
-    models = ModelRuntime.for_policy(policy, settings.window, store=model_store)
+    models = ModelRuntime.for_policy(
+        policy, settings.window, store=model_store, checkpoint_every_seconds=CHECKPOINT_SECONDS
+    )
 
     # One credit ledger for the engine, the review loop and the dispatcher (durable and
     # shared across processes in Redis), so every 30-day cap counts every grant once.

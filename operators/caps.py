@@ -34,6 +34,7 @@ contact limit: the order already had 2 contacts (max_contacts_per_order=2)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,9 +166,44 @@ class DispatchCaps:
     contact_ttl_seconds: int = 90 * 86400
 
     def __call__(self, intervention: dict[str, Any]) -> str | None:
+        return self.check_many([intervention])[0]
+
+    def check_many(self, interventions: Sequence[dict[str, Any]]) -> list[str | None]:
+        """:meth:`__call__` of each intervention, in order, with the contact admissions of
+        the batch in one call to the book (``admit_many``: one round trip to Redis, not one
+        per contact on the dataflow's thread). The same answers as one by one: admissions
+        touch only the book and reservations only the ledger, so admitting the batch first
+        and then reserving changes nothing."""
+        checks = [self._check(iv) for iv in interventions]
+        admit = [c for c in checks if not c.broken and c.facing and c.order_id]
+        if admit:
+            limit = self.policy.max_contacts_per_order
+            answers = self.contacts.admit_many(
+                [(c.order_id, c.iid) for c in admit], limit, self.contact_ttl_seconds
+            )
+            for c, admitted in zip(admit, answers, strict=True):
+                if not admitted:
+                    c.broken.append(
+                        f"contact limit: the order already had {self.contacts.count(c.order_id)} "
+                        f"contacts (max_contacts_per_order={limit})"
+                    )
+        for c in checks:
+            if not c.broken and c.credit > 0 and c.customer:
+                now = c.decided_at if c.decided_at is not None else 0.0
+                cap = self.policy.max_credit_per_customer_30d
+                granted = self.credit.reserve(c.customer, now, c.credit, cap, grant_id=c.iid)
+                if granted + EPSILON < c.credit:
+                    c.broken.append(
+                        f"credit {c.credit:.2f} is over what is left of "
+                        f"max_credit_per_customer_30d={cap:g} ({granted:.2f})"
+                    )
+        return ["; ".join(c.broken) if c.broken else None for c in checks]
+
+    def _check(self, intervention: dict[str, Any]) -> _Pending:
+        """The caps that need no store; the contact limit and the 30-day credit are
+        checked by :meth:`check_many`, atomically."""
         iid = str(intervention.get("intervention_id"))
         action = str(intervention.get("action"))
-        order_id = str(intervention.get("order_id") or "")
         customer = intervention.get("customer_id")
         spec = self.policy.actions.get(action)
         message = intervention.get("message")
@@ -191,25 +227,28 @@ class DispatchCaps:
             policy_credit=credit,
             check_share=not (intervention.get("review_id") and not intervention.get("automated")),
         )
-        # The contact limit and the 30-day credit are checked below, atomically.
-        broken = check_caps(self.policy, check)
-        if not broken and facing and order_id:
-            limit = self.policy.max_contacts_per_order
-            if not self.contacts.admit(order_id, iid, limit, self.contact_ttl_seconds):
-                broken.append(
-                    f"contact limit: the order already had {self.contacts.count(order_id)} "
-                    f"contacts (max_contacts_per_order={limit})"
-                )
-        if not broken and credit > 0 and isinstance(customer, str) and customer:
-            now = decided_at if decided_at is not None else 0.0
-            cap = self.policy.max_credit_per_customer_30d
-            granted = self.credit.reserve(customer, now, credit, cap, grant_id=iid)
-            if granted + EPSILON < credit:
-                broken.append(
-                    f"credit {credit:.2f} is over what is left of "
-                    f"max_credit_per_customer_30d={cap:g} ({granted:.2f})"
-                )
-        return "; ".join(broken) if broken else None
+        return _Pending(
+            check_caps(self.policy, check),
+            iid,
+            str(intervention.get("order_id") or ""),
+            customer if isinstance(customer, str) else "",
+            facing,
+            credit,
+            decided_at,
+        )
+
+
+@dataclass(slots=True)
+class _Pending:
+    """One intervention's check in :meth:`DispatchCaps.check_many`."""
+
+    broken: list[str]
+    iid: str
+    order_id: str
+    customer: str
+    facing: bool
+    credit: float
+    decided_at: float | None
 
 
 __all__ = ["CapCheck", "DispatchCaps", "check_caps", "offered_credit"]

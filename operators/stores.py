@@ -20,6 +20,7 @@ protocol                      in memory                     Redis
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -90,6 +91,10 @@ class DispatchLedger(Protocol):
         """Record how the delivery ended (``delivered`` or ``dead_letter``)."""
         ...
 
+    def mark_many(self, intervention_ids: Sequence[str], status: str, ttl_seconds: int) -> None:
+        """:meth:`mark_delivered` of each id, as one call (a dispatcher's batch)."""
+        ...
+
     def status(self, intervention_id: str) -> str | None:
         """``claimed``, ``delivered``, ``dead_letter`` or None."""
         ...
@@ -116,6 +121,13 @@ class ContactBook(Protocol):
     def admit(self, order_id: str, contact_id: str, limit: int, ttl_seconds: int) -> bool:
         """True if ``contact_id`` is (or now becomes) one of the order's contacts; False if
         the order already has ``limit`` other contacts. Atomic."""
+        ...
+
+    def admit_many(
+        self, contacts: Sequence[tuple[str, str]], limit: int, ttl_seconds: int
+    ) -> list[bool]:
+        """:meth:`admit` of each ``(order_id, contact_id)``, in order, answered as the
+        single calls would be (a dispatcher's batch: one round trip, not one per contact)."""
         ...
 
     def count(self, order_id: str) -> int:
@@ -153,6 +165,10 @@ class RetryQueue(Protocol):
 
     def park(self, item: RetryItem) -> None:
         """Store ``item`` (replacing an earlier one of its id) to be taken at ``due_at``."""
+        ...
+
+    def park_many(self, items: Sequence[RetryItem]) -> None:
+        """:meth:`park` of each item, as one call (a dispatcher's batch)."""
         ...
 
     def take_due(

@@ -219,6 +219,12 @@ def check_dispatch_release_and_delivery(open_store: Callable[[], Any]) -> None:
     assert not other.claim("iv-a", 60)
     ledger.mark_delivered("iv-b", "dead_letter", 60)
     assert other.status("iv-b") == "dead_letter"
+    ledger.mark_many([], "retrying", 60)
+    ledger.mark_many(["iv-c", "iv-b", "iv-d"], "retrying", 60)  # a batch queued for later
+    assert [other.status(i) for i in ("iv-a", "iv-b", "iv-c", "iv-d")] == [
+        "delivered", "retrying", "retrying", "retrying",
+    ]  # fmt: skip
+    assert not other.claim("iv-c", 60)
 
 
 # --- ModelStore ---------------------------------------------------------------------------
@@ -365,7 +371,29 @@ def check_contacts_are_atomic_across_handles(open_store: Callable[[], Any]) -> N
     assert open_store().count("ck-race") == 3
 
 
-CONTACT_CHECKS = (check_contacts_limit_per_order, check_contacts_are_atomic_across_handles)
+def check_contacts_batches_answer_like_single_calls(open_store: Callable[[], Any]) -> None:
+    book = open_store()
+    assert book.admit_many([], 2, 3600) == []
+    assert book.admit("ck-b1", "iv-a", 2, 3600)
+    # In order: a known contact again, new ones up to the limit, then refused; a repeated
+    # id answered as its first admission; another order on its own.
+    batch = [
+        ("ck-b1", "iv-a"), ("ck-b1", "iv-b"), ("ck-b1", "iv-c"),
+        ("ck-b2", "iv-c"), ("ck-b1", "iv-b"), ("ck-b2", "iv-d"), ("ck-b2", "iv-e"),
+    ]  # fmt: skip
+    assert open_store().admit_many(batch, 2, 3600) == [True, True, False, True, True, True, False]
+    assert book.count("ck-b1") == 2 and open_store().count("ck-b2") == 2
+    assert not book.admit("ck-b1", "iv-c", 2, 3600)
+    assert open_store().admit_many([("ck-b1", "iv-b"), ("ck-b3", "iv-f")], 1, 3600) == [
+        True, True,
+    ]  # fmt: skip
+
+
+CONTACT_CHECKS = (
+    check_contacts_limit_per_order,
+    check_contacts_are_atomic_across_handles,
+    check_contacts_batches_answer_like_single_calls,
+)
 
 
 # --- RetryQueue ---------------------------------------------------------------------------
@@ -398,6 +426,12 @@ def check_retry_park_take_and_done(open_store: Callable[[], Any]) -> None:
     assert open_store().pending() == 1
     assert open_store().take_due(T0 + 499) == []
     assert [t.attempts for t in open_store().take_due(T0 + 500)] == [9]
+    # A batch parked at once: each item as :meth:`park` would, replacing an earlier one.
+    queue.park_many([])
+    batch = [_retry_item(7, T0 + 700), _retry_item(1, T0 + 600), _retry_item(8, T0 + 650)]
+    open_store().park_many(batch)
+    assert open_store().pending() == 3
+    assert open_store().take_due(T0 + 700, limit=10) == [batch[1], batch[2], batch[0]]
 
 
 def check_retry_items_are_taken_once_across_handles(open_store: Callable[[], Any]) -> None:

@@ -12,11 +12,14 @@ crash cannot push an order over the limit.
 [True, True, True, False]
 >>> book.count("o1")
 2
+>>> book.admit_many([("o2", "x"), ("o1", "d"), ("o2", "x")], limit=2, ttl_seconds=60)
+[True, False, True]
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 # The protocol lives in the domain (operators.stores); re-exported for existing imports.
 from operators.stores import ContactBook
@@ -39,6 +42,11 @@ class InMemoryContactBook:
                 return False
             known.add(contact_id)
             return True
+
+    def admit_many(
+        self, contacts: Sequence[tuple[str, str]], limit: int, ttl_seconds: int
+    ) -> list[bool]:
+        return [self.admit(o, c, limit, ttl_seconds) for o, c in contacts]
 
     def count(self, order_id: str) -> int:
         with self._lock:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -27,6 +28,7 @@ import redis
 from operators.case import DAY
 from operators.credit import WINDOW_SECONDS, granted_amount
 from state.redis_conn import DEFAULT_PREFIX, KeyLayout
+from state.redis_scripts import run_scripts
 
 CREDIT_TTL_SECONDS = int(31 * DAY)
 
@@ -152,6 +154,21 @@ class RedisContactBook:
             raise ValueError(f"ttl_seconds must be >= 1, got {ttl_seconds}")
         args: list[str | int] = [contact_id, int(limit), int(ttl_seconds)]
         return bool(self._admit(keys=[self.key(order_id)], args=args))
+
+    def admit_many(
+        self, contacts: Sequence[tuple[str, str]], limit: int, ttl_seconds: int
+    ) -> list[bool]:
+        """One pipeline of admission scripts: Redis runs them in the order sent (an
+        order's contacts share a slot, so also on a cluster), as the single calls."""
+        if int(ttl_seconds) < 1:
+            raise ValueError(f"ttl_seconds must be >= 1, got {ttl_seconds}")
+        if not contacts:
+            return []
+        calls = [
+            (self._admit, [self.key(order_id)], [contact_id, int(limit), int(ttl_seconds)])
+            for order_id, contact_id in contacts
+        ]
+        return [bool(r) for r in run_scripts(self.client, calls)]
 
     def count(self, order_id: str) -> int:
         return int(self.client.scard(self.key(order_id)))

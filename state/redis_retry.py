@@ -15,6 +15,8 @@ buried deliveries do not expire: they leave when delivered, buried, or re-sent.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from state.redis_conn import DEFAULT_PREFIX, KeyLayout, RedisClient
 from state.retry import DEFAULT_LEASE_SECONDS, RetryItem
 
@@ -56,6 +58,15 @@ class RedisRetryQueue:
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(self.items_key, item.iid, item.to_json())
         pipe.zadd(self.due_key, {item.iid: item.due_at})
+        pipe.execute()
+
+    def park_many(self, items: Sequence[RetryItem]) -> None:
+        """One transaction for the batch (the queue's keys share a slot)."""
+        if not items:
+            return
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self.items_key, mapping={item.iid: item.to_json() for item in items})
+        pipe.zadd(self.due_key, {item.iid: item.due_at for item in items})
         pipe.execute()
 
     def take_due(

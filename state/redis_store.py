@@ -107,6 +107,9 @@ class RedisCaseStore:
         ``intervention``, ``outcome``, in one pipeline (one script call per order, records
         of an order in the given order). Returns the number of records."""
         by_order: dict[str, list[Any]] = {}
+        # A view or an outcome replaces the order's last one: only the batch's last of each
+        # is written (the flow emits a view per event; an order often has several in a batch).
+        latest: dict[tuple[str, str], dict[str, Any]] = {}
         n = 0
         for kind, record in items:
             if kind not in CASE_KINDS:
@@ -114,10 +117,16 @@ class RedisCaseStore:
             order_id = record.get("order_id")
             if not isinstance(order_id, str) or not order_id:
                 raise ValueError(f"{kind} record without an order_id")
+            n += 1
+            if kind in ("case", "outcome"):
+                latest[(order_id, kind)] = record
+                by_order.setdefault(order_id, [])
+                continue
             by_order.setdefault(order_id, []).extend(
                 (kind, _identity(kind, record), _dumps(record))
             )
-            n += 1
+        for (order_id, kind), record in latest.items():
+            by_order[order_id].extend((kind, "", _dumps(record)))
         if not by_order:
             return 0
         head = (self.open_ttl, self.closed_ttl, self.max_list)
@@ -215,6 +224,15 @@ class RedisDispatchLedger:
     def mark_delivered(self, intervention_id: str, status: str, ttl_seconds: int) -> None:
         """Record how the delivery ended (``delivered`` or ``dead_letter``)."""
         self.client.set(self.keys.dispatch(intervention_id), status, ex=self._ttl(ttl_seconds))
+
+    def mark_many(self, intervention_ids: Sequence[str], status: str, ttl_seconds: int) -> None:
+        """:meth:`mark_delivered` for a batch, in one pipeline."""
+        ttl = self._ttl(ttl_seconds)
+        pipe = self.client.pipeline(transaction=False)
+        for iid in intervention_ids:
+            pipe.set(self.keys.dispatch(iid), status, ex=ttl)
+        if intervention_ids:
+            pipe.execute()
 
     def status(self, intervention_id: str) -> str | None:
         """``claimed``, ``delivered``, ``dead_letter`` or None."""

@@ -27,6 +27,7 @@ sure a delivered intervention is never parked again.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 # The protocol lives in the domain (operators.stores); re-exported for existing imports.
@@ -45,6 +46,10 @@ class InMemoryRetryQueue:
     def park(self, item: RetryItem) -> None:
         with self._lock:
             self._parked[item.iid] = RetryItem.from_json(item.to_json())
+
+    def park_many(self, items: Sequence[RetryItem]) -> None:
+        for item in items:
+            self.park(item)
 
     def take_due(
         self, now: float, limit: int = 100, lease_seconds: float = DEFAULT_LEASE_SECONDS

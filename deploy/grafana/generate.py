@@ -723,7 +723,9 @@ def pipeline_dashboard() -> dict:
         ),
         series(
             "Webhook deliveries by result",
-            "Finished deliveries per second (dead_letter: given up after retries).",
+            "Deliveries per second by how they ended (dead_letter: given up after retries; "
+            "retrying: parked for a slow retry; queued: waiting in the retry queue for a "
+            "free slot, the flow went on).",
             target(
                 "sum by (endpoint, result) "
                 "(rate(salvage_webhook_deliveries_total[$__rate_interval]))",

@@ -270,6 +270,72 @@ def test_a_batch_is_claimed_in_one_call_and_sent_like_one_by_one(server_factory)
     h.dispatcher.close()
 
 
+class CountingBook:
+    """A contact book that counts its calls (in memory underneath)."""
+
+    def __init__(self) -> None:
+        from state.contacts import InMemoryContactBook
+
+        self.book = InMemoryContactBook()
+        self.calls: list[str] = []
+
+    def admit(self, order_id: str, contact_id: str, limit: int, ttl_seconds: int) -> bool:
+        self.calls.append("admit")
+        return self.book.admit(order_id, contact_id, limit, ttl_seconds)
+
+    def admit_many(
+        self, contacts: list[tuple[str, str]], limit: int, ttl_seconds: int
+    ) -> list[bool]:
+        self.calls.append("admit_many")
+        return self.book.admit_many(contacts, limit, ttl_seconds)
+
+    def count(self, order_id: str) -> int:
+        return self.book.count(order_id)
+
+
+def test_a_batch_is_checked_against_the_caps_in_one_call_like_one_by_one(server_factory) -> None:
+    """The guard's contact admissions of a batch go to the book in one call, only for the
+    interventions this dispatcher claimed (a stale claim re-sent included), and block,
+    dead-letter and send exactly what one-by-one submission does."""
+    from operators.caps import DispatchCaps
+    from operators.credit import InMemoryCreditLedger
+    from operators.policy import RecoveryPolicy
+
+    def run(batched: bool) -> tuple[list[str], list[tuple[str, str]], list[str], list[str]]:
+        srv = server_factory(lambda attempt: 200)
+        ledger = BatchLedger()
+        assert super(BatchLedger, ledger).claim("iv-4", 3600)  # an earlier run died here
+        h = harness(settings(srv.url), ledger)
+        book = CountingBook()
+        h.dispatcher.guard = DispatchCaps(RecoveryPolicy.default(), InMemoryCreditLedger(), book)
+        batch = [{**intervention(i), "order_id": "o-1"} for i in (1, 2, 1, 3, 4)]
+        batch.insert(2, {**intervention(5), "order_id": "o-2"})
+        if batched:
+            futures = h.dispatcher.submit_many(batch)
+        else:
+            futures = [h.dispatcher.submit(iv) for iv in batch]
+        for f in futures:
+            if f is not None:
+                f.result(5)
+        sent = sorted(hh["Idempotency-Key"] for hh, _, _ in srv.hits)
+        statuses = sorted((r.intervention_id, r.status) for r in h.results)
+        dead = [d["event_id"] for d in h.dead]
+        h.dispatcher.close()
+        return sent, statuses, dead, book.calls
+
+    sent, statuses, dead, calls = run(batched=True)
+    assert sent == ["iv-1", "iv-2", "iv-5"]
+    assert statuses == [
+        ("iv-1", "delivered"), ("iv-1", "skipped_duplicate"), ("iv-2", "delivered"),
+        ("iv-3", "blocked"), ("iv-4", "blocked"), ("iv-5", "delivered"),
+    ]  # fmt: skip
+    assert dead == ["iv-3", "iv-4"]
+    assert calls == ["admit_many"]
+    one_by_one = run(batched=False)
+    assert one_by_one[:3] == (sent, statuses, dead)
+    assert one_by_one[3] == ["admit_many"] * 5  # one call per claimed intervention
+
+
 def test_a_new_run_does_not_resend_what_an_earlier_run_delivered(server_factory) -> None:
     srv = server_factory(lambda attempt: 200)
     ledger = InMemoryDispatchLedger()  # shared like Redis is between runs

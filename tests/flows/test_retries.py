@@ -36,11 +36,18 @@ SECRET = "retry-test-secret"
 T0 = 1_780_000_000.0
 
 
+def _set(event: threading.Event) -> threading.Event:
+    event.set()
+    return event
+
+
 @dataclass
 class Receiver:
     """Answers 500 until ``healthy`` is set, then 200; records every request."""
 
     healthy: threading.Event = field(default_factory=threading.Event)
+    #: Cleared: requests wait before they are answered (a saturated endpoint).
+    answering: threading.Event = field(default_factory=lambda: _set(threading.Event()))
     hits: list[tuple[dict[str, str], bytes, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
@@ -57,6 +64,7 @@ def receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            state.answering.wait(30)
             status = 200 if state.healthy.is_set() else 500
             with state.lock:
                 state.hits.append((dict(self.headers), raw, status))
@@ -74,6 +82,7 @@ def receiver() -> Iterator[Receiver]:
     try:
         yield state
     finally:
+        state.answering.set()
         httpd.shutdown()
         httpd.server_close()
 
@@ -98,6 +107,7 @@ def webhooks(url: str, **kw: Any) -> WebhookSettings:
         retry_hours=kw.pop("retry_hours", 6.0),
         retry_base_seconds=kw.pop("retry_base_seconds", 60.0),
         retry_max_seconds=kw.pop("retry_max_seconds", 1800.0),
+        max_in_flight=kw.pop("max_in_flight", 8),
     )
     return WebhookSettings(endpoints={"hook": ep}, routes={"proactive_reassurance": "hook"})
 
@@ -440,3 +450,70 @@ def test_a_delivered_write_ahead_leaves_nothing_parked(
     r = rig(receiver.url, stores)
     assert r.dispatcher.deliver_now(intervention()).status == "delivered"
     assert r.queue.pending() == 0 and r.queue.buried() == []
+
+
+# --- an endpoint with no free slot: the flow does not wait --------------------------------
+
+
+def test_a_saturated_endpoint_queues_a_batch_in_the_retry_queue_instead_of_holding_the_flow(
+    receiver: Receiver, stores: QueueFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver.healthy.set()
+    gate = receiver.answering
+    gate.clear()  # requests wait until the test opens it
+    queue, ledger = stores()
+    results: list[DeliveryResult] = []
+    d = Dispatcher(
+        webhooks(receiver.url, max_in_flight=1), {"hook": SECRET}, ledger, lambda r: None,
+        rng=random.Random(3), on_result=results.append, retries=queue, retry_poll_seconds=0.02,
+    )  # fmt: skip
+    # A safety net only: if the batch waited for the endpoint, this opens it later.
+    safety = threading.Timer(20.0, gate.set)
+    safety.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="salvage.dispatch"):
+            futures = d.submit_many([intervention(i) for i in range(1, 6)])
+            # Back before the endpoint answered anything: the flow did not wait for it.
+            assert not gate.is_set()
+            assert [f is None for f in futures] == [False, True, True, True, True]
+            queued = sorted(r.intervention_id for r in results if r.status == "queued")
+            assert queued == ["iv-2", "iv-3", "iv-4", "iv-5"]
+            assert [ledger.status(f"iv-{i}") for i in range(2, 6)] == ["retrying"] * 4
+            gate.set()
+            for _ in range(2000):  # until every delivery ended (at most 20 s)
+                if sum(r.status == "delivered" for r in results) == 5:
+                    break
+                threading.Event().wait(0.01)
+    finally:
+        safety.cancel()
+        d.close()
+    assert sorted(r.intervention_id for r in results if r.status == "delivered") == [
+        f"iv-{i}" for i in range(1, 6)
+    ]
+    for i in range(1, 6):
+        assert receiver.statuses(f"iv-{i}") == [200]  # each sent once
+        assert ledger.status(f"iv-{i}") == "delivered"
+    assert queue.pending() == 0
+    assert "re-sending" not in caplog.text  # queued deliveries were never sent before
+
+
+def test_a_queued_delivery_left_by_a_stopped_process_is_sent_once_by_the_next(
+    receiver: Receiver, stores: QueueFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    from flows.connectors.webhooks.dispatcher import WAITING_FOR_A_SLOT
+
+    receiver.healthy.set()
+    queue, ledger = stores()
+    # What a process killed with a batch waiting for slots leaves behind.
+    assert ledger.claim("iv-1", 3600)
+    queue.park(RetryItem(intervention(1), "hook", 0, T0, T0, WAITING_FOR_A_SLOT))
+    ledger.mark_many(["iv-1"], "retrying", 3600)
+    r = rig(receiver.url, lambda: (queue, ledger))
+    # The resumed flow emits the intervention again: not sent a second way.
+    assert r.dispatcher.deliver_now(intervention(1)).status == "skipped_duplicate"
+    with caplog.at_level(logging.INFO, logger="salvage.dispatch"):
+        results = r.run_until_settled()
+    assert [(x.status, x.attempts) for x in results] == [("delivered", 1)]
+    assert receiver.statuses("iv-1") == [200]
+    assert "re-sending" not in caplog.text
+    r.dispatcher.close()

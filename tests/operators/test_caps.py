@@ -244,3 +244,25 @@ def test_a_review_request_offer_is_not_reserved_at_dispatch() -> None:
     request = iv("r", action="human_review", message=None, offer=credit(15.0), automated=False)
     assert g(request) is None
     assert g.credit.used("c1", parse_ts("2026-01-15T12:00:00Z")) == 0.0
+
+
+def test_a_batch_of_checks_answers_like_one_by_one() -> None:
+    """``check_many`` admits the batch's contacts in one call to the book, then reserves
+    credit: the same answers, contacts and credit as the single calls, in order."""
+    big = {"action": CREDIT_ACTION, "offer": credit(15.0)}
+    batch = [
+        iv("a", order="o1", **big), iv("b", order="o1"), iv("a", order="o1", **big),
+        iv("c", order="o1"), iv("d", order="o2", **big), iv("e", order="o3", **big),
+        iv("r", order="o1", action="human_review", message=None),
+        iv("f", order="o4", action=CREDIT_ACTION, offer=credit(16.0)),
+    ]  # fmt: skip
+    single, batched = guard(), guard()
+    expected = [single(x) for x in batch]
+    assert batched.check_many(batch) == expected
+    assert [w is None for w in expected] == [True, True, True, False, True, False, True, False]
+    assert "contact limit" in str(expected[3]) and "(0.00)" in str(expected[5])
+    at = parse_ts("2026-01-15T12:00:00Z")
+    for order in ("o1", "o2", "o3"):
+        assert batched.contacts.count(order) == single.contacts.count(order)
+    assert batched.credit.used("c1", at) == single.credit.used("c1", at) == 30.0
+    assert batched.check_many([]) == []

@@ -393,11 +393,15 @@ def test_case_store_round_trip_matches_in_memory(client: RedisClient) -> None:
     mem = InMemoryCaseStore()
     items = _case_records("o1", 3) + _case_records("o2", 2)
     items.append(("outcome", {"order_id": "o1", "outcome": "kept"}))
+    # An order's later view and outcome in the same batch replace its earlier ones.
+    items.insert(3, ("case", {"order_id": "o2", "stage": "delivered"}))
+    items.append(("outcome", {"order_id": "o1", "outcome": "refunded"}))
     assert red.write_batch(items) == len(items)
     write_case_records(mem, items)
     for oid in ("o1", "o2"):
         assert red.get(oid) == mem.get(oid)
     assert red.get("o1")["view"]["stage"] == "at_risk"  # the latest view wins
+    assert red.get("o1")["outcome"]["outcome"] == "refunded"
     assert red.get("unknown") is None
     red.put_outcome("o2", {"outcome": "refunded"})
     assert red.get("o2")["outcome"] == {"outcome": "refunded", "order_id": "o2"}

@@ -16,8 +16,11 @@ For each intervention the dispatcher
 5. after the last attempt (or a final 4xx) writes a dead-letter record and marks the id
    ``dead_letter`` in the ledger; on success marks it ``delivered``.
 
-Deliveries run on a thread pool; each endpoint has a bound on requests in flight, and
-``submit`` blocks when an endpoint is saturated (backpressure on the dataflow). The body
+Deliveries run on a thread pool; each endpoint has a bound on requests in flight. When an
+endpoint is saturated, ``submit_many`` (the flow's batches) parks what has no slot in the
+retry queue, due at once, in one call, and the retry loop sends it as slots free up: the
+flow does not wait for the endpoint. Without a retry loop, ``submit`` waits for a slot
+(backpressure on the dataflow). The body
 includes ``message.send_after``: quiet hours are the receiver's to honour.
 
 A process that dies mid-delivery leaves a ``claimed`` entry. The next run re-sends such an
@@ -52,6 +55,14 @@ from state.retry import DEFAULT_LEASE_SECONDS, RetryItem, RetryQueue
 
 log = logging.getLogger("salvage.dispatch")
 
+#: How long a batch may wait in all for free delivery slots before what still has none goes
+#: to the retry queue: a receiver that answers in milliseconds frees a slot sooner than
+#: the queue's round trips would cost, a slow one never holds the flow longer than this.
+SLOT_WAIT_SECONDS = 0.02
+#: The error a delivery parked for want of a free slot carries until its first attempt: it
+#: was never sent, so the retry loop that takes it starts its quick attempts, no re-send.
+WAITING_FOR_A_SLOT = "waiting for a free delivery slot"
+
 
 @dataclass(frozen=True)
 class DeliveryResult:
@@ -60,7 +71,8 @@ class DeliveryResult:
     intervention_id: str
     endpoint: str
     #: delivered | dead_letter | skipped_duplicate | unrouted | abandoned | blocked |
-    #: retrying (parked in the retry queue for a later attempt)
+    #: retrying (parked in the retry queue for a later attempt) | queued (parked in the
+    #: retry queue until a slot of its endpoint is free: the flow does not wait)
     status: str
     attempts: int = 0
     http_status: int | None = None
@@ -214,37 +226,60 @@ class Dispatcher:
     def submit_many(
         self, interventions: Sequence[dict[str, Any]]
     ) -> list[Future[DeliveryResult] | None]:
-        """:meth:`submit` of each intervention, in order, the claims of the routed ones
-        made in one call to a ledger that can (``claim_many``: one round trip to Redis,
-        not one per intervention on the dataflow's thread)."""
+        """:meth:`submit` of each intervention, in order, with the claims of the routed ones
+        made in one call to a ledger that can (``claim_many``) and the guard's checks of the
+        claimed ones in one call to a guard that can (``check_many``): a round trip to
+        Redis each per batch, not one per intervention on the dataflow's thread. Where a
+        retry loop runs, what finds its endpoint without a free slot waits in the retry
+        queue (:meth:`_wait_in_queue`), not here."""
         claim_many = getattr(self.ledger, "claim_many", None)
-        if claim_many is None or len(interventions) < 2:
-            return [self.submit(iv) for iv in interventions]
-        routed = [
-            iv
-            for iv in interventions
-            if isinstance(iv.get("intervention_id"), str) and self.route(iv) is not None
-        ]
-        # A repeated id is claimed once; its later copies are answered "taken" below.
-        ids = list(dict.fromkeys(iv["intervention_id"] for iv in routed))
-        answers = dict(zip(ids, claim_many(ids, self._ttl), strict=True))
+        answers: dict[str, bool] = {}
+        if claim_many is not None:
+            routed = [
+                iv
+                for iv in interventions
+                if isinstance(iv.get("intervention_id"), str) and self.route(iv) is not None
+            ]
+            # A repeated id is claimed once; its later copies are answered "taken" below.
+            ids = list(dict.fromkeys(iv["intervention_id"] for iv in routed))
+            answers = dict(zip(ids, claim_many(ids, self._ttl), strict=True))
         first: set[str] = set()
-        futures: list[Future[DeliveryResult] | None] = []
-        for iv in interventions:
+        futures: list[Future[DeliveryResult] | None] = [None] * len(interventions)
+        going: list[tuple[int, _Endpoint]] = []
+        for i, iv in enumerate(interventions):
             iid = iv.get("intervention_id")
             claimed = None
             if isinstance(iid, str) and iid in answers:
                 claimed = answers[iid] and iid not in first
                 first.add(iid)
-            futures.append(self.submit(iv, claimed))
+            endpoint = self._claimed_endpoint(iv, claimed)
+            if endpoint is not None:
+                going.append((i, endpoint))
+        verdicts = self._verdicts([interventions[i] for i, _ in going])
+        waiting: list[tuple[_Endpoint, dict[str, Any]]] = []
+        until = time.monotonic() + SLOT_WAIT_SECONDS
+        for (i, endpoint), why in zip(going, verdicts, strict=True):
+            futures[i] = self._send(endpoint, interventions[i], why, waiting, until)
+        self._wait_in_queue(waiting)
         return futures
 
     def submit(
         self, intervention: dict[str, Any], claimed: bool | None = None
     ) -> Future[DeliveryResult] | None:
         """Queue one intervention for delivery. Returns None if it is not sent (unrouted,
-        or already claimed); blocks while its endpoint has ``max_in_flight`` requests.
-        ``claimed``: the ledger's answer to a claim already made (``submit_many``)."""
+        already claimed, or against the guard); blocks while its endpoint has
+        ``max_in_flight`` requests. ``claimed``: the ledger's answer to a claim already made
+        (``submit_many``)."""
+        endpoint = self._claimed_endpoint(intervention, claimed)
+        if endpoint is None:
+            return None
+        return self._send(endpoint, intervention, self._verdicts([intervention])[0])
+
+    def _claimed_endpoint(
+        self, intervention: dict[str, Any], claimed: bool | None
+    ) -> _Endpoint | None:
+        """The endpoint of a routed intervention this dispatcher now holds the claim of;
+        None (reported) if it is unrouted or someone else's."""
         iid = intervention.get("intervention_id")
         endpoint = self.route(intervention)
         if endpoint is None or not isinstance(iid, str):
@@ -253,9 +288,41 @@ class Dispatcher:
         if not self._claim(iid, claimed):
             self._report(DeliveryResult(iid, endpoint.settings.name, "skipped_duplicate"))
             return None
-        if self._refused(endpoint, intervention) is not None:
+        return endpoint
+
+    def _verdicts(self, interventions: list[dict[str, Any]]) -> list[str | None]:
+        """The guard's reason against each claimed intervention, or None to send it."""
+        if self.guard is None or not interventions:
+            return [None] * len(interventions)
+        check_many = getattr(self.guard, "check_many", None)
+        if check_many is not None:
+            return list(check_many(interventions))
+        return [self.guard(iv) for iv in interventions]
+
+    def _send(
+        self,
+        endpoint: _Endpoint,
+        intervention: dict[str, Any],
+        why: str | None,
+        waiting: list[tuple[_Endpoint, dict[str, Any]]] | None = None,
+        until: float = 0.0,
+    ) -> Future[DeliveryResult] | None:
+        """Start the delivery on a free slot of its endpoint. Without one by ``until``
+        (monotonic): into ``waiting`` (for the retry queue) where a retry loop runs, else
+        wait here for a slot."""
+        if why is not None:
+            self._refuse(endpoint, intervention, why)
             return None
-        endpoint.slots.acquire()
+        if waiting is not None and self._pump_thread is not None:
+            if not endpoint.slots.acquire(timeout=max(until - time.monotonic(), 0.0)):
+                waiting.append((endpoint, intervention))
+                return None
+        else:
+            endpoint.slots.acquire()
+        return self._start(endpoint, intervention)
+
+    def _start(self, endpoint: _Endpoint, intervention: dict[str, Any]) -> Future[DeliveryResult]:
+        """Deliver on the pool, on a slot of ``endpoint`` already taken (released when done)."""
         if self.metrics is not None:
             self.metrics.in_flight.labels(endpoint.settings.name).inc()
         future = self._pool.submit(self._deliver, endpoint, intervention)
@@ -263,6 +330,25 @@ class Dispatcher:
             self._futures.add(future)
         future.add_done_callback(functools.partial(self._done, endpoint=endpoint))
         return future
+
+    def _wait_in_queue(self, waiting: list[tuple[_Endpoint, dict[str, Any]]]) -> None:
+        """Park deliveries whose endpoint has no free slot in the retry queue, due now, in
+        one call, so that the flow goes on (dispatch must not hold it back); the retry loop
+        sends them as slots free up. Written before the flow moves past them, like every
+        delivery before its first attempt, so a crash loses none. Parked before they are
+        marked: a crash between the two may send one twice (same key), never lose one."""
+        if not waiting:
+            return
+        assert self.retries is not None
+        now = self.clock()
+        items = [
+            RetryItem(iv, endpoint.settings.name, 0, now, now, WAITING_FOR_A_SLOT)
+            for endpoint, iv in waiting
+        ]
+        self.retries.park_many(items)
+        self.ledger.mark_many([item.iid for item in items], "retrying", self._ttl)
+        for item in items:
+            self._report(DeliveryResult(item.iid, item.endpoint, "queued"))
 
     def _done(self, future: Future[DeliveryResult], endpoint: _Endpoint) -> None:
         endpoint.slots.release()
@@ -292,16 +378,15 @@ class Dispatcher:
             return DeliveryResult(iid, "-", "unrouted")
         if not self._claim(iid):
             return DeliveryResult(iid, endpoint.settings.name, "skipped_duplicate")
-        refused = self._refused(endpoint, intervention)
-        if refused is not None:
-            return refused
+        why = self._verdicts([intervention])[0]
+        if why is not None:
+            return self._refuse(endpoint, intervention, why)
         return self._deliver(endpoint, intervention)
 
-    def _refused(self, endpoint: _Endpoint, intervention: dict[str, Any]) -> DeliveryResult | None:
+    def _refuse(
+        self, endpoint: _Endpoint, intervention: dict[str, Any], why: str
+    ) -> DeliveryResult:
         """Dead-letter a claimed intervention that breaks the guard's caps (never sent)."""
-        why = self.guard(intervention) if self.guard is not None else None
-        if why is None:
-            return None
         iid = intervention["intervention_id"]
         name = endpoint.settings.name
         reason = f"not sent, breaks the policy caps: {why}"
@@ -423,9 +508,11 @@ class Dispatcher:
             return []
         t = self.clock() if now is None else now
         taken = self.retries.take_due(t, limit, self.retry_lease_seconds)
-        return [self._retry_one(item) for item in taken]
+        return [r for r in (self._retry_one(item) for item in taken) if r is not None]
 
-    def _retry_one(self, item: RetryItem) -> DeliveryResult:
+    def _retry_one(self, item: RetryItem, inline: bool = True) -> DeliveryResult | None:
+        """One attempt of a parked delivery; one that waited for a free slot starts its
+        quick attempts instead: here (``inline``), or on the pool (the retry loop: None)."""
         assert self.retries is not None
         started = time.monotonic()
         iid = item.iid
@@ -442,6 +529,17 @@ class Dispatcher:
         if self.ledger.status(iid) == "delivered":
             self.retries.done(iid)  # delivered meanwhile (e.g. by a re-send)
             return DeliveryResult(iid, ep.name, "skipped_duplicate", item.attempts)
+        if item.attempts == 0 and item.error == WAITING_FOR_A_SLOT:
+            # Parked for want of a free slot, never sent: its quick attempts start now, on
+            # a slot of its endpoint (``max_in_flight`` holds for these too).
+            endpoint.slots.acquire()
+            if not inline:
+                self._start(endpoint, item.intervention)
+                return None
+            try:
+                return self._deliver(endpoint, item.intervention)
+            finally:
+                endpoint.slots.release()
         if item.attempts == 0:
             # Parked ahead of its first attempt by a run that stopped before the delivery
             # ended: the receiver may have accepted it already (same Idempotency-Key).
@@ -465,9 +563,18 @@ class Dispatcher:
         return self._park(item, result, started)
 
     def _pump(self) -> None:
+        # As many at a time as there are slots: a delivery that waited for a slot waits for
+        # one here again, and must start before its lease in the queue ends.
+        limit = sum(e.settings.max_in_flight for e in self._endpoints.values()) or 1
         while not self._stopping.wait(self.retry_poll_seconds):
             try:
-                self.retry_due()
+                # Again at once while there is more: the free slots set the pace.
+                while self.retries is not None and not self._stopping.is_set():
+                    taken = self.retries.take_due(self.clock(), limit, self.retry_lease_seconds)
+                    for item in taken:
+                        self._retry_one(item, inline=False)
+                    if len(taken) < limit:
+                        break
             except Exception as exc:  # a Redis blip: parked items wait for the next poll
                 log.warning("retry loop: %s; trying again", type(exc).__name__)
 
