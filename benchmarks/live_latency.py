@@ -20,6 +20,8 @@ replay`` of the same events in the same run, and the figure is the ratio.
     python benchmarks/live_latency.py --rates 200 1000 2000 5000 --orders 25000 --redis \
         --recovery --partitions 3
     python benchmarks/live_latency.py --backlog 200000 --redis --recovery --partitions 3
+    python benchmarks/live_latency.py --rates --backlog 150000 --redis --recovery \
+        --partitions 3 --webhook-latency-ms 250     # a slow receiver: does the flow wait?
 """
 
 from __future__ import annotations
@@ -159,6 +161,15 @@ def _idle(collector: Collector, seconds: float) -> bool:
     return bool(collector.seen) and time.time() - collector.seen[-1][0] > seconds
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (None where /proc is missing)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _producer_main(job: tuple[Any, ...], conn: Any) -> None:
     conn.send(produce_at_rate(*job))
     conn.close()
@@ -189,13 +200,19 @@ def produce_elsewhere(
 
 
 class _Accept(BaseHTTPRequestHandler):
-    """A webhook receiver that answers 200 to everything (counts requests)."""
+    """A webhook receiver that answers 200 to everything after ``delay`` seconds (a slow
+    receiver: ``--webhook-latency-ms``); counts requests and when the last one came."""
 
     hits = 0
+    last_at = 0.0
+    delay = 0.0
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.delay:
+            time.sleep(self.delay)
         type(self).hits += 1
+        type(self).last_at = time.time()
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -350,29 +367,43 @@ def drain_backlog(
     collector.start()
     before = _Accept.hits
     flow, log = start_flow(env, work, tag)
+    cpu: list[tuple[float, float | None]] = []  # (wall time, the flow's CPU seconds)
     try:
         deadline = time.monotonic() + 1800
-        while not _idle(collector, 5.0):
+        # Until the decisions and the webhook deliveries have both stopped for 5 s.
+        while not (_idle(collector, 5.0) and time.time() - _Accept.last_at > 5.0):
             if time.monotonic() > deadline or flow.poll() is not None:
                 raise RuntimeError(f"the backlog did not drain; see {work / f'{tag}.log'}")
-            time.sleep(0.5)
+            time.sleep(0.25)
+            cpu.append((time.time(), _cpu_seconds(flow.pid)))
     finally:
         stop_process(flow)
         log.close()
         collector.stop.set()
         collector.join(5)
     first, last = collector.seen[0][0], collector.seen[-1][0]
+    # The flow's CPU from its first decision to its last (delivery threads included; the
+    # samples are 0.25 s apart): steadier than wall time on a shared machine.
+    during = [c for t, c in cpu if first - 0.25 <= t <= last + 0.25 and c is not None]
     return {
+        "cpu_us_per_event": (during[-1] - during[0]) / len(events) * 1e6
+        if len(during) > 1
+        else None,
         "events": len(events),
         "decisions": len(collector.seen),
         "seconds": last - first,
         "rate": len(events) / (last - first) if last > first else float("nan"),
         "webhooks": _Accept.hits - before,
+        # From the first decision to the last webhook delivered (webhooks on).
+        "webhook_seconds": max(_Accept.last_at - first, 0.0) if webhook_url else None,
     }
 
 
-def replay_rate(events: list[tuple[str, bytes, str, str]], batch_size: int, work: Path) -> float:
-    """Events per second of ``salvage replay`` (learning on, as live) over ``events``."""
+def replay_rate(
+    events: list[tuple[str, bytes, str, str]], batch_size: int, work: Path
+) -> tuple[float, float]:
+    """Events per second of ``salvage replay`` (learning on, as live) over ``events``, and
+    its CPU microseconds per event (this process's, the replay only)."""
     from flows.replay import ReplayOptions, run_replay
 
     data = work / f"replay-in-{uuid.uuid4().hex[:6]}"
@@ -382,9 +413,10 @@ def replay_rate(events: list[tuple[str, bytes, str, str]], batch_size: int, work
         by_stream.setdefault(stream, []).append(value)
     for stream, values in by_stream.items():
         (data / f"{stream}.jsonl").write_bytes(b"\n".join(values) + b"\n")
+    started = time.process_time()
     run = run_replay(data, work / f"replay-out-{uuid.uuid4().hex[:6]}", None,
                      ReplayOptions(batch_size=batch_size))  # fmt: skip
-    return run.events_per_second
+    return run.events_per_second, (time.process_time() - started) / len(events) * 1e6
 
 
 def fmt_ms(seconds: float) -> str:
@@ -421,9 +453,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeat", type=int, default=1, help="backlog rounds, alternated")
     parser.add_argument(
+        "--webhook-latency-ms",
+        type=float,
+        default=0.0,
+        help="the backlog's webhook receiver answers after this long (a slow receiver)",
+    )
+    parser.add_argument(
         "--series", action="store_true", help="also print decision latency per second of each rate"
     )
     args = parser.parse_args(argv)
+    _Accept.delay = args.webhook_latency_ms / 1000.0
     PARTITIONS = args.partitions
     SNAPSHOT_SECONDS = args.snapshot_seconds
     work = Path(tempfile.mkdtemp(prefix="salvage-bench-"))
@@ -522,7 +561,7 @@ def print_series(series: list[tuple[float, float]], step: float = 1.0) -> None:
 def backlog_table(bench: Bench, events: list[tuple[str, bytes, str, str]]) -> None:
     args, bootstrap, redis_url, work = bench
     server, url = start_webhook_receiver()
-    rounds: list[tuple[float, dict[str, Any], dict[str, Any]]] = []
+    rounds: list[tuple[tuple[float, float], dict[str, Any], dict[str, Any]]] = []
     try:
         # Alternated, so that a change in the machine's load falls on every arm alike.
         for _ in range(args.repeat):
@@ -541,14 +580,19 @@ def backlog_table(bench: Bench, events: list[tuple[str, bytes, str, str]]) -> No
         "against salvage replay of the same events (measured in this run; "
         f"{len(rounds)} alternated round(s), the median round's ratio)\n"
         f"{'run':>24} {'events/s':>9} {'seconds':>8} {'decisions':>10} {'webhooks':>9} "
-        f"{'ratio':>6}  {'ratio per round':>16}"
+        f"{'ratio':>6}  {'ratio per round':>16}  {'last webhook at':>15}  "
+        f"{'CPU us/event':>12} {'CPU ratio per round':>20}"
     )
 
     def median(values: list[float]) -> float:
         return percentile(values, 50)
 
-    replays = [r[0] for r in rounds]
-    print(f"{'salvage replay':>24} {median(replays):>9.0f} {'':>8} {'':>10} {'':>9} {1.0:>6.2f}")
+    replays = [r[0][0] for r in rounds]
+    replay_cpu = [r[0][1] for r in rounds]
+    print(
+        f"{'salvage replay':>24} {median(replays):>9.0f} {'':>8} {'':>10} {'':>9} {1.0:>6.2f}"
+        f"  {'':>16}  {'':>15}  {median(replay_cpu):>12.0f}"
+    )
     arms = (
         ("live, webhooks on", [r[1] for r in rounds]),
         ("live, webhooks off", [r[2] for r in rounds]),
@@ -556,11 +600,23 @@ def backlog_table(bench: Bench, events: list[tuple[str, bytes, str, str]]) -> No
     for label, runs in arms:
         ratios = [run["rate"] / rep for run, rep in zip(runs, replays, strict=True)]
         each = " ".join(f"{x:.2f}" for x in ratios)
+        hooks = [r["webhook_seconds"] for r in runs if r["webhook_seconds"] is not None]
+        last_hook = f"{median(hooks):>13.1f} s" if hooks else f"{'-':>15}"
+        # Replay's CPU per event over the flow's (the flow process: Kafka, Redis and the
+        # delivery threads included; the broker and Redis servers are not).
+        cpus = [r["cpu_us_per_event"] for r in runs]
+        known = [c for c in cpus if c]
+        cpu_each = " ".join(
+            f"{rep / c:.2f}" if c else "-" for c, rep in zip(cpus, replay_cpu, strict=True)
+        )
         print(
             f"{label:>24} {median([r['rate'] for r in runs]):>9.0f} "
             f"{median([r['seconds'] for r in runs]):>8.1f} {runs[0]['decisions']:>10,} "
-            f"{runs[0]['webhooks']:>9,} {median(ratios):>6.2f}  {each:>16}"
+            f"{runs[0]['webhooks']:>9,} {median(ratios):>6.2f}  {each:>16}  {last_hook}  "
+            f"{median(known) if known else float('nan'):>12.0f} {cpu_each:>20}"
         )
+    if args.webhook_latency_ms:
+        print(f"(the webhook receiver answered after {args.webhook_latency_ms:g} ms)")
 
 
 if __name__ == "__main__":
