@@ -17,11 +17,12 @@ For each intervention the dispatcher
    ``dead_letter`` in the ledger; on success marks it ``delivered``.
 
 Deliveries run on a thread pool; each endpoint has a bound on requests in flight. When an
-endpoint is saturated, ``submit_many`` (the flow's batches) parks what has no slot in the
-retry queue, due at once, in one call, and the retry loop sends it as slots free up: the
-flow does not wait for the endpoint. Without a retry loop, ``submit`` waits for a slot
-(backpressure on the dataflow). The body
-includes ``message.send_after``: quiet hours are the receiver's to honour.
+endpoint is saturated, ``submit_many`` (the flow's batches) waits at most
+``SLOT_WAIT_SECONDS`` per batch, then parks what has no slot in the retry queue, due at
+once, in one call, and the retry loop sends it as slots free up: the flow does not wait for
+a slow endpoint. Without a retry loop, ``submit`` waits for a slot (backpressure on the
+dataflow). The body includes ``message.send_after``: quiet hours are the receiver's to
+honour.
 
 A process that dies mid-delivery leaves a ``claimed`` entry. The next run re-sends such an
 orphaned claim when the intervention is re-emitted (receivers deduplicate by
