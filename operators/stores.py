@@ -91,10 +91,6 @@ class DispatchLedger(Protocol):
         """Record how the delivery ended (``delivered`` or ``dead_letter``)."""
         ...
 
-    def mark_many(self, intervention_ids: Sequence[str], status: str, ttl_seconds: int) -> None:
-        """:meth:`mark_delivered` of each id, as one call (a dispatcher's batch)."""
-        ...
-
     def status(self, intervention_id: str) -> str | None:
         """``claimed``, ``delivered``, ``dead_letter`` or None."""
         ...

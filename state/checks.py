@@ -219,12 +219,6 @@ def check_dispatch_release_and_delivery(open_store: Callable[[], Any]) -> None:
     assert not other.claim("iv-a", 60)
     ledger.mark_delivered("iv-b", "dead_letter", 60)
     assert other.status("iv-b") == "dead_letter"
-    ledger.mark_many([], "retrying", 60)
-    ledger.mark_many(["iv-c", "iv-b", "iv-d"], "retrying", 60)  # a batch queued for later
-    assert [other.status(i) for i in ("iv-a", "iv-b", "iv-c", "iv-d")] == [
-        "delivered", "retrying", "retrying", "retrying",
-    ]  # fmt: skip
-    assert not other.claim("iv-c", 60)
 
 
 # --- ModelStore ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 # The protocol lives in the domain (operators.stores); re-exported for existing imports.
 from operators.stores import DispatchLedger
@@ -50,10 +50,6 @@ class InMemoryDispatchLedger:
     def mark_delivered(self, intervention_id: str, status: str, ttl_seconds: int) -> None:
         with self._lock:
             self._entries[intervention_id] = (status, self._now() + ttl_seconds)
-
-    def mark_many(self, intervention_ids: Sequence[str], status: str, ttl_seconds: int) -> None:
-        for iid in intervention_ids:
-            self.mark_delivered(iid, status, ttl_seconds)
 
     def status(self, intervention_id: str) -> str | None:
         with self._lock:

@@ -225,15 +225,6 @@ class RedisDispatchLedger:
         """Record how the delivery ended (``delivered`` or ``dead_letter``)."""
         self.client.set(self.keys.dispatch(intervention_id), status, ex=self._ttl(ttl_seconds))
 
-    def mark_many(self, intervention_ids: Sequence[str], status: str, ttl_seconds: int) -> None:
-        """:meth:`mark_delivered` for a batch, in one pipeline."""
-        ttl = self._ttl(ttl_seconds)
-        pipe = self.client.pipeline(transaction=False)
-        for iid in intervention_ids:
-            pipe.set(self.keys.dispatch(iid), status, ex=ttl)
-        if intervention_ids:
-            pipe.execute()
-
     def status(self, intervention_id: str) -> str | None:
         """``claimed``, ``delivered``, ``dead_letter`` or None."""
         raw = self.client.get(self.keys.dispatch(intervention_id))

@@ -478,7 +478,9 @@ def test_a_saturated_endpoint_queues_a_batch_in_the_retry_queue_instead_of_holdi
             assert [f is None for f in futures] == [False, True, True, True, True]
             queued = sorted(r.intervention_id for r in results if r.status == "queued")
             assert queued == ["iv-2", "iv-3", "iv-4", "iv-5"]
-            assert [ledger.status(f"iv-{i}") for i in range(2, 6)] == ["retrying"] * 4
+            # Still this dispatcher's claims: a copy re-emitted now is not sent again.
+            assert [ledger.status(f"iv-{i}") for i in range(2, 6)] == ["claimed"] * 4
+            assert d.submit_many([intervention(3)]) == [None]
             gate.set()
             for _ in range(2000):  # until every delivery ended (at most 20 s)
                 if sum(r.status == "delivered" for r in results) == 5:
@@ -500,20 +502,24 @@ def test_a_saturated_endpoint_queues_a_batch_in_the_retry_queue_instead_of_holdi
 def test_a_queued_delivery_left_by_a_stopped_process_is_sent_once_by_the_next(
     receiver: Receiver, stores: QueueFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """What a process killed with deliveries waiting for slots leaves: claimed ids, parked
+    due at once. The next process sends each once: a copy the resumed flow re-emits as an
+    interrupted delivery ("re-sending", which takes the queue's copy's place), one it does
+    not re-emit from the queue, as never sent before."""
     from flows.connectors.webhooks.dispatcher import WAITING_FOR_A_SLOT
 
     receiver.healthy.set()
     queue, ledger = stores()
-    # What a process killed with a batch waiting for slots leaves behind.
-    assert ledger.claim("iv-1", 3600)
-    queue.park(RetryItem(intervention(1), "hook", 0, T0, T0, WAITING_FOR_A_SLOT))
-    ledger.mark_many(["iv-1"], "retrying", 3600)
+    for i in (1, 2):
+        assert ledger.claim(f"iv-{i}", 3600)
+        queue.park(RetryItem(intervention(i), "hook", 0, T0, T0, WAITING_FOR_A_SLOT))
     r = rig(receiver.url, lambda: (queue, ledger))
-    # The resumed flow emits the intervention again: not sent a second way.
-    assert r.dispatcher.deliver_now(intervention(1)).status == "skipped_duplicate"
     with caplog.at_level(logging.INFO, logger="salvage.dispatch"):
+        assert r.dispatcher.deliver_now(intervention(1)).status == "delivered"  # re-emitted
         results = r.run_until_settled()
-    assert [(x.status, x.attempts) for x in results] == [("delivered", 1)]
-    assert receiver.statuses("iv-1") == [200]
-    assert "re-sending" not in caplog.text
+    # The re-send wrote itself ahead over the queue's copy and, delivered, removed it.
+    assert [(x.intervention_id, x.status) for x in results] == [("iv-2", "delivered")]
+    assert receiver.statuses("iv-1") == [200] and receiver.statuses("iv-2") == [200]
+    assert "re-sending iv-1:" in caplog.text and "re-sending iv-2" not in caplog.text
+    assert queue.pending() == 0
     r.dispatcher.close()

@@ -336,8 +336,10 @@ class Dispatcher:
         """Park deliveries whose endpoint has no free slot in the retry queue, due now, in
         one call, so that the flow goes on (dispatch must not hold it back); the retry loop
         sends them as slots free up. Written before the flow moves past them, like every
-        delivery before its first attempt, so a crash loses none. Parked before they are
-        marked: a crash between the two may send one twice (same key), never lose one."""
+        delivery before its first attempt, so a crash loses none; their ledger entries stay
+        ``claimed``, so a copy re-emitted after a crash is re-sent as any interrupted
+        delivery is (logged "re-sending"), and the queue's copy is then skipped as
+        delivered."""
         if not waiting:
             return
         assert self.retries is not None
@@ -347,7 +349,6 @@ class Dispatcher:
             for endpoint, iv in waiting
         ]
         self.retries.park_many(items)
-        self.ledger.mark_many([item.iid for item in items], "retrying", self._ttl)
         for item in items:
             self._report(DeliveryResult(item.iid, item.endpoint, "queued"))
 
@@ -511,9 +512,24 @@ class Dispatcher:
         taken = self.retries.take_due(t, limit, self.retry_lease_seconds)
         return [r for r in (self._retry_one(item) for item in taken) if r is not None]
 
-    def _retry_one(self, item: RetryItem, inline: bool = True) -> DeliveryResult | None:
+    def _retry_one(
+        self, item: RetryItem, inline: bool = True, held: _Endpoint | None = None
+    ) -> DeliveryResult | None:
         """One attempt of a parked delivery; one that waited for a free slot starts its
-        quick attempts instead: here (``inline``), or on the pool (the retry loop: None)."""
+        quick attempts instead: here (``inline``), or on the pool (the retry loop: None).
+        ``held``: an endpoint whose slot the caller took for it (released if not used)."""
+        started = False
+        try:
+            result = self._retry_taken(item, inline, held)
+            started = result is None
+            return result
+        finally:
+            if held is not None and not started:
+                held.slots.release()
+
+    def _retry_taken(
+        self, item: RetryItem, inline: bool, held: _Endpoint | None
+    ) -> DeliveryResult | None:
         assert self.retries is not None
         started = time.monotonic()
         iid = item.iid
@@ -533,10 +549,14 @@ class Dispatcher:
         if item.attempts == 0 and item.error == WAITING_FOR_A_SLOT:
             # Parked for want of a free slot, never sent: its quick attempts start now, on
             # a slot of its endpoint (``max_in_flight`` holds for these too).
-            endpoint.slots.acquire()
             if not inline:
-                self._start(endpoint, item.intervention)
+                if held is not endpoint:
+                    if held is not None:
+                        held.slots.release()
+                    endpoint.slots.acquire()
+                self._start(endpoint, item.intervention)  # the slot is released when done
                 return None
+            endpoint.slots.acquire()
             try:
                 return self._deliver(endpoint, item.intervention)
             finally:
@@ -564,20 +584,38 @@ class Dispatcher:
         return self._park(item, result, started)
 
     def _pump(self) -> None:
-        # As many at a time as there are slots: a delivery that waited for a slot waits for
-        # one here again, and must start before its lease in the queue ends.
-        limit = sum(e.settings.max_in_flight for e in self._endpoints.values()) or 1
         while not self._stopping.wait(self.retry_poll_seconds):
             try:
                 # Again at once while there is more: the free slots set the pace.
-                while self.retries is not None and not self._stopping.is_set():
-                    taken = self.retries.take_due(self.clock(), limit, self.retry_lease_seconds)
-                    for item in taken:
-                        self._retry_one(item, inline=False)
-                    if len(taken) < limit:
-                        break
+                while not self._stopping.is_set() and self._pump_one():
+                    pass
             except Exception as exc:  # a Redis blip: parked items wait for the next poll
                 log.warning("retry loop: %s; trying again", type(exc).__name__)
+
+    def _pump_one(self) -> bool:
+        """Take one due delivery and handle it (False: none was due). With one endpoint, a
+        free slot is taken first, so what is taken starts at once: a delivery is never
+        leased to this process while it waits for a slot (a crash then would hold it back
+        until the lease ended)."""
+        assert self.retries is not None
+        only = next(iter(self._endpoints.values())) if len(self._endpoints) == 1 else None
+        if only is not None:
+            only.slots.acquire()
+            if self._stopping.is_set():
+                only.slots.release()
+                return False
+        try:
+            taken = self.retries.take_due(self.clock(), 1, self.retry_lease_seconds)
+        except BaseException:
+            if only is not None:
+                only.slots.release()
+            raise
+        if not taken:
+            if only is not None:
+                only.slots.release()
+            return False
+        self._retry_one(taken[0], inline=False, held=only)
+        return True
 
     def resend(self, intervention_id: str) -> DeliveryResult | None:
         """Send a dead-lettered delivery again (``salvage dispatch retry``): take it from
