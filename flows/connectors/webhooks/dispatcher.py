@@ -46,6 +46,7 @@ from typing import Any
 
 from flows.connectors.webhooks.backoff import backoff_delay, quick_phase_bound, retry_delay
 from flows.connectors.webhooks.http import AttemptResult, post_json
+from flows.connectors.webhooks.metrics import DispatchMetrics, attempt_outcome
 from flows.connectors.webhooks.payload import dead_letter_record, webhook_body
 from flows.connectors.webhooks.signing import signed_headers
 from flows.settings import EndpointSettings, WebhookSettings
@@ -86,65 +87,6 @@ class _Endpoint:
     settings: EndpointSettings
     secret: str = field(repr=False)  # never in a log line or a traceback
     slots: threading.BoundedSemaphore = field(repr=False)
-
-
-@dataclass
-class DispatchMetrics:
-    """Prometheus metrics of the dispatcher (labels: endpoint name and result only)."""
-
-    deliveries: Any = None
-    attempts: Any = None
-    seconds: Any = None
-    in_flight: Any = None
-
-    @classmethod
-    def create(cls) -> DispatchMetrics:
-        from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-
-        def get(name: str, make: Callable[[], Any]) -> Any:
-            # Re-use collectors when the flow is built twice in one process (tests).
-            existing = REGISTRY._names_to_collectors.get(name)
-            return existing if existing is not None else make()
-
-        return cls(
-            deliveries=get(
-                "salvage_webhook_deliveries_total",
-                lambda: Counter(
-                    "salvage_webhook_deliveries",
-                    "Webhook deliveries by how they ended",
-                    ["endpoint", "result"],
-                ),
-            ),
-            attempts=get(
-                "salvage_webhook_attempts_total",
-                lambda: Counter(
-                    "salvage_webhook_attempts",
-                    "Webhook HTTP attempts by outcome (2xx, 4xx, 5xx, timeout, error)",
-                    ["endpoint", "outcome"],
-                ),
-            ),
-            seconds=get(
-                "salvage_webhook_delivery_seconds",
-                lambda: Histogram(
-                    "salvage_webhook_delivery_seconds",
-                    "Time from claim to the end of a delivery, retries included",
-                    ["endpoint"],
-                    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
-                ),
-            ),
-            in_flight=get(
-                "salvage_webhook_in_flight",
-                lambda: Gauge(
-                    "salvage_webhook_in_flight", "Webhook deliveries in flight", ["endpoint"]
-                ),
-            ),
-        )
-
-
-def _attempt_outcome(result: AttemptResult) -> str:
-    if result.status is None:
-        return "timeout" if result.error and result.error.startswith("timeout") else "error"
-    return f"{result.status // 100}xx"
 
 
 @dataclass
@@ -414,7 +356,7 @@ class Dispatcher:
         )
         result = self.post(ep.url, body, headers, ep.timeout_seconds)
         if self.metrics is not None:
-            self.metrics.attempts.labels(ep.name, _attempt_outcome(result)).inc()
+            self.metrics.attempts.labels(ep.name, attempt_outcome(result)).inc()
         return result
 
     def _deliver(self, endpoint: _Endpoint, intervention: dict[str, Any]) -> DeliveryResult:
