@@ -150,10 +150,7 @@ class RedisContactBook:
         return _key(self.prefix, "contacts", order_id, "ids")
 
     def admit(self, order_id: str, contact_id: str, limit: int, ttl_seconds: int) -> bool:
-        if int(ttl_seconds) < 1:
-            raise ValueError(f"ttl_seconds must be >= 1, got {ttl_seconds}")
-        args: list[str | int] = [contact_id, int(limit), int(ttl_seconds)]
-        return bool(self._admit(keys=[self.key(order_id)], args=args))
+        return self.admit_many([(order_id, contact_id)], limit, ttl_seconds)[0]
 
     def admit_many(
         self, contacts: Sequence[tuple[str, str]], limit: int, ttl_seconds: int

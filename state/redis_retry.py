@@ -55,10 +55,7 @@ class RedisRetryQueue:
         self._unbury = client.register_script(_UNBURY_LUA)
 
     def park(self, item: RetryItem) -> None:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self.items_key, item.iid, item.to_json())
-        pipe.zadd(self.due_key, {item.iid: item.due_at})
-        pipe.execute()
+        self.park_many([item])
 
     def park_many(self, items: Sequence[RetryItem]) -> None:
         """One transaction for the batch (the queue's keys share a slot)."""
