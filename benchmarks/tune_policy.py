@@ -71,6 +71,15 @@ LEARNER_GRID: dict[str, dict[str, dict[str, Any]]] = {
         "learning": {"guard_confidence": 0.8, "prior_outcomes": 5},
         "bandit": {"EFFECT_PRECISION_SCALE": 2.0},
     },
+    "full covariance": {"learning": {"covariance": "full"}},
+    "full covariance, guard 0.95": {"learning": {"covariance": "full", "guard_confidence": 0.95}},
+    "full covariance, guard 0.6": {"learning": {"covariance": "full", "guard_confidence": 0.6}},
+    "full covariance, prior 20": {"learning": {"covariance": "full", "prior_outcomes": 20}},
+    "full covariance, guard 0.5": {"learning": {"covariance": "full", "guard_confidence": 0.5}},
+    "full covariance, guard 0.6, crosses": {
+        "learning": {"covariance": "full", "guard_confidence": 0.6},
+        "bandit": {"SEGMENT_CROSSES": True},
+    },
     "crosses, guard 0.8, prior 5": {
         "learning": {"guard_confidence": 0.8, "prior_outcomes": 5},
         "bandit": {"SEGMENT_CROSSES": True},

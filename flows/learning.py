@@ -23,6 +23,7 @@ from operators.learner import Learner
 from operators.models import MODEL_SET, TruthLookup
 from operators.policy import RecoveryPolicy
 from operators.versions import VersionClock
+from operators.vocabulary import Covariance
 from operators.window import WindowConfig
 from state.models import ModelStore
 
@@ -46,6 +47,8 @@ class ModelRuntime:
     #: live mode: with a gate the learner's clock is already a bound and needs none).
     margin: float = 1 * DAY
     prior_precision: float = 12.5
+    #: The bandit's posterior keeps the full covariance (policy ``learning.covariance``).
+    full_covariance: bool = False
     #: Simulator ground truth for treated examples (backtests); never checkpointed.
     truth: TruthLookup | None = None
     #: Replays: decisions wait until the model version they read is complete, and the
@@ -88,6 +91,7 @@ class ModelRuntime:
             horizon=policy.label_horizon_days * DAY,
             margin=margin,
             prior_precision=policy.prior_precision,
+            full_covariance=policy.covariance is Covariance.FULL,
             **{"shards": window.shards, **kwargs},
         )
 
@@ -139,6 +143,7 @@ class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes | N
                 margin=runtime.margin,
                 prior_precision=runtime.prior_precision,
                 models=runtime.learn,
+                full_covariance=runtime.full_covariance,
             )
         self.learner.horizon = runtime.horizon
         # With a gate the clock is a bound on everything still to come (DecisionGate): no

@@ -22,7 +22,10 @@ has an independent Gaussian posterior (mean, precision) that starts at (0,
 for ``w_a``, and is updated online with the Laplace approximation of Chapelle & Li (2011),
 "An Empirical Evaluation of Thompson Sampling", Algorithm 3, one outcome at a time. The
 weights of one case are a few one-hot keys, so each part of a logit is a sum of
-independent Gaussians: one normal draw samples it.
+independent Gaussians: one normal draw samples it. With ``learning.covariance: full``
+(:class:`Gaussian`) the weights share one Gaussian with a full covariance instead: the
+keys of a case always occur together, and only the full covariance knows that their sum is
+better known than each of them (the diagonal keeps about seven times its variance).
 
 How fast data overrule the prior: an outcome at predicted rate ``p`` adds ``p (1 - p)`` to
 the precision of every key it touches, so a key (e.g. ``lane=DE-NL``) has learned as much
@@ -52,6 +55,9 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
+from typing import Any
+
+import numpy as np
 
 from operators.decision import unit_hash
 from operators.vocabulary import DecisionPoint
@@ -221,16 +227,120 @@ def prior_offsets(
     return out
 
 
+class Gaussian:
+    """One Gaussian posterior over every weight ``(arm, key)``: mean vector and full
+    covariance, grown as keys appear (a new weight is independent of the others, at its
+    arm's prior variance). An outcome is one Newton step of the Laplace approximation
+    along the covariance: the same step as the diagonal version, with the rank-one
+    Sherman-Morrison update of the covariance instead of a per-weight precision.
+
+    >>> g = Gaussian({"none": 1.0})
+    >>> for i in range(200):
+    ...     g.update([("none", "*"), ("none", "l=A")], 0.0, int(i % 10 < 3))
+    >>> mu, cov = g.moments([("none", ("*", "l=A"))])
+    >>> round(float(sigmoid(mu[0])), 2), cov[0][0] < 0.05
+    (0.3, True)
+    """
+
+    __slots__ = ("cov", "index", "mean", "n", "prior_var")
+
+    def __init__(self, prior_var: dict[str, float]) -> None:
+        self.prior_var = dict(prior_var)
+        self.index: dict[tuple[str, str], int] = {}
+        self.n = 0
+        self.mean = np.zeros(16)
+        self.cov = np.zeros((16, 16))
+
+    def _slot(self, arm: str, key: str) -> int:
+        i = self.index.get((arm, key))
+        if i is not None:
+            return i
+        i = self.n
+        if i == len(self.mean):  # grow by doubling: a copy per doubling, not per key
+            size = 2 * i
+            mean, cov = np.zeros(size), np.zeros((size, size))
+            mean[:i], cov[:i, :i] = self.mean, self.cov
+            self.mean, self.cov = mean, cov
+        self.cov[i, i] = self.prior_var[arm]
+        self.index[(arm, key)] = i
+        self.n = i + 1
+        return i
+
+    def update(self, weights: Sequence[tuple[str, str]], offset: float, label: int) -> None:
+        """Learn one outcome of a case whose logit is ``offset`` plus ``weights``."""
+        idx = [self._slot(a, k) for a, k in weights]
+        n = self.n
+        cov, mean = self.cov[:n, :n], self.mean[:n]
+        u = cov[:, idx].sum(axis=1)  # covariance times the case's one-hot vector
+        v = float(u[idx].sum())
+        p = sigmoid(offset + float(mean[idx].sum()))
+        h = p * (1.0 - p)
+        mean += ((label - p) / (1.0 + h * v)) * u
+        s = math.sqrt(h / (1.0 + h * v)) * u  # scaled once: the update stays symmetric
+        cov -= np.outer(s, s)
+
+    def moments(
+        self,
+        parts: Sequence[tuple[str, Sequence[str]]],
+        prior_var: dict[str, float] | None = None,
+    ) -> tuple[list[float], list[list[float]]]:
+        """Means and covariance of the sums ``sum_k w[arm, k]``, one per ``(arm, keys)``
+        (``prior_var``: for arms with no weight yet)."""
+        rows: list[list[int]] = []
+        extra: list[float] = []
+        index = self.index
+        for arm, keys in parts:
+            known = [index[(arm, k)] for k in keys if (arm, k) in index]
+            rows.append(known)
+            var = self.prior_var.get(arm)
+            if var is None:
+                var = (prior_var or {})[arm]
+            extra.append((len(keys) - len(known)) * var)
+        flat = [i for r in rows for i in r]
+        means = [float(self.mean[r].sum()) for r in rows]
+        sub = self.cov[np.ix_(flat, flat)]
+        pick = np.zeros((len(rows), len(flat)))
+        j = 0
+        for c, r in enumerate(rows):
+            pick[c, j : j + len(r)] = 1.0
+            j += len(r)
+        cov = pick @ sub @ pick.T
+        for c, e in enumerate(extra):
+            cov[c, c] += e
+        return means, cov.tolist()
+
+    def copy(self) -> Gaussian:
+        g = Gaussian(self.prior_var)
+        g.index, g.n = dict(self.index), self.n
+        g.mean, g.cov = self.mean[: self.n].copy(), self.cov[: self.n, : self.n].copy()
+        return g
+
+    def __getstate__(self) -> dict[str, Any]:
+        n = self.n
+        return {
+            "prior_var": self.prior_var, "index": self.index, "n": n,
+            "mean": self.mean[:n].copy(), "cov": self.cov[:n, :n].copy(),
+        }  # fmt: skip
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.prior_var, self.index, self.n = state["prior_var"], state["index"], state["n"]
+        size = max(16, len(state["mean"]))
+        self.mean, self.cov = np.zeros(size), np.zeros((size, size))
+        self.mean[: self.n], self.cov[: self.n, : self.n] = state["mean"], state["cov"]
+
+
 @dataclass(frozen=True)
 class BanditPosterior:
     """An immutable copy of the posteriors (what scorers read): per arm, per key, the
-    weight's (mean, precision); keys never updated are at (0, ``prior_precision``)."""
+    weight's (mean, precision); keys never updated are at (0, ``prior_precision``).
+    With ``gaussian`` (``learning.covariance: full``), one Gaussian over every weight."""
 
     prior_precision: float
     arms: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)
     #: Prior precision of an action's effect weights (None: ``prior_precision``).
     effect_precision: float | None = None
+    gaussian: Gaussian | None = None
 
     def precision_of(self, arm: str) -> float:
         """The prior precision of ``arm``'s weights."""
@@ -242,6 +352,9 @@ class BanditPosterior:
 
     def weights(self, arm: str, keys: Sequence[str]) -> tuple[float, float]:
         """Mean and variance of the sum of ``arm``'s weights over ``keys``."""
+        if self.gaussian is not None:
+            means, cov = self.gaussian.moments([(arm, keys)], self._prior_vars([arm]))
+            return means[0], cov[0][0]
         weights = self.arms.get(arm)
         prior_var = 1.0 / self.precision_of(arm)
         if not weights:
@@ -256,9 +369,24 @@ class BanditPosterior:
                 var += 1.0 / w[1]
         return mu, var
 
+    def joint(
+        self, arms: Sequence[str], keys: Sequence[str]
+    ) -> tuple[list[float], list[list[float]]] | None:
+        """Means and covariance of each arm's weight sum over ``keys``, or None where the
+        weights are independent (the diagonal posterior: :meth:`weights` says it all)."""
+        if self.gaussian is None:
+            return None
+        return self.gaussian.moments([(a, keys) for a in arms], self._prior_vars(arms))
+
+    def _prior_vars(self, arms: Iterable[str]) -> dict[str, float]:
+        return {a: 1.0 / self.precision_of(a) for a in arms}
+
     def moments(self, arm: str, keys: Sequence[str], offset: float) -> tuple[float, float]:
         """Mean and variance of the arm's logit for a case with these keys (an action's
         includes the no-action weights it shares)."""
+        if arm != NONE and self.gaussian is not None:
+            means, cov = self.joint([NONE, arm], keys) or ([0.0, 0.0], [[0.0] * 2] * 2)
+            return offset + means[0] + means[1], cov[0][0] + 2 * cov[0][1] + cov[1][1]
         mu, var = self.weights(NONE, keys)
         if arm != NONE:
             mu_a, var_a = self.weights(arm, keys)
@@ -273,6 +401,8 @@ class BanditLearner:
     action's effect weights together, as one logistic regression over both (the default);
     without it, only the effect weights, with the level's current means as an offset.
     ``effect_precision``: the prior precision of the effect weights (default: the level's).
+    ``full``: one Gaussian with a full covariance over every weight (:class:`Gaussian`,
+    policy ``learning.covariance: full``) instead of independent ones.
     """
 
     def __init__(
@@ -280,6 +410,7 @@ class BanditLearner:
         prior_precision: float = 12.5,
         effect_precision: float | None = None,
         joint: bool | None = None,
+        full: bool = False,
     ) -> None:
         if prior_precision <= 0:
             raise ValueError("prior_precision must be > 0")
@@ -292,6 +423,7 @@ class BanditLearner:
         self.joint = JOINT_LEVEL if joint is None else joint
         self.arms: dict[str, dict[str, tuple[float, float]]] = {}
         self.outcomes: dict[str, int] = {}
+        self.gaussian = Gaussian({NONE: 1.0 / prior_precision}) if full else None
 
     def update(self, arm: str, keys: Sequence[str], offset: float, label: int) -> None:
         """Learn one outcome (1 = refunded within the horizon) of ``arm`` in a segment.
@@ -302,6 +434,10 @@ class BanditLearner:
         outcome updates its effect weights and (``joint``) the shared no-action weights of
         its segment; otherwise the no-action weights' current means are an offset.
         """
+        if self.gaussian is not None:
+            self._update_full(self.gaussian, arm, keys, offset, label)
+            self.outcomes[arm] = self.outcomes.get(arm, 0) + 1
+            return
         z = offset
         v = 0.0
         current: list[tuple[dict[str, tuple[float, float]], str, float, float]] = []
@@ -329,12 +465,27 @@ class BanditLearner:
             weights[k] = (m + step / q, q + h)
         self.outcomes[arm] = self.outcomes.get(arm, 0) + 1
 
+    def _update_full(
+        self, g: Gaussian, arm: str, keys: Sequence[str], offset: float, label: int
+    ) -> None:
+        if arm not in g.prior_var:
+            g.prior_var[arm] = 1.0 / self.effect_precision
+        weights = [(arm, k) for k in keys]
+        if arm != NONE:
+            if self.joint:
+                weights += [(NONE, k) for k in keys]
+            else:
+                level, _ = g.moments([(NONE, [k for k in keys if (NONE, k) in g.index])])
+                offset += level[0]
+        g.update(weights, offset, label)
+
     def posterior(self) -> BanditPosterior:
         return BanditPosterior(
             self.prior_precision,
             {a: dict(w) for a, w in self.arms.items()},
             dict(self.outcomes),
             self.effect_precision,
+            self.gaussian.copy() if self.gaussian is not None else None,
         )
 
 
@@ -444,6 +595,9 @@ def _savings(
     are shared, so what is uncertain about the refund level of a segment moves both sides
     of a comparison alike and only the effects decide.
     """
+    joint = posterior.joint([NONE, *(o.action for o in options)], keys)
+    if joint is not None:
+        return _correlated_savings(joint, offsets, options, rng, min_saving, draws)
     mu_n, var_n = posterior.weights(NONE, keys)
     mu_n += offsets[NONE]
     base = _draws(mu_n, math.sqrt(var_n), draws, rng)
@@ -455,6 +609,37 @@ def _savings(
         mu_e += offsets[o.action] - offsets[NONE]
         means[o.action] = (p_none - sigmoid(mu_n + mu_e)) * o.value - o.cost - min_saving
         sampled.add(o, _draws(mu_e, math.sqrt(var_e), draws, rng))
+    return means, sampled
+
+
+def _correlated_savings(
+    joint: tuple[list[float], list[list[float]]],
+    offsets: dict[str, float],
+    options: Sequence[Option],
+    rng: random.Random,
+    min_saving: float,
+    draws: int,
+) -> tuple[dict[str, float], _Sampled]:
+    """:func:`_savings` for a posterior whose level and effects are correlated: the same
+    stratified standard normals per part, mixed by the Cholesky factor of their covariance."""
+    mus, cov = joint
+    mus = [mus[0] + offsets[NONE]] + [
+        m + offsets[o.action] - offsets[NONE] for m, o in zip(mus[1:], options, strict=True)
+    ]
+    matrix = np.array(cov)
+    try:
+        factor = np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError:  # rounding made it a hair from definite
+        factor = np.linalg.cholesky(matrix + 1e-9 * np.eye(len(mus)))
+    normals = np.array([_draws(0.0, 1.0, draws, rng) for _ in mus])
+    mixed = (factor @ normals + np.array(mus)[:, None]).tolist()
+    mu_n = mus[0]
+    p_none = sigmoid(mu_n)
+    means: dict[str, float] = {NONE: 0.0}
+    sampled = _Sampled(mixed[0], draws, min_saving)
+    for o, mu_e, effect in zip(options, mus[1:], mixed[1:], strict=True):
+        means[o.action] = (p_none - sigmoid(mu_n + mu_e)) * o.value - o.cost - min_saving
+        sampled.add(o, effect)
     return means, sampled
 
 
@@ -552,6 +737,7 @@ __all__ = [
     "BanditPosterior",
     "Choice",
     "Context",
+    "Gaussian",
     "Option",
     "customer_tier",
     "guarded_choice",

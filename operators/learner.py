@@ -149,6 +149,7 @@ class Learner:
         prior_precision: float = 12.5,
         period: float | None = None,
         models: bool = True,
+        full_covariance: bool = False,
     ) -> None:
         # models=False: a learner that only keeps the event-time clock and cuts versions
         # (a replay without learning: no River import, no examples ever come).
@@ -160,7 +161,7 @@ class Learner:
         #: Quality at each case's first decision point, and per decision point.
         self.first_point = _Histogram()
         self.by_point: dict[str, _Histogram] = {}
-        self.bandit = BanditLearner(prior_precision)
+        self.bandit = BanditLearner(prior_precision, full=full_covariance)
         self.examples = 0
         self.version = 0
         self.publish_every = publish_every

@@ -38,6 +38,7 @@ import yaml
 from operators.actions import action_names, definition
 from operators.case import OrderCase
 from operators.contract import INTENTS, REFUND_REASONS
+from operators.vocabulary import Covariance
 
 REQUEST_TYPE_NAMES = ("return_requested", "refund_requested", "exchange_requested")
 DEFAULT_POLICY = "default.yaml"
@@ -374,6 +375,9 @@ class RecoveryPolicy:
     #: in which the learned choice must save more than the static rules' before it replaces
     #: it. None: ``operators.bandit.GUARD_CONFIDENCE`` (0.99).
     guard_confidence: float | None = None
+    #: The posterior over the bandit's weights (``learning.covariance``): ``diagonal``
+    #: (independent weights) or ``full`` (``operators.bandit.Gaussian``).
+    covariance: Covariance = Covariance.DIAGONAL
     #: Models and context aggregates are versioned by event time: a new version every
     #: this many hours, and a decision at time t reads the version of t less the lag
     #: (``operators.versions``; docs/decisions.md, "Replay determinism").
@@ -564,6 +568,7 @@ def _build(doc: _Doc) -> RecoveryPolicy:
         q.done()
     horizon, prior_outcomes, choice = 14.0, 50.0, "guarded"
     guard: float | None = None
+    covariance = Covariance.DIAGONAL
     period_hours, lag_hours = 24.0, 48.0
     if top.get("learning") is not None:
         learning = top.sub("learning")
@@ -577,6 +582,13 @@ def _build(doc: _Doc) -> RecoveryPolicy:
             raise doc.error(
                 "learning.choice", f"must be one of {', '.join(CHOICES)}, got {choice!r}"
             )
+        kind = learning.get("covariance", Covariance.DIAGONAL.value)
+        if kind not in {c.value for c in Covariance}:
+            raise doc.error(
+                "learning.covariance",
+                f"must be one of {', '.join(c.value for c in Covariance)}, got {kind!r}",
+            )
+        covariance = Covariance(kind)
         learning.done()
     top.done()
     return RecoveryPolicy(
@@ -599,6 +611,7 @@ def _build(doc: _Doc) -> RecoveryPolicy:
         prior_outcomes=prior_outcomes,
         choice=choice,
         guard_confidence=guard,
+        covariance=covariance,
         version_period_hours=period_hours,
         version_lag_hours=lag_hours,
         source=doc.source,

@@ -77,6 +77,13 @@ class DecisionPoint(StrEnum):
     OTHER = "other"
 
 
+class Covariance(StrEnum):
+    """How the learned policy's posterior treats its weights (``learning.covariance``)."""
+
+    DIAGONAL = "diagonal"  # an independent Gaussian per weight
+    FULL = "full"  # one Gaussian over every weight, with their covariance
+
+
 class DeadLetterKind(StrEnum):
     """Why a record was dead-lettered; metrics count by kind, never by message text."""
 

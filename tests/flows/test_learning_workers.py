@@ -25,6 +25,7 @@ from operators.case import DAY
 from operators.contract import parse_ts
 from operators.policy import RecoveryPolicy
 from operators.simulation import simulate
+from operators.vocabulary import Covariance
 from operators.window import WindowConfig
 
 HORIZON_DAYS = 3
@@ -43,6 +44,16 @@ _DEFAULT_DOC = yaml.safe_load(
 DEFAULT_SHORT = RecoveryPolicy.from_text(
     yaml.safe_dump({**_DEFAULT_DOC, "learning": {"label_horizon_days": HORIZON_DAYS}}),
     "default-short.yaml",
+)
+_LEARNING_DOC = yaml.safe_load(
+    (Path(__file__).resolve().parents[2] / "operators" / "policies" / "learning.yaml").read_text()
+)
+#: The learning policy: wider eligibility and a full-covariance posterior (numpy).
+LEARNING_SHORT = RecoveryPolicy.from_text(
+    yaml.safe_dump(
+        {**_LEARNING_DOC, "learning": {**_LEARNING_DOC["learning"], "label_horizon_days": 3}}
+    ),
+    "learning-short.yaml",
 )
 
 
@@ -75,6 +86,8 @@ def runs(tmp_path_factory) -> dict[str, dict[str, Any]]:
         "watch-2": replay(data, base / "watch-2", WATCH_ONLY, workers=2),
         "default-1": replay(data, base / "default-1", DEFAULT_SHORT, workers=1),
         "default-2": replay(data, base / "default-2", DEFAULT_SHORT, workers=2),
+        "learning-1": replay(data, base / "learning-1", LEARNING_SHORT, workers=1),
+        "learning-2": replay(data, base / "learning-2", LEARNING_SHORT, workers=2),
     }
 
 
@@ -194,7 +207,10 @@ def test_each_decision_reads_the_version_of_its_event_time(runs) -> None:
 
 
 def test_two_workers_write_the_same_bytes_as_one(runs) -> None:
-    for policy in ("watch", "default"):
+    assert LEARNING_SHORT.covariance is Covariance.FULL
+    # The bandit learned (its full covariance included) before the bytes are compared.
+    assert sum(runs["learning-1"]["stats"]["bandit_outcomes"].values()) > 20
+    for policy in ("watch", "default", "learning"):
         one, two = runs[f"{policy}-1"]["out"], runs[f"{policy}-2"]["out"]
         for name in OUTPUTS:
             assert (one / f"{name}.jsonl").read_bytes() == (two / f"{name}.jsonl").read_bytes()

@@ -275,3 +275,95 @@ def test_a_wrong_prior_level_is_not_taken_for_an_effect_of_the_action() -> None:
     separate_none, separate_reassured = _level_error_world(joint=False, n=600)
     assert separate_none < 0.52
     assert separate_reassured - separate_none > 0.05
+
+
+def _learned(full: bool, n: int, lane: str = "X") -> BanditLearner:
+    """``n`` reassured cases in one segment (30 % refund) and a holdout twelfth (50 %)."""
+    bandit = BanditLearner(prior_precision=1.25, full=full)
+    keys = lane_keys(lane)
+    for i in range(n):
+        bandit.update(REASSURE, keys, logit(0.4), int(i % 10 < 3))
+        if i % 12 == 0:
+            bandit.update(NONE, keys, logit(0.5), int(i % 24 == 0))
+    return bandit
+
+
+def test_a_full_covariance_narrows_a_segment_the_diagonal_keeps_seven_times_too_wide() -> None:
+    """The seven keys of a case always occur together: the diagonal posterior adds seven
+    variances for a logit its outcomes pin down; the full covariance does not."""
+    keys = lane_keys("X")
+    diag, full = _learned(False, 600).posterior(), _learned(True, 600).posterior()
+    mu_d, var_d = diag.moments(REASSURE, keys, logit(0.4))
+    mu_f, var_f = full.moments(REASSURE, keys, logit(0.4))
+    exact = 1.0 / (600 * 0.3 * 0.7)  # the binomial's own variance of the logit, about
+    assert var_f == pytest.approx(exact, rel=0.35)
+    assert var_d > 4 * var_f
+    # And its mean is the segment's rate, where the diagonal's steps overshoot it.
+    assert sigmoid(mu_f) == pytest.approx(0.3, abs=0.02)
+    assert abs(sigmoid(mu_d) - 0.3) > 2 * abs(sigmoid(mu_f) - 0.3)
+    # A segment it has never seen keeps (close to) the prior's width in both.
+    other = lane_keys("unseen")
+    assert full.moments(REASSURE, other, 0.0)[1] > 20 * var_f
+
+
+def test_with_one_key_the_full_and_the_diagonal_posterior_are_the_same() -> None:
+    diag, full = BanditLearner(2.0, full=False), BanditLearner(2.0, full=True)
+    world = random.Random(3)
+    for i in range(500):
+        arm = REASSURE if i % 3 else NONE
+        y = int(world.random() < 0.4)
+        for b in (diag, full):
+            # Not joint: one weight per outcome, which the diagonal gets exactly right.
+            b.joint = False
+            b.update(arm, ("*",), -0.5, y)
+    for arm in (NONE, REASSURE):
+        d, f = diag.posterior().weights(arm, ("*",)), full.posterior().weights(arm, ("*",))
+        assert f == pytest.approx(d, rel=1e-9)
+
+
+def test_a_full_covariance_learner_survives_a_pickle_and_goes_on_alike() -> None:
+    import pickle
+
+    learner = _learned(True, 300)
+    restored = pickle.loads(pickle.dumps(learner))
+    for b in (learner, restored):
+        for i in range(200):  # enough new keys to grow the matrix past its first size
+            b.update(CREDIT, lane_keys(f"L{i % 40}"), 0.0, i % 2)
+    keys = lane_keys("L7")
+    assert restored.posterior().moments(CREDIT, keys, 0.0) == learner.posterior().moments(
+        CREDIT, keys, 0.0
+    )
+
+
+def test_the_guard_tells_two_actions_apart_sooner_with_a_full_covariance() -> None:
+    """Reassurance leaves 25 % refunds in the segment and the credit 45 %; the holdout has
+    a tenth as many outcomes. The static rules pay the credit (the baseline). Their
+    difference is what the outcomes pin down: with the full covariance the guard is sure
+    of it after 120 outcomes of each in most worlds, the diagonal posterior (each effect
+    as wide as the level it cannot tell apart) in few."""
+    keys = lane_keys("X")
+    offsets = prior_offsets(0.5, {REASSURE: 0.2, CREDIT: 0.2}, [REASSURE, CREDIT])
+    options = [Option(REASSURE, 1.0, 40.0), Option(CREDIT, 1.0, 40.0)]
+
+    def switched(full: bool) -> float:
+        shares = []
+        for seed in range(10):
+            bandit = BanditLearner(prior_precision=1.25, full=full)
+            world = random.Random(seed)
+            for i in range(120):
+                if i % 10 == 0:
+                    bandit.update(NONE, keys, offsets[NONE], int(world.random() < 0.5))
+                bandit.update(REASSURE, keys, offsets[REASSURE], int(world.random() < 0.25))
+                bandit.update(CREDIT, keys, offsets[CREDIT], int(world.random() < 0.45))
+            post = bandit.posterior()
+            picks = [
+                guarded_choice(
+                    post, keys, offsets, options, 0.0, random.Random(i), 0.0, CREDIT, 0.99
+                )
+                for i in range(20)
+            ]
+            shares.append(sum(c.action == REASSURE for c in picks) / len(picks))
+        return sum(shares) / len(shares)
+
+    assert switched(True) > 0.6
+    assert switched(False) < 0.4

@@ -22,6 +22,7 @@ from operators.policy import (
     PolicyError,
     RecoveryPolicy,
 )
+from operators.vocabulary import Covariance
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "policies"
@@ -101,6 +102,15 @@ def test_learning_policy_widens_eligibility_and_keeps_the_default_limits() -> No
     ]
     assert len(eligible_default) <= 1
     assert default.guard_confidence is None  # the default's meaning is unchanged
+
+
+def test_the_posterior_covariance_is_read_from_a_closed_vocabulary() -> None:
+    base = 'version: "t"\nactions: {human_review: {cost: 1}}\n'
+    assert RecoveryPolicy.from_text(base).covariance is Covariance.DIAGONAL
+    full = RecoveryPolicy.from_text(base + "learning: {covariance: full}\n")
+    assert full.covariance is Covariance.FULL
+    with pytest.raises(PolicyError, match=r"learning\.covariance.*diagonal, full"):
+        RecoveryPolicy.from_text(base + "learning: {covariance: dense}\n")
 
 
 def test_guard_confidence_is_read_and_bounded() -> None:
