@@ -55,11 +55,11 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Any
 
 import numpy as np
 
 from operators.decision import unit_hash
+from operators.logistic import Gaussian, logit, sigmoid
 from operators.vocabulary import DecisionPoint
 
 NONE = "none"
@@ -199,19 +199,6 @@ class Context:
         return keys
 
 
-def logit(p: float) -> float:
-    p = min(max(p, 1e-4), 1.0 - 1e-4)
-    return math.log(p / (1.0 - p))
-
-
-def sigmoid(z: float) -> float:
-    if z < -35.0:
-        return 0.0
-    if z > 35.0:
-        return 1.0
-    return 1.0 / (1.0 + math.exp(-z))
-
-
 def prior_offsets(
     p_none: float, recovery: dict[str, float], actions: Iterable[str]
 ) -> dict[str, float]:
@@ -225,108 +212,6 @@ def prior_offsets(
     for a in actions:
         out[a] = logit(p_none * (1.0 - recovery.get(a, 0.0)))
     return out
-
-
-class Gaussian:
-    """One Gaussian posterior over every weight ``(arm, key)``: mean vector and full
-    covariance, grown as keys appear (a new weight is independent of the others, at its
-    arm's prior variance). An outcome is one Newton step of the Laplace approximation
-    along the covariance: the same step as the diagonal version, with the rank-one
-    Sherman-Morrison update of the covariance instead of a per-weight precision.
-
-    >>> g = Gaussian({"none": 1.0})
-    >>> for i in range(200):
-    ...     g.update([("none", "*"), ("none", "l=A")], 0.0, int(i % 10 < 3))
-    >>> mu, cov = g.moments([("none", ("*", "l=A"))])
-    >>> round(float(sigmoid(mu[0])), 2), cov[0][0] < 0.05
-    (0.3, True)
-    """
-
-    __slots__ = ("cov", "index", "mean", "n", "prior_var")
-
-    def __init__(self, prior_var: dict[str, float]) -> None:
-        self.prior_var = dict(prior_var)
-        self.index: dict[tuple[str, str], int] = {}
-        self.n = 0
-        self.mean = np.zeros(16)
-        self.cov = np.zeros((16, 16))
-
-    def _slot(self, arm: str, key: str) -> int:
-        i = self.index.get((arm, key))
-        if i is not None:
-            return i
-        i = self.n
-        if i == len(self.mean):  # grow by doubling: a copy per doubling, not per key
-            size = 2 * i
-            mean, cov = np.zeros(size), np.zeros((size, size))
-            mean[:i], cov[:i, :i] = self.mean, self.cov
-            self.mean, self.cov = mean, cov
-        self.cov[i, i] = self.prior_var[arm]
-        self.index[(arm, key)] = i
-        self.n = i + 1
-        return i
-
-    def update(self, weights: Sequence[tuple[str, str]], offset: float, label: int) -> None:
-        """Learn one outcome of a case whose logit is ``offset`` plus ``weights``."""
-        idx = [self._slot(a, k) for a, k in weights]
-        n = self.n
-        cov, mean = self.cov[:n, :n], self.mean[:n]
-        u = cov[:, idx].sum(axis=1)  # covariance times the case's one-hot vector
-        v = float(u[idx].sum())
-        p = sigmoid(offset + float(mean[idx].sum()))
-        h = p * (1.0 - p)
-        mean += ((label - p) / (1.0 + h * v)) * u
-        s = math.sqrt(h / (1.0 + h * v)) * u  # scaled once: the update stays symmetric
-        cov -= np.outer(s, s)
-
-    def moments(
-        self,
-        parts: Sequence[tuple[str, Sequence[str]]],
-        prior_var: dict[str, float] | None = None,
-    ) -> tuple[list[float], list[list[float]]]:
-        """Means and covariance of the sums ``sum_k w[arm, k]``, one per ``(arm, keys)``
-        (``prior_var``: for arms with no weight yet)."""
-        rows: list[list[int]] = []
-        extra: list[float] = []
-        index = self.index
-        for arm, keys in parts:
-            known = [index[(arm, k)] for k in keys if (arm, k) in index]
-            rows.append(known)
-            var = self.prior_var.get(arm)
-            if var is None:
-                var = (prior_var or {})[arm]
-            extra.append((len(keys) - len(known)) * var)
-        flat = [i for r in rows for i in r]
-        means = [float(self.mean[r].sum()) for r in rows]
-        sub = self.cov[np.ix_(flat, flat)]
-        pick = np.zeros((len(rows), len(flat)))
-        j = 0
-        for c, r in enumerate(rows):
-            pick[c, j : j + len(r)] = 1.0
-            j += len(r)
-        cov = pick @ sub @ pick.T
-        for c, e in enumerate(extra):
-            cov[c, c] += e
-        return means, cov.tolist()
-
-    def copy(self) -> Gaussian:
-        g = Gaussian(self.prior_var)
-        g.index, g.n = dict(self.index), self.n
-        g.mean, g.cov = self.mean[: self.n].copy(), self.cov[: self.n, : self.n].copy()
-        return g
-
-    def __getstate__(self) -> dict[str, Any]:
-        n = self.n
-        return {
-            "prior_var": self.prior_var, "index": self.index, "n": n,
-            "mean": self.mean[:n].copy(), "cov": self.cov[:n, :n].copy(),
-        }  # fmt: skip
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.prior_var, self.index, self.n = state["prior_var"], state["index"], state["n"]
-        size = max(16, len(state["mean"]))
-        self.mean, self.cov = np.zeros(size), np.zeros((size, size))
-        self.mean[: self.n], self.cov[: self.n, : self.n] = state["mean"], state["cov"]
 
 
 @dataclass(frozen=True)
@@ -404,6 +289,10 @@ class BanditLearner:
     ``full``: one Gaussian with a full covariance over every weight (:class:`Gaussian`,
     policy ``learning.covariance: full``) instead of independent ones.
     """
+
+    #: A class default, so that a learner pickled before the full covariance existed
+    #: restores with none.
+    gaussian: Gaussian | None = None
 
     def __init__(
         self,
@@ -737,13 +626,14 @@ __all__ = [
     "BanditPosterior",
     "Choice",
     "Context",
-    "Gaussian",
     "Option",
     "customer_tier",
     "guarded_choice",
+    "logit",
     "point_of",
     "prior_offsets",
     "seed_of",
+    "sigmoid",
     "static_choice",
     "thompson_choice",
 ]

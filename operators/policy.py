@@ -376,7 +376,7 @@ class RecoveryPolicy:
     #: it. None: ``operators.bandit.GUARD_CONFIDENCE`` (0.99).
     guard_confidence: float | None = None
     #: The posterior over the bandit's weights (``learning.covariance``): ``diagonal``
-    #: (independent weights) or ``full`` (``operators.bandit.Gaussian``).
+    #: (independent weights) or ``full`` (``operators.logistic.Gaussian``).
     covariance: Covariance = Covariance.DIAGONAL
     #: Models and context aggregates are versioned by event time: a new version every
     #: this many hours, and a decision at time t reads the version of t less the lag
