@@ -486,31 +486,36 @@ def _savings(
     """
     joint = posterior.joint([NONE, *(o.action for o in options)], keys)
     if joint is not None:
-        return _correlated_savings(joint, offsets, options, rng, min_saving, draws)
-    mu_n, var_n = posterior.weights(NONE, keys)
-    mu_n += offsets[NONE]
-    base = _draws(mu_n, math.sqrt(var_n), draws, rng)
+        mu_n, mu_effects, base, effects = _correlated_draws(joint, offsets, options, rng, draws)
+    else:
+        mu_n, var_n = posterior.weights(NONE, keys)
+        mu_n += offsets[NONE]
+        base = _draws(mu_n, math.sqrt(var_n), draws, rng)
+        mu_effects, effects = [], []
+        for o in options:
+            mu_e, var_e = posterior.weights(o.action, keys)
+            mu_e += offsets[o.action] - offsets[NONE]
+            mu_effects.append(mu_e)
+            effects.append(_draws(mu_e, math.sqrt(var_e), draws, rng))
     p_none = sigmoid(mu_n)
     means: dict[str, float] = {NONE: 0.0}
     sampled = _Sampled(base, draws, min_saving)
-    for o in options:
-        mu_e, var_e = posterior.weights(o.action, keys)
-        mu_e += offsets[o.action] - offsets[NONE]
+    for o, mu_e, effect in zip(options, mu_effects, effects, strict=True):
         means[o.action] = (p_none - sigmoid(mu_n + mu_e)) * o.value - o.cost - min_saving
-        sampled.add(o, _draws(mu_e, math.sqrt(var_e), draws, rng))
+        sampled.add(o, effect)
     return means, sampled
 
 
-def _correlated_savings(
+def _correlated_draws(
     joint: tuple[list[float], list[list[float]]],
     offsets: dict[str, float],
     options: Sequence[Option],
     rng: random.Random,
-    min_saving: float,
     draws: int,
-) -> tuple[dict[str, float], _Sampled]:
-    """:func:`_savings` for a posterior whose level and effects are correlated: the same
-    stratified standard normals per part, mixed by the Cholesky factor of their covariance."""
+) -> tuple[float, list[float], list[float], list[list[float]]]:
+    """The no-action logit's and each option's effect's mean and draws, for a posterior
+    whose parts are correlated: the same stratified standard normals per part as the
+    independent case, mixed by the Cholesky factor of their covariance."""
     mus, cov = joint
     mus = [mus[0] + offsets[NONE]] + [
         m + offsets[o.action] - offsets[NONE] for m, o in zip(mus[1:], options, strict=True)
@@ -521,15 +526,8 @@ def _correlated_savings(
     except np.linalg.LinAlgError:  # rounding made it a hair from definite
         factor = np.linalg.cholesky(matrix + 1e-9 * np.eye(len(mus)))
     normals = np.array([_draws(0.0, 1.0, draws, rng) for _ in mus])
-    mixed = (factor @ normals + np.array(mus)[:, None]).tolist()
-    mu_n = mus[0]
-    p_none = sigmoid(mu_n)
-    means: dict[str, float] = {NONE: 0.0}
-    sampled = _Sampled(mixed[0], draws, min_saving)
-    for o, mu_e, effect in zip(options, mus[1:], mixed[1:], strict=True):
-        means[o.action] = (p_none - sigmoid(mu_n + mu_e)) * o.value - o.cost - min_saving
-        sampled.add(o, effect)
-    return means, sampled
+    mixed: list[list[float]] = (factor @ normals + np.array(mus)[:, None]).tolist()
+    return mus[0], mus[1:], mixed[0], mixed[1:]
 
 
 def guarded_choice(
