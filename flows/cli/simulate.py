@@ -49,7 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Simulate a scenario: writes orders, delivery, support and refunds "
         "JSONL plus ground_truth.jsonl (outcome of every order under every action).",
     )
-    p.add_argument("scenario", help="launch-week-backlog or steady-state")
+    p.add_argument(
+        "scenario",
+        help="launch-week-backlog, steady-state or steady-season (--describe tells its story)",
+    )
     p.add_argument("--orders", type=int, default=10_000, help="number of orders (default 10000)")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     p.add_argument("--out", metavar="DIR", help="output directory (required unless --describe)")

@@ -310,3 +310,13 @@ def test_simulate_describe_prints_the_scenario_story(capsys) -> None:
     assert capsys.readouterr().out.strip() == describe_scenario("launch-week-backlog").strip()
     code, err = run_main(["simulate", "launch-week-backlog"], capsys)
     assert code == 2 and "--out is required" in err
+
+
+def test_simulate_help_names_every_shipped_scenario() -> None:
+    from operators.simulation import SCENARIOS
+
+    sub = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices["simulate"]
+    text = " ".join(sub.format_help().split())
+    assert all(name in text for name in SCENARIOS), text
