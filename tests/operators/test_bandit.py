@@ -367,3 +367,15 @@ def test_the_guard_tells_two_actions_apart_sooner_with_a_full_covariance() -> No
 
     assert switched(True) > 0.6
     assert switched(False) < 0.4
+
+
+def test_a_learner_pickled_before_the_full_covariance_restores_as_a_diagonal_one() -> None:
+    import pickle
+
+    old = _learned(False, 50)
+    del old.__dict__["gaussian"]  # what a checkpoint of an earlier version holds
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.gaussian is None
+    restored.update(REASSURE, lane_keys("X"), 0.0, 1)  # goes on learning, diagonally
+    assert restored.posterior().gaussian is None
+    assert restored.outcomes[REASSURE] == 51
