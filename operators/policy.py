@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -203,6 +204,14 @@ class _Reader:
         if not isinstance(value, str) or not value:
             raise self.doc.error(self._p(key), f"must be a non-empty string, got {value!r}")
         return value
+
+    def one_of(self, key: str, allowed: Sequence[str], default: str) -> str:
+        value = self.get(key, default)
+        if value not in allowed:
+            raise self.doc.error(
+                self._p(key), f"must be one of {', '.join(allowed)}, got {value!r}"
+            )
+        return str(value)
 
     def choices(self, key: str, allowed: frozenset[str] | tuple[str, ...]) -> frozenset[str] | None:
         value = self.get(key)
@@ -574,21 +583,13 @@ def _build(doc: _Doc) -> RecoveryPolicy:
         learning = top.sub("learning")
         horizon = learning.number("label_horizon_days", 14.0, lo=0.1, hi=365.0)
         prior_outcomes = learning.number("prior_outcomes", 50.0, lo=0.1)
-        choice = learning.get("choice", "guarded")
+        choice = learning.one_of("choice", CHOICES, "guarded")
         guard = learning.opt_number("guard_confidence", lo=0.5, hi=1.0)
         period_hours = learning.number("version_period_hours", 24.0, lo=0.01, hi=24.0 * 365)
         lag_hours = learning.number("version_lag_hours", 48.0, lo=0.0, hi=24.0 * 365)
-        if choice not in CHOICES:
-            raise doc.error(
-                "learning.choice", f"must be one of {', '.join(CHOICES)}, got {choice!r}"
-            )
-        kind = learning.get("covariance", Covariance.DIAGONAL.value)
-        if kind not in {c.value for c in Covariance}:
-            raise doc.error(
-                "learning.covariance",
-                f"must be one of {', '.join(c.value for c in Covariance)}, got {kind!r}",
-            )
-        covariance = Covariance(kind)
+        covariance = Covariance(
+            learning.one_of("covariance", [c.value for c in Covariance], Covariance.DIAGONAL)
+        )
         learning.done()
     top.done()
     return RecoveryPolicy(
