@@ -238,7 +238,7 @@ class BanditPosterior:
     def weights(self, arm: str, keys: Sequence[str]) -> tuple[float, float]:
         """Mean and variance of the sum of ``arm``'s weights over ``keys``."""
         if self.gaussian is not None:
-            means, cov = self.gaussian.moments([(arm, keys)], self._prior_vars([arm]))
+            means, cov = self.gaussian.moments([(arm, keys)])
             return means[0], cov[0][0]
         weights = self.arms.get(arm)
         prior_var = 1.0 / self.precision_of(arm)
@@ -261,16 +261,13 @@ class BanditPosterior:
         weights are independent (the diagonal posterior: :meth:`weights` says it all)."""
         if self.gaussian is None:
             return None
-        return self.gaussian.moments([(a, keys) for a in arms], self._prior_vars(arms))
-
-    def _prior_vars(self, arms: Iterable[str]) -> dict[str, float]:
-        return {a: 1.0 / self.precision_of(a) for a in arms}
+        return self.gaussian.moments([(a, keys) for a in arms])
 
     def moments(self, arm: str, keys: Sequence[str], offset: float) -> tuple[float, float]:
         """Mean and variance of the arm's logit for a case with these keys (an action's
         includes the no-action weights it shares)."""
         if arm != NONE and self.gaussian is not None:
-            means, cov = self.joint([NONE, arm], keys) or ([0.0, 0.0], [[0.0] * 2] * 2)
+            means, cov = self.gaussian.moments([(NONE, keys), (arm, keys)])
             return offset + means[0] + means[1], cov[0][0] + 2 * cov[0][1] + cov[1][1]
         mu, var = self.weights(NONE, keys)
         if arm != NONE:
@@ -312,7 +309,9 @@ class BanditLearner:
         self.joint = JOINT_LEVEL if joint is None else joint
         self.arms: dict[str, dict[str, tuple[float, float]]] = {}
         self.outcomes: dict[str, int] = {}
-        self.gaussian = Gaussian({NONE: 1.0 / prior_precision}) if full else None
+        self.gaussian = (
+            Gaussian({NONE: 1.0 / prior_precision}, 1.0 / effect_precision) if full else None
+        )
 
     def update(self, arm: str, keys: Sequence[str], offset: float, label: int) -> None:
         """Learn one outcome (1 = refunded within the horizon) of ``arm`` in a segment.
@@ -357,15 +356,12 @@ class BanditLearner:
     def _update_full(
         self, g: Gaussian, arm: str, keys: Sequence[str], offset: float, label: int
     ) -> None:
-        if arm not in g.prior_var:
-            g.prior_var[arm] = 1.0 / self.effect_precision
         weights = [(arm, k) for k in keys]
         if arm != NONE:
             if self.joint:
                 weights += [(NONE, k) for k in keys]
             else:
-                level, _ = g.moments([(NONE, [k for k in keys if (NONE, k) in g.index])])
-                offset += level[0]
+                offset += g.moments([(NONE, keys)])[0][0]
         g.update(weights, offset, label)
 
     def posterior(self) -> BanditPosterior:

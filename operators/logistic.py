@@ -32,11 +32,12 @@ def sigmoid(z: float) -> float:
 class Gaussian:
     """One Gaussian posterior over every weight ``(arm, key)``: mean vector and full
     covariance, grown as keys appear (a new weight is independent of the others, at its
-    arm's prior variance). An outcome is one Newton step of the Laplace approximation
-    along the covariance: the same step as the diagonal version, with the rank-one
-    Sherman-Morrison update of the covariance instead of a per-weight precision.
+    arm's prior variance: ``prior_var[arm]``, else ``default_var``). An outcome is one
+    Newton step of the Laplace approximation along the covariance: the same step as the
+    diagonal version, with the rank-one Sherman-Morrison update of the covariance instead
+    of a per-weight precision.
 
-    >>> g = Gaussian({"none": 1.0})
+    >>> g = Gaussian({"none": 1.0}, default_var=0.25)
     >>> for i in range(200):
     ...     g.update([("none", "*"), ("none", "l=A")], 0.0, int(i % 10 < 3))
     >>> mu, cov = g.moments([("none", ("*", "l=A"))])
@@ -44,14 +45,19 @@ class Gaussian:
     (0.3, True)
     """
 
-    __slots__ = ("cov", "index", "mean", "n", "prior_var")
+    __slots__ = ("cov", "default_var", "index", "mean", "n", "prior_var")
 
-    def __init__(self, prior_var: dict[str, float]) -> None:
+    def __init__(self, prior_var: dict[str, float], default_var: float) -> None:
         self.prior_var = dict(prior_var)
+        self.default_var = default_var
         self.index: dict[tuple[str, str], int] = {}
         self.n = 0
         self.mean = np.zeros(16)
         self.cov = np.zeros((16, 16))
+
+    def var_of(self, arm: str) -> float:
+        """The prior variance of each of ``arm``'s weights."""
+        return self.prior_var.get(arm, self.default_var)
 
     def _slot(self, arm: str, key: str) -> int:
         i = self.index.get((arm, key))
@@ -63,7 +69,7 @@ class Gaussian:
             mean, cov = np.zeros(size), np.zeros((size, size))
             mean[:i], cov[:i, :i] = self.mean, self.cov
             self.mean, self.cov = mean, cov
-        self.cov[i, i] = self.prior_var[arm]
+        self.cov[i, i] = self.var_of(arm)
         self.index[(arm, key)] = i
         self.n = i + 1
         return i
@@ -82,22 +88,16 @@ class Gaussian:
         cov -= np.outer(s, s)
 
     def moments(
-        self,
-        parts: Sequence[tuple[str, Sequence[str]]],
-        prior_var: dict[str, float] | None = None,
+        self, parts: Sequence[tuple[str, Sequence[str]]]
     ) -> tuple[list[float], list[list[float]]]:
-        """Means and covariance of the sums ``sum_k w[arm, k]``, one per ``(arm, keys)``
-        (``prior_var``: for arms with no weight yet)."""
+        """Means and covariance of the sums ``sum_k w[arm, k]``, one per ``(arm, keys)``."""
         rows: list[list[int]] = []
         extra: list[float] = []
         index = self.index
         for arm, keys in parts:
             known = [index[(arm, k)] for k in keys if (arm, k) in index]
             rows.append(known)
-            var = self.prior_var.get(arm)
-            if var is None:
-                var = (prior_var or {})[arm]
-            extra.append((len(keys) - len(known)) * var)
+            extra.append((len(keys) - len(known)) * self.var_of(arm))
         flat = [i for r in rows for i in r]
         means = [float(self.mean[r].sum()) for r in rows]
         sub = self.cov[np.ix_(flat, flat)]
@@ -112,20 +112,21 @@ class Gaussian:
         return means, cov.tolist()
 
     def copy(self) -> Gaussian:
-        g = Gaussian(self.prior_var)
-        g.index, g.n = dict(self.index), self.n
-        g.mean, g.cov = self.mean[: self.n].copy(), self.cov[: self.n, : self.n].copy()
+        g = Gaussian.__new__(Gaussian)
+        g.__setstate__(self.__getstate__())  # the arrays are copied there, once
         return g
 
     def __getstate__(self) -> dict[str, Any]:
+        # Views of the used part: pickling writes only those values.
         n = self.n
         return {
-            "prior_var": self.prior_var, "index": self.index, "n": n,
-            "mean": self.mean[:n].copy(), "cov": self.cov[:n, :n].copy(),
+            "prior_var": self.prior_var, "default_var": self.default_var,
+            "index": self.index, "n": n, "mean": self.mean[:n], "cov": self.cov[:n, :n],
         }  # fmt: skip
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.prior_var, self.index, self.n = state["prior_var"], state["index"], state["n"]
+        self.prior_var, self.index = dict(state["prior_var"]), dict(state["index"])
+        self.default_var, self.n = state["default_var"], state["n"]
         size = max(16, len(state["mean"]))
         self.mean, self.cov = np.zeros(size), np.zeros((size, size))
         self.mean[: self.n], self.cov[: self.n, : self.n] = state["mean"], state["cov"]
