@@ -13,8 +13,10 @@ latency is the difference.
 
 ``--backlog N`` first produces N events with no flow running, then starts ``salvage run``
 and measures how fast it works through them (first to last decision on the output topic),
-with webhooks on (a local receiver answering 200) and off; the baseline is ``salvage
-replay`` of the same events in the same run, and the figure is the ratio.
+with webhooks on (a local receiver answering 200) and off, and, with ``--redis``, with
+``webhooks.delivery: dispatcher`` (the flow writes the outbox, a ``salvage dispatch run``
+process beside it sends); the baseline is ``salvage replay`` of the same events in the same
+run, and the figure is the ratio.
 
     python benchmarks/live_latency.py                      # 200 and 1000 events/s, 20 s each
     python benchmarks/live_latency.py --rates 200 1000 2000 5000 --orders 25000 --redis \
@@ -235,6 +237,7 @@ def flow_env(
     tag: str,
     recovery: bool,
     webhook_url: str | None,
+    dispatcher: bool = False,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """The environment of a ``salvage run`` on fresh topics named after ``tag`` (created
     here), and its input topic per stream."""
@@ -266,7 +269,7 @@ def flow_env(
         config.write_text(
             "webhooks:\n  endpoints:\n    hook:\n"
             f"      url: {webhook_url}\n      secret_env: BENCH_WEBHOOK_SECRET\n"
-            '  routes: {"*": hook}\n'
+            '  routes: {"*": hook}\n' + ("  delivery: dispatcher\n" if dispatcher else "")
         )
         env["SALVAGE_CONFIG"] = str(config)
         env["BENCH_WEBHOOK_SECRET"] = uuid.uuid4().hex
@@ -275,10 +278,17 @@ def flow_env(
     return env, names
 
 
-def start_flow(env: dict[str, str], work: Path, tag: str) -> tuple[subprocess.Popen, Any]:
+def start_flow(
+    env: dict[str, str], work: Path, tag: str, command: tuple[str, ...] = ("run",)
+) -> tuple[subprocess.Popen, Any]:
     log = open(work / f"{tag}.log", "wb")  # noqa: SIM115
     flow = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from flows.cli import main; sys.exit(main())", "run"],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from flows.cli import main; sys.exit(main())",
+            *command,
+        ],
         cwd=REPO,
         env=env,
         stdout=log,
@@ -356,17 +366,22 @@ def drain_backlog(
     work: Path,
     recovery: bool,
     webhook_url: str | None,
+    dispatcher: bool = False,
 ) -> dict[str, Any]:
     """Produce ``events`` with no flow running, then start one and time it through them:
     events per second from its first decision on the output topic to its last (the
-    process's start-up is not counted; neither is a replay's)."""
+    process's start-up is not counted; neither is a replay's). ``dispatcher``: the flow
+    writes the outbox and a ``salvage dispatch run`` process beside it sends."""
     tag = f"backlog{uuid.uuid4().hex[:6]}"
-    env, names = flow_env(bootstrap, redis_url, batch_size, work, tag, recovery, webhook_url)
+    env, names = flow_env(
+        bootstrap, redis_url, batch_size, work, tag, recovery, webhook_url, dispatcher
+    )
     produce_elsewhere(bootstrap, events, names, 1e9, 1e9)
     collector = Collector(bootstrap, [f"{tag}.decisions"])
     collector.start()
     before = _Accept.hits
     flow, log = start_flow(env, work, tag)
+    sender = start_flow(env, work, f"{tag}-dispatch", ("dispatch", "run")) if dispatcher else None
     cpu: list[tuple[float, float | None]] = []  # (wall time, the flow's CPU seconds)
     try:
         deadline = time.monotonic() + 1800
@@ -379,6 +394,9 @@ def drain_backlog(
     finally:
         stop_process(flow)
         log.close()
+        if sender is not None:
+            stop_process(sender[0])
+            sender[1].close()
         collector.stop.set()
         collector.join(5)
     first, last = collector.seen[0][0], collector.seen[-1][0]
@@ -561,18 +579,27 @@ def print_series(series: list[tuple[float, float]], step: float = 1.0) -> None:
 def backlog_table(bench: Bench, events: list[tuple[str, bytes, str, str]]) -> None:
     args, bootstrap, redis_url, work = bench
     server, url = start_webhook_receiver()
-    rounds: list[tuple[tuple[float, float], dict[str, Any], dict[str, Any]]] = []
+    rounds: list[tuple[tuple[float, float], list[dict[str, Any]]]] = []
     try:
         # Alternated, so that a change in the machine's load falls on every arm alike.
         for _ in range(args.repeat):
             replay = replay_rate(events, args.batch_size, work)
-            hooked = drain_backlog(
-                bootstrap, redis_url, events, args.batch_size, work, args.recovery, url
-            )
-            bare = drain_backlog(
-                bootstrap, redis_url, events, args.batch_size, work, args.recovery, None
-            )
-            rounds.append((replay, hooked, bare))
+            drains = [
+                drain_backlog(
+                    bootstrap,
+                    redis_url,
+                    events,
+                    args.batch_size,
+                    work,
+                    args.recovery,
+                    hook,
+                    dispatcher,
+                )
+                # The outbox is in Redis: the dispatcher arm needs --redis.
+                for hook, dispatcher in ((url, False), (None, False), (url, True))
+                if redis_url or not dispatcher
+            ]
+            rounds.append((replay, drains))
     finally:
         server.shutdown()
     print(
@@ -593,10 +620,12 @@ def backlog_table(bench: Bench, events: list[tuple[str, bytes, str, str]]) -> No
         f"{'salvage replay':>24} {median(replays):>9.0f} {'':>8} {'':>10} {'':>9} {1.0:>6.2f}"
         f"  {'':>16}  {'':>15}  {median(replay_cpu):>12.0f}"
     )
-    arms = (
-        ("live, webhooks on", [r[1] for r in rounds]),
-        ("live, webhooks off", [r[2] for r in rounds]),
-    )
+    arms = [
+        ("live, webhooks on", [r[1][0] for r in rounds]),
+        ("live, webhooks off", [r[1][1] for r in rounds]),
+    ]
+    if redis_url:
+        arms.append(("live, dispatcher process", [r[1][2] for r in rounds]))
     for label, runs in arms:
         ratios = [run["rate"] / rep for run, rep in zip(runs, replays, strict=True)]
         each = " ".join(f"{x:.2f}" for x in ratios)

@@ -36,7 +36,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import Sink
 
-from flows.connectors.kafka import KafkaInputSource, KafkaRecordSink, make_producer
+from flows.connectors.kafka import KafkaInputSource, KafkaRecordSink
 from flows.connectors.webhooks import DeliveryResult, Dispatcher, DispatchMetrics, DispatchSink
 from flows.dataflow import (
     FlowObserver,
@@ -46,6 +46,7 @@ from flows.dataflow import (
     attach_outputs,
     build_streams,
 )
+from flows.dispatching import dead_letter_writer
 from flows.runtime import tune_gc
 from flows.settings import Settings, load_settings
 from operators.caps import DispatchCaps
@@ -438,45 +439,26 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
 
     if settings.webhooks.routes:
         retries = stores.retries or _once(InMemoryRetryQueue)
-        secrets = {
-            name: settings.webhooks.endpoints[name].secret()
-            for name in set(settings.webhooks.routes.values())
-        }
+        sends = settings.webhooks.sent_by_flow
+        # ``webhooks.delivery: dispatcher``: no secrets here; the flow writes the outbox.
+        secrets = settings.webhook_secrets() if sends else {}
 
         def make_dispatcher(worker_index: int) -> Dispatcher:
             import random
-
-            producer = make_producer(kafka)
-            topic = out["dead_letter"]
-            headers: list[tuple[str, str | bytes | None]] = [
-                ("type", b"dead_letter"),
-                ("contract_version", b"1"),
-            ]
-
-            def dead_letter(record: dict[str, Any]) -> None:
-                import orjson
-
-                key = record.get("order_id")
-                producer.produce(
-                    topic,
-                    value=orjson.dumps(record),
-                    key=key.encode() if isinstance(key, str) else None,
-                    headers=headers,
-                )
-                producer.flush(10.0)
 
             seed = opts.dispatcher_rng_seed
             return Dispatcher(
                 settings.webhooks,
                 secrets,
                 stores.ledger(),
-                dead_letter,
+                dead_letter_writer(kafka),
                 rng=random.Random(None if seed is None else seed + worker_index),
                 on_result=opts.on_delivery,
                 metrics=DispatchMetrics.create(),
                 guard=DispatchCaps(policy, credit(), contacts()),
                 retries=retries(),
                 retry_poll_seconds=RETRY_POLL_SECONDS,
+                sends=sends,
             )
 
         op.output("dispatch", streams.records["interventions"], DispatchSink(make_dispatcher))

@@ -1,5 +1,5 @@
 """Live-mode subcommands: ``run``, ``config show``, ``topics create``, ``produce``,
-``review``, ``dispatch retry``, ``webhook verify``. Registered into ``salvage`` by
+``review``, ``dispatch run``, ``dispatch retry``, ``webhook verify``. Registered into ``salvage`` by
 :func:`register`."""
 
 from __future__ import annotations
@@ -184,6 +184,84 @@ def _cmd_review(args: argparse.Namespace) -> int:
         print("salvage: error: the review decision was not acknowledged", file=sys.stderr)
         return 1
     print(f"{args.decision} for review {args.review_id} sent")
+    return 0
+
+
+# --- dispatch run -------------------------------------------------------------------------
+
+
+def _cmd_dispatch_run(args: argparse.Namespace) -> int:
+    import signal
+
+    from flows.connectors.webhooks import DispatchMetrics
+    from flows.dispatching import OUTBOX_POLL_SECONDS, DispatchProcess, dead_letter_writer
+    from flows.live import LOG_FORMAT, start_metrics_server
+    from state.redis_conn import RedisStoreConfig, live_outage_seconds
+    from state.redis_retry import RedisRetryQueue
+    from state.redis_store import RedisDispatchLedger
+    from state.retry import DEFAULT_LEASE_SECONDS
+
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    settings = _settings(args)
+    if settings.redis.url is None:
+        raise UsageError("dispatch run needs redis.url: the outbox is in Redis")
+    if not settings.webhooks.routes:
+        raise UsageError("dispatch run: webhooks.routes is empty, there is nothing to send")
+    if settings.webhooks.sent_by_flow:
+        log.warning(
+            "webhooks.delivery is flow: the flow sends its own webhooks; this process only "
+            "takes what waits in the retry queue"
+        )
+    poll = OUTBOX_POLL_SECONDS if args.poll_seconds is None else args.poll_seconds
+    lease = DEFAULT_LEASE_SECONDS if args.lease_seconds is None else args.lease_seconds
+    for name, value in (("--poll-seconds", poll), ("--lease-seconds", lease)):
+        if not value > 0:
+            raise UsageError(f"{name} must be > 0")
+    if args.exit_when_idle is not None and not args.exit_when_idle >= 0:
+        raise UsageError("--exit-when-idle must be >= 0")
+    try:
+        secrets = settings.webhook_secrets()
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from None
+    config = RedisStoreConfig.from_env(
+        url=settings.redis.url,
+        prefix=settings.redis.prefix,
+        password=settings.redis.password,
+        ca_file=settings.redis.ca_file,
+        # A Redis restart pauses deliveries instead of ending the process.
+        outage_seconds=live_outage_seconds(),
+    )
+    client = config.connect()
+    if args.metrics_port is not None:
+        settings = dataclasses.replace(settings, metrics_port=args.metrics_port)
+    try:
+        process = DispatchProcess(
+            settings,
+            RedisDispatchLedger(client, config.prefix),
+            RedisRetryQueue(client, config.prefix),
+            dead_letter_writer(settings.kafka),
+            secrets,
+            poll_seconds=poll,
+            lease_seconds=lease,
+            exit_when_idle=args.exit_when_idle,
+            metrics=DispatchMetrics.create(),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: process.stop())
+    start_metrics_server(settings)
+    log.info(
+        "dispatching webhooks from the outbox (redis prefix %s) to %s",
+        config.prefix,
+        ", ".join(sorted(secrets)),
+    )
+    try:
+        results = process.run()
+    finally:
+        client.close()
+    done = ", ".join(f"{n} {status}" for status, n in sorted(results.items())) or "nothing"
+    log.info("dispatcher stopped: %s", done)
     return 0
 
 
@@ -402,6 +480,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     dr.add_argument("--endpoint", help="only deliveries to this endpoint")
     _add_config_arg(dr)
     dr.set_defaults(func=_cmd_dispatch_retry)
+    drun = dsub.add_parser(
+        "run",
+        help="send the webhooks the flow wrote to the outbox (webhooks.delivery: dispatcher)",
+        description="Run a dispatcher process: take each delivery the live flow wrote to "
+        "the outbox in Redis, sign it and send it, with the quick attempts and slow "
+        "retries of its endpoint; dead-lettered ones go to the dead-letter topic. Run as "
+        "many as the endpoints need: each delivery is taken by one at a time (a lease), "
+        "and one whose process died is taken again. Stops on SIGTERM or SIGINT, after "
+        "waiting for requests on the wire.",
+    )
+    _add_config_arg(drun)
+    drun.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=None,
+        help="how often an idle dispatcher looks at the outbox (default 0.05)",
+    )
+    drun.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=None,
+        help="how long a taken delivery is this process's before another may take it "
+        "(default 300; longer than every endpoint's timeout)",
+    )
+    drun.add_argument(
+        "--exit-when-idle",
+        type=float,
+        metavar="SECONDS",
+        help="stop once the outbox has been empty this long (drains, drills)",
+    )
+    drun.add_argument(
+        "--metrics-port", type=int, help="Prometheus metrics port (default: metrics_port; 0: off)"
+    )
+    drun.set_defaults(func=_cmd_dispatch_run)
 
     w = sub.add_parser("webhook", help="webhook tools")
     wsub = w.add_subparsers(dest="webhook_command", required=True, metavar="COMMAND")

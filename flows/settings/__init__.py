@@ -19,6 +19,7 @@ from flows.settings.model import (
     RedisSettings,
     ReviewSettings,
     Settings,
+    WebhookDelivery,
     WebhookSettings,
 )
 from flows.settings.section import SettingsError
@@ -31,6 +32,7 @@ __all__ = [
     "ReviewSettings",
     "Settings",
     "SettingsError",
+    "WebhookDelivery",
     "WebhookSettings",
     "build_settings",
     "env_overrides",

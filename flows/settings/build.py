@@ -13,6 +13,7 @@ from flows.settings.model import (
     RedisSettings,
     ReviewSettings,
     Settings,
+    WebhookDelivery,
     WebhookSettings,
 )
 from flows.settings.section import (
@@ -173,8 +174,13 @@ def _webhooks(sec: Section) -> WebhookSettings:
             )
         routes[action] = target
     ttl = sec.number("ledger_ttl_days", 30.0, lo=0.001)
+    delivery = WebhookDelivery(
+        sec.choice("delivery", WebhookDelivery.FLOW.value, tuple(d.value for d in WebhookDelivery))
+    )
     sec.done()
-    return WebhookSettings(endpoints=endpoints, routes=routes, ledger_ttl_days=ttl)
+    return WebhookSettings(
+        endpoints=endpoints, routes=routes, ledger_ttl_days=ttl, delivery=delivery
+    )
 
 
 def _window(sec: Section) -> WindowConfig:
@@ -264,10 +270,16 @@ def build_settings(
         signature_max_age_hours=rv.number("signature_max_age_hours", 168.0, lo=0.01),
     )
     rv.done()
+    webhooks = _webhooks(top.sub("webhooks"))
+    if not webhooks.sent_by_flow and redis.url is None:
+        raise SettingsError(
+            "webhooks.delivery: dispatcher needs redis.url (or SALVAGE_REDIS_URL): the "
+            "outbox the flow writes and `salvage dispatch run` reads is in Redis"
+        )
     settings = Settings(
         kafka=kafka,
         redis=redis,
-        webhooks=_webhooks(top.sub("webhooks")),
+        webhooks=webhooks,
         recovery=recovery,
         review=review,
         window=_window(top.sub("window")),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -133,6 +134,17 @@ class EndpointSettings:
         return value
 
 
+class WebhookDelivery(StrEnum):
+    """Which process sends the webhooks (``webhooks.delivery``)."""
+
+    #: The flow's own process, on its delivery threads (one process to run).
+    FLOW = "flow"
+    #: ``salvage dispatch run`` processes: the flow claims, checks the caps and writes each
+    #: delivery to the outbox in Redis (one round trip per batch) and sends nothing itself,
+    #: so HTTP, signing and retries take none of its CPU, and dispatch scales on its own.
+    DISPATCHER = "dispatcher"
+
+
 @dataclass(frozen=True)
 class WebhookSettings:
     """Endpoints by name and the action -> endpoint routes (``"*"`` routes any action)."""
@@ -141,6 +153,12 @@ class WebhookSettings:
     routes: dict[str, str] = field(default_factory=dict)
     #: How long a dispatch claim is remembered (re-emitted interventions are skipped).
     ledger_ttl_days: float = 30.0
+    delivery: WebhookDelivery = WebhookDelivery.FLOW
+
+    @property
+    def sent_by_flow(self) -> bool:
+        """True when the flow's process sends the webhooks (``delivery: flow``)."""
+        return self.delivery is WebhookDelivery.FLOW
 
     def endpoint_for(self, action: str) -> EndpointSettings | None:
         name = self.routes.get(action) or self.routes.get("*")
@@ -227,6 +245,7 @@ class Settings:
             "webhooks": {
                 "routes": dict(self.webhooks.routes),
                 "ledger_ttl_days": self.webhooks.ledger_ttl_days,
+                "delivery": str(self.webhooks.delivery),
                 "endpoints": {
                     name: {
                         **ep.masked(),
@@ -255,7 +274,14 @@ class Settings:
         return out
 
     def check_secrets(self, env: Mapping[str, str] | None = None) -> None:
-        """Raise SettingsError if a routed endpoint's secret is missing (checked at start)."""
+        """Raise SettingsError if a routed endpoint's secret is missing (checked at start).
+        With ``webhooks.delivery: dispatcher`` the flow signs nothing and needs none;
+        ``salvage dispatch run`` checks them (:meth:`webhook_secrets`)."""
+        if self.webhooks.sent_by_flow:
+            self.webhook_secrets(env)
+
+    def webhook_secrets(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Each routed endpoint's secret from the environment; SettingsError if one is
+        missing."""
         used = set(self.webhooks.routes.values())
-        for name in sorted(used):
-            self.webhooks.endpoints[name].secret(env)
+        return {name: self.webhooks.endpoints[name].secret(env) for name in sorted(used)}

@@ -324,6 +324,59 @@ def test_sigkill_at_random_moments_changes_no_decision_and_no_delivery(
     assert runs[-1].poll() is None, killed.log_text(f"killed-{KILLS}.log")[-3000:]
 
 
+def test_dispatcher_processes_or_the_flow_killed_at_random_lose_and_repeat_no_delivery(
+    rigs: Any, simulated: list[tuple[str, bytes, str]]
+) -> None:
+    """``webhooks.delivery: dispatcher``: the flow writes each delivery to the outbox in
+    Redis and two ``salvage dispatch run`` processes send them. SIGKILL at random moments,
+    in turn the flow and one of the dispatchers (each started again at once). Against an
+    uninterrupted reference that sends from its own flow: the same decisions, every
+    intervention delivered exactly once (a delivery a killed process had on the wire is
+    re-sent, and logged as such), nothing over the contact limit. A dispatcher's lease is
+    10 s here (300 s shipped), so a delivery taken by a killed one comes back within the
+    wait for deliveries."""
+    from tests.e2e.live_harness import SALVAGE, SECRET_ENV
+
+    seed = int(os.environ.get("FAULTS_SEED") or random.SystemRandom().randrange(1 << 30))
+    print(f"FAULTS_SEED={seed}")
+    rng = random.Random(seed)
+    reference, split = rigs("reference"), rigs("dispatcher")
+    split.env["SALVAGE_WEBHOOKS__DELIVERY"] = "dispatcher"
+    # The flow signs nothing: it runs without the webhook secret, which only the
+    # dispatchers hold (with ``delivery: flow`` it would refuse to start).
+    no_secret = {SECRET_ENV: ""}
+    markers = marker_ids(simulated[-4:])
+    dispatch = [*SALVAGE, "dispatch", "run", "--lease-seconds", "10"]
+
+    reference.start(bytewax_run(reference), "reference.log")
+    flows = [split.start(bytewax_run(split), "flow-0.log", no_secret)]
+    dispatchers = [[split.start(dispatch, f"dispatch-{i}-0.log")] for i in range(2)]
+    n = len(simulated)
+    stretch = 0.85 * n / KILLS
+    kill_at = [int(0.05 * n + k * stretch + rng.uniform(0, stretch)) for k in range(KILLS)]
+    print(f"kills after events {kill_at} of {n}")
+    progress = Progress()
+    producer = start_producing([reference, split], simulated, progress)
+    for k, position in enumerate(kill_at, start=1):
+        progress.wait_past(position)
+        if k % 2:
+            runs, argv, name, env = flows, bytewax_run(split), f"flow-{k}.log", no_secret
+        else:
+            i = (k // 2) % 2
+            runs, argv, name, env = dispatchers[i], dispatch, f"dispatch-{i}-{k}.log", None
+        os.kill(runs[-1].pid, signal.SIGKILL)
+        runs[-1].wait(10)
+        runs.append(split.start(argv, name, env))
+    producer.join(120)
+    assert not producer.is_alive()
+
+    summary = compare(reference, split, markers, "dispatcher-sigkill")
+    assert summary["interventions"] > 0
+    for runs in (flows, *dispatchers):
+        assert runs[-1].poll() is None
+        assert all(proc.returncode == -signal.SIGKILL for proc in runs[:-1])
+
+
 def test_redis_stopped_for_20_s_pauses_decisions_and_loses_nothing(
     rigs: Any, simulated: list[tuple[str, bytes, str]], tmp_path: Path
 ) -> None:

@@ -324,3 +324,44 @@ def test_kubernetes_manifests_are_consistent(tmp_path: Path) -> None:
     recovery_mount = next(m for m in container["volumeMounts"] if m["name"] == "recovery")
     assert settings.recovery.dir.startswith(recovery_mount["mountPath"])
     assert container["readinessProbe"]["httpGet"]["port"] in ports
+
+
+def test_the_dispatcher_deployment_runs_dispatch_run_on_the_flows_settings(
+    tmp_path: Path,
+) -> None:
+    """``k8s/dispatcher/deployment.yaml``: ``salvage dispatch run`` on the ConfigMap the
+    flow reads, with the webhook secrets (the flow under ``delivery: dispatcher`` has none
+    to hold), pods the flow's StatefulSet does not select, metrics where the annotation
+    says."""
+    docs = _k8s_docs()
+    sts, config = docs["StatefulSet"], docs["ConfigMap"]
+    [deploy] = yaml.safe_load_all((DEPLOY / "k8s" / "dispatcher" / "deployment.yaml").read_text())
+    assert deploy["kind"] == "Deployment"
+    template = deploy["spec"]["template"]
+    labels = template["metadata"]["labels"]
+    assert deploy["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert not sts["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    [container] = template["spec"]["containers"]
+    assert container["args"][:2] == ["dispatch", "run"]
+    _cli_accepts(container["args"])
+    volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == config["metadata"]["name"]
+    for mount in container["volumeMounts"]:
+        assert mount["name"] in volumes
+    readme = (DEPLOY / "README.md").read_text()
+    assert "k8s/dispatcher/deployment.yaml" in readme
+    env = {e["name"]: e for e in container["env"]}
+    for e in env.values():
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            assert f"--from-literal={ref['key']}=" in readme
+    fake_env = {name: e.get("value", "x") for name, e in env.items()}
+    settings = load_settings(
+        write(tmp_path, config["data"]["salvage.yaml"], "deployed.yaml"), env=fake_env
+    )
+    assert not settings.webhooks.sent_by_flow
+    assert set(settings.webhook_secrets(env=fake_env)) == set(settings.webhooks.routes.values())
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == settings.metrics_port
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == str(ports["metrics"])
+    assert container["readinessProbe"]["httpGet"]["port"] in ports

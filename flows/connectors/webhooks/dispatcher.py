@@ -21,7 +21,10 @@ endpoint is saturated, ``submit_many`` (the flow's batches) waits at most
 ``SLOT_WAIT_SECONDS`` per batch, then parks what has no slot in the retry queue, due at
 once, in one call, and the retry loop sends it as slots free up: the flow does not wait for
 a slow endpoint. Without a retry loop, ``submit`` waits for a slot (backpressure on the
-dataflow). The body includes ``message.send_after``: quiet hours are the receiver's to
+dataflow). A dispatcher that does not send (``sends=False``: the flow's, under
+``webhooks.delivery: dispatcher``) claims, checks and parks every delivery in the retry
+queue, the outbox, in one call per batch; ``salvage dispatch run`` processes run the retry
+loop that sends them. The body includes ``message.send_after``: quiet hours are the receiver's to
 honour.
 
 A process that dies mid-delivery leaves a ``claimed`` entry. The next run re-sends such an
@@ -64,6 +67,12 @@ SLOT_WAIT_SECONDS = 0.02
 #: The error a delivery parked for want of a free slot carries until its first attempt: it
 #: was never sent, so the retry loop that takes it starts its quick attempts, no re-send.
 WAITING_FOR_A_SLOT = "waiting for a free delivery slot"
+#: The same for a delivery the flow wrote to the outbox (``webhooks.delivery: dispatcher``)
+#: for a ``salvage dispatch run`` process to send.
+IN_THE_OUTBOX = "in the outbox for a dispatcher"
+#: What a parked delivery that was never sent carries: its first taker starts its quick
+#: attempts (no "re-sending" warning, no attempt counted before them).
+NEVER_SENT = (WAITING_FOR_A_SLOT, IN_THE_OUTBOX)
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,8 @@ class DeliveryResult:
     endpoint: str
     #: delivered | dead_letter | skipped_duplicate | unrouted | abandoned | blocked |
     #: retrying (parked in the retry queue for a later attempt) | queued (parked in the
-    #: retry queue until a slot of its endpoint is free: the flow does not wait)
+    #: retry queue until a slot of its endpoint is free: the flow does not wait; or in
+    #: the outbox for a dispatcher process)
     status: str
     attempts: int = 0
     http_status: int | None = None
@@ -117,14 +127,21 @@ class Dispatcher:
     #: :meth:`retry_due` yourself, as the tests do with their own clock).
     retry_poll_seconds: float = 0.0
     retry_lease_seconds: float = DEFAULT_LEASE_SECONDS
+    #: False: send nothing from here; every delivery claimed and allowed by the guard is
+    #: parked in ``retries`` (the outbox) for dispatcher processes, whose retry loops send
+    #: them. No secrets are needed then, and no retry loop runs here.
+    sends: bool = True
 
     def __post_init__(self) -> None:
+        if not self.sends and self.retries is None:
+            raise ValueError("a dispatcher that does not send needs a retry queue (the outbox)")
         self._endpoints: dict[str, _Endpoint] = {}
         for name, ep in self.webhooks.endpoints.items():
             if name not in set(self.webhooks.routes.values()):
                 continue
+            secret = self.secrets[name] if self.sends else ""
             self._endpoints[name] = _Endpoint(
-                ep, self.secrets[name], threading.BoundedSemaphore(ep.max_in_flight)
+                ep, secret, threading.BoundedSemaphore(ep.max_in_flight)
             )
         workers = sum(e.settings.max_in_flight for e in self._endpoints.values()) or 1
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="salvage-dispatch")
@@ -135,7 +152,7 @@ class Dispatcher:
         self._rng_lock = threading.Lock()
         self._ttl = int(self.webhooks.ledger_ttl_days * DAY)
         self._pump_thread: threading.Thread | None = None
-        if self.retries is not None and self.retry_poll_seconds > 0:
+        if self.sends and self.retries is not None and self.retry_poll_seconds > 0:
             self._pump_thread = threading.Thread(
                 target=self._pump, name="salvage-dispatch-retries", daemon=True
             )
@@ -256,6 +273,12 @@ class Dispatcher:
         if why is not None:
             self._refuse(endpoint, intervention, why)
             return None
+        if not self.sends:
+            if waiting is None:
+                self._wait_in_queue([(endpoint, intervention)])
+            else:
+                waiting.append((endpoint, intervention))
+            return None
         if waiting is not None and self._pump_thread is not None:
             if not endpoint.slots.acquire(timeout=max(until - time.monotonic(), 0.0)):
                 waiting.append((endpoint, intervention))
@@ -286,9 +309,9 @@ class Dispatcher:
             return
         assert self.retries is not None
         now = self.clock()
+        why = WAITING_FOR_A_SLOT if self.sends else IN_THE_OUTBOX
         items = [
-            RetryItem(iv, endpoint.settings.name, 0, now, now, WAITING_FOR_A_SLOT)
-            for endpoint, iv in waiting
+            RetryItem(iv, endpoint.settings.name, 0, now, now, why) for endpoint, iv in waiting
         ]
         self.retries.park_many(items)
         for item in items:
@@ -345,6 +368,9 @@ class Dispatcher:
         self, endpoint: _Endpoint, intervention: dict[str, Any], body: bytes, attempt: int
     ) -> AttemptResult:
         """One signed HTTP attempt (headers, POST, metrics)."""
+        if not self.sends:
+            # The one place a request is signed: a flow's outbox writer holds no secrets.
+            raise RuntimeError("this dispatcher writes the outbox and sends nothing")
         ep = endpoint.settings
         headers = signed_headers(
             endpoint.secret,
@@ -488,9 +514,9 @@ class Dispatcher:
         if self.ledger.status(iid) == "delivered":
             self.retries.done(iid)  # delivered meanwhile (e.g. by a re-send)
             return DeliveryResult(iid, ep.name, "skipped_duplicate", item.attempts)
-        if item.attempts == 0 and item.error == WAITING_FOR_A_SLOT:
-            # Parked for want of a free slot, never sent: its quick attempts start now, on
-            # a slot of its endpoint (``max_in_flight`` holds for these too).
+        if item.attempts == 0 and item.error in NEVER_SENT:
+            # Parked for want of a free slot, or in the outbox, never sent: its quick
+            # attempts start now, on a slot of its endpoint (``max_in_flight`` holds).
             if not inline:
                 if held is not endpoint:
                     if held is not None:
