@@ -36,7 +36,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from operators.case import OrderCase
@@ -319,6 +319,10 @@ class _CaseMarks:
         case.example_points = self.example_points
 
 
+#: The fields of a memo entry's pending example: the emitting worker is the replaying one's.
+_PENDING_FIELDS = tuple(f.name for f in fields(Pending) if f.name != "source")
+
+
 def _entry_of(out: list[Output], case: OrderCase) -> MemoEntry:
     records: list[tuple[str, dict[str, Any]]] = []
     pending: dict[str, Any] | None = None
@@ -330,9 +334,9 @@ def _entry_of(out: list[Output], case: OrderCase) -> MemoEntry:
             if kind == "decision":
                 action = value["action"]
         elif kind == "pending" and isinstance(value, Pending):
-            fields = asdict(value)
-            fields.pop("source")
-            pending = fields
+            # A shallow copy: every field is immutable (str, float, tuples of them), so it
+            # equals ``asdict``'s deep one, at a fraction of its cost per decision point.
+            pending = {name: getattr(value, name) for name in _PENDING_FIELDS}
     if action != NO_ACTION and case.actions:
         decided_at = case.actions[-1][0]
     return MemoEntry(decided_at, action, case.arm, case.first_propensity, tuple(records), pending)

@@ -21,7 +21,7 @@ protocol                      in memory                     Redis
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -149,7 +149,9 @@ class RetryItem:
         return str(self.intervention["intervention_id"])
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        # orjson writes a dataclass's fields in order, as ``asdict`` would, without first
+        # deep-copying the intervention (the same bytes, several times faster).
+        return orjson.dumps(self)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> RetryItem:
