@@ -391,6 +391,8 @@ def drain_backlog(
                 raise RuntimeError(f"the backlog did not drain; see {work / f'{tag}.log'}")
             time.sleep(0.25)
             cpu.append((time.time(), _cpu_seconds(flow.pid)))
+        # The dispatcher's CPU for the whole run (it is idle before the first intervention).
+        sender_cpu = _cpu_seconds(sender[0].pid) if sender is not None else None
     finally:
         stop_process(flow)
         log.close()
@@ -412,6 +414,7 @@ def drain_backlog(
         "seconds": last - first,
         "rate": len(events) / (last - first) if last > first else float("nan"),
         "webhooks": _Accept.hits - before,
+        "dispatcher_cpu_seconds": sender_cpu,
         # From the first decision to the last webhook delivered (webhooks on).
         "webhook_seconds": max(_Accept.last_at - first, 0.0) if webhook_url else None,
     }
@@ -644,6 +647,15 @@ def backlog_table(bench: Bench, events: list[tuple[str, bytes, str, str]]) -> No
             f"{runs[0]['webhooks']:>9,} {median(ratios):>6.2f}  {each:>16}  {last_hook}  "
             f"{median(known) if known else float('nan'):>12.0f} {cpu_each:>20}"
         )
+    for label, runs in arms:
+        spent = [r["dispatcher_cpu_seconds"] for r in runs if r.get("dispatcher_cpu_seconds")]
+        if spent:
+            hooks = runs[0]["webhooks"] or 1
+            print(
+                f"({label}: the dispatcher process used {median(spent):.1f} s of CPU, "
+                f"{median(spent) / len(events) * 1e6:.0f} us per event, "
+                f"{median(spent) / hooks * 1e3:.2f} ms per webhook)"
+            )
     if args.webhook_latency_ms:
         print(f"(the webhook receiver answered after {args.webhook_latency_ms:g} ms)")
 

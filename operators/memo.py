@@ -39,7 +39,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
-from operators.case import OrderCase
+from operators.case import DECISION_TYPES, OrderCase
 from operators.contract import Event
 from operators.decision import NO_ACTION
 from operators.models import Pending
@@ -167,7 +167,13 @@ class RememberingDecider:
         if prepare_inner is not None:
             prepare_inner(events)
         version = self.policy_version
-        points = [decision_point(e.order_id, e.event_id, version) for e in events]
+        # Only an event of a decision type can be a decision point (``OrderCase.apply``):
+        # about a third of a shop's events. Any other point is read when it is reached.
+        points = [
+            decision_point(e.order_id, e.event_id, version)
+            for e in events
+            if e.type in DECISION_TYPES
+        ]
         found = self.memo.get_many(points) if points else []
         with self._lock:
             self._batched = True

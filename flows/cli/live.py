@@ -248,9 +248,16 @@ def _cmd_dispatch_run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    try:
+        start_metrics_server(settings)
+    except OSError as exc:  # beside the flow on one host, both default to metrics_port
+        client.close()
+        raise UsageError(
+            f"metrics port {settings.metrics_port}: {exc.strerror}; pass --metrics-port "
+            "(another port, or 0 for none)"
+        ) from None
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: process.stop())
-    start_metrics_server(settings)
     log.info(
         "dispatching webhooks from the outbox (redis prefix %s) to %s",
         config.prefix,

@@ -47,6 +47,9 @@ class Receiver:
     """Records every webhook request; ``status()`` says what to answer (200 by default)."""
 
     status: Callable[[str, str], int] = lambda path, key: 200
+    #: Seconds each request waits before it is answered (a slow receiver: deliveries are
+    #: on the wire when a process is killed).
+    delay_seconds: float = 0.0
     hits: list[Hit] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -60,6 +63,8 @@ def start_receiver(receiver: Receiver) -> tuple[ThreadingHTTPServer, str]:
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             key = self.headers.get("Idempotency-Key", "")
+            if receiver.delay_seconds:
+                time.sleep(receiver.delay_seconds)
             status = receiver.status(self.path, key)
             with receiver.lock:
                 receiver.hits.append(Hit(self.path, key, status, time.time()))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -267,7 +268,9 @@ def test_salvage_dispatch_run_sends_the_outbox_and_stops_on_sigterm(
     client.close()
 
 
-def test_salvage_dispatch_run_refuses_what_cannot_work(tmp_path: Path) -> None:
+def test_salvage_dispatch_run_refuses_what_cannot_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from flows.cli import main
 
     config = _config(tmp_path, "http://127.0.0.1:9/hook", "x")
@@ -279,6 +282,12 @@ def test_salvage_dispatch_run_refuses_what_cannot_work(tmp_path: Path) -> None:
         os.environ["OUTBOX_TEST_SECRET"] = "s"
         assert main(["dispatch", "run", "--config", str(config), "--lease-seconds", "1"]) == 2
         assert main(["dispatch", "run", "--config", str(config), "--poll-seconds", "0"]) == 2
+        with socket.socket() as taken:  # the flow's metrics port, say
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = str(taken.getsockname()[1])
+            assert main(["dispatch", "run", "--config", str(config), "--metrics-port", port]) == 2
+        assert f"metrics port {port}: Address already in use" in capsys.readouterr().err
     finally:
         os.environ.clear()
         os.environ.update(env_before)

@@ -222,3 +222,27 @@ def test_per_batch_a_point_another_writer_recorded_first_is_replaced_by_the_stan
     # Our action is undone; the standing decision made none and no learning example.
     assert window.case.actions == [] and window.case.example_points == examples_before
     assert decider.overruled == 1
+
+
+def test_per_batch_only_events_that_can_be_decision_points_are_read() -> None:
+    """The batch read asks for the points of decision-type events only (a shipment scan
+    can never be one); a point reached anyway would be read on its own, and none is."""
+    from tests.helpers import body
+
+    asked: list[str] = []
+
+    class Asked(CountingMemo):
+        def get_many(self, points: Any) -> list[MemoEntry | None]:
+            asked.extend(points)
+            return super().get_many(points)
+
+    memo = Asked()
+    decider = _batched(memo, StubScorer(p_refund=0.9, recover={ACTION: 0.6}))
+    placed, delayed = late_parcel("o-4", 0, 300.0, "c-4")
+    scans = [event(body(t, "o-4", h)) for t, h in (("shipped", 20.0), ("in_transit", 30.0))]
+    batch = [event(placed), *scans, event(delayed)]
+    version = make_policy().version
+    out = _step(decider, CaseWindow("o-4", decider, WindowConfig()), batch)
+    assert asked == [decision_point("o-4", e.event_id, version) for e in (batch[0], batch[-1])]
+    assert "get" not in memo.calls
+    assert [r["action"] for k, r in out if k == "decision"][-1] == ACTION
