@@ -62,10 +62,19 @@ DEAD_LETTER_REASONS: tuple[str, ...] = tuple(
 )
 #: How a human review is settled (operators.review ``review`` records); else ``other``.
 REVIEW_STATUSES = frozenset({"approved", "rejected", "expired", "closed", "ignored"})
-WEBHOOK_RESULTS = frozenset(
-    {"delivered", "dead_letter", "skipped_duplicate", "unrouted", "abandoned"}
-)
 #: How a webhook delivery ends (flows.connectors.webhooks.DeliveryResult.status); else ``other``.
+WEBHOOK_RESULTS = frozenset(
+    {
+        "delivered",
+        "dead_letter",
+        "skipped_duplicate",
+        "unrouted",
+        "abandoned",
+        "blocked",
+        "retrying",
+        "queued",
+    }
+)
 # --- bounded labels -----------------------------------------------------------------------
 
 

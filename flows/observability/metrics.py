@@ -310,7 +310,8 @@ class SalvageMetrics(MetricDeclarations):
 
     def observe_webhook(self, endpoint: str, outcome: str, seconds: float) -> None:
         """One finished webhook delivery: ``outcome`` is how it ended (delivered,
-        dead_letter, skipped_duplicate, unrouted or abandoned) and ``seconds`` the time it
+        dead_letter, skipped_duplicate, unrouted, abandoned, blocked, or parked in the
+        retry queue: retrying, queued) and ``seconds`` the time it
         took, retries included. An attempt outcome instead (``http_4xx``, ``503``,
         ``timeout``, ``error``...) counts as one attempt (see
         :meth:`observe_webhook_attempt`); anything else is a delivery ending ``other``."""

@@ -80,6 +80,8 @@ def _report_live_components(metrics: SalvageMetrics, round_: int) -> None:
     metrics.observe_webhook_attempt("crm", 503)
     metrics.observe_webhook_attempt("crm", "timeout")
     metrics.observe_webhook("crm", "dead_letter", 31.0)
+    # Written to the retry queue for a slot or a dispatcher process (SalvageWebhooksNotSent).
+    metrics.observe_webhook("crm", "queued", 0.0)
     metrics.webhook_in_flight.labels("crm").set(round_)
     # The review loop's audit records (live mode observes the "reviews" output).
     on_output = metrics.observer().on_output
