@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
@@ -75,6 +75,9 @@ from state.memo import InMemoryDecisionMemo
 from state.models import InMemoryModelStore, ModelStore
 from state.retry import InMemoryRetryQueue, RetryQueue
 
+if TYPE_CHECKING:
+    from state.redis_conn import RedisStoreConfig
+
 log = logging.getLogger("salvage.live")
 
 #: How often each dispatcher looks for webhook deliveries due for a slow retry.
@@ -115,6 +118,22 @@ def _once(make: Callable[[], Any]) -> Callable[[], Any]:
     return get
 
 
+def redis_config(settings: Settings, live: bool = True) -> RedisStoreConfig:
+    """The Redis connection of ``settings`` (``from_env``: the case TTL and context cache
+    variables apply too). ``live``: a Redis restart pauses the caller (decisions,
+    deliveries) instead of failing it (docs/operations.md); a one-off command fails."""
+    from state.redis_conn import RedisStoreConfig, live_outage_seconds
+
+    assert settings.redis.url is not None
+    return RedisStoreConfig.from_env(
+        url=settings.redis.url,
+        prefix=settings.redis.prefix,
+        password=settings.redis.password,
+        ca_file=settings.redis.ca_file,
+        outage_seconds=live_outage_seconds() if live else 0.0,
+    )
+
+
 def stores_from_settings(settings: Settings) -> LiveStores:
     """Redis stores when ``redis.url`` is set, else in-memory ones (with a warning)."""
     if settings.redis.url is None:
@@ -133,18 +152,9 @@ def stores_from_settings(settings: Settings) -> LiveStores:
             memo=_once(InMemoryDecisionMemo),
         )
     # Imported by name: the Redis stores are optional at import time of this module.
-    from state.redis_conn import RedisStoreConfig, live_outage_seconds
     from state.redis_store import RedisStores
 
-    # from_env: the case TTL and context cache variables apply here too.
-    config = RedisStoreConfig.from_env(
-        url=settings.redis.url,
-        prefix=settings.redis.prefix,
-        password=settings.redis.password,
-        ca_file=settings.redis.ca_file,
-        # A Redis restart pauses decisions instead of crashing the flow (docs/operations.md).
-        outage_seconds=live_outage_seconds(),
-    )
+    config = redis_config(settings)
     from state.redis_credit import RedisContactBook, RedisCreditLedger
     from state.redis_memo import RedisDecisionMemo
     from state.redis_retry import RedisRetryQueue

@@ -195,8 +195,7 @@ def _cmd_dispatch_run(args: argparse.Namespace) -> int:
 
     from flows.connectors.webhooks import DispatchMetrics
     from flows.dispatching import OUTBOX_POLL_SECONDS, DispatchProcess, dead_letter_writer
-    from flows.live import LOG_FORMAT, start_metrics_server
-    from state.redis_conn import RedisStoreConfig, live_outage_seconds
+    from flows.live import LOG_FORMAT, redis_config, start_metrics_server
     from state.redis_retry import RedisRetryQueue
     from state.redis_store import RedisDispatchLedger
     from state.retry import DEFAULT_LEASE_SECONDS
@@ -223,14 +222,8 @@ def _cmd_dispatch_run(args: argparse.Namespace) -> int:
         secrets = settings.webhook_secrets()
     except SettingsError as exc:
         raise UsageError(str(exc)) from None
-    config = RedisStoreConfig.from_env(
-        url=settings.redis.url,
-        prefix=settings.redis.prefix,
-        password=settings.redis.password,
-        ca_file=settings.redis.ca_file,
-        # A Redis restart pauses deliveries instead of ending the process.
-        outage_seconds=live_outage_seconds(),
-    )
+    # A Redis restart pauses deliveries instead of ending the process.
+    config = redis_config(settings, live=True)
     client = config.connect()
     if args.metrics_port is not None:
         settings = dataclasses.replace(settings, metrics_port=args.metrics_port)
@@ -277,7 +270,7 @@ def _cmd_dispatch_run(args: argparse.Namespace) -> int:
 
 def _cmd_dispatch_retry(args: argparse.Namespace) -> int:
     from flows.connectors.webhooks import Dispatcher
-    from state.redis_conn import RedisStoreConfig
+    from flows.live import redis_config
     from state.redis_retry import RedisRetryQueue
     from state.redis_store import RedisDispatchLedger
 
@@ -286,12 +279,7 @@ def _cmd_dispatch_retry(args: argparse.Namespace) -> int:
         raise UsageError(
             "dispatch retry needs redis.url: dead-lettered deliveries are kept in Redis"
         )
-    config = RedisStoreConfig.from_env(
-        url=settings.redis.url,
-        prefix=settings.redis.prefix,
-        password=settings.redis.password,
-        ca_file=settings.redis.ca_file,
-    )
+    config = redis_config(settings, live=False)
     client = config.connect()
     queue = RedisRetryQueue(client, config.prefix)
     try:

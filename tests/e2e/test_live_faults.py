@@ -290,6 +290,15 @@ def start_beside_reference(
     return flow, producer
 
 
+def kill_points(rng: random.Random, n: int) -> list[int]:
+    """One random input position in each of KILLS equal stretches of ``n`` events (so
+    kills are spread over the run, at moments no one chose)."""
+    stretch = 0.85 * n / KILLS
+    kill_at = [int(0.05 * n + k * stretch + rng.uniform(0, stretch)) for k in range(KILLS)]
+    print(f"kills after events {kill_at} of {n}")
+    return kill_at
+
+
 def test_sigkill_at_random_moments_changes_no_decision_and_no_delivery(
     rigs: Any, simulated: list[tuple[str, bytes, str]]
 ) -> None:
@@ -302,12 +311,7 @@ def test_sigkill_at_random_moments_changes_no_decision_and_no_delivery(
     reference.start(bytewax_run(reference), "reference.log")
     runs = [killed.start(bytewax_run(killed), "killed-0.log")]
 
-    # Kill points: one random input position in each of KILLS equal stretches of the input
-    # (so kills are spread over the run, at moments no one chose).
-    n = len(simulated)
-    stretch = 0.85 * n / KILLS
-    kill_at = [int(0.05 * n + k * stretch + rng.uniform(0, stretch)) for k in range(KILLS)]
-    print(f"kills after events {kill_at} of {n}")
+    kill_at = kill_points(rng, len(simulated))
     progress = Progress()
     producer = start_producing([reference, killed], simulated, progress)
     for k, position in enumerate(kill_at, start=1):
@@ -354,10 +358,7 @@ def test_dispatcher_processes_or_the_flow_killed_at_random_lose_and_repeat_no_de
     reference.start(bytewax_run(reference), "reference.log")
     flows = [split.start(bytewax_run(split), "flow-0.log", no_secret)]
     dispatchers = [[split.start(dispatch, f"dispatch-{i}-0.log")] for i in range(2)]
-    n = len(simulated)
-    stretch = 0.85 * n / KILLS
-    kill_at = [int(0.05 * n + k * stretch + rng.uniform(0, stretch)) for k in range(KILLS)]
-    print(f"kills after events {kill_at} of {n}")
+    kill_at = kill_points(rng, len(simulated))
     progress = Progress()
     producer = start_producing([reference, split], simulated, progress)
     for k, position in enumerate(kill_at, start=1):
