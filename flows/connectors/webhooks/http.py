@@ -1,15 +1,28 @@
-"""One webhook HTTP attempt with the standard library: no redirects, no exceptions."""
+"""One webhook HTTP attempt with the standard library: no redirects, no exceptions.
+
+Each delivery thread keeps one open connection per endpoint host (HTTP/1.1 keep-alive),
+so a webhook costs a request, not a TCP connect and a TLS handshake. A connection that
+fails, times out or is left with an unread body is closed; one the server closed while
+idle is reopened once for the same attempt (nothing was received on it, and the receiver
+deduplicates by ``Idempotency-Key`` anyway). Redirects are never followed: a 3xx is a
+failed, final attempt (the signature and the endpoint's headers, ``Authorization``
+included, must not go to whatever host a ``Location`` names, nor its 200 count as
+delivered).
+"""
 
 from __future__ import annotations
 
 import http.client
-import urllib.error
-import urllib.request
+import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 USER_AGENT = "salvage-webhooks/1"
 RETRYABLE_4XX = frozenset({408, 425, 429})
+#: The most of a response body read; a longer one is not drained, its connection closed.
+MAX_BODY = 65536
 
 
 @dataclass(frozen=True)
@@ -31,41 +44,89 @@ class AttemptResult:
         return self.status >= 500 or self.status in RETRYABLE_4XX
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Redirects are not followed: urllib would re-send the signature and the endpoint's
-    headers (``Authorization`` included) to whatever host the ``Location`` names, and count
-    that host's 200 as delivered. A 3xx is a failed, final attempt instead."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
+#: Connections of this thread by (scheme, host, port).
+_LOCAL = threading.local()
+_TLS: list[ssl.SSLContext] = []
+#: What a server's close of an idle keep-alive connection looks like on the next request.
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+def _tls() -> ssl.SSLContext:
+    if not _TLS:
+        _TLS.append(ssl.create_default_context())  # verifies the certificate and host
+    return _TLS[0]
+
+
+def _connection(
+    scheme: str, host: str, port: int | None, timeout: float
+) -> tuple[http.client.HTTPConnection, bool]:
+    """This thread's connection to the host (made if there is none), and whether it was
+    used before."""
+    pool: dict[tuple[str, str, int | None], http.client.HTTPConnection]
+    pool = _LOCAL.__dict__.setdefault("connections", {})
+    key = (scheme, host, port)
+    conn = pool.get(key)
+    reused = conn is not None and conn.sock is not None
+    if conn is None:
+        if scheme == "https":
+            conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=_tls())
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        pool[key] = conn
+    conn.timeout = timeout
+    if conn.sock is not None:
+        conn.sock.settimeout(timeout)
+    return conn, reused
+
+
+def _exchange(
+    conn: http.client.HTTPConnection, target: str, body: bytes, headers: Mapping[str, str]
+) -> AttemptResult:
+    conn.request("POST", target, body=body, headers=dict(headers))
+    response = conn.getresponse()
+    response.read(MAX_BODY)
+    if not response.isclosed():
+        conn.close()  # a longer body is not read: the connection cannot be reused
+    code = response.status
+    if 200 <= code < 300:
+        return AttemptResult(code)
+    if 300 <= code < 400:
+        return AttemptResult(code, f"HTTP {code}: redirects are not followed")
+    value = response.getheader("Retry-After")
+    retry_after = float(value.strip()) if value and value.strip().isdigit() else None
+    return AttemptResult(code, f"HTTP {code}", retry_after)
+
+
+def _describe(exc: BaseException) -> str:
+    """``Connection refused``, or the exception's class where the OS gave no text."""
+    text = getattr(exc, "strerror", None)
+    return text if isinstance(text, str) and text else type(exc).__name__
 
 
 def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> AttemptResult:
-    """One HTTP POST with the standard library; never raises for network trouble, never
-    follows a redirect."""
-    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
+    """One HTTP POST on this thread's connection to the host; never raises for network
+    trouble, never follows a redirect."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return AttemptResult(None, f"connection error: not an http(s) URL: {parts.scheme}")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            response.read(65536)
-            return AttemptResult(response.status)
-    except urllib.error.HTTPError as exc:
-        retry_after = None
-        value = exc.headers.get("Retry-After") if exc.headers else None
-        if value and value.strip().isdigit():
-            retry_after = float(value.strip())
-        exc.close()
-        if 300 <= exc.code < 400:
-            return AttemptResult(exc.code, f"HTTP {exc.code}: redirects are not followed")
-        return AttemptResult(exc.code, f"HTTP {exc.code}", retry_after)
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, TimeoutError):
+        port = parts.port
+    except ValueError:
+        return AttemptResult(None, "connection error: bad port")
+    conn, reused = _connection(parts.scheme, parts.hostname, port, timeout)
+    for fresh_try in (False, True):
+        try:
+            return _exchange(conn, target, body, headers)
+        except _STALE as exc:
+            conn.close()
+            if reused and not fresh_try:
+                continue  # closed by the server while idle: once more, on a new connection
+            return AttemptResult(None, f"connection error: {_describe(exc)}")
+        except TimeoutError:
+            conn.close()
             return AttemptResult(None, f"timeout after {timeout:g} s")
-        return AttemptResult(None, f"connection error: {reason}")
-    except TimeoutError:
-        return AttemptResult(None, f"timeout after {timeout:g} s")
-    except (ConnectionError, http.client.HTTPException, OSError) as exc:
-        return AttemptResult(None, f"connection error: {type(exc).__name__}")
+        except (http.client.HTTPException, OSError) as exc:
+            conn.close()
+            return AttemptResult(None, f"connection error: {_describe(exc)}")
+    raise AssertionError("unreachable")  # pragma: no cover
