@@ -205,6 +205,8 @@ class _Accept(BaseHTTPRequestHandler):
     """A webhook receiver that answers 200 to everything after ``delay`` seconds (a slow
     receiver: ``--webhook-latency-ms``); counts requests and when the last one came."""
 
+    # Keep-alive, as production receivers: the dispatcher reuses its connections.
+    protocol_version = "HTTP/1.1"
     hits = 0
     last_at = 0.0
     delay = 0.0
@@ -225,6 +227,7 @@ class _Accept(BaseHTTPRequestHandler):
 
 def start_webhook_receiver() -> tuple[ThreadingHTTPServer, str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Accept)
+    server.daemon_threads = True  # kept-alive connections end with the benchmark
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/hook"
 
