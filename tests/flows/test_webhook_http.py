@@ -151,3 +151,17 @@ def test_network_trouble_is_a_result_not_an_exception() -> None:
     refused = _post(f"http://127.0.0.1:{free_port()}/hook")
     assert refused.status is None and refused.error == "connection error: Connection refused"
     assert _post("ftp://127.0.0.1/hook").error == "connection error: not an http(s) URL: ftp"
+
+
+def test_a_connection_idle_too_long_is_not_reused(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.connectors.webhooks import http as webhook_http
+
+    server = serve(lambda h, n: _ok(h))
+    assert _post(server.url).ok and _post(server.url).ok
+    assert len(set(server.ports)) == 1
+    monkeypatch.setattr(webhook_http, "IDLE_SECONDS", 0.05)
+    time.sleep(0.1)
+    assert _post(server.url).ok
+    assert len(server.ports) == 3 and len(set(server.ports)) == 2

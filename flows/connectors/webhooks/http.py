@@ -1,7 +1,8 @@
 """One webhook HTTP attempt with the standard library: no redirects, no exceptions.
 
 Each delivery thread keeps one open connection per endpoint host (HTTP/1.1 keep-alive),
-so a webhook costs a request, not a TCP connect and a TLS handshake. A connection that
+so a webhook costs a request, not a TCP connect and a TLS handshake; one idle for
+``IDLE_SECONDS`` is not reused. A connection that
 fails, times out or is left with an unread body is closed; one the server closed while
 idle is reopened once for the same attempt (nothing was received on it, and the receiver
 deduplicates by ``Idempotency-Key`` anyway). Redirects are never followed: a 3xx is a
@@ -15,6 +16,7 @@ from __future__ import annotations
 import http.client
 import ssl
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -23,6 +25,10 @@ USER_AGENT = "salvage-webhooks/1"
 RETRYABLE_4XX = frozenset({408, 425, 429})
 #: The most of a response body read; a longer one is not drained, its connection closed.
 MAX_BODY = 65536
+#: A connection idle this long is closed before it is used again: receivers and load
+#: balancers close idle keep-alive connections after 60 s or more, and one closed (or
+#: silently dropped) by the other end mid-request would cost an attempt.
+IDLE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -64,8 +70,13 @@ def _connection(
     used before."""
     pool: dict[tuple[str, str, int | None], http.client.HTTPConnection]
     pool = _LOCAL.__dict__.setdefault("connections", {})
+    used: dict[tuple[str, str, int | None], float] = _LOCAL.__dict__.setdefault("used", {})
     key = (scheme, host, port)
     conn = pool.get(key)
+    now = time.monotonic()
+    if conn is not None and conn.sock is not None and now - used.get(key, now) > IDLE_SECONDS:
+        conn.close()  # reconnected by the request
+    used[key] = now
     reused = conn is not None and conn.sock is not None
     if conn is None:
         if scheme == "https":
