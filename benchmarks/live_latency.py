@@ -585,13 +585,21 @@ def print_series(series: list[tuple[float, float]], step: float = 1.0) -> None:
 def backlog_table(bench: Bench, events: list[tuple[str, bytes, str, str]]) -> None:
     args, bootstrap, redis_url, work = bench
     server, url = start_webhook_receiver()
-    rounds: list[tuple[tuple[float, float], list[dict[str, Any]]]] = []
+    # (label, webhook receiver, sent by a dispatcher process); the outbox is in Redis, so
+    # the dispatcher arm needs --redis.
+    arms: list[tuple[str, str | None, bool]] = [
+        ("live, webhooks on", url, False),
+        ("live, webhooks off", None, False),
+    ]
+    if redis_url:
+        arms.append(("live, dispatcher process", url, True))
+    rounds: list[tuple[tuple[float, float], dict[str, dict[str, Any]]]] = []
     try:
         # Alternated, so that a change in the machine's load falls on every arm alike.
         for _ in range(args.repeat):
             replay = replay_rate(events, args.batch_size, work)
-            drains = [
-                drain_backlog(
+            drains = {
+                label: drain_backlog(
                     bootstrap,
                     redis_url,
                     events,
@@ -601,10 +609,8 @@ def backlog_table(bench: Bench, events: list[tuple[str, bytes, str, str]]) -> No
                     hook,
                     dispatcher,
                 )
-                # The outbox is in Redis: the dispatcher arm needs --redis.
-                for hook, dispatcher in ((url, False), (None, False), (url, True))
-                if redis_url or not dispatcher
-            ]
+                for label, hook, dispatcher in arms
+            }
             rounds.append((replay, drains))
     finally:
         server.shutdown()
@@ -626,13 +632,8 @@ def backlog_table(bench: Bench, events: list[tuple[str, bytes, str, str]]) -> No
         f"{'salvage replay':>24} {median(replays):>9.0f} {'':>8} {'':>10} {'':>9} {1.0:>6.2f}"
         f"  {'':>16}  {'':>15}  {median(replay_cpu):>12.0f}"
     )
-    arms = [
-        ("live, webhooks on", [r[1][0] for r in rounds]),
-        ("live, webhooks off", [r[1][1] for r in rounds]),
-    ]
-    if redis_url:
-        arms.append(("live, dispatcher process", [r[1][2] for r in rounds]))
-    for label, runs in arms:
+    by_arm = {label: [r[1][label] for r in rounds] for label, _, _ in arms}
+    for label, runs in by_arm.items():
         ratios = [run["rate"] / rep for run, rep in zip(runs, replays, strict=True)]
         each = " ".join(f"{x:.2f}" for x in ratios)
         hooks = [r["webhook_seconds"] for r in runs if r["webhook_seconds"] is not None]
@@ -650,14 +651,14 @@ def backlog_table(bench: Bench, events: list[tuple[str, bytes, str, str]]) -> No
             f"{runs[0]['webhooks']:>9,} {median(ratios):>6.2f}  {each:>16}  {last_hook}  "
             f"{median(known) if known else float('nan'):>12.0f} {cpu_each:>20}"
         )
-    for label, runs in arms:
+    for label, runs in by_arm.items():
         spent = [r["dispatcher_cpu_seconds"] for r in runs if r.get("dispatcher_cpu_seconds")]
         if spent:
-            hooks = runs[0]["webhooks"] or 1
+            sent = runs[0]["webhooks"] or 1
             print(
                 f"({label}: the dispatcher process used {median(spent):.1f} s of CPU, "
                 f"{median(spent) / len(events) * 1e6:.0f} us per event, "
-                f"{median(spent) / hooks * 1e3:.2f} ms per webhook)"
+                f"{median(spent) / sent * 1e3:.2f} ms per webhook)"
             )
     if args.webhook_latency_ms:
         print(f"(the webhook receiver answered after {args.webhook_latency_ms:g} ms)")

@@ -1,6 +1,6 @@
 """Live-mode subcommands: ``run``, ``config show``, ``topics create``, ``produce``,
-``review``, ``dispatch run``, ``dispatch retry``, ``webhook verify``. Registered into ``salvage`` by
-:func:`register`."""
+``review``, ``dispatch run``, ``dispatch retry``, ``webhook verify``. Registered into
+``salvage`` by :func:`register`."""
 
 from __future__ import annotations
 

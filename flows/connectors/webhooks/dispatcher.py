@@ -24,8 +24,8 @@ a slow endpoint. Without a retry loop, ``submit`` waits for a slot (backpressure
 dataflow). A dispatcher that does not send (``sends=False``: the flow's, under
 ``webhooks.delivery: dispatcher``) claims, checks and parks every delivery in the retry
 queue, the outbox, in one call per batch; ``salvage dispatch run`` processes run the retry
-loop that sends them. The body includes ``message.send_after``: quiet hours are the receiver's to
-honour.
+loop that sends them. The body includes ``message.send_after``: quiet hours are the
+receiver's to honour.
 
 A process that dies mid-delivery leaves a ``claimed`` entry. The next run re-sends such an
 orphaned claim when the intervention is re-emitted (receivers deduplicate by
