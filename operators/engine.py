@@ -38,7 +38,7 @@ from operators.bandit import (
     static_choice,
     thompson_choice,
 )
-from operators.case import HOUR, OrderCase
+from operators.case import DECISION_TYPES, HOUR, OrderCase
 from operators.contract import Event, parse_ts
 from operators.credit import CreditLedger, InMemoryCreditLedger
 from operators.decision import (
@@ -125,13 +125,17 @@ class DecisionEngine:
 
     def prepare(self, events: Iterable[Event]) -> None:
         """Before a batch of events reaches the cases (live mode): load the customers of
-        their orders from a context store that can fetch many at once (``prefetch``), so
-        the batch's decisions read them from memory instead of one round trip each."""
+        their orders from a context store that can fetch many at once (``prefetch``), and
+        the credit granted to the customers of the batch's possible decision points from a
+        ledger that can (``prefetch``), so the batch's decisions read them from memory
+        instead of one round trip each."""
         prefetch = getattr(self.context, "prefetch", None)
-        if prefetch is None:
+        prefetch_credit = getattr(self.ledger, "prefetch", None)
+        if prefetch is None and prefetch_credit is None:
             return
         customer_of = self._customer_of
         wanted: list[str] = []
+        deciding: list[str] = []  # customers of events that can be decision points
         with self._customer_lock:
             for e in events:
                 cid = e.body.get("customer_id")
@@ -143,10 +147,14 @@ class DecisionEngine:
                     if cid is None:
                         continue
                 wanted.append(cid)
+                if e.type in DECISION_TYPES:
+                    deciding.append(cid)
             while len(customer_of) > self.CUSTOMERS_KEPT:
                 customer_of.popitem(last=False)
-        if wanted:
+        if wanted and prefetch is not None:
             prefetch(wanted)
+        if prefetch_credit is not None:
+            prefetch_credit(deciding)
 
     # --- the seam ----------------------------------------------------------------------
 

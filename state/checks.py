@@ -539,6 +539,13 @@ def check_memo_batches_answer_like_single_calls(open_store: Callable[[], Any]) -
     assert standing[0] is new  # the caller's own entry when it was written
     assert memo.get_many(["pt-b2", "pt-b3"]) == [new, other]
     assert open_store().remember("pt-b2", first) == new
+    # A batch larger than a store sends in one call, some of its points already held.
+    points = [f"pt-many-{i}" for i in range(250)]
+    for point in points[::7]:
+        memo.remember(point, first)
+    standing = open_store().remember_many([(point, other) for point in points])
+    assert standing == [first if i % 7 == 0 else other for i in range(250)]
+    assert open_store().get_many(points) == standing
 
 
 # --- every store: the domain's protocol ---------------------------------------------------

@@ -39,6 +39,7 @@ from redis.exceptions import AuthenticationError, RedisClusterException
 from redis.retry import Retry
 
 from operators.masking import mask_url
+from state.redis_packer import install
 
 log = logging.getLogger("salvage.redis")
 
@@ -319,14 +320,16 @@ def connect(
             raise RedisConfigError("a CA file is only used with rediss:// URLs")
         kw["ssl_ca_certs"] = ca_file
     if is_cluster_url(resolved):
-        return _connect_cluster(resolved, kw, socket_timeout, retries, client_name)
-    return redis.Redis(
-        **kw,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=socket_timeout,
-        health_check_interval=30,
-        retry=_retry(retries, outage_seconds),
-        client_name=client_name,
+        return install(_connect_cluster(resolved, kw, socket_timeout, retries, client_name))
+    return install(
+        redis.Redis(
+            **kw,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            health_check_interval=30,
+            retry=_retry(retries, outage_seconds),
+            client_name=client_name,
+        )
     )
 
 

@@ -8,6 +8,12 @@ tag, so one customer's or one order's keys share a slot)::
     <prefix>:{credit:<customer_id>}:amounts   hash        grant id -> amount
     <prefix>:{contacts:<order_id>}:ids        set         intervention ids contacted
 
+``prefetch`` reads the grants of many customers at once (a batch's decision points): ``used``
+answers for them from memory until the next ``prefetch``, and a grant this ledger writes
+drops its customer from that memory. A grant another process writes meanwhile is seen at
+the next ``prefetch``, as the context aggregates lag by about a batch: ``used`` only prices
+an offer, the cap itself is held by ``reserve``, which always reads Redis.
+
 A reservation reads the customer's grants, drops those past the 30-day window and adds the
 new grant in one ``WATCH``/``MULTI`` transaction on the two keys (retried when another
 process changed them meanwhile), so two processes cannot both spend the same room. The
@@ -19,16 +25,17 @@ does it. Keys expire ``ttl_seconds`` (31 days by default) after their last grant
 from __future__ import annotations
 
 import math
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-import redis
+from redis.cluster import RedisCluster
 
 from operators.case import DAY
 from operators.credit import WINDOW_SECONDS, granted_amount
-from state.redis_conn import DEFAULT_PREFIX, KeyLayout
-from state.redis_scripts import run_scripts
+from state.redis_conn import DEFAULT_PREFIX, KeyLayout, RedisClient
+from state.redis_scripts import ScriptCall, run_scripts
 
 CREDIT_TTL_SECONDS = int(31 * DAY)
 
@@ -39,12 +46,33 @@ def _key(prefix: str, entity: str, ident: str, what: str) -> str:
     return f"{prefix}:{{{entity}:{ident}}}:{what}"
 
 
+# Every grant of each customer. KEYS: per customer, its grants sorted set and amounts hash.
+# Returns per customer a flat list (grant id, granted at, amount or '' if missing).
+_GRANTS_LUA = """
+local out = {}
+for k = 1, #KEYS, 2 do
+  local grants = redis.call('ZRANGE', KEYS[k], 0, -1, 'WITHSCORES')
+  local rows = {}
+  for i = 1, #grants, 2 do
+    rows[#rows + 1] = grants[i]
+    rows[#rows + 1] = grants[i + 1]
+    rows[#rows + 1] = redis.call('HGET', KEYS[k + 1], grants[i]) or ''
+  end
+  out[#out + 1] = rows
+end
+return out
+"""
+
+
 class RedisCreditLedger:
     """A :class:`~operators.credit.CreditLedger` in Redis; atomic per customer."""
 
+    #: Customers read by one script call of :meth:`prefetch` on one server.
+    CUSTOMERS_PER_CALL = 100
+
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         prefix: str = DEFAULT_PREFIX,
         ttl_seconds: int = CREDIT_TTL_SECONDS,
     ) -> None:
@@ -53,6 +81,10 @@ class RedisCreditLedger:
         self.client = client
         self.prefix = KeyLayout(prefix).prefix  # validated like every store's prefix
         self.ttl_seconds = int(ttl_seconds)
+        self._grants_script = client.register_script(_GRANTS_LUA)
+        self._lock = threading.Lock()
+        #: Customer -> (granted at, amount) of each grant, from the last :meth:`prefetch`.
+        self._prefetched: dict[str, list[tuple[float, float]]] = {}
 
     def keys(self, customer_id: str) -> tuple[str, str]:
         """(grants, amounts) keys of one customer."""
@@ -68,9 +100,38 @@ class RedisCreditLedger:
         return ids, [float(v) if v is not None else 0.0 for v in values]
 
     def used(self, customer_id: str, now: float) -> float:
+        with self._lock:
+            known = self._prefetched.get(customer_id)
+        if known is not None:
+            # As ``_live`` selects them: granted after the window's (exclusive) start.
+            start = now - WINDOW_SECONDS
+            return math.fsum([amount for at, amount in known if at > start])
         grants, amounts = self.keys(customer_id)
         _, values = self._live(self.client, grants, amounts, now)
         return math.fsum(values)
+
+    def prefetch(self, customer_ids: Iterable[str]) -> int:
+        """Read the grants of ``customer_ids`` (in one round trip), which ``used`` answers
+        from until the next call; this replaces what the last call read. Returns the
+        number of customers read."""
+        cids = list(dict.fromkeys(c for c in customer_ids if c))
+        size = 1 if isinstance(self.client, RedisCluster) else self.CUSTOMERS_PER_CALL
+        calls: list[ScriptCall] = [
+            (self._grants_script, [k for cid in cids[i : i + size] for k in self.keys(cid)], [])
+            for i in range(0, len(cids), size)
+        ]
+        rows = [r for reply in run_scripts(self.client, calls) for r in reply] if calls else []
+        read = {
+            cid: [(float(row[i + 1]), float(row[i + 2] or 0.0)) for i in range(0, len(row), 3)]
+            for cid, row in zip(cids, rows, strict=True)
+        }
+        with self._lock:
+            self._prefetched = read
+        return len(read)
+
+    def _forget(self, customer_id: str) -> None:
+        with self._lock:
+            self._prefetched.pop(customer_id, None)
 
     def grant(self, customer_id: str, now: float, amount: float) -> None:
         if amount > 0:
@@ -85,6 +146,7 @@ class RedisCreditLedger:
         expired: list[bytes],
         pipe: Any = None,
     ) -> None:
+        self._forget(customer_id)
         grants, amounts = self.keys(customer_id)
         p = pipe if pipe is not None else self.client.pipeline(transaction=True)
         if expired:
@@ -96,6 +158,7 @@ class RedisCreditLedger:
         p.expire(amounts, self.ttl_seconds)
         if pipe is None:
             p.execute()
+            self._forget(customer_id)
 
     def reserve(
         self,
@@ -105,6 +168,7 @@ class RedisCreditLedger:
         cap_30d: float,
         grant_id: str | None = None,
     ) -> float:
+        self._forget(customer_id)
         grants, amounts = self.keys(customer_id)
         gid = grant_id if grant_id is not None else f"anon:{uuid.uuid4().hex}"
         result: list[float] = []
@@ -126,6 +190,7 @@ class RedisCreditLedger:
                 pipe.hdel(amounts, *expired)
 
         self.client.transaction(attempt, grants, amounts)
+        self._forget(customer_id)  # also what a prefetch read while this wrote
         return result[0]
 
 
@@ -141,7 +206,7 @@ return 1
 class RedisContactBook:
     """A :class:`~state.contacts.ContactBook` in Redis: admission is one script."""
 
-    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client: RedisClient, prefix: str = DEFAULT_PREFIX) -> None:
         self.client = client
         self.prefix = KeyLayout(prefix).prefix
         self._admit = client.register_script(_ADMIT_LUA)

@@ -22,16 +22,21 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from redis.cluster import RedisCluster
 
 from operators.case import DAY
 from operators.memo import MemoEntry
 from state.redis_conn import DEFAULT_PREFIX, KeyLayout
+from state.redis_scripts import _SET_NX_LUA, ScriptCall, run_scripts
 
 MEMO_TTL_SECONDS = int(60 * DAY)
 
 
 class RedisDecisionMemo:
     """A :class:`~operators.memo.DecisionMemo` in Redis."""
+
+    #: Points written by one script call on one server (``remember_many``).
+    POINTS_PER_CALL = 100
 
     def __init__(
         self, client: Any, prefix: str = DEFAULT_PREFIX, ttl_seconds: int = MEMO_TTL_SECONDS
@@ -41,6 +46,7 @@ class RedisDecisionMemo:
         self.client = client
         self.prefix = KeyLayout(prefix).prefix  # validated like every store's prefix
         self.ttl_seconds = int(ttl_seconds)
+        self._set_nx = client.register_script(_SET_NX_LUA)
 
     def key(self, point: str) -> str:
         if not point:
@@ -54,21 +60,35 @@ class RedisDecisionMemo:
     def get_many(self, points: Sequence[str]) -> list[MemoEntry | None]:
         if not points:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        for point in points:
-            pipe.get(self.key(point))
-        return [
-            MemoEntry.from_json(orjson.loads(raw)) if raw is not None else None
-            for raw in pipe.execute()
-        ]
+        keys = [self.key(point) for point in points]
+        # One MGET, not a pipeline of GETs (a command object each in redis-py); a cluster
+        # client splits it by slot and puts the replies back in order.
+        if isinstance(self.client, RedisCluster):
+            raws = self.client.mget_nonatomic(keys)
+        else:
+            raws = self.client.mget(keys)
+        return [MemoEntry.from_json(orjson.loads(raw)) if raw is not None else None for raw in raws]
 
     def remember_many(self, entries: Sequence[tuple[str, MemoEntry]]) -> list[MemoEntry]:
         if not entries:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        for point, entry in entries:
-            pipe.set(self.key(point), orjson.dumps(entry.to_json()), nx=True, ex=self.ttl_seconds)
-        written = pipe.execute()
+        values = [orjson.dumps(entry.to_json()) for _, entry in entries]
+        keys = [self.key(point) for point, _ in entries]
+        written: list[Any]
+        if isinstance(self.client, RedisCluster):
+            pipe = self.client.pipeline(transaction=False)
+            for key, value in zip(keys, values, strict=True):
+                pipe.set(key, value, nx=True, ex=self.ttl_seconds)
+            written = pipe.execute()
+        else:
+            # A script call per POINTS_PER_CALL points: a pipeline of SETs costs redis-py a
+            # command object each, several times the script's packing.
+            size = self.POINTS_PER_CALL
+            calls: list[ScriptCall] = [
+                (self._set_nx, keys[i : i + size], [self.ttl_seconds, *values[i : i + size]])
+                for i in range(0, len(keys), size)
+            ]
+            written = [flag for reply in run_scripts(self.client, calls) for flag in reply]
         # A point another writer holds: read its entry back (rare; one call each).
         return [
             entry if ok else self.remember(point, entry)

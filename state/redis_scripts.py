@@ -81,32 +81,57 @@ end
 return 1
 """
 
-# Writes records of one order. KEYS: case hash, decisions list, interventions list, seen
-# set. ARGV: open_ttl, closed_ttl, max_list, then per record (kind, identity, json).
+# Writes the records of one or more orders. KEYS: per order, its case hash, decisions list,
+# interventions list and seen set. ARGV: open_ttl, closed_ttl, max_list, then per order
+# (in the order of KEYS) its number of records and, per record, (kind, identity, json).
+# Returns the number of orders written.
 _CASE_LUA = """
 local open_ttl, closed_ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local max_list = tonumber(ARGV[3])
-for i = 4, #ARGV, 3 do
-  local kind, ident, body = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if kind == 'case' then
-    redis.call('HSET', KEYS[1], 'view', body)
-  elseif kind == 'outcome' then
-    redis.call('HSET', KEYS[1], 'outcome', body)
-  else
-    local fresh = 1
-    if ident ~= '' then fresh = redis.call('SADD', KEYS[4], ident) end
-    if fresh == 1 then
-      local list = KEYS[3]
-      if kind == 'decision' then list = KEYS[2] end
-      redis.call('RPUSH', list, body)
-      redis.call('LTRIM', list, -max_list, -1)
+local a = 4
+for k = 0, #KEYS - 4, 4 do
+  local case, decisions, interventions, seen = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+  local last = a + 3 * tonumber(ARGV[a])
+  for i = a + 1, last, 3 do
+    local kind, ident, body = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    if kind == 'case' then
+      redis.call('HSET', case, 'view', body)
+    elseif kind == 'outcome' then
+      redis.call('HSET', case, 'outcome', body)
+    else
+      local fresh = 1
+      if ident ~= '' then fresh = redis.call('SADD', seen, ident) end
+      if fresh == 1 then
+        local list = interventions
+        if kind == 'decision' then list = decisions end
+        redis.call('RPUSH', list, body)
+        redis.call('LTRIM', list, -max_list, -1)
+      end
     end
   end
+  a = last + 1
+  local ttl = open_ttl
+  if redis.call('HEXISTS', case, 'outcome') == 1 then ttl = closed_ttl end
+  redis.call('EXPIRE', case, ttl)
+  redis.call('EXPIRE', decisions, ttl)
+  redis.call('EXPIRE', interventions, ttl)
+  redis.call('EXPIRE', seen, ttl)
 end
-local ttl = open_ttl
-if redis.call('HEXISTS', KEYS[1], 'outcome') == 1 then ttl = closed_ttl end
-for k = 1, 4 do redis.call('EXPIRE', KEYS[k], ttl) end
-return ttl
+return #KEYS / 4
+"""
+
+# SET NX EX of each key. KEYS: the keys. ARGV: the TTL in seconds, then a value per key.
+# Returns per key 1 if it was written, 0 if it was held already.
+_SET_NX_LUA = """
+local written = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, ARGV[i + 1], 'NX', 'EX', ARGV[1]) then
+    written[i] = 1
+  else
+    written[i] = 0
+  end
+end
+return written
 """
 
 # KEYS: versions zset, blobs hash, latest string. ARGV: version, blob, keep.

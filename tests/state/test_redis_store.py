@@ -367,6 +367,41 @@ def test_model_store_keeps_the_last_versions_and_a_latest_pointer(
     assert store.latest("other") is None
 
 
+# --- credit --------------------------------------------------------------------------------
+
+
+@pytest.mark.services
+def test_a_prefetched_credit_ledger_answers_as_redis_until_the_next_prefetch(
+    store_url: str,
+) -> None:
+    from operators.credit import WINDOW_SECONDS
+    from state.redis_credit import RedisCreditLedger
+
+    writer, reader = connect(store_url), connect(store_url)
+    ledger = RedisCreditLedger(reader, "cp")
+    other = RedisCreditLedger(writer, "cp")  # another process
+    for days, amount in ((0, 5.0), (10, 7.25), (25, 1.1)):
+        other.reserve("c1", T0 + days * DAY, amount, 100.0)
+    other.reserve("c3", T0, 4.0, 100.0, grant_id="g3")
+    writer.hdel(other.keys("c3")[1], "g3")  # a grant whose amount is gone counts 0
+    customers = ["c1", "c2", "c3", "c1"] + [f"empty-{i}" for i in range(150)]
+    assert ledger.prefetch(customers) == 153
+    times = [T0, T0 + 10 * DAY, T0 + WINDOW_SECONDS, T0 + WINDOW_SECONDS + 1, T0 + 60 * DAY]
+    fresh = RedisCreditLedger(writer, "cp")  # never prefetched: reads Redis each time
+    for cid in ("c1", "c2", "c3", "empty-149"):
+        for now in times:
+            assert ledger.used(cid, now) == fresh.used(cid, now), (cid, now)
+    assert ledger.used("c1", T0 + 25 * DAY) == 5.0 + 7.25 + 1.1
+    # Until the next prefetch another process's grant is not seen; this ledger's own is.
+    other.grant("c2", T0, 3.0)
+    assert ledger.used("c2", T0) == 0.0
+    assert ledger.reserve("c1", T0 + 25 * DAY, 2.0, 100.0) == 2.0
+    assert ledger.used("c1", T0 + 25 * DAY) == fresh.used("c1", T0 + 25 * DAY)
+    ledger.prefetch(["c1"])  # replaces what was read: c2 is read from Redis again
+    assert ledger.used("c2", T0) == 3.0
+    assert ledger.prefetch([]) == 0
+
+
 # --- cases ------------------------------------------------------------------------------------
 
 
@@ -405,6 +440,29 @@ def test_case_store_round_trip_matches_in_memory(client: RedisClient) -> None:
     assert red.get("unknown") is None
     red.put_outcome("o2", {"outcome": "refunded"})
     assert red.get("o2")["outcome"] == {"outcome": "refunded", "order_id": "o2"}
+
+
+@pytest.mark.services
+def test_a_batch_of_many_orders_is_written_as_one_order_at_a_time_would_be(
+    client: RedisClient,
+) -> None:
+    # More orders than one script call takes, orders of every size (one with nothing but a
+    # view), an order with an outcome among open ones: each order's case as in memory, and
+    # each order's TTL its own.
+    red = RedisCaseStore(client, open_ttl_days=20, closed_ttl_days=90)
+    mem = InMemoryCaseStore()
+    count = 2 * RedisCaseStore.ORDERS_PER_CALL + 7
+    items: list[tuple[str, dict[str, Any]]] = []
+    for i in range(count):
+        oid = f"m{i}"
+        items += _case_records(oid, i % 4) if i % 5 else [("case", {"order_id": oid})]
+    items.append(("outcome", {"order_id": "m130", "outcome": "kept"}))
+    assert red.write_batch(items) == len(items)
+    write_case_records(mem, items)
+    for i in range(count):
+        assert red.get(f"m{i}") == mem.get(f"m{i}"), i
+    assert 89 * DAY < client.ttl(red.keys.case("m130")) <= 90 * DAY
+    assert 19 * DAY < client.ttl(red.keys.case("m131")) <= 20 * DAY
 
 
 @pytest.mark.services
