@@ -58,6 +58,14 @@ PARTITIONS = 2
 SNAPSHOT_SECONDS: float | None = None
 
 
+#: Backlog arms by name: (label, webhooks on, sent by a dispatcher process).
+BACKLOG_ARMS: dict[str, tuple[str, bool, bool]] = {
+    "on": ("live, webhooks on", True, False),
+    "off": ("live, webhooks off", False, False),
+    "dispatcher": ("live, dispatcher process", True, True),
+}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -485,6 +493,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--series", action="store_true", help="also print decision latency per second of each rate"
     )
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        choices=sorted(BACKLOG_ARMS),
+        default=list(BACKLOG_ARMS),
+        help="the backlog arms to run (default: all; dispatcher needs --redis)",
+    )
     args = parser.parse_args(argv)
     _Accept.delay = args.webhook_latency_ms / 1000.0
     PARTITIONS = args.partitions
@@ -587,12 +602,12 @@ def backlog_table(bench: Bench, events: list[tuple[str, bytes, str, str]]) -> No
     server, url = start_webhook_receiver()
     # (label, webhook receiver, sent by a dispatcher process); the outbox is in Redis, so
     # the dispatcher arm needs --redis.
-    arms: list[tuple[str, str | None, bool]] = [
-        ("live, webhooks on", url, False),
-        ("live, webhooks off", None, False),
-    ]
-    if redis_url:
-        arms.append(("live, dispatcher process", url, True))
+    arms: list[tuple[str, str | None, bool]] = []
+    for arm in args.arms:
+        label, hooked, dispatcher = BACKLOG_ARMS[arm]
+        if dispatcher and not redis_url:
+            continue
+        arms.append((label, url if hooked else None, dispatcher))
     rounds: list[tuple[tuple[float, float], dict[str, dict[str, Any]]]] = []
     try:
         # Alternated, so that a change in the machine's load falls on every arm alike.

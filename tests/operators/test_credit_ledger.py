@@ -71,3 +71,39 @@ def test_a_resumed_replay_restores_the_ledger_in_place() -> None:
     assert ledger.used("c", T0 + 1) == 20.0
     assert ledger.reserve("c", T0 + 1, 10.0, CAP, grant_id="iv-2") == 10.0  # decided again
     assert ledger.used("c", T0 + 1) == 30.0
+
+
+class PrefetchingLedger(InMemoryCreditLedger):
+    """An in-memory ledger that records what the engine asks it to read ahead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prefetched: list[list[str]] = []
+
+    def prefetch(self, customer_ids: Any) -> int:
+        self.prefetched.append(list(customer_ids))
+        return len(self.prefetched[-1])
+
+
+def test_before_a_batch_the_engine_reads_ahead_the_credit_of_its_decision_points() -> None:
+    from operators.engine import DecisionEngine
+    from state.context import InMemoryContextStore
+    from tests.helpers import body, event, order_placed
+    from tests.operators.test_engine import make_policy
+
+    ledger = PrefetchingLedger()
+    engine = DecisionEngine(make_policy(), context=InMemoryContextStore(), ledger=ledger)
+    # The customer of a later event comes from its order's order_placed, in this batch or
+    # an earlier one; a tracking scan cannot be a decision point, so its customer is not read.
+    engine.prepare([event(order_placed("o-1", 0, customer_id="c-1"))])
+    engine.prepare(
+        [
+            event(order_placed("o-2", 1, customer_id="c-2")),
+            event(body("delayed", "o-1", 5, estimated_delivery_at="2026-06-09T00:00:00Z")),
+            event(body("in_transit", "o-2", 6)),
+            event(body("delayed", "o-unknown", 7, estimated_delivery_at="2026-06-09T00:00:00Z")),
+        ]
+    )
+    assert ledger.prefetched == [["c-1"], ["c-2", "c-1"]]
+    engine.prepare([])  # an empty batch still replaces what was read: nothing stays stale
+    assert ledger.prefetched[-1] == []
