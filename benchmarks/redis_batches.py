@@ -72,14 +72,14 @@ def _records(
             record = orjson.loads(line)
             by_order.setdefault(record["order_id"], []).append((kind, record))
     customer_of: dict[str, str] = {}
-    order_events: list[str] = []
-    for line in (data / "orders.jsonl").read_bytes().splitlines():
-        event = orjson.loads(line)
-        if event.get("customer_id"):
-            customer_of[event["order_id"]] = event["customer_id"]
+    timed: list[tuple[str, str]] = []  # (occurred_at, order id) of every event
     for stream in ("orders", "delivery", "support", "refunds"):
         for line in (data / f"{stream}.jsonl").read_bytes().splitlines():
-            order_events.append(orjson.loads(line)["order_id"])
+            event = orjson.loads(line)
+            timed.append((event["occurred_at"], event["order_id"]))
+            if event.get("customer_id"):
+                customer_of[event["order_id"]] = event["customer_id"]
+    order_events = [oid for _, oid in sorted(timed)]  # the streams merged by event time
     # A view the size of the order's last one: its decisions' fields and a timeline entry
     # per event (the flow's ``OrderCase.view``).
     events_of: dict[str, int] = {}
