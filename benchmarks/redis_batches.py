@@ -156,7 +156,7 @@ def main() -> int:
         def sets(pts: list[str]) -> None:
             pipe = stock.pipeline(transaction=False)
             for p in pts:
-                pipe.set(memo.key(p) + ":po", value, nx=True, ex=ttl)
+                pipe.set(memo.key(p), value, nx=True, ex=ttl)
             pipe.execute()
 
         seed = RedisCreditLedger(lean, "credit")

@@ -30,12 +30,10 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from redis.cluster import RedisCluster
-
 from operators.case import DAY
 from operators.credit import WINDOW_SECONDS, granted_amount
 from state.redis_conn import DEFAULT_PREFIX, KeyLayout, RedisClient
-from state.redis_scripts import ScriptCall, run_scripts
+from state.redis_scripts import ScriptCall, per_call, run_scripts
 
 CREDIT_TTL_SECONDS = int(31 * DAY)
 
@@ -115,12 +113,12 @@ class RedisCreditLedger:
         from until the next call; this replaces what the last call read. Returns the
         number of customers read."""
         cids = list(dict.fromkeys(c for c in customer_ids if c))
-        size = 1 if isinstance(self.client, RedisCluster) else self.CUSTOMERS_PER_CALL
+        size = per_call(self.client, self.CUSTOMERS_PER_CALL)
         calls: list[ScriptCall] = [
             (self._grants_script, [k for cid in cids[i : i + size] for k in self.keys(cid)], [])
             for i in range(0, len(cids), size)
         ]
-        rows = [r for reply in run_scripts(self.client, calls) for r in reply] if calls else []
+        rows = [r for reply in run_scripts(self.client, calls) for r in reply]
         read = {
             cid: [(float(row[i + 1]), float(row[i + 2] or 0.0)) for i in range(0, len(row), 3)]
             for cid, row in zip(cids, rows, strict=True)
@@ -146,7 +144,6 @@ class RedisCreditLedger:
         expired: list[bytes],
         pipe: Any = None,
     ) -> None:
-        self._forget(customer_id)
         grants, amounts = self.keys(customer_id)
         p = pipe if pipe is not None else self.client.pipeline(transaction=True)
         if expired:
@@ -168,7 +165,6 @@ class RedisCreditLedger:
         cap_30d: float,
         grant_id: str | None = None,
     ) -> float:
-        self._forget(customer_id)
         grants, amounts = self.keys(customer_id)
         gid = grant_id if grant_id is not None else f"anon:{uuid.uuid4().hex}"
         result: list[float] = []
@@ -190,7 +186,7 @@ class RedisCreditLedger:
                 pipe.hdel(amounts, *expired)
 
         self.client.transaction(attempt, grants, amounts)
-        self._forget(customer_id)  # also what a prefetch read while this wrote
+        self._forget(customer_id)  # a price read before this grant is stale now
         return result[0]
 
 

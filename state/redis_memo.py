@@ -27,7 +27,7 @@ from redis.cluster import RedisCluster
 from operators.case import DAY
 from operators.memo import MemoEntry
 from state.redis_conn import DEFAULT_PREFIX, KeyLayout
-from state.redis_scripts import _SET_NX_LUA, ScriptCall, run_scripts
+from state.redis_scripts import _SET_NX_LUA, ScriptCall, per_call, run_scripts
 
 MEMO_TTL_SECONDS = int(60 * DAY)
 
@@ -35,7 +35,7 @@ MEMO_TTL_SECONDS = int(60 * DAY)
 class RedisDecisionMemo:
     """A :class:`~operators.memo.DecisionMemo` in Redis."""
 
-    #: Points written by one script call on one server (``remember_many``).
+    #: Points written by one script call on one server (``remember_many``; one on a cluster).
     POINTS_PER_CALL = 100
 
     def __init__(
@@ -74,21 +74,14 @@ class RedisDecisionMemo:
             return []
         values = [orjson.dumps(entry.to_json()) for _, entry in entries]
         keys = [self.key(point) for point, _ in entries]
-        written: list[Any]
-        if isinstance(self.client, RedisCluster):
-            pipe = self.client.pipeline(transaction=False)
-            for key, value in zip(keys, values, strict=True):
-                pipe.set(key, value, nx=True, ex=self.ttl_seconds)
-            written = pipe.execute()
-        else:
-            # A script call per POINTS_PER_CALL points: a pipeline of SETs costs redis-py a
-            # command object each, several times the script's packing.
-            size = self.POINTS_PER_CALL
-            calls: list[ScriptCall] = [
-                (self._set_nx, keys[i : i + size], [self.ttl_seconds, *values[i : i + size]])
-                for i in range(0, len(keys), size)
-            ]
-            written = [flag for reply in run_scripts(self.client, calls) for flag in reply]
+        # Script calls of many points, not a pipeline of SETs (a command object each in
+        # redis-py, several times the script's packing); one point a call on a cluster.
+        size = per_call(self.client, self.POINTS_PER_CALL)
+        calls: list[ScriptCall] = [
+            (self._set_nx, keys[i : i + size], [self.ttl_seconds, *values[i : i + size]])
+            for i in range(0, len(keys), size)
+        ]
+        written = [flag for reply in run_scripts(self.client, calls) for flag in reply]
         # A point another writer holds: read its entry back (rare; one call each).
         return [
             entry if ok else self.remember(point, entry)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
@@ -214,6 +215,13 @@ def run_scripts(client: RedisClient, calls: Sequence[ScriptCall]) -> list[Any]:
     if error is not None:
         raise error
     return results
+
+
+def per_call(client: RedisClient, on_one_server: int) -> int:
+    """How many entities (orders, points, customers) one script call may touch: up to
+    ``on_one_server`` on one server, where any keys may meet in a script; one on a cluster,
+    where an entity's keys share a slot (its hash tag) but two entities' need not."""
+    return 1 if isinstance(client, RedisCluster) else on_one_server
 
 
 def _dumps(record: Any) -> bytes:

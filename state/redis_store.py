@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
-from redis.cluster import RedisCluster
 
 from operators.case import DAY
 from state.redis_conn import DEFAULT_PREFIX, KeyLayout, RedisClient, RedisStoreConfig
@@ -48,6 +47,7 @@ from state.redis_scripts import (
     _REOPEN_LUA,
     ScriptCall,
     _dumps,
+    per_call,
     run_scripts,
 )
 
@@ -139,7 +139,7 @@ class RedisCaseStore:
             return 0
         head = (self.open_ttl, self.closed_ttl, self.max_list)
         orders = list(by_order.items())
-        size = 1 if isinstance(self.client, RedisCluster) else self.ORDERS_PER_CALL
+        size = per_call(self.client, self.ORDERS_PER_CALL)
         calls: list[ScriptCall] = []
         for start in range(0, len(orders), size):
             keys: list[str] = []
