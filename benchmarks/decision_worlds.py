@@ -290,6 +290,7 @@ def one_world(
     policy_path: str | None,
     batch_size: int,
     bounds: bool = False,
+    drift: bool = False,
 ) -> dict[str, Any]:
     policy = RecoveryPolicy.load(policy_path) if policy_path else RecoveryPolicy.default()
     started = time.perf_counter()
@@ -298,8 +299,9 @@ def one_world(
         # The event seed follows the world seed, so held-out worlds share no history with
         # the tuning worlds either.
         simulate(
-            scenario, orders, world_seed, data, world_seed=world_seed, misspecified=misspecified
-        )
+            scenario, orders, world_seed, data, world_seed=world_seed,
+            misspecified=misspecified, drift=drift,
+        )  # fmt: skip
         truth_path = data / "ground_truth.jsonl"
         runs = {}
         for name, learn in (("static", False), ("learned", True)):
@@ -314,7 +316,7 @@ def one_world(
         )
     result = evaluate_world(
         truth, ActionCosts.from_policy(policy), runs["learned"], runs["static"],
-        policy.holdout_share,
+        policy.holdout_share, world.get("twists"),
     )  # fmt: skip
     result["world_seed"] = world_seed
     result["twists"] = world.get("twists")
@@ -332,6 +334,11 @@ def main() -> int:
     ap.add_argument("--scenario", default="steady-state")
     ap.add_argument("--orders", type=int, default=20_000, help="orders per world")
     ap.add_argument("--misspecified", action="store_true", help="worlds with prior errors")
+    ap.add_argument(
+        "--drift",
+        action="store_true",
+        help="reassurance stops working in one lane halfway through (does learning notice?)",
+    )
     ap.add_argument("--policy", help="policy file (default: the embedded default policy)")
     ap.add_argument("--processes", type=int, default=2, help="worlds evaluated in parallel")
     ap.add_argument("--batch-size", type=int, default=1000)
@@ -344,7 +351,10 @@ def main() -> int:
     args = ap.parse_args()
     seeds = parse_seeds(args.seeds)
     started = time.perf_counter()
-    job = (args.scenario, args.orders, args.misspecified, args.policy, args.batch_size, args.bounds)
+    job = (
+        args.scenario, args.orders, args.misspecified, args.policy, args.batch_size,
+        args.bounds, args.drift,
+    )  # fmt: skip
     with ProcessPoolExecutor(max_workers=max(args.processes, 1)) as pool:
         worlds = list(pool.map(one_world, seeds, *[[x] * len(seeds) for x in job]))
     for w in worlds:
@@ -358,7 +368,8 @@ def main() -> int:
             flush=True,
         )
     summary = summarize_worlds(worlds)
-    kind = "misspecified worlds" if args.misspecified else "worlds"
+    kind = ("misspecified " if args.misspecified else "") + ("drifting " if args.drift else "")
+    kind += "worlds"
     held_out = "held-out " if all(100 <= s <= 119 for s in seeds) else ""
     print(
         f"\n{len(worlds)} {held_out}{kind} (seeds {args.seeds}), {args.scenario}, "

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import operators.bandit as bandit  # noqa: E402
+import operators.segments as segments  # noqa: E402
 from benchmarks.decision_worlds import parse_seeds  # noqa: E402
 from flows.jsonl import read_jsonl  # noqa: E402
 from flows.replay import ReplayOptions, run_replay  # noqa: E402
@@ -61,8 +62,9 @@ LEARNER_GRID: dict[str, dict[str, dict[str, Any]]] = {
     "horizon 7 days": {"learning": {"label_horizon_days": 7}},
     "horizon 10 days": {"learning": {"label_horizon_days": 10}},
     "guard 0.8, prior 5": {"learning": {"guard_confidence": 0.8, "prior_outcomes": 5}},
-    # Not policy keys: constants of operators/bandit.py, set in the worker for one run.
-    "segment crosses": {"bandit": {"SEGMENT_CROSSES": True}},
+    # Not policy keys: constants of operators/bandit.py and operators/segments.py, set in
+    # the worker for one run.
+    "segment crosses": {"segments": {"SEGMENT_CROSSES": True}},
     "effect x1, guard 0.8, prior 5": {
         "learning": {"guard_confidence": 0.8, "prior_outcomes": 5},
         "bandit": {"EFFECT_PRECISION_SCALE": 1.0},
@@ -78,11 +80,14 @@ LEARNER_GRID: dict[str, dict[str, dict[str, Any]]] = {
     "full covariance, guard 0.5": {"learning": {"covariance": "full", "guard_confidence": 0.5}},
     "full covariance, guard 0.6, crosses": {
         "learning": {"covariance": "full", "guard_confidence": 0.6},
-        "bandit": {"SEGMENT_CROSSES": True},
+        "segments": {"SEGMENT_CROSSES": True},
     },
+    "forget 14 days": {"learning": {"outcome_half_life_days": 14}},
+    "forget 28 days": {"learning": {"outcome_half_life_days": 28}},
+    "forget 56 days": {"learning": {"outcome_half_life_days": 56}},
     "crosses, guard 0.8, prior 5": {
         "learning": {"guard_confidence": 0.8, "prior_outcomes": 5},
-        "bandit": {"SEGMENT_CROSSES": True},
+        "segments": {"SEGMENT_CROSSES": True},
     },
 }
 REPORTING = (range(100, 120), range(200, 220))
@@ -123,7 +128,13 @@ def with_overrides(base: Path, name: str, overrides: dict[str, dict[str, Any]]) 
 
 
 def learner_world(
-    world_seed: int, scenario: str, orders: int, misspecified: bool, base: Path, points: list[str]
+    world_seed: int,
+    scenario: str,
+    orders: int,
+    misspecified: bool,
+    base: Path,
+    points: list[str],
+    drift: bool = False,
 ) -> dict[str, float | None]:
     """Captured share of the static rules and of the learned policy per grid point."""
     policy = RecoveryPolicy.load(base)
@@ -132,26 +143,31 @@ def learner_world(
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "input"
         simulate(
-            scenario, orders, world_seed, data, world_seed=world_seed, misspecified=misspecified
-        )
+            scenario, orders, world_seed, data, world_seed=world_seed,
+            misspecified=misspecified, drift=drift,
+        )  # fmt: skip
         truth_path = data / "ground_truth.jsonl"
         truth = load_ground_truth(truth_path)
         run_replay(data, Path(tmp) / "static", policy, ReplayOptions(learn=False))
         static = read_jsonl(Path(tmp) / "static" / "decisions.jsonl")
         for i, name in enumerate(points):
             overrides = dict(LEARNER_GRID[name])
-            constants = overrides.pop("bandit", {})
-            saved = {k: getattr(bandit, k) for k in constants}
+            constants = [
+                (module, k, v)
+                for section, module in (("bandit", bandit), ("segments", segments))
+                for k, v in overrides.pop(section, {}).items()
+            ]
+            saved = [(module, k, getattr(module, k)) for module, k, _ in constants]
             variant_policy = with_overrides(base, name, overrides)
             out = Path(tmp) / f"learned-{i}"
             opts = ReplayOptions(learn=True, ground_truth=truth_path)
-            for k, v in constants.items():
-                setattr(bandit, k, v)
+            for module, k, v in constants:
+                setattr(module, k, v)
             try:
                 run_replay(data, out, variant_policy, opts)
             finally:
-                for k, v in saved.items():
-                    setattr(bandit, k, v)
+                for module, k, v in saved:
+                    setattr(module, k, v)
             block = compare_arms(truth, costs, read_jsonl(out / "decisions.jsonl"), static)
             arms = block["arms"]
             shares["static"] = arms["static_rules"]["captured_share"]
@@ -168,10 +184,10 @@ def tune_learner(args: argparse.Namespace, seeds: list[int]) -> int:
         worlds = list(
             pool.map(
                 learner_world, seeds, [args.scenario] * n, [args.orders] * n,
-                [args.misspecified] * n, [base] * n, [points] * n,
+                [args.misspecified] * n, [base] * n, [points] * n, [args.drift] * n,
             )
         )  # fmt: skip
-    kind = "misspecified " if args.misspecified else ""
+    kind = ("misspecified " if args.misspecified else "") + ("drifting " if args.drift else "")
     static = spread([w["static"] for w in worlds if w["static"] is not None])
     print(
         f"learned minus static rules on {kind}tuning worlds {args.seeds} ({args.scenario}, "
@@ -201,6 +217,9 @@ def main() -> int:
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--learner", action="store_true", help="tune the learner's constants")
     ap.add_argument("--misspecified", action="store_true", help="worlds with prior errors")
+    ap.add_argument(
+        "--drift", action="store_true", help="with --learner: reassurance stops working halfway"
+    )
     ap.add_argument("--policy", help="with --learner: the policy whose learning keys are tuned")
     ap.add_argument("--points", help="with --learner: grid points to run, separated by ';'")
     args = ap.parse_args()

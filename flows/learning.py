@@ -49,6 +49,9 @@ class ModelRuntime:
     prior_precision: float = 12.5
     #: The bandit's posterior keeps the full covariance (policy ``learning.covariance``).
     full_covariance: bool = False
+    #: Event seconds after which the bandit counts an outcome half (policy
+    #: ``learning.outcome_half_life_days``; None: never forgets).
+    outcome_half_life: float | None = None
     #: Simulator ground truth for treated examples (backtests); never checkpointed.
     truth: TruthLookup | None = None
     #: Replays: decisions wait until the model version they read is complete, and the
@@ -92,6 +95,11 @@ class ModelRuntime:
             margin=margin,
             prior_precision=policy.prior_precision,
             full_covariance=policy.covariance is Covariance.FULL,
+            outcome_half_life=(
+                policy.outcome_half_life_days * DAY
+                if policy.outcome_half_life_days is not None
+                else None
+            ),
             **{"shards": window.shards, **kwargs},
         )
 
@@ -146,6 +154,7 @@ class LearnerLogic(StatefulBatchLogic[tuple[str, Any], dict[str, Any], bytes | N
                 full_covariance=runtime.full_covariance,
             )
         self.learner.horizon = runtime.horizon
+        self.learner.bandit.half_life = runtime.outcome_half_life
         # With a gate the clock is a bound on everything still to come (DecisionGate): no
         # room for late items is needed. Without one it follows the items themselves.
         self.learner.margin = 0.0 if runtime.gate is not None else runtime.margin

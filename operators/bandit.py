@@ -60,24 +60,8 @@ import numpy as np
 
 from operators.decision import unit_hash
 from operators.logistic import Gaussian, logit, sigmoid
-from operators.vocabulary import DecisionPoint
 
 NONE = "none"
-
-#: Event type -> decision point (Interface B of the decision records).
-POINT_OF_TYPE: dict[str, DecisionPoint] = {
-    "order_placed": DecisionPoint.ORDER,
-    "delayed": DecisionPoint.DELAY,
-    "exception": DecisionPoint.DELAY,
-    "failed_attempt": DecisionPoint.DELAY,
-    "lost": DecisionPoint.DELAY,
-    "returned_to_sender": DecisionPoint.DELAY,
-    "ticket_opened": DecisionPoint.TICKET,
-    "customer_message": DecisionPoint.TICKET,
-    "refund_requested": DecisionPoint.REQUEST,
-    "return_requested": DecisionPoint.REQUEST,
-    "exchange_requested": DecisionPoint.REQUEST,
-}
 
 #: Thompson draws per decision: the choice is one of them (picked by the decision's seed),
 #: so the logged propensity is exact given the draws, at a resolution of 1/DRAWS.
@@ -96,12 +80,9 @@ EFFECT_PRECISION_SCALE = 4.0
 #: 0-9 (misspecified) 0.6, 0.8 and 0.99 were within 0.3 points of each other in median
 #: (0.6: worst world -2.5); the most cautious is kept (``benchmarks/tune_policy.py``).
 GUARD_CONFIDENCE = 0.99
-#: Cross keys (decision point x lane, decision point x family) beside the one-hot keys: let
-#: an action's effect at a late parcel in one lane differ from its effect at a request
-#: there, at the cost of more weights to learn. Off: on world seeds 0-9 (misspecified,
-#: ``steady-season``) they gained nothing (learned minus static +3.1 points in median
-#: against +3.5 without; ``benchmarks/tune_policy.py --learner``, grid "segment crosses").
-SEGMENT_CROSSES = False
+#: Forgetting (``learning.outcome_half_life_days``) is applied in steps of at least this
+#: much event time (seconds); shorter ones add up until then.
+FORGET_STEP = 3600.0
 
 
 def _quantiles(n: int) -> tuple[float, ...]:
@@ -121,82 +102,6 @@ def _orders(n: int, count: int = 1024) -> tuple[tuple[int, ...], ...]:
 
 _QUANTILES = {n: _quantiles(n) for n in (8, 16, 32, 64)}
 _ORDERS = {n: _orders(n) for n in (8, 16, 32, 64)}
-
-
-def point_of(event_type: str) -> DecisionPoint:
-    """The decision point of a trigger event type.
-
-    >>> point_of("delayed"), point_of("ticket_resolved")
-    (<DecisionPoint.DELAY: 'delay'>, <DecisionPoint.OTHER: 'other'>)
-    """
-    return POINT_OF_TYPE.get(event_type, DecisionPoint.OTHER)
-
-
-def customer_tier(orders_before: int | None) -> str:
-    """``new`` (no earlier order), ``regular`` (1-5) or ``loyal`` (6 or more).
-
-    >>> [customer_tier(n) for n in (None, 0, 3, 9)]
-    ['new', 'new', 'regular', 'loyal']
-    """
-    if not orders_before:
-        return "new"
-    return "loyal" if orders_before >= 6 else "regular"
-
-
-def _lane(lane: str | None) -> str:
-    # "dhl:DE-NL" -> "DE-NL": the route is what the effect depends on, the courier is in it.
-    if not lane:
-        return "-"
-    return lane.rsplit(":", 1)[-1]
-
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    """The segment of a decision: what the bandit's models condition on."""
-
-    point: str
-    lane: str
-    family: str
-    intent: str
-    tier: str
-    campaign: str
-
-    @classmethod
-    def of(
-        cls,
-        point: str,
-        lane: str | None,
-        family: str | None,
-        intent: str | None,
-        orders_before: int | None,
-        campaign: str | None,
-    ) -> Context:
-        """
-        >>> c = Context.of("request", "dhl:DE-NL", "skincare", None, 2, None)
-        >>> c.segment
-        'request|DE-NL|skincare|regular'
-        >>> c.keys()
-        ('*', 'p=request', 'l=DE-NL', 'f=skincare', 'i=-', 't=regular', 'c=-')
-        """
-        return cls(
-            str(point), _lane(lane), family or "-", intent or "-",
-            customer_tier(orders_before), campaign or "-",
-        )  # fmt: skip
-
-    @property
-    def segment(self) -> str:
-        """The short key logged on decision records."""
-        return f"{self.point}|{self.lane}|{self.family}|{self.tier}"
-
-    def keys(self) -> tuple[str, ...]:
-        """The one-hot features (``*``: the intercept, shared by every case of an arm)."""
-        keys: tuple[str, ...] = (
-            "*", f"p={self.point}", f"l={self.lane}", f"f={self.family}",
-            f"i={self.intent}", f"t={self.tier}", f"c={self.campaign}",
-        )  # fmt: skip
-        if SEGMENT_CROSSES:
-            keys += (f"pl={self.point}/{self.lane}", f"pf={self.point}/{self.family}")
-        return keys
 
 
 def prior_offsets(
@@ -290,6 +195,11 @@ class BanditLearner:
     #: A class default, so that a learner pickled before the full covariance existed
     #: restores with none.
     gaussian: Gaussian | None = None
+    #: Seconds of event time after which a learned outcome counts half (None: for ever;
+    #: policy ``learning.outcome_half_life_days``); set by the caller, like the horizon.
+    half_life: float | None = None
+    #: Event time up to which the posterior has been forgotten (:meth:`forget_until`).
+    forgotten_at: float = -math.inf
 
     def __init__(
         self,
@@ -352,6 +262,49 @@ class BanditLearner:
         for weights, k, m, q in current:
             weights[k] = (m + step / q, q + h)
         self.outcomes[arm] = self.outcomes.get(arm, 0) + 1
+
+    def forget_until(self, t: float) -> None:
+        """Fade what was learned by the event time since the last call (stabilised
+        exponential forgetting, :meth:`Gaussian.forget`): with ``keep = 0.5 ** (elapsed /
+        half_life)`` each weight's precision becomes ``keep * precision + (1 - keep) *
+        prior precision`` and its information ``keep * precision * mean``. A shop that
+        changes (a courier lane where reassurance stops working) is then learned from its
+        recent outcomes, not outvoted by months of old ones. Called in event time only
+        (the learner's releases), so a replay forgets exactly alike. Steps shorter than
+        :data:`FORGET_STEP` wait and add up (forgetting composes: two steps are one by the
+        product), so a live learner releasing every batch does not invert the covariance
+        each time.
+
+        >>> b = BanditLearner(prior_precision=4.0)
+        >>> b.half_life = 10.0 * FORGET_STEP  # ten hours
+        >>> for _ in range(50):
+        ...     b.update("none", ("*",), 0.0, 1)
+        >>> b.forget_until(0.0)  # the first call starts the clock
+        >>> mean, precision = b.arms["none"]["*"]
+        >>> b.forget_until(10.0 * FORGET_STEP)  # one half-life later
+        >>> faded_mean, faded_precision = b.arms["none"]["*"]
+        >>> faded_mean < mean, round(faded_precision - 4.0, 6) == round((precision - 4.0) / 2, 6)
+        (True, True)
+        """
+        if self.half_life is None or not math.isfinite(t):
+            return
+        last = self.forgotten_at
+        if not math.isfinite(last) or t <= last:
+            if not math.isfinite(last):
+                self.forgotten_at = t
+            return
+        if t - last < FORGET_STEP:
+            return
+        keep = 0.5 ** ((t - last) / self.half_life)
+        self.forgotten_at = t
+        if self.gaussian is not None:
+            self.gaussian.forget(keep)
+            return
+        for arm, weights in self.arms.items():
+            lam0 = self.prior_precision if arm == NONE else self.effect_precision
+            for k, (m, q) in weights.items():
+                faded = keep * q + (1.0 - keep) * lam0
+                weights[k] = (keep * q * m / faded, faded)
 
     def _update_full(
         self, g: Gaussian, arm: str, keys: Sequence[str], offset: float, label: int
@@ -619,12 +572,9 @@ __all__ = [
     "BanditLearner",
     "BanditPosterior",
     "Choice",
-    "Context",
     "Option",
-    "customer_tier",
     "guarded_choice",
     "logit",
-    "point_of",
     "prior_offsets",
     "seed_of",
     "sigmoid",

@@ -28,11 +28,9 @@ from typing import Any
 from operators.bandit import (
     BanditPosterior,
     Choice,
-    Context,
     Option,
     guarded_choice,
     logit,
-    point_of,
     prior_offsets,
     seed_of,
     static_choice,
@@ -57,6 +55,7 @@ from operators.models import Pending, Resolution
 from operators.policy import ActionSpec, RecoveryPolicy
 from operators.records import CustomerMessage, Intervention, Offer, Output
 from operators.scoring import HeuristicScorer, Scorer, abuse_risk
+from operators.segments import Context, point_of
 from operators.stores import ContextStore
 from operators.vocabulary import Action, Outcome
 

@@ -356,6 +356,10 @@ class Learner:
         """Label and learn every held example whose horizon is at or before ``until``."""
         learned = 0
         heap = self._heap
+        if heap and heap[0][0] <= until:
+            # Forget in event time up to the newest outcome learned now (no-op unless the
+            # policy sets ``learning.outcome_half_life_days``).
+            self.bandit.forget_until(min(until, self.latest))
         while heap and heap[0][0] <= until:
             h = heapq.heappop(heap)[-1]
             if not h.alive:

@@ -29,6 +29,27 @@ def sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
+def spd_inverse(a: np.ndarray) -> np.ndarray:
+    """The inverse of a symmetric positive definite matrix, from its Cholesky factor and a
+    forward substitution written out in numpy. LAPACK's general inverse (``getri`` via
+    ``np.linalg.inv``) needs more stack than a Bytewax worker thread has and crashes the
+    process there; the Cholesky factorisation and matrix products do not.
+
+    >>> m = np.array([[4.0, 2.0], [2.0, 3.0]])
+    >>> bool(np.allclose(spd_inverse(m) @ m, np.eye(2)))
+    True
+    """
+    n = len(a)
+    factor = np.linalg.cholesky((a + a.T) / 2.0)
+    inverse_factor = np.zeros((n, n))
+    for i in range(n):
+        row = -(factor[i, :i] @ inverse_factor[:i])
+        row[i] += 1.0
+        inverse_factor[i] = row / factor[i, i]
+    out = inverse_factor.T @ inverse_factor
+    return (out + out.T) / 2.0  # symmetric to the last bit
+
+
 class Gaussian:
     """One Gaussian posterior over every weight ``(arm, key)``: mean vector and full
     covariance, grown as keys appear (a new weight is independent of the others, at its
@@ -86,6 +107,40 @@ class Gaussian:
         mean += ((label - p) / (1.0 + h * v)) * u
         s = math.sqrt(h / (1.0 + h * v)) * u  # scaled once: the update stays symmetric
         cov -= np.outer(s, s)
+
+    def forget(self, keep: float) -> None:
+        """Stabilised exponential forgetting (Kulhavy & Zarrop, 1993): every outcome
+        learned so far counts ``keep`` times as much as before, the prior in full. In
+        information form, with the prior's precision ``L0`` (diagonal) and mean 0::
+
+            precision' = keep * precision + (1 - keep) * L0
+            precision' @ mean' = keep * precision @ mean
+
+        so a weight no outcome ever touched stays at its prior, and what was learned
+        fades towards it. ``keep`` = 1 changes nothing; forgetting twice equals forgetting
+        once by the product.
+
+        >>> g = Gaussian({"none": 1.0}, default_var=1.0)
+        >>> for _ in range(100):
+        ...     g.update([("none", "*")], 0.0, 1)
+        >>> before = g.moments([("none", ("*",))])
+        >>> g.forget(0.5)
+        >>> after = g.moments([("none", ("*",))])
+        >>> 0.0 < after[0][0] < before[0][0], after[1][0][0] > before[1][0][0]
+        (True, True)
+        """
+        n = self.n
+        if n == 0 or keep >= 1.0:
+            return
+        cov, mean = self.cov[:n, :n], self.mean[:n]
+        precision = spd_inverse(cov)
+        information = keep * (precision @ mean)
+        prior_precision = np.array([1.0 / self.var_of(arm) for arm, _ in self.index])
+        precision *= keep
+        precision[np.diag_indices(n)] += (1.0 - keep) * prior_precision
+        forgotten = spd_inverse(precision)
+        self.cov[:n, :n] = forgotten
+        self.mean[:n] = forgotten @ information
 
     def moments(
         self, parts: Sequence[tuple[str, Sequence[str]]]

@@ -387,6 +387,10 @@ class RecoveryPolicy:
     #: The posterior over the bandit's weights (``learning.covariance``): ``diagonal``
     #: (independent weights) or ``full`` (``operators.logistic.Gaussian``).
     covariance: Covariance = Covariance.DIAGONAL
+    #: ``learning.outcome_half_life_days``: the bandit forgets (stabilised exponential
+    #: forgetting, ``operators.bandit``): an outcome learned this many days of event time
+    #: ago counts half, the prior always in full. None: outcomes count for ever.
+    outcome_half_life_days: float | None = None
     #: Models and context aggregates are versioned by event time: a new version every
     #: this many hours, and a decision at time t reads the version of t less the lag
     #: (``operators.versions``; docs/decisions.md, "Replay determinism").
@@ -578,6 +582,7 @@ def _build(doc: _Doc) -> RecoveryPolicy:
     horizon, prior_outcomes, choice = 14.0, 50.0, "guarded"
     guard: float | None = None
     covariance = Covariance.DIAGONAL
+    half_life: float | None = None
     period_hours, lag_hours = 24.0, 48.0
     if top.get("learning") is not None:
         learning = top.sub("learning")
@@ -585,6 +590,7 @@ def _build(doc: _Doc) -> RecoveryPolicy:
         prior_outcomes = learning.number("prior_outcomes", 50.0, lo=0.1)
         choice = learning.one_of("choice", CHOICES, "guarded")
         guard = learning.opt_number("guard_confidence", lo=0.5, hi=1.0)
+        half_life = learning.opt_number("outcome_half_life_days", lo=1.0, hi=3650.0)
         period_hours = learning.number("version_period_hours", 24.0, lo=0.01, hi=24.0 * 365)
         lag_hours = learning.number("version_lag_hours", 48.0, lo=0.0, hi=24.0 * 365)
         covariance = Covariance(
@@ -613,6 +619,7 @@ def _build(doc: _Doc) -> RecoveryPolicy:
         choice=choice,
         guard_confidence=guard,
         covariance=covariance,
+        outcome_half_life_days=half_life,
         version_period_hours=period_hours,
         version_lag_hours=lag_hours,
         source=doc.source,

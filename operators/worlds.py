@@ -143,15 +143,97 @@ def captured_by_period(
     return out
 
 
+#: Weeks around a drift twist's change in :func:`course_after_drift` (before, after).
+DRIFT_WEEKS = (4, 8)
+WEEK = 7 * 86400
+
+
+def course_after_drift(
+    truth: Mapping[str, Mapping[str, Any]],
+    decisions: Sequence[Mapping[str, Any]],
+    twist: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    """Does the policy change course when an action stops working in a lane (a drift twist,
+    ``docs/simulation.md``)? Per week of decision time around the change (-4 to +7), the
+    treatment-arm decisions in the twist's lane where its action was eligible, and the
+    share of them that chose it. Weeks count from the change; orders placed before it
+    (decided after it) still respond as before, so a week's share mixes both at first.
+
+    >>> truth = {"A": {"courier_lane": "x"}, "B": {"courier_lane": "x"}, "C": {"courier_lane": "y"}}
+    >>> twist = {"action": "proactive_reassurance", "courier_lane": "x", "from_ts": 0}
+    >>> def d(oid, day, action):
+    ...     return {"order_id": oid, "decided_at": f"1970-01-{1 + day:02d}T00:00:00Z",
+    ...             "arm": "treatment", "action": action, "eligible": [twist["action"]]}
+    >>> [(r["week"], r["decisions"], r["share"]) for r in course_after_drift(
+    ...     truth, [d("A", 1, "proactive_reassurance"), d("B", 2, "none"), d("C", 3, "none")],
+    ...     twist)]
+    [(0, 2, 0.5)]
+    """
+    action, lane, start = twist["action"], twist["courier_lane"], float(twist["from_ts"])
+    before, after = DRIFT_WEEKS
+    weeks: dict[int, list[int]] = {}
+    for d in decisions:
+        if d.get("arm") == "control" or action not in (d.get("eligible") or ()):
+            continue
+        row = truth.get(d["order_id"])
+        if row is None or row.get("courier_lane") != lane:
+            continue
+        week = int((parse_ts(d["decided_at"]) - start) // WEEK)
+        if -before <= week < after:
+            counts = weeks.setdefault(week, [0, 0])
+            counts[0] += 1
+            counts[1] += d.get("action") == action
+    return [
+        {"week": w, "decisions": n, "share": round(k / n, 4)} for w, (n, k) in sorted(weeks.items())
+    ]
+
+
+def captured_in_lane_after(
+    truth: Mapping[str, Mapping[str, Any]],
+    costs: ActionCosts,
+    learned: Sequence[Mapping[str, Any]],
+    static: Sequence[Mapping[str, Any]],
+    twist: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The static rules' and the learned policy's captured share on the orders of the
+    twist's lane first decided on from the change on: the money view of
+    :func:`course_after_drift`."""
+    start = float(twist["from_ts"])
+    first: dict[str, float] = {}
+    for d in (*static, *learned):
+        t = parse_ts(d["decided_at"])
+        if t < first.get(d["order_id"], float("inf")):
+            first[d["order_id"]] = t
+    rows = {
+        oid: row
+        for oid, row in truth.items()
+        if row.get("courier_lane") == twist["courier_lane"] and first.get(oid, -1.0) >= start
+    }
+    status_quo = evaluate_arm("status_quo", rows, {}, costs)
+    oracle = evaluate_arm("oracle", rows, oracle_choices(rows, costs), costs)
+    return {
+        "orders": len(rows),
+        **{
+            name: captured_share(status_quo, evaluate_arm(name, rows, choices, costs), oracle)
+            for name, choices in (
+                ("static_rules", policy_choices(static)),
+                ("learned", policy_choices(learned)),
+            )
+        },
+    }
+
+
 def evaluate_world(
     truth: Mapping[str, Mapping[str, Any]],
     costs: ActionCosts,
     learned: list[Mapping[str, Any]],
     static: list[Mapping[str, Any]],
     holdout_share: float,
+    twists: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Every arm's figures in one world, plus the off-policy estimate of the static rules
-    from the learned run's log and whether its interval covers the truth."""
+    from the learned run's log and whether its interval covers the truth; with a drift
+    twist among ``twists``, how each run's use of its action moved (:func:`course_after_drift`)."""
     arms = compare_arms(truth, costs, learned, static)
     losses = logged_losses(truth, learned, costs)
     values = {oid: float(r.get("order_value") or 0.0) for oid, r in truth.items()}
@@ -161,6 +243,14 @@ def evaluate_world(
     contact_costs = {a: costs.contact.get(a, 0.0) for a in action_names()}
     true_loss = arms["arms"]["static_rules"]["loss"]
     out = {**arms, "by_period": captured_by_period(truth, costs, learned, static)}
+    drift = [t for t in twists or () if t.get("kind") == "stops_working_in_lane"]
+    if drift:
+        out["drift"] = {
+            "twist": drift[0],
+            "static_rules": course_after_drift(truth, static, drift[0]),
+            "learned": course_after_drift(truth, learned, drift[0]),
+            "lane_after": captured_in_lane_after(truth, costs, learned, static, drift[0]),
+        }
     plain = doubly_robust(log, target, contact_costs, explored)
     for key, est in (("ope_static_rules", plain), ("ope_static_rules_sn", plain.self_normalized)):
         assert est is not None
@@ -170,6 +260,14 @@ def evaluate_world(
             "covered": est.ci_low <= true_loss <= est.ci_high,
         }
     return out
+
+
+def _shares_by_week(drifting: list[Mapping[str, Any]], arm: str) -> dict[int, list[float]]:
+    weeks: dict[int, list[float]] = {}
+    for d in drifting:
+        for row in d[arm]:
+            weeks.setdefault(row["week"], []).append(row["share"])
+    return weeks
 
 
 def summarize_worlds(worlds: list[Mapping[str, Any]]) -> dict[str, Any]:
@@ -210,6 +308,26 @@ def summarize_worlds(worlds: list[Mapping[str, Any]]) -> dict[str, Any]:
         }
         for index, rows in sorted(periods.items())
     ]
+    drifting = [w["drift"] for w in worlds if w.get("drift")]
+    if drifting:
+        out["drift"] = {
+            arm: [
+                {"week": week, "share": spread(shares)}
+                for week, shares in sorted(_shares_by_week(drifting, arm).items())
+            ]
+            for arm in ("static_rules", "learned")
+        }
+        after = [d["lane_after"] for d in drifting if d.get("lane_after")]
+        pairs = [
+            (a["static_rules"], a["learned"])
+            for a in after
+            if a["static_rules"] is not None and a["learned"] is not None
+        ]
+        out["drift"]["lane_after"] = {
+            "static_rules": spread([s for s, _ in pairs]),
+            "learned": spread([lr for _, lr in pairs]),
+            "learned_minus_static": spread([lr - s for s, lr in pairs]),
+        }
     for key, name in (("ope_static_rules", "ope_coverage"), ("ope_static_rules_sn", "ope_sn")):
         ope = [w[key] for w in worlds if key in w]
         covered = [o["covered"] for o in ope]
@@ -264,6 +382,28 @@ def format_worlds(summary: Mapping[str, Any]) -> str:
                 f"| {first}-{first + weeks - 1} | {percent(row['static_rules']['median'])} | "
                 f"{percent(row['learned']['median'])} | {gap['median'] * 100:+.1f} | "
                 f"{gap['p10'] * 100:+.1f} | {gap['min'] * 100:+.1f} | {gap['n']} |"
+            )
+    drift = summary.get("drift")
+    if drift:
+        lines += [
+            "",
+            "drift: share of decisions in the twisted lane, where the action was eligible, "
+            "that chose it (median over worlds), by week from the change",
+            "| week | " + " | ".join(str(r["week"]) for r in drift["learned"]) + " |",
+            "| --- |" + " ---: |" * len(drift["learned"]),
+        ]
+        for arm, label in (("static_rules", "static rules"), ("learned", "learned")):
+            cells = " | ".join(percent(r["share"]["median"]) for r in drift[arm])
+            lines.append(f"| {label} | {cells} |")
+        after = drift.get("lane_after")
+        if after and after["learned_minus_static"]["n"]:
+            gap = after["learned_minus_static"]
+            lines.append(
+                f"in that lane, orders first decided on after the change: static rules "
+                f"captured {percent(after['static_rules']['median'])}, learned "
+                f"{percent(after['learned']['median'])} (median); learned minus static "
+                f"{gap['median'] * 100:+.1f} points (p10 {gap['p10'] * 100:+.1f}, worst "
+                f"{gap['min'] * 100:+.1f}, best {gap['max'] * 100:+.1f})"
             )
     for key, name in (("ope_coverage", "doubly robust"), ("ope_sn", "self-normalised DR")):
         cov = summary.get(key) or {"worlds": 0}

@@ -121,7 +121,7 @@ def print_world(out: Path, world_seed: int) -> None:
 
 
 def add_world_args(p: argparse.ArgumentParser) -> None:
-    """``--world-seed`` and ``--misspecified``: which drawn world the ground truth follows."""
+    """``--world-seed``, ``--misspecified`` and ``--drift``: which world the truth follows."""
     from operators.simulation import DEFAULT_WORLD_SEED
 
     p.add_argument(
@@ -136,6 +136,12 @@ def add_world_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="force the world's three twists on: an action useless in one lane, one "
         "backfiring in one SKU family, a new campaign returning three times as often",
+    )
+    p.add_argument(
+        "--drift",
+        action="store_true",
+        help="add a change halfway through the history: proactive reassurance stops "
+        "saving anyone in one courier lane (does the engine notice?)",
     )
 
 

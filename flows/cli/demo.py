@@ -41,6 +41,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             data,
             world_seed=args.world_seed,
             misspecified=args.misspecified,
+            drift=args.drift,
             progress=p.callback,
         )
     print_world(data, args.world_seed)

@@ -32,6 +32,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             compress=args.gzip,
             world_seed=args.world_seed,
             misspecified=args.misspecified,
+            drift=args.drift,
             progress=p.callback,
         )
     print(f"simulated {args.scenario}: {stats.orders:,} orders into {args.out}")

@@ -165,12 +165,14 @@ def simulate(
     invalid_rate: float = 0.0,
     world_seed: int = DEFAULT_WORLD_SEED,
     misspecified: bool = False,
+    drift: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> SimulationStats:
     """Generate ``orders`` orders of ``scenario`` into ``out_dir``; deterministic in the seeds.
 
     ``seed`` draws the history; ``world_seed`` draws the :class:`World` that says what every
-    action would have done (``misspecified``: with all three twists). Writes
+    action would have done (``misspecified``: with all three twists; ``drift``: plus
+    reassurance that stops working in one lane halfway through). Writes
     ``orders``/``delivery``/``support``/``refunds`` JSON Lines (gzip when ``compress``),
     each sorted by ``occurred_at`` apart from the injected late and duplicate deliveries, plus
     ``ground_truth.jsonl`` (one row per order), ``world.json`` and ``scenario.json``.
@@ -184,7 +186,7 @@ def simulate(
         raise ValueError("invalid_rate must be in [0, 1)")
     began = time.perf_counter()
     scenario_params = get_scenario(scenario)
-    world = World.draw(world_seed, scenario_params, misspecified=misspecified)
+    world = World.draw(world_seed, scenario_params, misspecified=misspecified, drift=drift)
     params = world.scenario(scenario_params)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

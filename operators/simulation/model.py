@@ -250,6 +250,7 @@ class OrderModel(StreamModel):
             intent=intent,
             tier=tier,
             cancelled=o.cancelled,
+            placed_at=o.t0,
         )
         outcomes, late = self.world.respond(facts, latents)
         return {

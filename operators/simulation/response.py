@@ -39,6 +39,7 @@ from typing import Any
 
 from operators.actions import action_names, customer_facing_names, definition
 from operators.contract import INTENTS
+from operators.simulation.clock import DAY, parse_timestamp
 from operators.simulation.scenarios import CampaignSpec, ScenarioParams
 from operators.vocabulary import Outcome
 
@@ -107,6 +108,12 @@ TWIST_BACKFIRE_RANGE = (0.10, 0.30)  # keepers' triggered returns in the backfir
 SURGE_SHARE_RANGE = (0.08, 0.15)  # share of orders the new campaign brings
 SURGE_MULTIPLIER = 3.0  # its return hazard against an order without a campaign
 SURGE_CAMPAIGN = "flash-sale"
+#: The drift twist (``drift=True``, never part of the prior's random draws): from a day in
+#: the middle of the history on, this action stops saving anyone in one courier lane, the
+#: lane drawn with the world seed. It is the change a merchant needs the engine to notice
+#: ("reassurance stopped working on this lane"), applied to orders placed from that day.
+DRIFT_ACTION = "proactive_reassurance"
+DRIFT_FROM_SHARE = 0.5  # the share of the scenario's days before the change
 
 _DIGITS = 4
 
@@ -171,6 +178,7 @@ class Facts:
     intent: str | None
     tier: str
     cancelled: bool = False
+    placed_at: float = 0.0  # epoch seconds: a drift twist applies from a day on
 
 
 @dataclass(slots=True)
@@ -222,6 +230,10 @@ class World:
     _backfiring: dict[tuple[str, str], float] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    #: (action, lane) -> epoch seconds from which the action saves nobody there (drift).
+    _stopped: dict[tuple[str, str], float] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
     _keeper_max: dict[str, float] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -244,6 +256,11 @@ class World:
             for t in self.twists
             if t["kind"] == "backfire_in_family"
         }
+        self._stopped = {
+            (t["action"], t["courier_lane"]): float(t["from_ts"])
+            for t in self.twists
+            if t["kind"] == "stops_working_in_lane"
+        }
         # Most keepers draw above every action's backfire chance: one comparison settles them.
         families = {f for row in self.backfire.values() for f in row}
         families |= {f for _, f in self._backfiring}
@@ -253,12 +270,21 @@ class World:
 
     # ------------------------------------------------------------------ drawing
     @classmethod
-    def draw(cls, world_seed: int, params: ScenarioParams, *, misspecified: bool = False) -> World:
+    def draw(
+        cls,
+        world_seed: int,
+        params: ScenarioParams,
+        *,
+        misspecified: bool = False,
+        drift: bool = False,
+    ) -> World:
         """Draw a world for the lanes and families of ``params``.
 
-        Every number is drawn in the same order whatever ``misspecified`` says, so a
-        misspecified world is the plain world of the same seed with all three twists forced
-        on (a plain draw has each twist with :data:`TWIST_PROBABILITY`).
+        Every number is drawn in the same order whatever ``misspecified`` and ``drift``
+        say, so a misspecified world is the plain world of the same seed with all three
+        twists forced on (a plain draw has each twist with :data:`TWIST_PROBABILITY`), and
+        a drifting world is the same world plus the drift twist (:data:`DRIFT_ACTION` stops
+        working in one lane from :data:`DRIFT_FROM_SHARE` of the history on).
         """
         rng = random.Random(world_seed)
         gauss, uniform = rng.gauss, rng.uniform
@@ -323,6 +349,19 @@ class World:
             for t, u in zip(candidates, chance, strict=True)
             if misspecified or u < TWIST_PROBABILITY[t["kind"]]
         ]
+        # Drawn last, always: a drifting world is the same world plus this twist.
+        drift_lane = rng.choice(lanes)
+        if drift:
+            day = round(params.days * DRIFT_FROM_SHARE)
+            twists.append(
+                {
+                    "kind": "stops_working_in_lane",
+                    "action": DRIFT_ACTION,
+                    "courier_lane": drift_lane,
+                    "from_day": day,
+                    "from_ts": parse_timestamp(params.start) + day * DAY,
+                }
+            )
         return cls(
             world_seed=world_seed,
             misspecified=misspecified,
@@ -346,9 +385,14 @@ class World:
         family: str,
         intent: str | None,
         tier: str,
+        placed_at: float = 0.0,
     ) -> float:
-        """P(``action`` saves an at-risk order of this segment), taken before the request."""
+        """P(``action`` saves an at-risk order of this segment, placed at ``placed_at``),
+        taken before the request."""
         if (action, lane) in self._useless or (action, family) in self._backfiring:
+            return 0.0
+        stopped = self._stopped.get((action, lane)) if self._stopped else None
+        if stopped is not None and placed_at >= stopped:
             return 0.0
         logit = self._base_logit.get((action, driver))
         if logit is None:
@@ -409,8 +453,9 @@ class World:
         u = latents.save
         for a in self._actions:
             p = self.save_probability(
-                a, facts.driver, facts.lane, facts.family, facts.intent, facts.tier
-            )
+                a, facts.driver, facts.lane, facts.family, facts.intent, facts.tier,
+                facts.placed_at,
+            )  # fmt: skip
             saved = _outcome(definition(a).world.saved_outcome.value, 0.0, total)
             outcomes[a] = saved if u < p else self._failed(a, facts, latents)
             late[a] = saved if u < p * self.late_factor[a] else self._failed(a, facts, latents)
@@ -503,6 +548,11 @@ class World:
         for t in self.twists:
             if t["kind"] == "useless_in_lane":
                 lines.append(f"{t['action']} has no effect in lane {t['courier_lane']}")
+            elif t["kind"] == "stops_working_in_lane":
+                lines.append(
+                    f"{t['action']} stops working in lane {t['courier_lane']} from day "
+                    f"{t['from_day']} (orders placed from then on)"
+                )
             elif t["kind"] == "backfire_in_family":
                 lines.append(
                     f"{t['action']} backfires in {t['sku_family']} "
@@ -537,6 +587,8 @@ def prior_summary() -> dict[str, Any]:
         "twist_backfire_keeper_return_probability": f"Uniform{TWIST_BACKFIRE_RANGE}",
         "surge_share": f"Uniform{SURGE_SHARE_RANGE}",
         "surge_return_multiplier": SURGE_MULTIPLIER,
+        "drift": f"{DRIFT_ACTION} saves nobody in one lane from {DRIFT_FROM_SHARE:.0%} of "
+        "the history on (only with drift)",
     }
 
 

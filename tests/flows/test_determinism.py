@@ -117,6 +117,38 @@ def test_every_run_is_exact_and_decides_from_learned_versions(replays: dict[str,
     assert all(r.waits["forced_at_end"] == 0 for r in replays["runs"].values())
 
 
+def _learning_variant(forget: bool) -> RecoveryPolicy:
+    text = (REPO / "operators" / "policies" / "default.yaml").read_text(encoding="utf-8")
+    keys = "label_horizon_days: 3\n  covariance: full"
+    if forget:
+        keys += "\n  outcome_half_life_days: 2"
+    return RecoveryPolicy.from_text(
+        text.replace("label_horizon_days: 14", keys), f"forget-{forget}.yaml"
+    )
+
+
+@pytest.mark.slow
+def test_a_forgetting_full_covariance_learner_replays_to_the_same_bytes(
+    replays: dict[str, Any],
+) -> None:
+    """Forgetting runs in event time (the learner's releases), so batch size and workers
+    change nothing; and it acts: without it the same replay decides differently."""
+    base: Path = replays["base"]
+    forgetting = _learning_variant(True)
+    for name, batch, workers in (("forget-a", 1000, 1), ("forget-b", 10, 2)):
+        run = run_replay(
+            base / "input",
+            base / name,
+            forgetting,
+            ReplayOptions(batch_size=batch, workers=workers),
+        )
+        assert run.exact, run.exactness
+    run_replay(base / "input", base / "forget-none", _learning_variant(False), ReplayOptions())
+    a, b = _bytes(base / "forget-a"), _bytes(base / "forget-b")
+    assert a == b
+    assert a["decisions"] != _bytes(base / "forget-none")["decisions"]
+
+
 # --- the pieces, without a dataflow -------------------------------------------------------
 
 X = to_vector(build_features(OrderCase("o"), None, 0.0))

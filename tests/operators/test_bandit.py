@@ -15,7 +15,6 @@ from operators.bandit import (
     NONE,
     BanditLearner,
     BanditPosterior,
-    Context,
     Option,
     guarded_choice,
     logit,
@@ -29,6 +28,7 @@ from operators.gate import SnapshotBoard
 from operators.learner import Learner
 from operators.online_scorer import OnlineScorer
 from operators.policy import RecoveryPolicy
+from operators.segments import Context
 from state.context import InMemoryContextStore
 from tests.helpers import body, order_placed, support
 from tests.operators.test_engine import DEFAULT_DOC, Orders
@@ -379,3 +379,95 @@ def test_a_learner_pickled_before_the_full_covariance_restores_as_a_diagonal_one
     restored.update(REASSURE, lane_keys("X"), 0.0, 1)  # goes on learning, diagonally
     assert restored.posterior().gaussian is None
     assert restored.outcomes[REASSURE] == 51
+
+
+# ----------------------------------------------------------------------- forgetting
+DAY_S = 86400.0
+
+
+def _changing_lane(full: bool, half_life_days: float | None) -> list[float]:
+    """Reassurance in lane X leaves 20 % refunds for 60 days (4 a day), then stops working
+    (60 %). The mean P(refund | reassured) each day after the change."""
+    bandit = BanditLearner(prior_precision=1.25, full=full)
+    bandit.half_life = None if half_life_days is None else half_life_days * DAY_S
+    keys, world = lane_keys("X"), random.Random(11)
+    after: list[float] = []
+    for day in range(120):
+        bandit.forget_until(day * DAY_S)
+        rate = 0.2 if day < 60 else 0.6
+        for _ in range(4):
+            bandit.update(REASSURE, keys, logit(0.4), int(world.random() < rate))
+            if world.random() < 0.25:
+                bandit.update(NONE, keys, logit(0.5), int(world.random() < 0.5))
+        if day >= 60:
+            after.append(sigmoid(bandit.posterior().moments(REASSURE, keys, logit(0.4))[0]))
+    return after
+
+
+def test_a_forgetting_posterior_follows_a_lane_where_reassurance_stopped_working() -> None:
+    """The full covariance is calibrated, and so stubborn: 60 days of old outcomes outvote
+    the new ones for more than six weeks. With a 14-day half-life its estimate is past
+    halfway to the new rate within three weeks, and near it by the end. (The diagonal
+    posterior keeps about seven times the variance its outcomes justify and jumps after
+    the newest outcomes anyway.)"""
+    kept, forgetting = _changing_lane(True, None), _changing_lane(True, 14.0)
+    days_to = [next(i for i, p in enumerate([*run, 1.0]) if p > 0.45) for run in (kept, forgetting)]
+    assert days_to[1] <= 21
+    assert days_to[0] >= 42
+    assert forgetting[-1] == pytest.approx(0.6, abs=0.08)
+    assert abs(kept[-1] - 0.6) > 2 * abs(forgetting[-1] - 0.6)
+
+
+def test_without_a_half_life_forgetting_changes_nothing() -> None:
+    for full in (False, True):
+        a, b = _learned(full, 200), _learned(full, 200)
+        b.forget_until(0.0)
+        b.forget_until(400 * DAY_S)
+        keys = lane_keys("X")
+        assert a.posterior().moments(REASSURE, keys, 0.0) == b.posterior().moments(
+            REASSURE, keys, 0.0
+        )
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_forgetting_in_steps_is_forgetting_at_once_and_keeps_unseen_keys_at_the_prior(
+    full: bool,
+) -> None:
+    steps, once = _learned(full, 300), _learned(full, 300)
+    for b in (steps, once):
+        b.half_life = 10 * DAY_S
+        b.forget_until(0.0)
+    for day in range(1, 21):
+        steps.forget_until(day * DAY_S)
+    once.forget_until(20 * DAY_S)
+    keys = lane_keys("X")
+    for arm in (NONE, REASSURE):
+        s, o = steps.posterior().moments(arm, keys, 0.0), once.posterior().moments(arm, keys, 0.0)
+        assert s == pytest.approx(o, rel=1e-6, abs=1e-9)
+    # A segment no outcome touched is still exactly at the prior; a learned one is wider
+    # than before but not beyond the prior.
+    fresh = BanditLearner(prior_precision=1.25, full=full).posterior()
+    unseen = lane_keys("never")
+    learned = _learned(full, 300).posterior().moments(REASSURE, keys, 0.0)[1]
+    faded = once.posterior().moments(REASSURE, keys, 0.0)[1]
+    prior = fresh.moments(REASSURE, keys, 0.0)[1]
+    assert learned < faded < prior
+    if not full:  # the diagonal keeps untouched keys exactly at the prior
+        assert once.posterior().weights(REASSURE, ("l=never",)) == fresh.weights(
+            REASSURE, ("l=never",)
+        )
+    assert once.posterior().moments(REASSURE, unseen, 0.0)[1] > faded
+
+
+def test_steps_shorter_than_the_forget_step_add_up() -> None:
+    a, b = _learned(False, 200), _learned(False, 200)
+    for x in (a, b):
+        x.half_life = 5 * DAY_S
+        x.forget_until(0.0)
+    for minute in range(1, 241):  # four hours in minutes: each below FORGET_STEP
+        a.forget_until(minute * 60.0)
+    b.forget_until(240 * 60.0)
+    keys = lane_keys("X")
+    assert a.posterior().moments(REASSURE, keys, 0.0) == pytest.approx(
+        b.posterior().moments(REASSURE, keys, 0.0), rel=1e-9
+    )

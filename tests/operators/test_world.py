@@ -18,8 +18,11 @@ import orjson
 import pytest
 
 from operators.actions import action_names, customer_facing_names
+from operators.contract import parse_ts
 from operators.simulation import World, simulate
 from operators.simulation.response import (
+    DRIFT_ACTION,
+    DRIFT_FROM_SHARE,
     TWIST_PROBABILITY,
     Facts,
     Latents,
@@ -497,3 +500,53 @@ def test_simulate_cli_takes_the_world_seed(tmp_path: Path, capsys: pytest.Captur
     assert (b["world_seed"], b["misspecified"]) == (6, True)
     scenario = orjson.loads((tmp_path / "b" / "scenario.json").read_bytes())
     assert scenario["world_seed"] == 6 and scenario["files"]["world"] == "world.json"
+
+
+# ------------------------------------------------------------------------------- drift
+def test_a_drifting_world_is_the_same_world_plus_the_drift_twist() -> None:
+    params = get_scenario("steady-season")
+    for seed in range(10):
+        for misspecified in (False, True):
+            still = World.draw(seed, params, misspecified=misspecified)
+            drifting = World.draw(seed, params, misspecified=misspecified, drift=True)
+            assert drifting.base == still.base and drifting.offsets == still.offsets
+            assert drifting.twists[:-1] == still.twists
+            twist = drifting.twists[-1]
+            assert twist["kind"] == "stops_working_in_lane" and twist["action"] == DRIFT_ACTION
+            assert twist["courier_lane"] in {lane.key for lane in params.lanes}
+            assert twist["from_day"] == round(params.days * DRIFT_FROM_SHARE)
+            assert World.from_dict(orjson.loads(orjson.dumps(drifting.to_dict()))) == drifting
+
+
+def test_the_drifting_action_stops_saving_in_its_lane_from_the_day_on_and_nowhere_else(
+    tmp_path: Path,
+) -> None:
+    """Orders placed before the change respond as in the world without drift; in the
+    twisted lane, orders placed from the change on are never saved by the action, and
+    every other lane and action is untouched."""
+    seed = 2
+    still = _run(tmp_path / "still", "steady-state", 6000, 4, seed)
+    drifting = _run(tmp_path / "drift", "steady-state", 6000, 4, seed, drift=True)
+    twist = drifting.world["twists"][-1]
+    placed = {
+        e["order_id"]: e["occurred_at"]
+        for e in map(orjson.loads, (drifting.out / "orders.jsonl").read_bytes().splitlines())
+        if e["type"] == "order_placed"
+    }
+    change = twist["from_ts"]
+    lost = 0
+    for a, b in zip(still.truth, drifting.truth, strict=True):
+        assert a["order_id"] == b["order_id"]
+        after = parse_ts(placed[a["order_id"]]) >= change
+        if after and a["courier_lane"] == twist["courier_lane"] and b["at_risk"]:
+            assert not _saved(b["outcomes"][DRIFT_ACTION]) or not _refunding_row(b)
+            lost += _saved(a["outcomes"][DRIFT_ACTION]) and _refunding_row(a)
+            others = {k: v for k, v in b["outcomes"].items() if k != DRIFT_ACTION}
+            assert others == {k: v for k, v in a["outcomes"].items() if k != DRIFT_ACTION}
+        else:
+            assert a["outcomes"] == b["outcomes"] and a["outcomes_late"] == b["outcomes_late"]
+    assert lost > 0  # the twist bit: orders the action saved before are lost after
+
+
+def _refunding_row(row: dict[str, Any]) -> bool:
+    return bool(row["at_risk"]) and row["outcomes"]["none"]["outcome"] in REFUNDS

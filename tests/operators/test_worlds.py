@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from operators.baselines import ActionCosts
-from operators.worlds import captured_by_period, format_worlds, summarize_worlds
+from operators.contract import parse_ts
+from operators.worlds import captured_by_period, evaluate_world, format_worlds, summarize_worlds
 
 COSTS = ActionCosts({"proactive_reassurance": 1.0}, {}, 15.0)
 
@@ -61,3 +62,55 @@ def test_summary_spreads_the_gap_per_period_over_worlds() -> None:
     table = format_worlds(summary)
     assert "| weeks of the first decision |" in table
     assert "| 5-8 | 0.0% |" in table
+
+
+def test_drift_figures_follow_the_twisted_lane_from_the_change_on() -> None:
+    """Reassurance stops working in lane x on March 15 (an exchange offer still saves half
+    of the orders there): the week table counts decisions in x where reassurance was
+    eligible, by week from the change, and the money view scores the orders of x first
+    decided on from then on; lane y and earlier orders are left out."""
+    change = parse_ts("2026-03-15T00:00:00Z")
+    twist = {
+        "kind": "stops_working_in_lane", "action": "proactive_reassurance",
+        "courier_lane": "x", "from_ts": change,
+    }  # fmt: skip
+    costs = ActionCosts({"proactive_reassurance": 1.0, "exchange_first_offer": 1.0}, {}, 15.0)
+    kept = {"outcome": "kept", "refund_value": 0.0, "retained_value": 40.0}
+    refunded = {"outcome": "refunded", "refund_value": 40.0, "retained_value": 0.0}
+
+    def row(day: int, i: int, lane: str = "x") -> dict[str, Any]:
+        out = _row(day < 15 and i < 2)
+        out["outcomes"]["exchange_first_offer"] = kept if i < 2 else refunded
+        return {**out, "courier_lane": lane}
+
+    truth = {f"{d}-{i}": row(d, i) for d in (1, 20) for i in range(4)}
+    truth["20-y"] = row(20, 0, "y")
+
+    def decide(oid: str, action: str) -> dict[str, Any]:
+        return {**_decision(oid, int(oid.split("-")[0]), action),
+                "eligible": ["exchange_first_offer", "proactive_reassurance"]}  # fmt: skip
+
+    # The static rules reassure everyone; the learned policy offers the exchange instead in
+    # lane x once reassurance stopped working there.
+    static = [decide(oid, "proactive_reassurance") for oid in truth]
+    learned = [
+        decide(oid, "exchange_first_offer" if oid.startswith("20-") else "proactive_reassurance")
+        for oid in truth
+    ]
+    world = evaluate_world(truth, costs, learned, static, 0.0, [twist])
+    drift = world["drift"]
+    assert [(r["week"], r["decisions"], r["share"]) for r in drift["static_rules"]] == [
+        (-2, 4, 1.0), (0, 4, 1.0),
+    ]  # fmt: skip
+    assert [(r["week"], r["share"]) for r in drift["learned"]] == [(-2, 1.0), (0, 0.0)]
+    # After the change the static rules save nobody in lane x and pay for four contacts;
+    # the learned policy saves the two orders the exchange saves, at the oracle's cost
+    # plus two contacts the oracle does not make.
+    after = drift["lane_after"]
+    assert after["orders"] == 4
+    assert after["static_rules"] < 0.0 < after["learned"] < 1.0
+    summary = summarize_worlds([world, world])
+    assert summary["drift"]["lane_after"]["learned_minus_static"]["median"] > 0.5
+    table = format_worlds(summary)
+    assert "| static rules | 100.0% | 100.0% |" in table
+    assert "| learned | 100.0% | 0.0% |" in table
