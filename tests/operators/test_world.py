@@ -500,6 +500,10 @@ def test_simulate_cli_takes_the_world_seed(tmp_path: Path, capsys: pytest.Captur
     assert (b["world_seed"], b["misspecified"]) == (6, True)
     scenario = orjson.loads((tmp_path / "b" / "scenario.json").read_bytes())
     assert scenario["world_seed"] == 6 and scenario["files"]["world"] == "world.json"
+    assert main([*base, "--out", str(tmp_path / "c"), "--world-seed", "6", "--drift"]) == 0
+    assert "proactive_reassurance stops working in lane" in capsys.readouterr().out
+    c = orjson.loads((tmp_path / "c" / "world.json").read_bytes())
+    assert [t["kind"] for t in c["twists"]][-1] == "stops_working_in_lane"
 
 
 # ------------------------------------------------------------------------------- drift
