@@ -38,9 +38,18 @@ def spd_inverse(a: np.ndarray) -> np.ndarray:
     >>> m = np.array([[4.0, 2.0], [2.0, 3.0]])
     >>> bool(np.allclose(spd_inverse(m) @ m, np.eye(2)))
     True
+    >>> singular = np.array([[1.0, 1.0], [1.0, 1.0 - 1e-17]])  # rounding made it so
+    >>> bool(np.isfinite(spd_inverse(singular)).all())
+    True
     """
     n = len(a)
-    factor = np.linalg.cholesky((a + a.T) / 2.0)
+    sym = (a + a.T) / 2.0
+    try:
+        factor = np.linalg.cholesky(sym)
+    except np.linalg.LinAlgError:
+        # Rounding in many rank-one updates can leave a vanishing eigenvalue a hair below
+        # zero: a jitter far below any weight's variance makes it positive again.
+        factor = np.linalg.cholesky(sym + np.eye(n) * (1e-10 * float(np.mean(np.diag(sym)))))
     inverse_factor = np.zeros((n, n))
     for i in range(n):
         row = -(factor[i, :i] @ inverse_factor[:i])
