@@ -357,8 +357,8 @@ class Learner:
         learned = 0
         heap = self._heap
         if heap and heap[0][0] <= until:
-            # Forget in event time up to the newest outcome learned now (no-op unless the
-            # policy sets ``learning.outcome_half_life_days``).
+            # Forget in event time up to this release, before learning it (a no-op unless
+            # the policy sets ``learning.outcome_half_life_days``).
             self.bandit.forget_until(min(until, self.latest))
         while heap and heap[0][0] <= until:
             h = heapq.heappop(heap)[-1]
