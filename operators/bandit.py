@@ -289,11 +289,10 @@ class BanditLearner:
         if self.half_life is None or not math.isfinite(t):
             return
         last = self.forgotten_at
-        if not math.isfinite(last) or t <= last:
-            if not math.isfinite(last):
-                self.forgotten_at = t
+        if not math.isfinite(last):
+            self.forgotten_at = t  # the first call starts the clock
             return
-        if t - last < FORGET_STEP:
+        if t - last < FORGET_STEP:  # also an earlier or the same time: nothing to fade
             return
         keep = 0.5 ** ((t - last) / self.half_life)
         self.forgotten_at = t

@@ -90,6 +90,31 @@ def logged_losses(
     return out
 
 
+def _first_decided(*runs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Each order's first decision time (epoch seconds) over the decisions of ``runs``."""
+    first: dict[str, float] = {}
+    for run in runs:
+        for d in run:
+            t = parse_ts(d["decided_at"])
+            if t < first.get(d["order_id"], float("inf")):
+                first[d["order_id"]] = t
+    return first
+
+
+def _captured(
+    rows: Mapping[str, Mapping[str, Any]],
+    costs: ActionCosts,
+    choices: Mapping[str, Mapping[str, Any]],
+) -> dict[str, float | None]:
+    """Each named run's captured share of the oracle's avoidable loss on ``rows`` alone."""
+    status_quo = evaluate_arm("status_quo", rows, {}, costs)
+    oracle = evaluate_arm("oracle", rows, oracle_choices(rows, costs), costs)
+    return {
+        name: captured_share(status_quo, evaluate_arm(name, rows, chosen, costs), oracle)
+        for name, chosen in choices.items()
+    }
+
+
 def captured_by_period(
     truth: Mapping[str, Mapping[str, Any]],
     costs: ActionCosts,
@@ -117,11 +142,7 @@ def captured_by_period(
     ...  captured_by_period(truth, costs, learned, static)]
     [(0, 0.0, 0.0), (1, 0.0, 1.0)]
     """
-    first: dict[str, float] = {}
-    for d in (*static, *learned):
-        t = parse_ts(d["decided_at"])
-        if t < first.get(d["order_id"], float("inf")):
-            first[d["order_id"]] = t
+    first = _first_decided(static, learned)
     if not first:
         return []
     start = min(first.values())
@@ -129,18 +150,11 @@ def captured_by_period(
     for oid, row in truth.items():
         if oid in first:
             groups.setdefault(int((first[oid] - start) // period), {})[oid] = row
-    static_choices, learned_choices = policy_choices(static), policy_choices(learned)
-    out = []
-    for index in sorted(groups):
-        rows = groups[index]
-        status_quo = evaluate_arm("status_quo", rows, {}, costs)
-        oracle = evaluate_arm("oracle", rows, oracle_choices(rows, costs), costs)
-        shares = {
-            name: captured_share(status_quo, evaluate_arm(name, rows, choices, costs), oracle)
-            for name, choices in (("static_rules", static_choices), ("learned", learned_choices))
-        }
-        out.append({"period": index, "orders": len(rows), **shares})
-    return out
+    choices = {"static_rules": policy_choices(static), "learned": policy_choices(learned)}
+    return [
+        {"period": index, "orders": len(groups[index]), **_captured(groups[index], costs, choices)}
+        for index in sorted(groups)
+    ]
 
 
 #: Weeks around a drift twist's change in :func:`course_after_drift` (before, after).
@@ -199,28 +213,14 @@ def captured_in_lane_after(
     twist's lane first decided on from the change on: the money view of
     :func:`course_after_drift`."""
     start = float(twist["from_ts"])
-    first: dict[str, float] = {}
-    for d in (*static, *learned):
-        t = parse_ts(d["decided_at"])
-        if t < first.get(d["order_id"], float("inf")):
-            first[d["order_id"]] = t
+    first = _first_decided(static, learned)
     rows = {
         oid: row
         for oid, row in truth.items()
         if row.get("courier_lane") == twist["courier_lane"] and first.get(oid, -1.0) >= start
     }
-    status_quo = evaluate_arm("status_quo", rows, {}, costs)
-    oracle = evaluate_arm("oracle", rows, oracle_choices(rows, costs), costs)
-    return {
-        "orders": len(rows),
-        **{
-            name: captured_share(status_quo, evaluate_arm(name, rows, choices, costs), oracle)
-            for name, choices in (
-                ("static_rules", policy_choices(static)),
-                ("learned", policy_choices(learned)),
-            )
-        },
-    }
+    choices = {"static_rules": policy_choices(static), "learned": policy_choices(learned)}
+    return {"orders": len(rows), **_captured(rows, costs, choices)}
 
 
 def evaluate_world(
@@ -317,10 +317,9 @@ def summarize_worlds(worlds: list[Mapping[str, Any]]) -> dict[str, Any]:
             ]
             for arm in ("static_rules", "learned")
         }
-        after = [d["lane_after"] for d in drifting if d.get("lane_after")]
         pairs = [
             (a["static_rules"], a["learned"])
-            for a in after
+            for a in (d["lane_after"] for d in drifting)
             if a["static_rules"] is not None and a["learned"] is not None
         ]
         out["drift"]["lane_after"] = {

@@ -391,7 +391,7 @@ class World:
         taken before the request."""
         if (action, lane) in self._useless or (action, family) in self._backfiring:
             return 0.0
-        stopped = self._stopped.get((action, lane)) if self._stopped else None
+        stopped = self._stopped.get((action, lane))
         if stopped is not None and placed_at >= stopped:
             return 0.0
         logit = self._base_logit.get((action, driver))
