@@ -56,7 +56,32 @@ def format_ts(ts: float) -> str:
 
     >>> format_ts(1780495500.0)
     '2026-06-03T14:05:00Z'
+    >>> format_ts(1780495500.25)
+    '2026-06-03T14:05:00.250000Z'
     """
-    # isoformat writes what "%Y-%m-%dT%H:%M:%S[.%f]" would for the years parse_ts accepts
-    # (four digits), in a fraction of strftime's time; every output record formats times.
+    # Every output record formats times. Whole seconds (nearly all event times) are the
+    # cached text of their hour and that of the second within it: what isoformat gives, in a
+    # fraction of its time. Fractions, and times before 1970, take the datetime path;
+    # isoformat writes what "%Y-%m-%dT%H:%M:%S[.%f]" would for the years parse_ts accepts.
+    if ts.__class__ is float or ts.__class__ is int:
+        sec = int(ts) if ts == ts and MIN_TS <= ts < MAX_TS else -1
+        if sec == ts:
+            hour, second = divmod(sec, 3_600)
+            prefix = _HOURS.get(hour)
+            if prefix is None:
+                prefix = _hour_of(hour)
+            return prefix + _IN_HOUR[second]
     return datetime.fromtimestamp(ts, UTC).isoformat()[:-6] + "Z"
+
+
+#: "YYYY-MM-DDTHH:" per hour since the epoch, for format_ts (bounded: a year of hours),
+#: and "MM:SSZ" for each second of an hour.
+_HOURS: dict[int, str] = {}
+_IN_HOUR = tuple(f"{s // 60:02d}:{s % 60:02d}Z" for s in range(3_600))
+
+
+def _hour_of(hour: int) -> str:
+    if len(_HOURS) >= 10_000:
+        _HOURS.clear()
+    prefix = _HOURS[hour] = datetime.fromtimestamp(hour * 3_600, UTC).isoformat()[:14]
+    return prefix

@@ -8,6 +8,7 @@ import json
 import re
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from operators.contract import (
     redact,
     truncate_raw,
 )
+from operators.contract.timestamps import MAX_TS
 from operators.vocabulary import DeadLetterKind
 from tests.helpers import STREAM_OF, at, body, order_placed, support
 
@@ -406,6 +408,29 @@ def test_bad_timestamps_are_dead_lettered(value: Any, fragment: str) -> None:
 def test_format_ts_round_trips() -> None:
     for value in ("2026-06-03T14:05:00Z", "2026-06-03T14:05:00.250000Z"):
         assert format_ts(parse_ts(value)) == value
+
+
+def _isoformat_z(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()[:-6] + "Z"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.one_of(
+        st.integers(min_value=-(10**10), max_value=int(MAX_TS) - 1),
+        st.integers(min_value=0, max_value=int(MAX_TS) - 1).map(float),
+        st.floats(min_value=-(10**10), max_value=MAX_TS - 1, allow_nan=False),
+    )
+)
+def test_format_ts_writes_what_isoformat_writes(ts: float) -> None:
+    # Whole seconds take a cached path; its text must be datetime's, to the character.
+    assert format_ts(ts) == _isoformat_z(ts)
+
+
+def test_format_ts_edges_of_hours_days_and_years() -> None:
+    for ts in (0, 0.0, -0.0, 59.0, 3_599.0, 3_600.0, 86_399.0, 86_400.0, 951_782_400.0,
+               1_798_761_599.0, 1_798_761_600.0, MAX_TS - 1):  # fmt: skip
+        assert format_ts(ts) == _isoformat_z(ts)
 
 
 # --- the dead-letter record ---------------------------------------------------------------

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from flows.jsonl import read_jsonl
 from flows.observer import FlowObserver
 from flows.replay import ReplayOptions, run_replay
+from operators import learner as learner_module
 from operators.actions import action_names, customer_facing_names
 from operators.case import HOUR, OrderCase
 from operators.evaluation import roc_auc
@@ -158,6 +159,25 @@ def test_checkpoint_round_trip_gives_identical_predictions_and_learning() -> Non
     assert restored.publish() == learner.publish()
     assert restored.stats() == learner.stats()
     assert learner.snapshot() != Learner.from_bytes(latest[1]).snapshot()  # it did learn
+
+
+def test_feature_ranges_are_each_features_lowest_and_highest_learned() -> None:
+    # The learner folds the ranges in batches (and at each snapshot and checkpoint); they
+    # must be what a min and max per example gives, wherever the batches fall.
+    data = examples(2 * learner_module._RANGE_BATCH + 300, seed=5, treated_share=0.3)
+    learner = Learner()
+    lo = [math.inf] * len(FEATURE_NAMES)
+    hi = [-math.inf] * len(FEATURE_NAMES)
+    for i, ex in enumerate(data):
+        learner.learn(ex)
+        vector = [ex.features.get(name, 0.0) for name in FEATURE_NAMES]
+        lo, hi = list(map(min, lo, vector)), list(map(max, hi, vector))
+        if i in (10, learner_module._RANGE_BATCH + 7):
+            restored = Learner.from_bytes(learner.to_bytes())
+            assert restored.snapshot().propensity.lo == tuple(lo)
+    model = learner.snapshot().propensity
+    assert (model.lo, model.hi) == (tuple(lo), tuple(hi))
+    assert model.lo != model.hi
 
 
 def _held_stream(seed: int) -> list[Pending | Resolution]:
