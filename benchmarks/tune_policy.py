@@ -35,7 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import operators.bandit as bandit  # noqa: E402
-import operators.segments as segments  # noqa: E402
 from benchmarks.decision_worlds import parse_seeds  # noqa: E402
 from flows.jsonl import read_jsonl  # noqa: E402
 from flows.replay import ReplayOptions, run_replay  # noqa: E402
@@ -62,9 +61,9 @@ LEARNER_GRID: dict[str, dict[str, dict[str, Any]]] = {
     "horizon 7 days": {"learning": {"label_horizon_days": 7}},
     "horizon 10 days": {"learning": {"label_horizon_days": 10}},
     "guard 0.8, prior 5": {"learning": {"guard_confidence": 0.8, "prior_outcomes": 5}},
-    # Not policy keys: constants of operators/bandit.py and operators/segments.py, set in
-    # the worker for one run.
-    "segment crosses": {"segments": {"SEGMENT_CROSSES": True}},
+    # "bandit": not policy keys but constants of operators/bandit.py, set in the worker for
+    # one run.
+    "segment crosses": {"learning": {"segment_crosses": ["point_x_lane", "point_x_family"]}},
     "effect x1, guard 0.8, prior 5": {
         "learning": {"guard_confidence": 0.8, "prior_outcomes": 5},
         "bandit": {"EFFECT_PRECISION_SCALE": 1.0},
@@ -79,15 +78,36 @@ LEARNER_GRID: dict[str, dict[str, dict[str, Any]]] = {
     "full covariance, prior 20": {"learning": {"covariance": "full", "prior_outcomes": 20}},
     "full covariance, guard 0.5": {"learning": {"covariance": "full", "guard_confidence": 0.5}},
     "full covariance, guard 0.6, crosses": {
-        "learning": {"covariance": "full", "guard_confidence": 0.6},
-        "segments": {"SEGMENT_CROSSES": True},
+        "learning": {
+            "covariance": "full",
+            "guard_confidence": 0.6,
+            "segment_crosses": ["point_x_lane", "point_x_family"],
+        },
     },
     "forget 14 days": {"learning": {"outcome_half_life_days": 14}},
     "forget 28 days": {"learning": {"outcome_half_life_days": 28}},
     "forget 56 days": {"learning": {"outcome_half_life_days": 56}},
+    "eligible-set keys, guard 0.6": {
+        "learning": {"guard_confidence": 0.6, "segment_crosses": ["point_x_eligible_set"]},
+    },
+    "eligible-set keys, guard 0.5": {
+        "learning": {"guard_confidence": 0.5, "segment_crosses": ["point_x_eligible_set"]},
+    },
+    "eligible-set keys, guard 0.8": {
+        "learning": {"guard_confidence": 0.8, "segment_crosses": ["point_x_eligible_set"]},
+    },
+    "eligible-set keys and crosses, guard 0.6": {
+        "learning": {
+            "guard_confidence": 0.6,
+            "segment_crosses": ["point_x_lane", "point_x_family", "point_x_eligible_set"],
+        },
+    },
     "crosses, guard 0.8, prior 5": {
-        "learning": {"guard_confidence": 0.8, "prior_outcomes": 5},
-        "segments": {"SEGMENT_CROSSES": True},
+        "learning": {
+            "guard_confidence": 0.8,
+            "prior_outcomes": 5,
+            "segment_crosses": ["point_x_lane", "point_x_family"],
+        },
     },
 }
 REPORTING = (range(100, 120), range(200, 220))
@@ -152,11 +172,7 @@ def learner_world(
         static = read_jsonl(Path(tmp) / "static" / "decisions.jsonl")
         for i, name in enumerate(points):
             overrides = dict(LEARNER_GRID[name])
-            constants = [
-                (module, k, v)
-                for section, module in (("bandit", bandit), ("segments", segments))
-                for k, v in overrides.pop(section, {}).items()
-            ]
+            constants = [(bandit, k, v) for k, v in overrides.pop("bandit", {}).items()]
             saved = [(module, k, getattr(module, k)) for module, k, _ in constants]
             variant_policy = with_overrides(base, name, overrides)
             out = Path(tmp) / f"learned-{i}"

@@ -204,7 +204,11 @@ class DecisionEngine:
             # Only points where the policy could act teach the bandit: "doing nothing" is
             # compared with the actions on the same kind of case (an exchange request, or a
             # point where nothing was eligible, says nothing about what an action would do).
-            keys = ctx.keys() if decision.eligible or action is not None else ()
+            keys = (
+                ctx.keys(decision.eligible, self.policy.segment_crosses)
+                if decision.eligible or action is not None
+                else ()
+            )
             out.append(
                 ("pending", Pending(
                     case.order_id, now, to_vector(features), scores.return_propensity,
@@ -368,10 +372,11 @@ class DecisionEngine:
         by_name = {c[1].name: c for c in candidates}
         if posterior is not None:
             offsets = prior_offsets(prior_p, prior_rec, by_name)
+            keys = ctx.keys(eligible, policy.segment_crosses)
             options = [Option(n, c[1].cost + c[3], value) for n, c in by_name.items()]
             if policy.choice == "thompson":
                 choice = thompson_choice(
-                    posterior, ctx.keys(), offsets, options, policy.exploration, rng,
+                    posterior, keys, offsets, options, policy.exploration, rng,
                     policy.min_expected_saving,
                 )  # fmt: skip
             else:
@@ -384,7 +389,7 @@ class DecisionEngine:
                 top = max(static_ev, key=static_ev.__getitem__)
                 rule_choice = top if static_ev[top] >= policy.min_expected_saving else NO_ACTION
                 choice = guarded_choice(
-                    posterior, ctx.keys(), offsets, options, policy.exploration, rng,
+                    posterior, keys, offsets, options, policy.exploration, rng,
                     policy.min_expected_saving, rule_choice, policy.guard_confidence,
                 )  # fmt: skip
             mean_saving = choice.mean_saving

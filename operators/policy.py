@@ -39,7 +39,7 @@ import yaml
 from operators.actions import action_names, definition
 from operators.case import OrderCase
 from operators.contract import INTENTS, REFUND_REASONS
-from operators.vocabulary import Covariance
+from operators.vocabulary import Covariance, SegmentCross
 
 REQUEST_TYPE_NAMES = ("return_requested", "refund_requested", "exchange_requested")
 DEFAULT_POLICY = "default.yaml"
@@ -391,6 +391,8 @@ class RecoveryPolicy:
     #: forgetting, ``operators.bandit``): an outcome learned this many days of event time
     #: ago counts half, the prior always in full. None: outcomes count for ever.
     outcome_half_life_days: float | None = None
+    #: Keys the bandit's segments add beside the one-hot ones (``learning.segment_crosses``).
+    segment_crosses: tuple[SegmentCross, ...] = ()
     #: Models and context aggregates are versioned by event time: a new version every
     #: this many hours, and a decision at time t reads the version of t less the lag
     #: (``operators.versions``; docs/decisions.md, "Replay determinism").
@@ -583,6 +585,7 @@ def _build(doc: _Doc) -> RecoveryPolicy:
     guard: float | None = None
     covariance = Covariance.DIAGONAL
     half_life: float | None = None
+    crosses: tuple[SegmentCross, ...] = ()
     period_hours, lag_hours = 24.0, 48.0
     if top.get("learning") is not None:
         learning = top.sub("learning")
@@ -596,6 +599,9 @@ def _build(doc: _Doc) -> RecoveryPolicy:
         covariance = Covariance(
             learning.one_of("covariance", [c.value for c in Covariance], Covariance.DIAGONAL)
         )
+        named = learning.choices("segment_crosses", tuple(c.value for c in SegmentCross))
+        # In the vocabulary's order, whatever the file's: the keys are the same either way.
+        crosses = tuple(c for c in SegmentCross if named and c.value in named)
         learning.done()
     top.done()
     return RecoveryPolicy(
@@ -620,6 +626,7 @@ def _build(doc: _Doc) -> RecoveryPolicy:
         guard_confidence=guard,
         covariance=covariance,
         outcome_half_life_days=half_life,
+        segment_crosses=crosses,
         version_period_hours=period_hours,
         version_lag_hours=lag_hours,
         source=doc.source,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from operators.vocabulary import DecisionPoint
+from operators.vocabulary import DecisionPoint, SegmentCross
 
 #: Event type -> decision point (Interface B of the decision records).
 POINT_OF_TYPE: dict[str, DecisionPoint] = {
@@ -26,13 +26,6 @@ POINT_OF_TYPE: dict[str, DecisionPoint] = {
     "return_requested": DecisionPoint.REQUEST,
     "exchange_requested": DecisionPoint.REQUEST,
 }
-
-#: Cross keys (decision point x lane, decision point x family) beside the one-hot keys: let
-#: an action's effect at a late parcel in one lane differ from its effect at a request
-#: there, at the cost of more weights to learn. Off: on world seeds 0-9 (misspecified,
-#: ``steady-season``) they gained nothing (learned minus static +3.1 points in median
-#: against +3.5 without; ``benchmarks/tune_policy.py --learner``, grid "segment crosses").
-SEGMENT_CROSSES = False
 
 
 def point_of(event_type: str) -> DecisionPoint:
@@ -100,15 +93,31 @@ class Context:
         """The short key logged on decision records."""
         return f"{self.point}|{self.lane}|{self.family}|{self.tier}"
 
-    def keys(self) -> tuple[str, ...]:
-        """The one-hot features (``*``: the intercept, shared by every case of an arm)."""
+    def keys(
+        self, eligible: tuple[str, ...] = (), crosses: tuple[SegmentCross, ...] = ()
+    ) -> tuple[str, ...]:
+        """The one-hot features (``*``: the intercept, shared by every case of an arm), and
+        the policy's ``crosses`` (``learning.segment_crosses``); ``eligible``: the actions
+        eligible at the decision, sorted.
+
+        >>> c = Context.of("delay", "dhl:DE-NL", "skincare", None, 0, None)
+        >>> c.keys(("a", "b"), (SegmentCross.POINT_ELIGIBLE_SET, SegmentCross.POINT_LANE))[7:]
+        ('pe=delay/a+b', 'pl=delay/DE-NL')
+        """
         keys: tuple[str, ...] = (
             "*", f"p={self.point}", f"l={self.lane}", f"f={self.family}",
             f"i={self.intent}", f"t={self.tier}", f"c={self.campaign}",
         )  # fmt: skip
-        if SEGMENT_CROSSES:
-            keys += (f"pl={self.point}/{self.lane}", f"pf={self.point}/{self.family}")
+        for cross in crosses:
+            if cross is SegmentCross.POINT_LANE:
+                keys += (f"pl={self.point}/{self.lane}",)
+            elif cross is SegmentCross.POINT_FAMILY:
+                keys += (f"pf={self.point}/{self.family}",)
+            elif eligible:
+                # What is eligible says how far a case has gone (the delayed-shipment credit
+                # only from 48 h late, say), which none of the other keys tells apart.
+                keys += (f"pe={self.point}/{'+'.join(eligible)}",)
         return keys
 
 
-__all__ = ["POINT_OF_TYPE", "SEGMENT_CROSSES", "Context", "customer_tier", "point_of"]
+__all__ = ["POINT_OF_TYPE", "Context", "customer_tier", "point_of"]

@@ -84,6 +84,15 @@ class Covariance(StrEnum):
     FULL = "full"  # one Gaussian over every weight, with their covariance
 
 
+class SegmentCross(StrEnum):
+    """Keys the bandit's segments can add beside their one-hot keys
+    (``learning.segment_crosses``): a decision point crossed with something else."""
+
+    POINT_LANE = "point_x_lane"  # the point and the courier lane
+    POINT_FAMILY = "point_x_family"  # the point and the SKU family
+    POINT_ELIGIBLE_SET = "point_x_eligible_set"  # the point and the actions eligible there
+
+
 class DeadLetterKind(StrEnum):
     """Why a record was dead-lettered; metrics count by kind, never by message text."""
 

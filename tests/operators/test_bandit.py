@@ -29,8 +29,10 @@ from operators.learner import Learner
 from operators.online_scorer import OnlineScorer
 from operators.policy import RecoveryPolicy
 from operators.segments import Context
+from operators.vocabulary import SegmentCross
+from operators.window import CaseWindow, WindowConfig
 from state.context import InMemoryContextStore
-from tests.helpers import body, order_placed, support
+from tests.helpers import body, event, order_placed, support
 from tests.operators.test_engine import DEFAULT_DOC, Orders
 
 REASSURE = "proactive_reassurance"
@@ -471,3 +473,55 @@ def test_steps_shorter_than_the_forget_step_add_up() -> None:
     assert a.posterior().moments(REASSURE, keys, 0.0) == pytest.approx(
         b.posterior().moments(REASSURE, keys, 0.0), rel=1e-9
     )
+
+
+def test_the_eligible_set_key_learns_an_effect_that_depends_on_what_else_is_eligible() -> None:
+    """Reassurance leaves 20 % refunds where it is the only eligible action and 40 % (as
+    many as doing nothing) where the delayed-shipment credit is eligible too (a parcel
+    that is later still). Every other key is the same, so without the point x eligible-set
+    key both sets get one averaged effect; with it, each its own."""
+    ctx = Context.of("delay", "dhl:DE-NL", "skincare", None, 2, None)
+    effects = {}
+    for crosses in ((), (SegmentCross.POINT_ELIGIBLE_SET,)):
+        learner = BanditLearner(prior_precision=1.25, full=True)
+        alone, with_credit = ctx.keys((REASSURE,), crosses), ctx.keys((CREDIT, REASSURE), crosses)
+        for i in range(1500):
+            for keys, refunds_in_five in ((alone, 1), (with_credit, 2)):
+                learner.update(NONE, keys, 0.0, int(i % 5 < 2))
+                learner.update(REASSURE, keys, 0.0, int(i % 5 < refunds_in_five))
+        post = learner.posterior()
+
+        def effect(keys: tuple[str, ...], post: BanditPosterior = post) -> float:
+            return post.moments(REASSURE, keys, 0.0)[0] - post.moments(NONE, keys, 0.0)[0]
+
+        effects[crosses] = (effect(alone), effect(with_credit))
+    averaged, apart = effects.values()
+    assert averaged[0] == averaged[1]  # the same keys: one effect for both
+    assert apart[0] < logit(0.2) - logit(0.4) + 0.2  # about -0.98 logits where it works
+    assert abs(apart[1]) < 0.2  # about nothing where it does not
+
+
+def test_the_engine_gives_the_policy_s_segment_crosses_to_the_choice_and_the_learner() -> None:
+    doc = copy.deepcopy(DEFAULT_DOC)
+    doc["holdout"]["share"] = 0.0
+    doc.setdefault("learning", {})["segment_crosses"] = ["point_x_eligible_set"]
+    crossed = RecoveryPolicy.from_text(yaml.safe_dump(doc), "crossed.yaml")
+    for policy, cross in ((learning_policy(0.0), None), (crossed, "pe=delay/")):
+        engine = DecisionEngine(
+            policy, OnlineScorer(SnapshotBoard()), context=InMemoryContextStore()
+        )
+        window = CaseWindow("o-1", engine, WindowConfig())
+        pending = []
+        for record in (
+            order_placed("o-1", 0, total=80.0, cost=30.0, lane="dhl:DE-NL"),
+            body("delayed", "o-1", 130, estimated_delivery_at="2026-06-09T00:00:00Z"),
+        ):
+            emitted, _ = window.on_event(event(record))
+            pending += [p for tag, p in emitted if tag == "pending" and p.keys]
+            decided = [r for tag, r in emitted if tag == "decision"]
+        assert pending and decided[-1]["eligible"]
+        extra = pending[-1].keys[7:]
+        if cross is None:
+            assert extra == ()
+        else:
+            assert extra == (cross + "+".join(decided[-1]["eligible"]),)

@@ -22,7 +22,7 @@ from operators.policy import (
     PolicyError,
     RecoveryPolicy,
 )
-from operators.vocabulary import Covariance
+from operators.vocabulary import Covariance, SegmentCross
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "policies"
@@ -111,6 +111,20 @@ def test_the_posterior_covariance_is_read_from_a_closed_vocabulary() -> None:
     assert full.covariance is Covariance.FULL
     with pytest.raises(PolicyError, match=r"learning\.covariance.*diagonal, full"):
         RecoveryPolicy.from_text(base + "learning: {covariance: dense}\n")
+
+
+def test_segment_crosses_are_read_from_a_closed_vocabulary_in_its_order() -> None:
+    base = 'version: "t"\nactions: {human_review: {cost: 1}}\n'
+    assert RecoveryPolicy.from_text(base).segment_crosses == ()
+    both = RecoveryPolicy.from_text(
+        base + "learning: {segment_crosses: [point_x_eligible_set, point_x_lane]}\n"
+    )
+    assert both.segment_crosses == (SegmentCross.POINT_LANE, SegmentCross.POINT_ELIGIBLE_SET)
+    with pytest.raises(PolicyError, match=r"learning\.segment_crosses.*unknown.*point_x_tier"):
+        RecoveryPolicy.from_text(base + "learning: {segment_crosses: [point_x_tier]}\n")
+    shipped = RecoveryPolicy.load(SHIPPED / "learning.yaml")
+    assert shipped.segment_crosses == (SegmentCross.POINT_ELIGIBLE_SET,)
+    assert RecoveryPolicy.default().segment_crosses == ()  # the default's keys are unchanged
 
 
 def test_guard_confidence_is_read_and_bounded() -> None:
