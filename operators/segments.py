@@ -9,6 +9,7 @@ customer tier, campaign).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import assert_never
 
 from operators.vocabulary import DecisionPoint, SegmentCross
 
@@ -113,10 +114,13 @@ class Context:
                 keys += (f"pl={self.point}/{self.lane}",)
             elif cross is SegmentCross.POINT_FAMILY:
                 keys += (f"pf={self.point}/{self.family}",)
-            elif eligible:
+            elif cross is SegmentCross.POINT_ELIGIBLE_SET:
                 # What is eligible says how far a case has gone (the delayed-shipment credit
                 # only from 48 h late, say), which none of the other keys tells apart.
-                keys += (f"pe={self.point}/{'+'.join(eligible)}",)
+                if eligible:
+                    keys += (f"pe={self.point}/{'+'.join(eligible)}",)
+            else:
+                assert_never(cross)
         return keys
 
 

@@ -63,8 +63,8 @@ def format_ts(ts: float) -> str:
     # cached text of their hour and that of the second within it: what isoformat gives, in a
     # fraction of its time. Fractions, and times before 1970, take the datetime path;
     # isoformat writes what "%Y-%m-%dT%H:%M:%S[.%f]" would for the years parse_ts accepts.
-    if ts.__class__ is float or ts.__class__ is int:
-        sec = int(ts) if ts == ts and MIN_TS <= ts < MAX_TS else -1
+    if (ts.__class__ is float or ts.__class__ is int) and MIN_TS <= ts < MAX_TS:  # not NaN
+        sec = int(ts)
         if sec == ts:
             hour, second = divmod(sec, 3_600)
             prefix = _HOURS.get(hour)
