@@ -89,28 +89,25 @@ class CaseStoreSink(DynamicSink[CaseRecord]):
         return _CasePartition(self.store_factory())
 
 
-def _tagger(kind: str) -> Callable[[dict[str, Any]], CaseRecord]:
-    """Tags each record of one output stream with its case-record kind."""
+_STORED_KINDS = frozenset(KIND_OF_STREAM.values())
 
-    def tag(record: dict[str, Any]) -> CaseRecord:
-        return (kind, record)
 
-    return tag
+def _case_record(kv: tuple[str, tuple[str, Any]]) -> CaseRecord | None:
+    """The case step's tagged item if the case store keeps its kind, else None (dropped)."""
+    item = kv[1]
+    return item if item[0] in _STORED_KINDS else None
 
 
 def case_records(streams: FlowStreams) -> Stream[CaseRecord]:
-    """The flow's case views, decisions, interventions and outcomes as one tagged stream.
+    """The flow's case views, decisions, interventions and outcomes as one tagged stream,
+    taken from the case step's output in one step, so that each of its batches reaches
+    the store as one batch (one pipeline to Redis, not one per kind of record).
 
     Needs ``FlowParts(emit_case_views=True)`` for the views; without it the stream holds
-    the other three kinds only.
+    the other three kinds only. Records merged into ``streams.records`` after the case
+    step (approved reviews in live mode) are not in it: their caller adds them.
     """
-    tagged: list[Stream[CaseRecord]] = []
-    for name, kind in KIND_OF_STREAM.items():
-        records = streams.records.get(name)
-        if records is None:
-            continue
-        tagged.append(op.map(f"case_store_tag_{name}", records, _tagger(kind)))
-    return op.merge("case_store_records", *tagged)
+    return op.filter_map("case_store_records", streams.tagged, _case_record)
 
 
 def attach_case_store(

@@ -42,7 +42,9 @@ from operators.window import CaseWindow, Decider, Expire, ExpiryClock, WindowCon
 #: The outputs a case emits, then the dead letters (from decoding and the clock).
 RECORD_OUTPUTS = ("interventions", "decisions", "outcomes")
 OUTPUT_NAMES = (*RECORD_OUTPUTS, "dead_letter")
-_TAG_OF_OUTPUT = {
+#: Output name -> the tag of its records in the case step's output (live mode: also their
+#: ``type`` header on Kafka).
+TAG_OF_OUTPUT = {
     "interventions": "intervention",
     "decisions": "decision",
     "outcomes": "outcome",
@@ -479,6 +481,10 @@ class FlowStreams:
     flow: Dataflow
     events: Stream[Event]
     records: dict[str, Stream[dict[str, Any]]]
+    #: The case step's output, ``(order key, (tag, item))`` in the order it emitted them,
+    #: every tag in one stream: a sink that takes several kinds of record from here gets
+    #: each batch of the case step as one batch (``records`` splits it per output).
+    tagged: Stream[tuple[str, tuple[str, Any]]]
 
 
 def build_flow(parts: FlowParts, flow_id: str = "salvage") -> Dataflow:
@@ -492,12 +498,24 @@ def attach_outputs(
     streams: FlowStreams, sinks: dict[str, Sink], observer: FlowObserver | None = None
 ) -> None:
     """Connect output records to sinks by output name (missing names are not written)."""
-    hook = observer.on_output if observer is not None else None
+    observed = observe_outputs(streams, list(sinks), observer)
     for name, sink in sinks.items():
+        op.output(f"out_{name}", observed[name], sink)
+
+
+def observe_outputs(
+    streams: FlowStreams, names: list[str], observer: FlowObserver | None
+) -> dict[str, Stream[dict[str, Any]]]:
+    """The output streams ``names``, each record handed to ``observer.on_output`` (the
+    streams unchanged without one): for the outputs a caller writes itself."""
+    hook = observer.on_output if observer is not None else None
+    observed = {}
+    for name in names:
         records = streams.records[name]
         if hook is not None:
             records = op.inspect(f"observe_{name}", records, _observer_of(name, hook))
-        op.output(f"out_{name}", records, sink)
+        observed[name] = records
+    return observed
 
 
 def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
@@ -594,7 +612,7 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
     records: dict[str, Stream[dict[str, Any]]] = {"dead_letter": dead_records}
     names = [*RECORD_OUTPUTS, "cases"] if parts.emit_case_views else list(RECORD_OUTPUTS)
     for name in names:
-        tag = _TAG_OF_OUTPUT[name]
+        tag = TAG_OF_OUTPUT[name]
         records[name] = op.filter_map(f"select_{name}", cases, _select(tag))
     if parts.models is not None:
         runtime = parts.models
@@ -607,4 +625,4 @@ def build_streams(parts: FlowParts, flow_id: str = "salvage") -> FlowStreams:
         # Bytewax calls on_eof only on steps whose output reaches an output or inspect step;
         # without this the examples after the last publish would never be published.
         op.inspect("learned", learned, lambda _s, _x: None)
-    return FlowStreams(flow, valid.trues, records)
+    return FlowStreams(flow, valid.trues, records, cases)

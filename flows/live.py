@@ -29,22 +29,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import StatefulLogic
-from bytewax.outputs import Sink
 
-from flows.connectors.kafka import KafkaInputSource, KafkaRecordSink
+from flows.connectors.kafka import KafkaInputSource, KafkaRoutedSink
 from flows.connectors.webhooks import DeliveryResult, Dispatcher, DispatchMetrics, DispatchSink
 from flows.dataflow import (
+    OUTPUT_NAMES,
+    RECORD_OUTPUTS,
+    TAG_OF_OUTPUT,
     FlowObserver,
     FlowParts,
     FlowStreams,
     ModelRuntime,
-    attach_outputs,
     build_streams,
+    observe_outputs,
 )
 from flows.dispatching import dead_letter_writer
 from flows.runtime import tune_gc
@@ -260,12 +262,13 @@ def add_review_loop(
     clock: Callable[[], float] = time.time,
     auth: ReviewAuth | None = None,
     stores: CapStores | Callable[[], CapStores] | None = None,
-) -> Stream[dict[str, Any]]:
+) -> ReviewStreams:
     """Join review requests, reviewer decisions and case closes per order. Approved
     interventions are merged into ``streams.records["interventions"]``; review-decision
     dead letters (bad input, failed authentication with ``auth``, decisions for requests
     never issued) into ``streams.records["dead_letter"]``. ``stores``: the contacts and
-    credit the caps of an approval are checked against. Returns the review records."""
+    credit the caps of an approval are checked against. Returns the review records and
+    the approved interventions."""
     records = streams.records
     parsed = op.map("review_parse", decisions, lambda item: parse_decision(item[1], item[2], auth))
     valid = op.branch("review_valid", parsed, lambda x: isinstance(x, ReviewDecision))
@@ -304,7 +307,35 @@ def add_review_loop(
     records["interventions"] = op.merge("interventions_all", records["interventions"], approved)
     bad = op.map("review_dead_letter", valid.falses, _dead_letter_record)
     records["dead_letter"] = op.merge("dead_letter_all", records["dead_letter"], bad, refused)
-    return reviews
+    return ReviewStreams(reviews, approved)
+
+
+class ReviewStreams(NamedTuple):
+    """What the review loop adds to a flow."""
+
+    #: A record per review request and answer (to the decisions topic, type ``review``).
+    reviews: Stream[dict[str, Any]]
+    #: Interventions a reviewer approved (also merged into the interventions output).
+    approved: Stream[dict[str, Any]]
+
+
+#: The kinds of record the case step emits that go to Kafka as they are.
+_CASE_KINDS_TO_KAFKA = frozenset(TAG_OF_OUTPUT[name] for name in RECORD_OUTPUTS)
+
+
+def _kafka_record(kv: tuple[str, tuple[str, Any]]) -> tuple[str, dict[str, Any]] | None:
+    """The case step's tagged item if it goes to Kafka, else None (dropped)."""
+    item = kv[1]
+    return item if item[0] in _CASE_KINDS_TO_KAFKA else None
+
+
+def _tagged(kind: str) -> Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]:
+    """Tags each record of one stream with its kind."""
+
+    def tag(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return (kind, record)
+
+    return tag
 
 
 def _dead_letter_record(parsed: ReviewDecision | DeadLetter) -> dict[str, Any]:
@@ -409,7 +440,7 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
     if expires_hours is None:
         expires_hours = policy.review_expires_hours
     contacts = stores.contacts or _once(InMemoryContactBook)
-    reviews = add_review_loop(
+    review = add_review_loop(
         streams,
         decisions,
         policy,
@@ -420,31 +451,40 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
         # Opened on the workers, on first use.
         stores=lambda: CapStores(credit(), contacts()),
     )
+    reviews = review.reviews
     if observer.on_output is not None:
         # Reviewers' answers move cases out of review in the metrics.
         hook = observer.on_output
         reviews = op.inspect("observe_reviews", reviews, lambda _s, r: hook("reviews", r))
+    observe_outputs(streams, list(OUTPUT_NAMES), observer)
 
+    # Every output topic through one sink: the case step's decisions, interventions and
+    # outcomes of a batch leave in one produce and one wait for the broker's
+    # acknowledgement, not one per topic (docs/performance.md, "Live latency").
     out = kafka.output_topics
-    types = {
-        "interventions": "intervention",
-        "decisions": "decision",
-        "outcomes": "outcome",
-        "dead_letter": "dead_letter",
-    }
-    sinks: dict[str, Sink[Any]] = {
-        name: KafkaRecordSink(kafka, out[name], types[name]) for name in types
-    }
-    attach_outputs(streams, sinks, observer)
-    op.output("out_reviews", reviews, KafkaRecordSink(kafka, out["decisions"], "review"))
+    # A record's kind is its ``type`` header; reviews share the decisions topic.
+    routes = {TAG_OF_OUTPUT[name]: out[name] for name in OUTPUT_NAMES}
+    routes["review"] = out["decisions"]
+    to_kafka = op.merge(
+        "kafka_records",
+        op.filter_map("kafka_case_records", streams.tagged, _kafka_record),
+        op.map("kafka_approved", review.approved, _tagged("intervention")),
+        op.map("kafka_dead_letters", streams.records["dead_letter"], _tagged("dead_letter")),
+        op.map("kafka_reviews", reviews, _tagged("review")),
+    )
+    op.output("out_kafka", to_kafka, KafkaRoutedSink(kafka, routes))
 
     if stores.cases is not None:
         from flows.case_sink import CaseStoreSink, case_records
 
-        review_entries = op.map(
-            "case_tag_reviews", reviews, lambda r: ("decision", review_case_record(r))
+        all_records = op.merge(
+            "case_records_all",
+            case_records(streams),
+            op.map("case_tag_approved", review.approved, _tagged("intervention")),
+            op.map(
+                "case_tag_reviews", review.reviews, lambda r: ("decision", review_case_record(r))
+            ),
         )
-        all_records = op.merge("case_records_all", case_records(streams), review_entries)
         op.output("out_case_store", all_records, CaseStoreSink(stores.cases))
 
     if settings.webhooks.routes:

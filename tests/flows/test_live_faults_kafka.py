@@ -292,13 +292,17 @@ class FakeProducer:
     def __init__(self, fail_with: BaseException | None = None) -> None:
         self.fail_with = fail_with
         self.values: list[bytes] = []
+        self.sent: list[tuple[str, bytes]] = []  # (topic, type header)
+        self.flushes = 0
         self.purged = False
         FakeProducer.made.append(self)
 
     def produce(self, topic: str, value: bytes, key: Any, headers: Any, on_delivery: Any):
         self.values.append(value)
+        self.sent.append((topic, dict(headers)["type"]))
 
     def flush(self, timeout: float) -> int:
+        self.flushes += 1
         if self.fail_with is not None:
             exc, self.fail_with = self.fail_with, None
             raise exc
@@ -319,14 +323,16 @@ def test_a_fatal_producer_error_after_a_broker_restart_renews_the_producer(
     SystemError. The sink replaces the producer and sends the batch again."""
     from confluent_kafka import KafkaException
 
-    from flows.connectors.kafka.sink import _ProducerPartition
+    from flows.connectors.kafka.sink import _ProducerPartition, to_topic
 
     fatal = KafkaException(KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, fatal=True))
     wrapped = SystemError("<function _on_delivery> returned a result with an exception set")
     wrapped.__cause__ = fatal
     FakeProducer.made.clear()
     makes = iter([FakeProducer(fail_with=wrapped), FakeProducer()])
-    sink = _ProducerPartition(lambda: next(makes), "t.decisions", "decision")
+    sink = _ProducerPartition(
+        lambda: next(makes), "topic 't.decisions'", to_topic("t.decisions", "decision")
+    )
     with caplog.at_level(logging.WARNING, logger="salvage.kafka"):
         sink.write_batch([{"order_id": "o-1"}, {"order_id": "o-2"}])
     old, new = FakeProducer.made
@@ -334,11 +340,39 @@ def test_a_fatal_producer_error_after_a_broker_restart_renews_the_producer(
     assert "OUT_OF_ORDER_SEQUENCE_NUMBER" in caplog.text and "replacing the producer" in caplog.text
 
 
+def test_a_batch_for_several_topics_is_produced_to_each_and_flushed_once() -> None:
+    """The live flow's one Kafka sink: a batch of decisions, interventions, outcomes and
+    reviews goes to the topic of each record's type, with that type in its header, and
+    the sink waits for the broker once for all of them."""
+    from flows.connectors.kafka.sink import _ProducerPartition, by_type
+
+    routes = {"decision": "t.d", "review": "t.d", "intervention": "t.i", "outcome": "t.o"}
+    FakeProducer.made.clear()
+    sink = _ProducerPartition(FakeProducer, "topics", by_type(routes))
+    batch = [
+        ("decision", {"order_id": "o-1"}),
+        ("intervention", {"order_id": "o-1"}),
+        ("review", {"order_id": "o-2"}),
+        ("outcome", {"order_id": "o-1"}),
+    ]
+    sink.write_batch(batch)
+    (producer,) = FakeProducer.made
+    assert producer.sent == [
+        ("t.d", b"decision"),
+        ("t.i", b"intervention"),
+        ("t.d", b"review"),
+        ("t.o", b"outcome"),
+    ]
+    assert producer.flushes == 1
+    with pytest.raises(ValueError, match="no Kafka topic for records of type 'case'"):
+        sink.write_batch([("case", {"order_id": "o-3"})])
+
+
 def test_when_a_broker_lost_its_state_every_sink_renews_its_producer_first() -> None:
-    from flows.connectors.kafka.sink import _ProducerPartition, broker_lost_state
+    from flows.connectors.kafka.sink import _ProducerPartition, broker_lost_state, to_topic
 
     FakeProducer.made.clear()
-    sink = _ProducerPartition(FakeProducer, "t.outcomes", "outcome")
+    sink = _ProducerPartition(FakeProducer, "topic 't.outcomes'", to_topic("t.outcomes", "outcome"))
     sink.write_batch([{"order_id": "o-1"}])
     broker_lost_state()  # seen by the source, or by another sink
     sink.write_batch([{"order_id": "o-2"}])

@@ -244,10 +244,13 @@ def test_review_step_in_a_dataflow() -> None:
         "decisions", flow, TestingSource([("review_decisions", r, 1.0) for r in raw])
     )
     dead = op.input("dead", flow, TestingSource([]))
+    tagged = op.input("tagged", flow, TestingSource([]))
     streams = FlowStreams(
-        flow, None, {"interventions": ivs, "outcomes": outcomes, "dead_letter": dead}
+        flow, None, {"interventions": ivs, "outcomes": outcomes, "dead_letter": dead}, tagged
     )
-    reviews = add_review_loop(streams, decisions, POLICY, 48 * HOUR, HOUR, clock=lambda: 1.0)
+    reviews = add_review_loop(
+        streams, decisions, POLICY, 48 * HOUR, HOUR, clock=lambda: 1.0
+    ).reviews
     got_iv: list[dict[str, Any]] = []
     got_rv: list[dict[str, Any]] = []
     got_dead: list[dict[str, Any]] = []
@@ -430,13 +433,14 @@ def test_the_review_loop_dead_letters_unauthenticated_decisions() -> None:
         "decisions", flow, TestingSource([("review_decisions", r, NOW) for r in raw])
     )
     dead = op.input("dead", flow, TestingSource([]))
+    tagged = op.input("tagged", flow, TestingSource([]))
     streams = FlowStreams(
-        flow, None, {"interventions": ivs, "outcomes": outcomes, "dead_letter": dead}
+        flow, None, {"interventions": ivs, "outcomes": outcomes, "dead_letter": dead}, tagged
     )
     s = stores()
     reviews = add_review_loop(
         streams, decisions, POLICY, 48 * HOUR, HOUR, clock=lambda: NOW, auth=AUTH, stores=s
-    )
+    ).reviews
     got_iv: list[dict[str, Any]] = []
     got_dead: list[dict[str, Any]] = []
     got_rv: list[dict[str, Any]] = []

@@ -11,7 +11,11 @@ from operators.contract import CONTRACT_VERSION
 InputItem = tuple[str, Any, float, str]
 
 
-def record_headers(event_type: str) -> list[tuple[str, str | bytes | None]]:
+#: The headers of an output record, as confluent-kafka takes them.
+Headers = list[tuple[str, str | bytes | None]]
+
+
+def record_headers(event_type: str) -> Headers:
     """The headers of an output record.
 
     >>> record_headers("intervention")
