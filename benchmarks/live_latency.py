@@ -7,9 +7,16 @@ simulated scenario's events to the input topics at a fixed rate from another pro
 consumes the interventions topic with an assign-based consumer, and matches each
 intervention to the produce time of its ``trigger_event_id``.
 
-The baseline, measured in the same run at the same rate, is the broker alone: a record
-produced to a topic and consumed back, with the same client settings. The flow's extra
-latency is the difference.
+Two baselines, measured in the same run at the same rate:
+
+- the broker hop: a record produced to a topic and consumed back, with the same client
+  settings, on a fresh topic for 10 s (``--hop-seconds``; the flow's path has two hops);
+- a bare relay: a process that reads the same input topics as the flow (assign, the same
+  fetch settings) and writes every event to an output topic, one flush per batch as the
+  flow's sink does, after the same warm-up and at the same rate for as long: the two hops
+  and the broker's load without Salvage. The broker's CPU is shown for both runs: a
+  broker with in-memory logs (Tansu here) costs more per fetch as its logs grow, so a
+  run's tail can be the broker's.
 
 ``--backlog N`` first produces N events with no flow running, then starts ``salvage run``
 and measures how fast it works through them (first to last decision on the output topic),
@@ -145,9 +152,12 @@ def produce_at_rate(
     return sent, time.perf_counter() - start
 
 
-def broker_baseline(bootstrap: str, rate: float, seconds: float) -> list[float]:
+def broker_baseline(
+    bootstrap: str, rate: float, seconds: float, broker_pid: int | None = None
+) -> tuple[list[float], list[float]]:
     """Produce -> consume latency of the broker alone, at ``rate``, with the producer in a
-    process of its own as for the flow."""
+    process of its own as for the flow; and the broker's CPU (cores) in each 5 s of it,
+    read from ``broker_pid``'s /proc entry while the records are consumed."""
     topic = f"bench-baseline-{uuid.uuid4().hex[:6]}"
     settings = load_settings(env={"SALVAGE_KAFKA__BOOTSTRAP_SERVERS": bootstrap})
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -157,13 +167,114 @@ def broker_baseline(bootstrap: str, rate: float, seconds: float) -> list[float]:
     collector = Collector(bootstrap, [topic])
     collector.start()
     records = [("baseline", str(n).encode(), str(n), str(n)) for n in range(int(rate * seconds))]
+    cpu: list[float] = []
+    sampling = threading.Event()
+
+    def sample() -> None:
+        last = None if broker_pid is None else _cpu_seconds(broker_pid)
+        while not sampling.wait(5.0) and last is not None and broker_pid is not None:
+            now = _cpu_seconds(broker_pid)
+            if now is None:
+                return
+            cpu.append((now - last) / 5.0)
+            last = now
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     sent, _ = produce_elsewhere(bootstrap, records, {"baseline": topic}, rate, seconds)
+    sampling.set()
     deadline = time.monotonic() + 10
     while len(collector.seen) < len(sent) and time.monotonic() < deadline:
         time.sleep(0.05)
     collector.stop.set()
     collector.join(5)
-    return [t - sent[v.decode()] for t, _, v in collector.seen if v.decode() in sent]
+    return [t - sent[v.decode()] for t, _, v in collector.seen if v.decode() in sent], cpu
+
+
+def _relay_main(bootstrap: str, inputs: list[str], output: str, partitions: int, stop: Any) -> None:
+    """The bare relay: every record of ``inputs`` to ``output``, flushed per batch."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "bench-relay",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 20,  # as the flow's source
+        }
+    )
+    consumer.assign([TopicPartition(t, p, 0) for t in inputs for p in range(partitions)])
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True}
+    )
+    while not stop.is_set():
+        relayed = 0
+        # A short wait, as the flow's source polls (``idle_poll_ms``): a longer one holds
+        # a batch back until it is full or the wait is over.
+        for msg in consumer.consume(1000, 0.005):
+            if msg.error() is None:
+                producer.produce(output, value=msg.value(), key=msg.key())
+                relayed += 1
+        if relayed:
+            producer.flush(30)
+    consumer.close()
+
+
+def run_relay_once(
+    bench: Bench, events: list[tuple[str, bytes, str, str]], rate: float
+) -> dict[str, Any]:
+    """The bare relay's latency (event produced -> relayed copy consumed) after the same
+    warm-up as the flow, and the broker's CPU while it was measured."""
+    args, bootstrap = bench.args, bench.bootstrap
+    tag = f"relay{uuid.uuid4().hex[:6]}"
+    names = {s: f"{tag}.{s}" for s in ("orders", "delivery", "support", "refunds")}
+    output = f"{tag}.out"
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    made = admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in [*names.values(), output]])
+    for future in made.values():
+        future.result(30)
+    collector = Collector(bootstrap, [output])
+    collector.start()
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    relay = ctx.Process(
+        target=_relay_main, args=(bootstrap, list(names.values()), output, PARTITIONS, stop)
+    )
+    relay.start()
+    try:
+        warm, rest = events[: args.warmup], events[args.warmup :]
+        produce_elsewhere(bootstrap, warm, names, 50_000.0, len(warm) / 50_000.0 + 1)
+        deadline = time.monotonic() + 180
+        while len(collector.seen) < len(warm) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        collector.seen.clear()
+        cpu_before = _cpu_seconds(bench.broker_pid)
+        sent, produced_for = produce_elsewhere(bootstrap, rest, names, rate, args.seconds)
+        cpu_after = _cpu_seconds(bench.broker_pid)
+        time.sleep(3)  # let the tail drain
+    finally:
+        stop.set()
+        relay.join(10)
+        if relay.is_alive():
+            relay.kill()
+        collector.stop.set()
+        collector.join(5)
+    latencies = []
+    for at, _, value in collector.seen:
+        produced = sent.get(orjson.loads(value).get("event_id"))
+        if produced is not None:
+            latencies.append(at - produced)
+    return {
+        "latencies": latencies,
+        "broker_cpu": _share(cpu_before, cpu_after, produced_for),
+    }
+
+
+def _share(before: float | None, after: float | None, seconds: float) -> float | None:
+    """CPU seconds per second between two readings (None without /proc)."""
+    if before is None or after is None or seconds <= 0:
+        return None
+    return (after - before) / seconds
 
 
 def _idle(collector: Collector, seconds: float) -> bool:
@@ -318,6 +429,7 @@ def run_flow_once(
     work: Path,
     warmup: int,
     recovery: bool = False,
+    broker_pid: int | None = None,
 ) -> dict[str, Any]:
     tag = f"bench{uuid.uuid4().hex[:6]}"
     env, names = flow_env(bootstrap, redis_url, batch_size, work, tag, recovery, None)
@@ -340,7 +452,9 @@ def run_flow_once(
                 break
             time.sleep(0.2)
         collector.seen.clear()
+        cpu_before = None if broker_pid is None else _cpu_seconds(broker_pid)
         sent, produced_for = produce_elsewhere(bootstrap, rest, names, rate, seconds)
+        cpu_after = None if broker_pid is None else _cpu_seconds(broker_pid)
         time.sleep(3)  # let the tail drain
     finally:
         stop_process(flow)
@@ -366,6 +480,7 @@ def run_flow_once(
         "latencies": latencies,
         "decision_latencies": decision_latencies,
         "decision_series": series,
+        "broker_cpu": _share(cpu_before, cpu_after, produced_for),
     }
 
 
@@ -462,6 +577,7 @@ class Bench(NamedTuple):
     bootstrap: str
     redis_url: str | None
     work: Path
+    broker_pid: int
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -472,6 +588,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=8000, help="simulated orders")
     parser.add_argument(
         "--warmup", type=int, default=12_000, help="events produced unmeasured first"
+    )
+    parser.add_argument(
+        "--hop-seconds", type=float, default=10.0, help="how long the broker hop is measured"
     )
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--redis", action="store_true", help="use a private redis-server")
@@ -528,9 +647,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(events):,} simulated steady-state events; producer in its own process"
         )
         if args.rates:
-            latency_table(Bench(args, broker.bootstrap, redis_url, work), events)
+            latency_table(Bench(args, broker.bootstrap, redis_url, work, broker_proc.pid), events)
         if args.backlog:
-            backlog_table(Bench(args, broker.bootstrap, redis_url, work), events[: args.backlog])
+            bench = Bench(args, broker.bootstrap, redis_url, work, broker_proc.pid)
+            backlog_table(bench, events[: args.backlog])
     finally:
         if redis_server is not None:
             redis_server.stop()
@@ -539,12 +659,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def latency_table(bench: Bench, events: list[tuple[str, bytes, str, str]]) -> None:
-    args, bootstrap, redis_url, work = bench
+    args, bootstrap, redis_url, work, _ = bench
     print(
         "latency = consumed from the output topic - produced to the input topic (wall)\n"
         f"{'rate/s':>8} {'achieved':>9} {'output':>14} {'n':>6} {'p50':>10} {'p99':>10} "
-        f"{'broker p50':>11} {'broker p99':>11} {'p99 - broker p99':>17}"
+        f"{'relay p50':>10} {'relay p99':>10} {'broker p50':>11} {'broker p99':>11} "
+        f"{'p99 - relay p99':>16} {'p99 - broker p99':>17}"
     )
+    cpu_rows = []
     for rate in args.rates:
         need = int(rate * args.seconds) + args.warmup
         if need > len(events):
@@ -559,8 +681,11 @@ def latency_table(bench: Bench, events: list[tuple[str, bytes, str, str]]) -> No
             work,
             args.warmup,
             args.recovery,
+            bench.broker_pid,
         )
-        base = broker_baseline(bootstrap, rate, min(args.seconds, 10.0))
+        relay = run_relay_once(bench, events, rate)
+        r50, r99 = percentile(relay["latencies"], 50), percentile(relay["latencies"], 99)
+        base, hop_cpu = broker_baseline(bootstrap, rate, args.hop_seconds, bench.broker_pid)
         b50, b99 = percentile(base, 50), percentile(base, 99)
         for label, lat in (
             ("interventions", result["latencies"]),
@@ -569,15 +694,24 @@ def latency_table(bench: Bench, events: list[tuple[str, bytes, str, str]]) -> No
             p50, p99 = percentile(lat, 50), percentile(lat, 99)
             print(
                 f"{rate:>8g} {result['achieved_rate']:>9.0f} {label:>14} {len(lat):>6} "
-                f"{fmt_ms(p50):>10} {fmt_ms(p99):>10} {fmt_ms(b50):>11} {fmt_ms(b99):>11} "
+                f"{fmt_ms(p50):>10} {fmt_ms(p99):>10} {fmt_ms(r50):>10} {fmt_ms(r99):>10} "
+                f"{fmt_ms(b50):>11} {fmt_ms(b99):>11} {fmt_ms(p99 - r99):>16} "
                 f"{fmt_ms(p99 - b99):>17}"
             )
+        cpu_rows.append((rate, result["broker_cpu"], relay["broker_cpu"], hop_cpu))
         if args.series:
             print_series(result["decision_series"])
     print(
-        "broker = the same produce/consume path without the flow (one hop; the flow "
-        "path has two: input topic -> flow -> output topic)"
+        "relay = the same input topics, warm-up, rate and time through a bare relay process "
+        "(two hops, no Salvage); broker = one produce/consume hop on a fresh topic"
     )
+    for rate, flow_cpu, relay_cpu, hop_cpu in cpu_rows:
+        if flow_cpu is not None and relay_cpu is not None:
+            hop = ", ".join(f"{c:.2f}" for c in hop_cpu)
+            print(
+                f"  broker CPU at {rate:g}/s: {flow_cpu:.2f} cores during the flow's run, "
+                f"{relay_cpu:.2f} during the relay's; the broker hop's, per 5 s: {hop}"
+            )
 
 
 def print_series(series: list[tuple[float, float]], step: float = 1.0) -> None:
@@ -598,7 +732,7 @@ def print_series(series: list[tuple[float, float]], step: float = 1.0) -> None:
 
 
 def backlog_table(bench: Bench, events: list[tuple[str, bytes, str, str]]) -> None:
-    args, bootstrap, redis_url, work = bench
+    args, bootstrap, redis_url, work, _ = bench
     server, url = start_webhook_receiver()
     # (label, webhook receiver, sent by a dispatcher process); the outbox is in Redis, so
     # the dispatcher arm needs --redis.
