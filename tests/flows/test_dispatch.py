@@ -65,6 +65,13 @@ def server_factory() -> Iterator[Callable[..., Server]]:
                     if status == 0:
                         time.sleep(state.stall)
                         status = 200
+                finally:
+                    # Before the answer: once it is sent the client may start its next
+                    # request, which must not find this one still counted (on a loaded
+                    # machine this thread can resume after that request has arrived).
+                    with state.lock:
+                        state.active -= 1
+                try:
                     self.send_response(status)
                     if status == 429:
                         self.send_header("Retry-After", "0")
@@ -72,9 +79,6 @@ def server_factory() -> Iterator[Callable[..., Server]]:
                     self.end_headers()
                 except OSError:
                     pass
-                finally:
-                    with state.lock:
-                        state.active -= 1
 
             def log_message(self, format: str, *args: object) -> None:
                 return
