@@ -29,6 +29,7 @@ from bytewax.dataflow import Stream
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows.dataflow import FlowStreams
+from flows.tagged import tagged_records
 from state.cases import CaseStore
 
 CaseRecord = tuple[str, dict[str, Any]]
@@ -92,12 +93,6 @@ class CaseStoreSink(DynamicSink[CaseRecord]):
 _STORED_KINDS = frozenset(KIND_OF_STREAM.values())
 
 
-def _case_record(kv: tuple[str, tuple[str, Any]]) -> CaseRecord | None:
-    """The case step's tagged item if the case store keeps its kind, else None (dropped)."""
-    item = kv[1]
-    return item if item[0] in _STORED_KINDS else None
-
-
 def case_records(streams: FlowStreams) -> Stream[CaseRecord]:
     """The flow's case views, decisions, interventions and outcomes as one tagged stream,
     taken from the case step's output in one step, so that each of its batches reaches
@@ -107,7 +102,7 @@ def case_records(streams: FlowStreams) -> Stream[CaseRecord]:
     the other three kinds only. Records merged into ``streams.records`` after the case
     step (approved reviews in live mode) are not in it: their caller adds them.
     """
-    return op.filter_map("case_store_records", streams.tagged, _case_record)
+    return tagged_records(streams, "case_store_records", _STORED_KINDS)
 
 
 def attach_case_store(

@@ -51,6 +51,7 @@ from flows.dataflow import (
 from flows.dispatching import dead_letter_writer
 from flows.runtime import tune_gc
 from flows.settings import Settings, load_settings
+from flows.tagged import tag_records, tagged_records
 from operators.caps import DispatchCaps
 from operators.case import DAY, HOUR
 from operators.contract import DeadLetter
@@ -323,21 +324,6 @@ class ReviewStreams(NamedTuple):
 _CASE_KINDS_TO_KAFKA = frozenset(TAG_OF_OUTPUT[name] for name in RECORD_OUTPUTS)
 
 
-def _kafka_record(kv: tuple[str, tuple[str, Any]]) -> tuple[str, dict[str, Any]] | None:
-    """The case step's tagged item if it goes to Kafka, else None (dropped)."""
-    item = kv[1]
-    return item if item[0] in _CASE_KINDS_TO_KAFKA else None
-
-
-def _tagged(kind: str) -> Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]:
-    """Tags each record of one stream with its kind."""
-
-    def tag(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        return (kind, record)
-
-    return tag
-
-
 def _dead_letter_record(parsed: ReviewDecision | DeadLetter) -> dict[str, Any]:
     """The dead-letter record of a review decision that did not parse (the branch's false
     side holds only dead letters)."""
@@ -467,10 +453,10 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
     routes["review"] = out["decisions"]
     to_kafka = op.merge(
         "kafka_records",
-        op.filter_map("kafka_case_records", streams.tagged, _kafka_record),
-        op.map("kafka_approved", review.approved, _tagged("intervention")),
-        op.map("kafka_dead_letters", streams.records["dead_letter"], _tagged("dead_letter")),
-        op.map("kafka_reviews", reviews, _tagged("review")),
+        tagged_records(streams, "kafka_case_records", _CASE_KINDS_TO_KAFKA),
+        tag_records("kafka_approved", review.approved, "intervention"),
+        tag_records("kafka_dead_letters", streams.records["dead_letter"], "dead_letter"),
+        tag_records("kafka_reviews", reviews, "review"),
     )
     op.output("out_kafka", to_kafka, KafkaRoutedSink(kafka, routes))
 
@@ -480,7 +466,7 @@ def build_live_flow(settings: Settings, options: LiveOptions | None = None) -> D
         all_records = op.merge(
             "case_records_all",
             case_records(streams),
-            op.map("case_tag_approved", review.approved, _tagged("intervention")),
+            tag_records("case_tag_approved", review.approved, "intervention"),
             op.map(
                 "case_tag_reviews", review.reviews, lambda r: ("decision", review_case_record(r))
             ),
