@@ -55,7 +55,7 @@ sys.path.insert(0, str(REPO))
 
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
-from flows.connectors.kafka import create_topics, iter_input_dir  # noqa: E402
+from flows.connectors.kafka import create_topics, iter_input_dir, make_producer  # noqa: E402
 from flows.settings import load_settings  # noqa: E402
 from tests.fixtures.kafka_broker import start_broker, stop_process  # noqa: E402
 
@@ -153,7 +153,7 @@ def produce_at_rate(
 
 
 def broker_baseline(
-    bootstrap: str, rate: float, seconds: float, broker_pid: int | None = None
+    bootstrap: str, rate: float, seconds: float, broker_pid: int
 ) -> tuple[list[float], list[float]]:
     """Produce -> consume latency of the broker alone, at ``rate``, with the producer in a
     process of its own as for the flow; and the broker's CPU (cores) in each 5 s of it,
@@ -171,8 +171,8 @@ def broker_baseline(
     sampling = threading.Event()
 
     def sample() -> None:
-        last = None if broker_pid is None else _cpu_seconds(broker_pid)
-        while not sampling.wait(5.0) and last is not None and broker_pid is not None:
+        last = _cpu_seconds(broker_pid)
+        while not sampling.wait(5.0) and last is not None:
             now = _cpu_seconds(broker_pid)
             if now is None:
                 return
@@ -202,8 +202,9 @@ def _relay_main(bootstrap: str, inputs: list[str], output: str, partitions: int,
         }
     )
     consumer.assign([TopicPartition(t, p, 0) for t in inputs for p in range(partitions)])
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True}
+    # The flow's own producer settings (linger, idempotence).
+    producer = make_producer(
+        load_settings(env={"SALVAGE_KAFKA__BOOTSTRAP_SERVERS": bootstrap}).kafka
     )
     while not stop.is_set():
         relayed = 0
@@ -428,8 +429,8 @@ def run_flow_once(
     batch_size: int,
     work: Path,
     warmup: int,
-    recovery: bool = False,
-    broker_pid: int | None = None,
+    recovery: bool,
+    broker_pid: int,
 ) -> dict[str, Any]:
     tag = f"bench{uuid.uuid4().hex[:6]}"
     env, names = flow_env(bootstrap, redis_url, batch_size, work, tag, recovery, None)
@@ -452,9 +453,9 @@ def run_flow_once(
                 break
             time.sleep(0.2)
         collector.seen.clear()
-        cpu_before = None if broker_pid is None else _cpu_seconds(broker_pid)
+        cpu_before = _cpu_seconds(broker_pid)
         sent, produced_for = produce_elsewhere(bootstrap, rest, names, rate, seconds)
-        cpu_after = None if broker_pid is None else _cpu_seconds(broker_pid)
+        cpu_after = _cpu_seconds(broker_pid)
         time.sleep(3)  # let the tail drain
     finally:
         stop_process(flow)

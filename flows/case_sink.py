@@ -28,19 +28,15 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from flows.dataflow import FlowStreams
+from flows.dataflow import RECORD_OUTPUTS, TAG_OF_OUTPUT, FlowStreams
 from flows.tagged import tagged_records
 from state.cases import CaseStore
 
 CaseRecord = tuple[str, dict[str, Any]]
 
-#: Output stream name -> record kind in the case store.
-KIND_OF_STREAM: dict[str, str] = {
-    "cases": "case",
-    "decisions": "decision",
-    "interventions": "intervention",
-    "outcomes": "outcome",
-}
+#: The kinds of record the case store keeps: the case step's views, decisions,
+#: interventions and outcomes (their tags in its output).
+_STORED_KINDS = frozenset(TAG_OF_OUTPUT[name] for name in (*RECORD_OUTPUTS, "cases"))
 
 
 def write_case_records(store: CaseStore, items: Iterable[CaseRecord]) -> int:
@@ -88,9 +84,6 @@ class CaseStoreSink(DynamicSink[CaseRecord]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _CasePartition:
         return _CasePartition(self.store_factory())
-
-
-_STORED_KINDS = frozenset(KIND_OF_STREAM.values())
 
 
 def case_records(streams: FlowStreams) -> Stream[CaseRecord]:
